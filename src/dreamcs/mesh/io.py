@@ -22,6 +22,7 @@ import numpy as np
 import trimesh
 
 from dreamcs.mesh.errors import MeshError
+from dreamcs.mesh.ply import read_ply
 from dreamcs.utils import atomic_write_bytes
 
 #: File extensions ``load_mesh`` reads (lower case, with the dot).
@@ -66,8 +67,14 @@ def _read_raw(p: Path, ext: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse ``p`` to flat ``vertices (V, 3)``, ``faces (F, 3)``, with scene transforms baked in."""
     try:
         if ext == ".ply" and _ply_has_tristrips(p):
-            return _read_ply_tristrips(p)
-        scene = trimesh.load_scene(str(p), file_type=ext[1:], process=False, skip_materials=True)
+            return read_ply(p)
+        try:
+            scene = trimesh.load_scene(str(p), file_type=ext[1:], process=False, skip_materials=True)
+        except Exception:
+            if ext != ".ply":
+                raise
+            # trimesh's binary PLY reader fails on mixed polygon sizes; ours reads them.
+            return read_ply(p)
         parts = [g for g in scene.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     except MeshError:
         raise
@@ -92,54 +99,7 @@ def _ply_has_tristrips(p: Path) -> bool:
     with open(p, "rb") as f:
         head = f.read(4096)
     end = head.find(b"end_header")
-    header = head if end < 0 else head[:end]
-    return b"element tristrips" in header
-
-
-def _read_ply_tristrips(p: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a PLY whose faces are triangle strips (``-1`` restarts a strip)."""
-    from trimesh.exchange import ply
-
-    with open(p, "rb") as f:
-        elements, is_ascii, _ = ply._parse_header(f)
-        (ply._ply_ascii if is_ascii else ply._ply_binary)(elements, f)
-    vdata = elements["vertex"]["data"]
-    vertices = np.column_stack([np.asarray(vdata[k], dtype=np.float64) for k in "xyz"])
-    tris = []
-    if "face" in elements and elements["face"].get("length"):
-        fdata = elements["face"]["data"]
-        key = next(k for k in ("vertex_indices", "vertex_index") if k in fdata)
-        for row in fdata[key]:
-            row = np.asarray(row, dtype=np.int64).ravel()
-            tris.extend(_fan(row))
-    sdata = elements["tristrips"]["data"]
-    key = next(k for k in ("vertex_indices", "vertex_index") if k in sdata)
-    for row in sdata[key]:
-        tris.append(_strip_to_triangles(np.asarray(row, dtype=np.int64).ravel()))
-    faces = np.concatenate(tris) if tris else np.zeros((0, 3), np.int64)
-    return vertices, faces
-
-
-def _fan(poly: np.ndarray) -> list[np.ndarray]:
-    if len(poly) < 3:
-        return []
-    k = np.arange(1, len(poly) - 1)
-    return [np.column_stack([np.full_like(k, poly[0]), poly[k], poly[k + 1]])]
-
-
-def _strip_to_triangles(strip: np.ndarray) -> np.ndarray:
-    """Triangles ``(T, 3)`` of one strip list; every other triangle is flipped to keep the winding."""
-    out = []
-    for part in np.split(strip, np.flatnonzero(strip < 0)):
-        part = part[part >= 0]
-        if len(part) < 3:
-            continue
-        i = np.arange(len(part) - 2)
-        tri = np.column_stack([part[i], part[i + 1], part[i + 2]])
-        odd = (i % 2) == 1
-        tri[odd] = tri[odd][:, [1, 0, 2]]
-        out.append(tri)
-    return np.concatenate(out) if out else np.zeros((0, 3), np.int64)
+    return b"element tristrips" in (head if end < 0 else head[:end])
 
 
 def _clean(p: Path, vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
