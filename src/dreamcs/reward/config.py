@@ -1,0 +1,69 @@
+"""RewardCS hyperparameters: one dataclass, written beside the weights as ``config.yaml``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class RewardCSConfig:
+    """The reward model's hyperparameters (its ``__init__`` arguments)."""
+
+    dim: int = 256
+    """Token width D of the mesh encoder and of the fused embedding."""
+    depth: int = 6
+    """Self-attention blocks in the mesh encoder."""
+    heads: int = 8
+    """Attention heads (dim must be divisible by heads)."""
+    cross_depth: int = 2
+    """Cross-attention blocks from mesh tokens to text tokens."""
+    mlp_ratio: float = 4.0
+    """Hidden width of each block's MLP, as a multiple of dim."""
+    dropout: float = 0.0
+    """Dropout in attention and MLPs (training only)."""
+    faces_per_patch: int = 64
+    """K: faces per patch; the patch embedding reads K x in_features numbers."""
+    in_features: int = 10
+    """Face feature channels (MeshMAE's 10)."""
+    pos_hidden: int = 128
+    """Hidden width of the positional MLP on patch centres."""
+    head_hidden: int = 256
+    """Hidden width of the reward head MLP."""
+    reward_bias: float = 2.5
+    """Initial bias of the reward head: the middle of the 0-5 score range."""
+    text_encoder: str = "minilm"
+    """Text encoder spec (minilm, clip:PATH_OR_ID, hash[:D]); its weights are never saved here."""
+    text_max_length: int = 64
+    """Prompt tokens kept by the text encoder."""
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads != 0:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        for name in ("dim", "depth", "heads", "faces_per_patch", "in_features"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # for the CPU
+    "small": dict(dim=256, depth=6, heads=8, cross_depth=2, head_hidden=256),
+    # the paper's size (MeshMAE base)
+    "base": dict(dim=768, depth=12, heads=12, cross_depth=2, head_hidden=768),
+    # for tests and smoke runs
+    "tiny": dict(dim=32, depth=1, heads=4, cross_depth=1, head_hidden=32, pos_hidden=32),
+}
+
+
+def preset(name: str, **overrides: Any) -> RewardCSConfig:
+    """``RewardCSConfig`` of a named preset (small, base, tiny) with field overrides."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown RewardCS preset {name!r}; known: {', '.join(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(RewardCSConfig)}
+    bad = set(overrides) - fields
+    if bad:
+        raise KeyError(f"unknown RewardCSConfig fields: {', '.join(sorted(bad))}")
+    return RewardCSConfig(**{**PRESETS[name], **overrides})

@@ -1,0 +1,90 @@
+"""Transformer pieces: pre-norm attention blocks (self or cross) and the MeshMAE-style encoder."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention; queries from x, keys/values from ctx (ctx = x for self-attention)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, ctx_dim: int | None = None) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(ctx_dim or dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor | None = None) -> Tensor:
+        """x (B, N, D), ctx (B, L, Dc), ctx_mask (B, L) bool, True = attend -> (B, N, D)."""
+        q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.heads)
+        k, v = rearrange(self.kv(ctx), "b l (two h d) -> two b h l d", two=2, h=self.heads)
+        mask = None if ctx_mask is None else ctx_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN x [, LN ctx]) then x + MLP(LN x)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float, cross: bool = False) -> None:
+        super().__init__()
+        self.cross = cross
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm_ctx = nn.LayerNorm(dim) if cross else nn.Identity()
+        self.attn = Attention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, ctx: Tensor | None = None, ctx_mask: Tensor | None = None) -> Tensor:
+        h = self.norm1(x)
+        kv = self.norm_ctx(ctx) if self.cross else h
+        x = x + self.drop(self.attn(h, kv, ctx_mask if self.cross else None))
+        return x + self.mlp(self.norm2(x))
+
+
+class MeshEncoder(nn.Module):
+    """MeshMAE-style: each patch's K x C face features flattened -> Linear -> LayerNorm, plus a
+    positional MLP on the patch centre; a cls token; ``depth`` self-attention blocks."""
+
+    def __init__(
+        self, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
+        faces_per_patch: int, in_features: int, pos_hidden: int,
+    ) -> None:
+        super().__init__()
+        self.faces_per_patch, self.in_features = faces_per_patch, in_features
+        self.patch_embed = nn.Sequential(nn.Linear(faces_per_patch * in_features, dim), nn.LayerNorm(dim))
+        self.pos_embed = nn.Sequential(nn.Linear(3, pos_hidden), nn.GELU(), nn.Linear(pos_hidden, dim))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+
+    def check(self, features: Tensor, centers: Tensor) -> None:
+        k, c = self.faces_per_patch, self.in_features
+        if features.dim() != 4 or features.shape[2:] != (k, c):
+            raise ValueError(f"features must be (B, P, {k}, {c}), got {tuple(features.shape)}")
+        if centers.shape != (*features.shape[:2], 3):
+            raise ValueError(f"centers must be (B, P, 3) = {(*features.shape[:2], 3)}, got {tuple(centers.shape)}")
+
+    def embed(self, features: Tensor, centers: Tensor) -> Tensor:
+        """features (B, P, K, C), centers (B, P, 3) -> patch tokens (B, P, D), position included."""
+        self.check(features, centers)
+        return self.patch_embed(rearrange(features, "b p k c -> b p (k c)")) + self.pos_embed(centers)
+
+    def run(self, tokens: Tensor) -> Tensor:
+        """tokens (B, N, D) -> (B, 1 + N, D) with the cls token first, through the blocks."""
+        x = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], 1)
+        for blk in self.blocks:
+            x = blk(x)
+        return x
+
+    def forward(self, features: Tensor, centers: Tensor) -> Tensor:
+        """features (B, P, K, C), centers (B, P, 3) -> tokens (B, 1 + P, D)."""
+        return self.run(self.embed(features, centers))

@@ -1,0 +1,135 @@
+"""RewardCS: shapes, masks, save/load, gradients to vertex positions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dreamcs.reward import PRESETS, RewardCS, RewardCSConfig, preset
+
+from reward_helpers import mesh_core, random_batch, tiny_model
+
+
+def test_forward_shapes_and_unit_embedding():
+    model = tiny_model()
+    f, c = random_batch()
+    out = model(f, c, ["a chair", "a table", "a red lamp"])
+    assert out.reward.shape == (3,) and out.embedding.shape == (3, 32)
+    torch.testing.assert_close(out.embedding.norm(dim=-1), torch.ones(3))
+    assert torch.isfinite(out.reward).all()
+
+
+def test_text_padding_does_not_change_result():
+    model = tiny_model().eval()
+    f, c = random_batch(2)
+    both = model(f, c, ["a", "a much longer prompt with many many words in it"])
+    alone = model(f[:1], c[:1], ["a"])
+    torch.testing.assert_close(both.reward[0], alone.reward[0], atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_changes_reward():
+    model = tiny_model().eval()
+    f, c = random_batch(1)
+    r1 = model(f, c, ["a chair"]).reward
+    r2 = model(f, c, ["a rocket in space"]).reward
+    assert not torch.allclose(r1, r2)
+
+
+def test_text_encoder_not_in_state_dict():
+    model = tiny_model(text_encoder="minilm")
+    assert not any("text_encoder" in k for k in model.state_dict())
+    assert all(p.requires_grad for p in model.parameters())
+    assert model.text_encoder.dim == 384
+
+
+def test_bad_shapes():
+    model = tiny_model()
+    f, c = random_batch(2)
+    with pytest.raises(ValueError, match=r"features must be \(B, P, 8, 10\)"):
+        model(f[..., :5], c, ["a", "b"])
+    with pytest.raises(ValueError, match="centers"):
+        model(f, c[:, :3], ["a", "b"])
+    with pytest.raises(ValueError, match="2 meshes"):
+        model(f, c, ["a"])
+    with pytest.raises(ValueError, match="divisible"):
+        RewardCSConfig(dim=30, heads=4)
+    with pytest.raises(KeyError, match="preset"):
+        preset("huge")
+
+
+def test_presets():
+    assert PRESETS["small"]["dim"] == 256 and PRESETS["small"]["depth"] == 6 and PRESETS["small"]["heads"] == 8
+    assert PRESETS["base"]["dim"] == 768 and PRESETS["base"]["depth"] == 12 and PRESETS["base"]["heads"] == 12
+
+
+def test_save_load_identical(tmp_path):
+    model = tiny_model(seed=3)
+    f, c = random_batch(4, seed=1)
+    prompts = ["a", "b c", "d", "a chair"]
+    model.eval()
+    before = model(f, c, prompts)
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "config.yaml").is_file()
+    loaded = RewardCS.from_pretrained(tmp_path / "m")
+    after = loaded(f, c, prompts)
+    assert torch.equal(before.reward, after.reward) and torch.equal(before.embedding, after.embedding)
+    assert loaded.config == model.config
+
+
+def test_from_pretrained_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        RewardCS.from_pretrained(tmp_path)
+    tiny_model().save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        RewardCS.from_pretrained(tmp_path / "m")
+
+
+def test_gradient_reaches_features():
+    model = tiny_model()
+    f, c = random_batch(2)
+    f.requires_grad_(True)
+    c.requires_grad_(True)
+    model(f, c, ["a", "b"]).reward.sum().backward()
+    assert f.grad.abs().sum() > 0 and c.grad.abs().sum() > 0
+
+
+def _cube_patched(mesh, k: int = 8):
+    import trimesh
+
+    tm = trimesh.creation.icosphere(subdivisions=3)
+    return mesh.fuse(mesh.normalize(tm), n_patches=16, faces_per_patch=k)
+
+
+def test_gradient_reaches_vertices_and_input_vertices():
+    mesh = mesh_core()
+    model = tiny_model()
+    pm = _cube_patched(mesh)
+    v = torch.as_tensor(pm.vertices, dtype=torch.float32).requires_grad_(True)
+    r = model.reward_from_vertices(v, pm.faces, "a ball")
+    assert r.shape == ()
+    (g,) = torch.autograd.grad(r, v)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    # through the fusion map back to the input mesh's vertices
+    v_in = torch.as_tensor(np.asarray(pm.W.shape[1] and _input_vertices(pm)), dtype=torch.float32).requires_grad_(True)
+    r2 = model.reward_from_vertices(pm.vertices_from(v_in), pm.faces, "a ball")
+    (g2,) = torch.autograd.grad(r2, v_in)
+    assert torch.isfinite(g2).all() and g2.abs().sum() > 0
+
+
+def _input_vertices(pm):
+    """Input vertices that reproduce pm.vertices through W (least squares, exact when W selects)."""
+    import scipy.sparse.linalg as sla
+
+    return np.stack([sla.lsqr(pm.W, pm.vertices[:, i])[0] for i in range(3)], 1)
+
+
+def test_score_file_and_patched(sample_dir):
+    mesh = mesh_core()
+    model = tiny_model(faces_per_patch=64)
+    path = sorted(sample_dir.glob("*.obj"))[0]
+    s1 = model.score(path, "a chair")
+    pm = mesh.fuse(mesh.normalize(mesh.load_mesh(path)))
+    s2 = model.score(pm, "a chair")
+    assert isinstance(s1, float) and s1 == pytest.approx(s2, abs=1e-5)
