@@ -1,0 +1,64 @@
+"""``stable-diffusion`` guidance through diffusers: SD 1.5 / 2.1 base (or any folder in the
+diffusers layout: ``unet/``, ``vae/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``).
+
+``cfg.pretrained`` is a local folder or a hub id (transformers/diffusers resolve it and honour
+``HF_HUB_OFFLINE``). On a GPU with ``half_precision`` the UNet, VAE and text encoder run in
+float16; the SDS gradient itself is computed in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from dreamcs.generate.guidance.base import GUIDANCE, Guidance, GuidanceConfig, resize_images
+
+
+@GUIDANCE.register("stable-diffusion")
+class StableDiffusionGuidance(Guidance):
+    """Latent-space SDS: images are resized to ``cfg.image_size`` and encoded by the VAE."""
+
+    def __init__(self, cfg: GuidanceConfig, device: str | torch.device = "cpu") -> None:
+        super().__init__(cfg)
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        if not cfg.pretrained:
+            raise ValueError("guidance.pretrained must name a Stable Diffusion folder or hub id "
+                             "(e.g. stable-diffusion-v1-5/stable-diffusion-v1-5)")
+        path = cfg.pretrained
+        device = torch.device(device)
+        dtype = torch.float16 if (cfg.half_precision and device.type == "cuda") else torch.float32
+        try:
+            self.tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
+            self.text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtype)
+            self.vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
+            self.unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype)
+            scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+        except (OSError, ValueError) as e:
+            raise OSError(f"{path}: could not load Stable Diffusion components: {e}".split("\n")[0]) from e
+        for m in (self.text_encoder, self.vae, self.unet):
+            m.requires_grad_(False).eval()
+        self.to(device)
+        self._set_schedule(scheduler)
+        self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
+    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Optional[Tensor]]]:
+        # SD was trained on full 77-token padded sequences without a mask: keep them as they are.
+        batch = self.tokenizer(
+            texts, padding="max_length", max_length=self.tokenizer.model_max_length,
+            truncation=True, return_tensors="pt",
+        )
+        ids = batch.input_ids.to(self.text_encoder.device)
+        hidden = self.text_encoder(ids)[0].float().cpu()
+        return [(hidden[i], None) for i in range(len(texts))]
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        x = resize_images(images.to(self.device, torch.float32), self.cfg.image_size)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = (x * 2.0 - 1.0).to(self.vae.dtype)
+        posterior = self.vae.encode(x).latent_dist
+        return (posterior.sample() * self.scaling_factor).float()
