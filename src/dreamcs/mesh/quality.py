@@ -65,7 +65,7 @@ def quality_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
     repeated = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 2] == f[:, 0])
     tiny = areas <= DEGENERATE_REL_AREA * float(extent.max()) ** 2
     degenerate = repeated | tiny
-    dup = n_f - len(np.unique(np.sort(f, axis=1), axis=0))
+    dup = n_f - _count_unique_rows(np.sort(f, axis=1), len(v))
 
     # Directed edges (3F, 2): face i contributes (a,b), (b,c), (c,a); self-loops dropped.
     directed = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
@@ -75,28 +75,31 @@ def quality_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
     lo = directed.min(axis=1)
     hi = directed.max(axis=1)
     key = lo * (int(len(v)) + 1) + hi  # unique int per undirected edge
-    uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    # One sort groups the directed edges by undirected edge (cheaper than np.unique + argsort).
+    order = np.argsort(key)
+    ks = key[order]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    group = np.cumsum(np.r_[True, ks[1:] != ks[:-1]]) - 1  # undirected edge id, sorted order
+    n_edges = len(starts)
+    counts = np.bincount(group, minlength=n_edges)
     boundary = int((counts == 1).sum())
     nonmanifold = int((counts > 2).sum())
 
     # Winding: a consistent interior edge is traversed once as (lo, hi) and once as (hi, lo).
-    forward = (directed[:, 0] < directed[:, 1]).astype(np.int64)
-    fwd_per_edge = np.bincount(inverse, weights=forward, minlength=len(uniq))
+    forward = (directed[order, 0] < directed[order, 1]).astype(np.float64)
+    fwd_per_edge = np.bincount(group, weights=forward, minlength=n_edges)
     inconsistent = int(((counts == 2) & (fwd_per_edge != 1)).sum())
 
     # Components: link every face on an edge to the first face listed on that edge.
-    order = np.argsort(inverse, kind="stable")
-    inv_sorted = inverse[order]
     faces_sorted = edge_face[order]
-    first_idx = np.searchsorted(inv_sorted, inv_sorted)  # index of each group's first entry
-    a, b = faces_sorted, faces_sorted[first_idx]
+    a, b = faces_sorted, faces_sorted[starts[group]]
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n_f, n_f))
     n_comp, labels = connected_components(graph, directed=False)
     comp_area = np.bincount(labels, weights=areas, minlength=n_comp)
     comp_faces = np.bincount(labels, minlength=n_comp)
     biggest = int(np.argmax(comp_area)) if comp_area.max() > 0 else int(np.argmax(comp_faces))
     total_area = float(areas.sum())
-    outside = 1.0 - comp_area[biggest] / total_area if total_area > 0 else 0.0
+    outside = (total_area - comp_area[biggest]) / total_area if total_area > 0 else 0.0
 
     watertight = boundary == 0 and nonmanifold == 0
     volume = None
@@ -105,7 +108,7 @@ def quality_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
         volume = float(abs(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0)
 
     out.update(
-        n_edges=int(len(uniq)),
+        n_edges=int(n_edges),
         n_components=int(n_comp),
         largest_component_faces=int(comp_faces[biggest]),
         area_outside_largest=float(max(0.0, outside)),
@@ -121,3 +124,12 @@ def quality_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
         extent=[float(x) for x in extent],
     )
     return out
+
+
+def _count_unique_rows(rows: np.ndarray, n_vertices: int) -> int:
+    """Number of distinct rows of ``rows (F, 3)`` of vertex indices in [0, n_vertices)."""
+    base = n_vertices + 1
+    if base**3 < 2**62:  # pack each row into one int64 key (a sort of ints beats unique(axis=0))
+        key = (rows[:, 0] * base + rows[:, 1]) * base + rows[:, 2]
+        return len(np.unique(key))
+    return len(np.unique(rows, axis=0))
