@@ -1,0 +1,216 @@
+"""Tetrahedral grids made by the project: a cube lattice cut into 6 tetrahedra per cube.
+
+Every cube is split along its main diagonal (Kuhn / Freudenthal subdivision): one tetrahedron per
+path 000 -> 111 through the cube's corners, so all cubes are cut the same way and the grid is
+conforming. Every edge of a tetrahedron joins corners ``a`` and ``a + d`` with ``d`` one of seven
+directions in {0,1}^3, which lets :mod:`marching_tets` find crossings by slicing the lattice.
+
+Layout (``R`` = resolution, ``M = (R+1)^3``):
+
+- vertex ``(i, j, k)`` (x, y, z lattice indices) has index ``i*(R+1)^2 + j*(R+1) + k``;
+- cube ``(i, j, k)`` has index ``c = i*R^2 + j*R + k`` and owns tetrahedra ``6c .. 6c+5``;
+- an edge has a *lattice key* ``d*M + a`` (direction ``d``, lower vertex ``a``); ``edges`` lists
+  the valid keys in increasing order, and ``tet_edges`` indexes into that list.
+
+The unique edge list and the tet -> edge map are made once per grid (no ``torch.unique`` per step)
+and cached on disk as ``.npz``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dreamcs.utils import atomic_write_bytes
+
+#: The seven edge directions of the Kuhn subdivision, as (dx, dy, dz).
+EDGE_DIRS = np.array(
+    [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)], dtype=np.int64
+)
+#: Local tetrahedron edges (pairs of corner slots), the order shared with ``marching_tets``.
+TET_EDGE_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+
+_CACHE_VERSION = 1
+
+
+def _kuhn_tets() -> np.ndarray:
+    """(6, 4, 3) corner offsets of the 6 tetrahedra of a unit cube, each positively oriented."""
+    tets = []
+    for perm in itertools.permutations(range(3)):
+        corner = np.zeros(3, dtype=np.int64)
+        path = [corner.copy()]
+        for axis in perm:
+            corner[axis] += 1
+            path.append(corner.copy())
+        t = np.stack(path)
+        if np.linalg.det((t[1:] - t[0]).astype(np.float64)) < 0:
+            t = t[[0, 1, 3, 2]]  # an odd permutation: swap two corners to make the volume positive
+        tets.append(t)
+    return np.stack(tets)
+
+
+KUHN_TETS = _kuhn_tets()
+
+
+def _dir_index(delta: np.ndarray) -> np.ndarray:
+    """Direction index (0..6) of each offset in ``delta (..., 3)`` (entries in {0, 1})."""
+    code = delta[..., 0] * 4 + delta[..., 1] * 2 + delta[..., 2]
+    lut = np.full(8, -1, dtype=np.int64)
+    for d, (dx, dy, dz) in enumerate(EDGE_DIRS):
+        lut[dx * 4 + dy * 2 + dz] = d
+    out = lut[code]
+    if (out < 0).any():
+        raise AssertionError("a Kuhn edge outside the seven directions")
+    return out
+
+
+def local_tet_tables(resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per local tet type: corner vertex offsets ``(6, 4)`` and edge lattice-key offsets ``(6, 6)``.
+
+    Add a cube's lower-corner vertex index to get global vertex indices / edge lattice keys.
+    """
+    n = resolution + 1
+    m = n**3
+    lin = np.array([n * n, n, 1], dtype=np.int64)
+    corner_off = KUHN_TETS @ lin  # (6, 4)
+    edge_off = np.zeros((6, 6), dtype=np.int64)
+    for e, (a, b) in enumerate(TET_EDGE_PAIRS):
+        ca, cb = KUHN_TETS[:, a], KUHN_TETS[:, b]
+        lo = np.where((cb - ca).min(axis=1, keepdims=True) >= 0, ca, cb)
+        hi = np.where((cb - ca).min(axis=1, keepdims=True) >= 0, cb, ca)
+        edge_off[:, e] = _dir_index(hi - lo) * m + lo @ lin
+    return corner_off, edge_off
+
+
+def build_tetgrid_arrays(resolution: int) -> dict[str, np.ndarray]:
+    """Build vertices (M, 3) float32 in [-1, 1]^3, tets (6 R^3, 4), edges (E, 2), tet_edges (6 R^3, 6)."""
+    if resolution < 1:
+        raise ValueError(f"tet grid resolution must be >= 1, got {resolution}")
+    r, n = resolution, resolution + 1
+    m = n**3
+    ax = np.linspace(-1.0, 1.0, n, dtype=np.float32)
+    vertices = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
+
+    idx = np.arange(r, dtype=np.int64)
+    base = (idx[:, None, None] * n * n + idx[None, :, None] * n + idx[None, None, :]).reshape(-1)
+    corner_off, edge_off = local_tet_tables(r)
+    tets = (base[:, None, None] + corner_off[None]).reshape(-1, 4)
+    keys = (base[:, None, None] + edge_off[None]).reshape(-1, 6)
+
+    # Valid lattice keys: direction d from vertex a stays inside the lattice.
+    ijk = np.stack(np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij"), -1)
+    ijk = ijk.reshape(-1, 3)
+    lin = np.array([n * n, n, 1], dtype=np.int64)
+    valid_keys = []
+    for d, delta in enumerate(EDGE_DIRS):
+        ok = ((ijk + delta) <= r).all(axis=1)
+        valid_keys.append(d * m + np.nonzero(ok)[0])
+    valid = np.concatenate(valid_keys)  # increasing by construction
+    a = valid % m
+    b = a + EDGE_DIRS[valid // m] @ lin
+    edges = np.stack([a, b], 1)
+    tet_edges = np.searchsorted(valid, keys)
+    dtype = np.int32 if m * 7 < 2**31 else np.int64
+    return {
+        "vertices": vertices,
+        "tets": tets.astype(dtype),
+        "edges": edges.astype(dtype),
+        "tet_edges": tet_edges.astype(dtype),
+        "edge_keys": valid.astype(np.int64),
+    }
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("DREAMCS_CACHE", Path.home() / ".cache" / "dreamcs")) / "tetgrids"
+
+
+@dataclass
+class TetGrid:
+    """A lattice tetrahedral grid. All index tensors are int64 on ``device``.
+
+    vertices: (M, 3) float32, M = (R+1)^3, in [-scale, scale]^3
+    tets: (T, 4), T = 6 R^3, positively oriented
+    edges: (E, 2) unique edges, lower vertex first
+    tet_edges: (T, 6) index into ``edges`` for the local pairs ``TET_EDGE_PAIRS``
+    """
+
+    resolution: int
+    scale: float
+    vertices: torch.Tensor
+    tets: torch.Tensor
+    edges: torch.Tensor
+    tet_edges: torch.Tensor
+
+    @property
+    def cell_size(self) -> float:
+        return 2.0 * self.scale / self.resolution
+
+    @property
+    def num_vertices(self) -> int:
+        return self.vertices.shape[0]
+
+    def to(self, device: torch.device | str) -> TetGrid:
+        return TetGrid(
+            self.resolution,
+            self.scale,
+            self.vertices.to(device),
+            self.tets.to(device),
+            self.edges.to(device),
+            self.tet_edges.to(device),
+        )
+
+    def extract(
+        self, sdf: torch.Tensor, vertices: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Marching tets on this grid: ``sdf (M,)``, optional deformed ``vertices (M, 3)``."""
+        from dreamcs.generate.marching_tets import marching_tetrahedra
+
+        verts = self.vertices if vertices is None else vertices
+        return marching_tetrahedra(verts, self.tets, sdf, self.edges, self.tet_edges, grid=self)
+
+
+def load_tetgrid(
+    resolution: int,
+    *,
+    scale: float = 1.0,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    device: torch.device | str = "cpu",
+) -> TetGrid:
+    """The grid at ``resolution`` (cubes per side), from the disk cache or built (and cached).
+
+    The cache file ``tetgrid_r{R}_v{version}.npz`` is written atomically; a corrupt or mismatched
+    file is rebuilt rather than trusted.
+    """
+    arrays = None
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = path / f"tetgrid_r{resolution}_v{_CACHE_VERSION}.npz"
+    if use_cache and path.is_file():
+        try:
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in ("vertices", "tets", "edges", "tet_edges")}
+            if arrays["tets"].shape != (6 * resolution**3, 4):
+                arrays = None
+        except (OSError, ValueError, KeyError):
+            arrays = None  # a torn or foreign file: rebuild and overwrite it
+    if arrays is None:
+        arrays = build_tetgrid_arrays(resolution)
+        if use_cache:
+            import io
+
+            buf = io.BytesIO()
+            np.savez(buf, **{k: arrays[k] for k in ("vertices", "tets", "edges", "tet_edges")})
+            atomic_write_bytes(path, buf.getvalue())
+    return TetGrid(
+        resolution=resolution,
+        scale=float(scale),
+        vertices=torch.from_numpy(arrays["vertices"] * np.float32(scale)).to(device),
+        tets=torch.from_numpy(arrays["tets"].astype(np.int64)).to(device),
+        edges=torch.from_numpy(arrays["edges"].astype(np.int64)).to(device),
+        tet_edges=torch.from_numpy(arrays["tet_edges"].astype(np.int64)).to(device),
+    )
