@@ -112,7 +112,7 @@ def _clean(p: Path, vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
         raise MeshError(p, f"face index out of range (vertex count {len(vertices)})")
     bad = ~np.isfinite(vertices).all(axis=1)
     if bad.any():
-        raise MeshError(p, f"{int(bad.sum())} vertices with NaN or infinite coordinates")
+        raise MeshError(p, f"NaN or infinite coordinates in {int(bad.sum())} of {len(vertices)} vertices")
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
     mesh.merge_vertices(merge_tex=True, merge_norm=True)
     mesh.update_faces(mesh.nondegenerate_faces())

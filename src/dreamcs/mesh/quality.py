@@ -99,7 +99,8 @@ def quality_arrays(vertices: np.ndarray, faces: np.ndarray) -> dict[str, Any]:
     comp_faces = np.bincount(labels, minlength=n_comp)
     biggest = int(np.argmax(comp_area)) if comp_area.max() > 0 else int(np.argmax(comp_faces))
     total_area = float(areas.sum())
-    outside = (total_area - comp_area[biggest]) / total_area if total_area > 0 else 0.0
+    comp_total = float(comp_area.sum())  # same summation as comp_area: one component gives exactly 0
+    outside = (comp_total - comp_area[biggest]) / comp_total if comp_total > 0 else 0.0
 
     watertight = boundary == 0 and nonmanifold == 0
     volume = None
