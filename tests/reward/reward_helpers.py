@@ -28,3 +28,39 @@ def mesh_core():
     if not all(hasattr(mesh, n) for n in needed):
         pytest.skip("mesh core (fuse, patch_features) not available yet")
     return mesh
+
+
+class SyntheticPrefDataset(torch.utils.data.Dataset):
+    """Items in MeshPrefDataset's dict format; preferred and dispreferred features differ in mean.
+
+    Prompts repeat across classes (so same-prompt pairs exist for Bradley-Terry).
+    """
+
+    PROMPTS = ["a chair", "a table", "a lamp", "a vase"]
+
+    def __init__(self, n_pos: int = 10, n_neg: int = 12, p: int = 12, k: int = 8, seed: int = 0, shift: float = 0.6):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for i in range(n_pos + n_neg):
+            label = 1 if i < n_pos else 0
+            f = torch.randn(p, k, 10, generator=g) + (shift if label else -shift)
+            c = torch.rand(p, 3, generator=g) * 2 - 1
+            score = (4.5 if label else 1.5) + 0.3 * float(torch.randn((), generator=g))
+            self.items.append(dict(features=f, centers=c, score=score, label=label,
+                                   prompt=self.PROMPTS[i % len(self.PROMPTS)], id=f"s{i}",
+                                   object_id=f"o{i}", source="synthetic"))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def tiny_train_config(**kw):
+    from dreamcs.reward.train import TrainConfig
+
+    model = preset("tiny", text_encoder="hash:16", faces_per_patch=8, **kw.pop("model", {}))
+    base = dict(steps=6, batch_size=6, warmup_steps=2, log_every=1, checkpoint_every=3, progress=False, lr=1e-3)
+    base.update(kw)
+    return TrainConfig(model=model, **base)

@@ -1,0 +1,269 @@
+"""Training RewardCS on an unpaired preference dataset.
+
+    loss = MSE(reward, score) + lambda_cs * (-D_CS(embeddings of preferred, of dispreferred))
+
+``loss_type="mse"`` drops the divergence (the lambda = 0 baseline); ``"bradley_terry"`` is the
+paired baseline (Reward3D's): -log sigmoid(r_preferred - r_dispreferred) over same-prompt pairs.
+
+Determinism: the batch at step s and the dropout seed at step s are functions of (seed, s), and
+optimizer / scheduler state is checkpointed, so ``resume`` ends with the same weights as an
+uninterrupted run. Works under ``torchrun`` (DDP; gloo on the CPU, nccl on GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from dreamcs.config import config_to_dict, save_config
+from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dreamcs.reward.config import RewardCSConfig
+from dreamcs.reward.cs_divergence import cs_divergence
+from dreamcs.reward.model import RewardCS
+from dreamcs.reward.sampler import BalancedBatchSampler, PairedBatchSampler
+from dreamcs.utils import append_jsonl, atomic_write_text, read_jsonl, seed_everything
+
+LOSS_TYPES = ("cs", "mse", "bradley_terry")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a reward training run needs besides the data."""
+
+    model: RewardCSConfig = field(default_factory=RewardCSConfig)
+    """The reward model's hyperparameters (defaults: the small preset)."""
+    loss_type: str = "cs"
+    """cs (MSE + lambda_cs * -D_CS), mse (lambda = 0), or bradley_terry (paired)."""
+    lambda_cs: float = 1.0
+    """Weight of the -D_CS term (loss_type=cs)."""
+    sigma: float | None = None
+    """CS kernel bandwidth; None: the median heuristic per batch."""
+    steps: int = 2000
+    batch_size: int = 32
+    pos_fraction: float | None = None
+    """Share of preferred items per batch; None: half."""
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    """The cosine decays to lr * min_lr_ratio."""
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    device: str = "cpu"
+    init: str | None = None
+    """A pretrain run (or RewardCS folder) whose mesh encoder weights start the model."""
+    progress: bool = True
+    """Show a rich progress bar."""
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """MeshPrefDataset item dicts -> a batch: features (B, P, K, 10), centers (B, P, 3), score (B,),
+    label (B,), prompt list."""
+    return {
+        "features": torch.stack([torch.as_tensor(it["features"], dtype=torch.float32) for it in items]),
+        "centers": torch.stack([torch.as_tensor(it["centers"], dtype=torch.float32) for it in items]),
+        "score": torch.tensor([float(it["score"]) for it in items], dtype=torch.float32),
+        "label": torch.tensor([int(it["label"]) for it in items], dtype=torch.long),
+        "prompt": [str(it["prompt"]) for it in items],
+    }
+
+
+def dataset_column(dataset: Dataset, key: str) -> list[Any]:
+    """One column of a dataset; uses a ``.column(key)`` / ``.labels`` fast path when the dataset has one."""
+    if hasattr(dataset, "column"):
+        return list(dataset.column(key))
+    return [dataset[i][key] for i in range(len(dataset))]  # type: ignore[arg-type]
+
+
+def compute_loss(out_reward: Tensor, embedding: Tensor, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
+    """The configured loss and its parts for logging."""
+    label, score = batch["label"], batch["score"]
+    logs: dict[str, float] = {}
+    if cfg.loss_type == "bradley_terry":
+        # PairedBatchSampler lays batches out as [p1, d1, p2, d2, ...]
+        r = out_reward.view(-1, 2)
+        loss = -F.logsigmoid(r[:, 0] - r[:, 1]).mean()
+        logs["loss_bt"] = float(loss.detach())
+        logs["pair_acc"] = float((r[:, 0] > r[:, 1]).float().mean())
+        return loss, logs
+    mse = F.mse_loss(out_reward, score)
+    logs["loss_mse"] = float(mse.detach())
+    loss = mse
+    pos, neg = embedding[label == 1], embedding[label == 0]
+    if len(pos) and len(neg):
+        d = cs_divergence(pos, neg, sigma=cfg.sigma)
+        logs["d_cs"] = float(d.detach())
+        if cfg.loss_type == "cs" and cfg.lambda_cs != 0:
+            loss = loss + cfg.lambda_cs * (-d)
+    return loss, logs
+
+
+def lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def load_init(model: RewardCS, init: str | os.PathLike) -> int:
+    """Copy the mesh encoder weights of a pretrain run / RewardCS folder into ``model``."""
+    from safetensors.torch import load_file
+
+    path = Path(init) / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; --init needs a `reward pretrain` run or a RewardCS folder")
+    state = {k: v for k, v in load_file(str(path)).items() if k.startswith("mesh_encoder.")}
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+    if not state or bad:
+        raise ValueError(f"{path}: mesh encoder weights do not fit this model ({len(state)} found, mismatched: {bad[:3]})")
+    model.load_state_dict(state, strict=False)
+    return len(state)
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume: bool = False) -> RewardCS:
+    """Train on ``dataset`` (items as MeshPrefDataset's dicts) into ``out_dir``; returns the model.
+
+    Under torchrun, call ``torch.distributed.init_process_group`` first (``init_distributed()``);
+    only rank 0 writes files.
+    """
+    out = Path(out_dir)
+    rank, world = _dist()
+    seed_everything(cfg.seed)
+    model = RewardCS(cfg.model).to(cfg.device)
+    if cfg.init:
+        load_init(model, cfg.init)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "token" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "token" not in n)]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    start = 0
+    if resume:
+        ck = latest_checkpoint(out)
+        if ck is not None:
+            start = int(load_checkpoint(ck, model, opt, sched)["step"])
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+        _truncate_metrics(out / "metrics.jsonl", start)
+    labels = [int(y) for y in dataset_column(dataset, "label")]
+    if cfg.loss_type == "bradley_terry":
+        sampler: Any = PairedBatchSampler(labels, dataset_column(dataset, "prompt"), cfg.batch_size, cfg.steps,
+                                          cfg.seed, start, rank, world)
+    else:
+        sampler = BalancedBatchSampler(labels, cfg.batch_size, cfg.steps, cfg.seed, start, cfg.pos_fraction, rank, world)
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    writer = _tensorboard(out) if rank == 0 else None
+    model.train()
+    t0, seen = time.perf_counter(), 0
+    with _progress(cfg.progress and rank == 0, cfg.steps, start) as advance:
+        for step in range(start, cfg.steps):
+            batch = collate([dataset[i] for i in sampler.batch(step)])
+            # Dropout draws from a stream seeded by (seed, step): identical whether resumed or not.
+            torch.manual_seed((cfg.seed * 1_000_003 + step) % (2**63))
+            o = net(batch["features"].to(cfg.device), batch["centers"].to(cfg.device), batch["prompt"])
+            batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
+            loss, logs = compute_loss(o.reward, o.embedding, batch, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            seen += len(batch["prompt"]) * world
+            done = step + 1
+            if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+                rec = {"step": done, "loss": float(loss.detach()), **logs, "grad_norm": float(gnorm),
+                       "lr": sched.get_last_lr()[0], "meshes_per_s": seen / (time.perf_counter() - t0)}
+                append_jsonl(out / "metrics.jsonl", rec)
+                if writer is not None:
+                    for k, v in rec.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, done)
+            if rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                save_checkpoint(out, done, model, opt, sched, {"loss": float(loss.detach())}, cfg.keep_checkpoints)
+            advance(float(loss.detach()))
+    if writer is not None:
+        writer.close()
+    if rank == 0:
+        model.save_pretrained(out)
+        atomic_write_text(out / "train_config.json", json.dumps(config_to_dict(cfg)))
+    return model.eval()
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metric lines past the checkpoint (they will be logged again)."""
+    keep = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= step]
+    if path.exists() or keep:
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def _tensorboard(out: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: metrics.jsonl only
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+class _progress:
+    """A rich progress bar with the loss; a no-op when disabled."""
+
+    def __init__(self, enabled: bool, total: int, start: int) -> None:
+        self.enabled, self.total, self.start = enabled, total, start
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda loss: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("reward train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn())
+        self.bar.start()
+        task = self.bar.add_task("train", total=self.total, completed=self.start, loss=float("nan"))
+        return lambda loss: self.bar.update(task, advance=1, loss=loss)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def init_distributed(backend: str | None = None) -> tuple[int, int]:
+    """Join the process group torchrun set up (RANK, WORLD_SIZE, MASTER_ADDR env); no-op alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    return _dist()
+
+
+__all__ = ["TrainConfig", "train", "compute_loss", "collate", "init_distributed"]
