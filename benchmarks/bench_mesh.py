@@ -1,0 +1,139 @@
+"""Mesh core speed over the shared meshes, on one thread.
+
+For every mesh under ../shared/data/meshes: load, normalise + simplify to 16,384 faces, fuse to
+256 x 64, and MeshMAE face features forward + backward on the fused mesh. Each figure is the
+median over meshes of one timed call per mesh (after one untimed warm-up call on the first mesh).
+The issue's targets are printed as ratios: fuse 50 ms on a 16k-face mesh, features 5 ms.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED_MESHES, print_table  # noqa: E402
+
+FUSE_TARGET_MS = 50.0
+FEATURES_TARGET_MS = 5.0
+N_PATCHES, FACES_PER_PATCH = 256, 64
+
+
+def _ms(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t0) * 1e3
+
+
+def _import_fusion():
+    """fuse and face_features from dreamcs.mesh (their owner exports them), else None."""
+    try:
+        from dreamcs.mesh import fuse  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from dreamcs.mesh.fusion import fuse
+        except ImportError:
+            fuse = None
+    try:
+        from dreamcs.mesh import face_features  # type: ignore[attr-defined]
+    except ImportError:
+        try:
+            from dreamcs.mesh.features import face_features
+        except ImportError:
+            face_features = None
+    return fuse, face_features
+
+
+def _features_ms(face_features, vertices: np.ndarray, faces: np.ndarray) -> float:
+    v = torch.tensor(vertices, dtype=torch.float32, requires_grad=True)
+    f = torch.as_tensor(faces.reshape(-1, 3), dtype=torch.long)
+
+    def step():
+        feats = face_features(v, f)
+        feats.square().sum().backward()
+        v.grad = None
+
+    step()  # warm-up: first call allocates
+    return _ms(step)[1]
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    from dreamcs.mesh import MESH_EXTENSIONS, MeshError, load_mesh, normalize, quality, simplify
+
+    if not SHARED_MESHES.is_dir():
+        print(f"bench_mesh: shared meshes not found at {SHARED_MESHES}; skipped")
+        return
+    files = sorted(p for p in SHARED_MESHES.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS)
+    fuse, face_features = _import_fusion()
+    if fuse is None:
+        print("bench_mesh: dreamcs.mesh.fusion not available; fuse and fused-mesh features skipped")
+
+    t = {k: [] for k in ("load", "quality", "simplify", "simplify_big", "fuse", "fuse_16k", "features")}
+    failures = []
+    warm = False
+    for path in files:
+        try:
+            if not warm:  # first-call import and allocation costs stay out of the figures
+                m = simplify(normalize(load_mesh(path)))
+                if fuse is not None:
+                    fuse(m, n_patches=N_PATCHES, faces_per_patch=FACES_PER_PATCH)
+                warm = True
+            mesh, ms = _ms(lambda: load_mesh(path))
+            t["load"].append(ms)
+            mesh = normalize(mesh)
+            t["quality"].append(_ms(lambda: quality(mesh))[1])
+            big = len(mesh.faces) > N_PATCHES * FACES_PER_PATCH
+            mesh, ms = _ms(lambda: simplify(mesh, max_faces=N_PATCHES * FACES_PER_PATCH))
+            t["simplify"].append(ms)
+            if big:
+                t["simplify_big"].append(ms)
+            if fuse is None:
+                # Without fuse, time the features on the simplified meshes of exactly 16,384 faces.
+                if face_features is not None and len(mesh.faces) == N_PATCHES * FACES_PER_PATCH:
+                    t["features"].append(_features_ms(face_features, mesh.vertices, mesh.faces))
+                continue
+            pm, ms = _ms(lambda: fuse(mesh, n_patches=N_PATCHES, faces_per_patch=FACES_PER_PATCH))
+            t["fuse"].append(ms)
+            if len(mesh.faces) == N_PATCHES * FACES_PER_PATCH:
+                t["fuse_16k"].append(ms)
+            if face_features is not None:
+                t["features"].append(_features_ms(face_features, pm.vertices, pm.faces))
+        except MeshError as exc:
+            failures.append(str(exc))
+
+    def row(name, key, target=None, note=""):
+        xs = t[key]
+        if not xs:
+            return [name, 0, "-", "-", "-", note or "not measured"]
+        med = statistics.median(xs)
+        ratio = f"{med / target:.2f}x target ({target:.0f} ms)" if target else note
+        return [name, len(xs), med, float(np.percentile(xs, 90)), max(xs), ratio]
+
+    rows = [
+        row("load", "load"),
+        row("quality (normalised input)", "quality"),
+        row("simplify (all)", "simplify", note="no-op under 16,384 faces"),
+        row("simplify (inputs > 16k faces)", "simplify_big"),
+        row("fuse (all)", "fuse", FUSE_TARGET_MS),
+        row("fuse (16,384-face inputs)", "fuse_16k", FUSE_TARGET_MS),
+        row(
+            f"features fwd+bwd ({'fused' if fuse else 'simplified'}, 16,384 faces)", "features", FEATURES_TARGET_MS
+        ),
+    ]
+    print_table(
+        f"mesh core over {len(files)} shared meshes, 1 thread (ms per mesh)",
+        ["stage", "meshes", "median", "p90", "max", "vs target"],
+        rows,
+    )
+    if failures:
+        print(f"{len(failures)} meshes failed to load:", *failures[:5], sep="\n  ")
+
+
+if __name__ == "__main__":
+    main()
