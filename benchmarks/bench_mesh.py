@@ -84,12 +84,12 @@ def main() -> None:
                 if fuse is not None:
                     fuse(m, n_patches=N_PATCHES, faces_per_patch=FACES_PER_PATCH)
                 warm = True
-            mesh, ms = _ms(lambda: load_mesh(path))
+            mesh, ms = _ms(lambda p=path: load_mesh(p))
             t["load"].append(ms)
             mesh = normalize(mesh)
-            t["quality"].append(_ms(lambda: quality(mesh))[1])
+            t["quality"].append(_ms(lambda m=mesh: quality(m))[1])
             big = len(mesh.faces) > N_PATCHES * FACES_PER_PATCH
-            mesh, ms = _ms(lambda: simplify(mesh, max_faces=N_PATCHES * FACES_PER_PATCH))
+            mesh, ms = _ms(lambda m=mesh: simplify(m, max_faces=N_PATCHES * FACES_PER_PATCH))
             t["simplify"].append(ms)
             if big:
                 t["simplify_big"].append(ms)
@@ -98,7 +98,7 @@ def main() -> None:
                 if face_features is not None and len(mesh.faces) == N_PATCHES * FACES_PER_PATCH:
                     t["features"].append(_features_ms(face_features, mesh.vertices, mesh.faces))
                 continue
-            pm, ms = _ms(lambda: fuse(mesh, n_patches=N_PATCHES, faces_per_patch=FACES_PER_PATCH))
+            pm, ms = _ms(lambda m=mesh: fuse(m, n_patches=N_PATCHES, faces_per_patch=FACES_PER_PATCH))
             t["fuse"].append(ms)
             if len(mesh.faces) == N_PATCHES * FACES_PER_PATCH:
                 t["fuse_16k"].append(ms)

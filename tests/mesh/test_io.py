@@ -242,9 +242,9 @@ def test_binary_ply_with_mixed_polygon_sizes(tmp_path):
     # trimesh's own binary reader needs equal list lengths; a quad plus a triangle must still load.
     verts = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (2, 0, 0)]
     header = (
-        "ply\nformat binary_big_endian 1.0\nelement vertex 5\nproperty double x\nproperty double y\n"
-        "property double z\nelement face 2\nproperty list uchar uint vertex_indices\nend_header\n"
-    ).encode()
+        b"ply\nformat binary_big_endian 1.0\nelement vertex 5\nproperty double x\nproperty double y\n"
+        b"property double z\nelement face 2\nproperty list uchar uint vertex_indices\nend_header\n"
+    )
     body = b"".join(struct.pack(">3d", *v) for v in verts)
     body += struct.pack(">B4I", 4, 0, 1, 2, 3) + struct.pack(">B3I", 3, 1, 4, 2)
     out = load_mesh(_write(tmp_path / "mixed.ply", header + body))

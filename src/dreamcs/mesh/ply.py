@@ -121,7 +121,7 @@ def _read_ascii(elements, body: bytes) -> dict[str, dict]:
     for name, count, props in elements:
         cols: dict[str, list] = {p[0]: [] for p in props}
         for _ in range(count):
-            for pname, dtype, item in props:
+            for pname, _, item in props:
                 if item is None:
                     cols[pname].append(float(tokens[pos]))
                     pos += 1
