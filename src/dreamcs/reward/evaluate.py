@@ -1,0 +1,153 @@
+"""Evaluation of a reward model on a labelled split: preference accuracy, ROC-AUC, Spearman,
+the CS divergence of the embeddings, and a 2-D PCA picture of the embeddings.
+
+Note: accuracy over all (preferred, dispreferred) cross pairs with ties counted as 1/2 *is* the
+ROC-AUC of the reward as a classifier; we report accuracy with ties counted as wrong, so the two
+differ only by ties.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dreamcs.reward.cs_divergence import cs_divergence
+from dreamcs.reward.model import RewardCS
+from dreamcs.reward.train import collate
+from dreamcs.utils import atomic_write_text
+
+
+@torch.no_grad()
+def predict(model: RewardCS, dataset: Dataset, batch_size: int = 32) -> dict[str, Any]:
+    """Rewards (N,), embeddings (N, D), labels, scores, prompts of every item, in eval mode."""
+    was = model.training
+    model.eval()
+    rewards, embs, labels, scores, prompts, ids = [], [], [], [], [], []
+    n = len(dataset)  # type: ignore[arg-type]
+    try:
+        for s in range(0, n, batch_size):
+            items = [dataset[i] for i in range(s, min(n, s + batch_size))]
+            b = collate(items)
+            o = model(b["features"].to(model.device), b["centers"].to(model.device), b["prompt"])
+            rewards.append(o.reward.cpu())
+            embs.append(o.embedding.cpu())
+            labels += b["label"].tolist()
+            scores += b["score"].tolist()
+            prompts += b["prompt"]
+            ids += [str(it.get("id", i + s)) for i, it in enumerate(items)]
+    finally:
+        model.train(was)
+    return {
+        "reward": torch.cat(rewards).numpy() if rewards else np.zeros(0),
+        "embedding": torch.cat(embs).numpy() if embs else np.zeros((0, 0)),
+        "label": np.asarray(labels), "score": np.asarray(scores), "prompt": prompts, "id": ids,
+    }
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC-AUC via the rank-sum (Mann-Whitney) formula with average ranks for ties; nan if one class."""
+    from scipy.stats import rankdata
+
+    pos = labels == 1
+    n_pos, n_neg = int(pos.sum()), int((labels == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    keep = (labels == 0) | pos
+    ranks = rankdata(scores[keep])
+    return float((ranks[pos[keep]].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pair_accuracy(reward: np.ndarray, label: np.ndarray, prompts: list[str] | None = None) -> tuple[float, int]:
+    """Share of (preferred, dispreferred) pairs with r_p > r_d (strict); same-prompt pairs only when
+    ``prompts`` is given. Returns (accuracy or nan, number of pairs)."""
+    p_idx, d_idx = np.flatnonzero(label == 1), np.flatnonzero(label == 0)
+    diff = reward[p_idx][:, None] - reward[d_idx][None, :]
+    if prompts is not None:
+        pr = np.asarray(prompts, dtype=object)
+        same = pr[p_idx][:, None] == pr[d_idx][None, :]
+        diff = diff[same]
+    n = int(diff.size)
+    return (float((diff > 0).mean()) if n else float("nan")), n
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = rankdata(a), rankdata(b)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """(N, D) -> (N, 2): projection on the two leading principal axes."""
+    xc = x - x.mean(0, keepdims=True)
+    if len(x) < 2:
+        return np.zeros((len(x), 2))
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    proj = xc @ vt[:2].T
+    return np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
+
+
+def plot_embeddings(emb: np.ndarray, label: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy = pca_2d(emb)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    for y, name, color in ((1, "preferred", "tab:blue"), (0, "dispreferred", "tab:red")):
+        m = label == y
+        ax.scatter(xy[m, 0], xy[m, 1], s=14, c=color, label=f"{name} ({int(m.sum())})", alpha=0.75)
+    ax.set_title(title or "RewardCS embeddings (PCA)")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.legend()
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, p)
+    return p
+
+
+def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict[str, Any]:
+    """All metrics as a dict; with ``out_dir``, also eval.json and embeddings.png there."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("evaluate: the dataset split is empty")
+    pred = predict(model, dataset, batch_size)
+    r, y = pred["reward"], pred["label"]
+    acc, n_pairs = pair_accuracy(r, y)
+    acc_same, n_same = pair_accuracy(r, y, pred["prompt"])
+    emb = pred["embedding"]
+    pos, neg = emb[y == 1], emb[y == 0]
+    d_cs = float(cs_divergence(torch.as_tensor(pos), torch.as_tensor(neg))) if len(pos) and len(neg) else float("nan")
+    metrics = {
+        "n": int(len(y)), "n_preferred": int((y == 1).sum()), "n_dispreferred": int((y == 0).sum()),
+        "pair_accuracy": acc, "n_pairs": n_pairs,
+        "same_prompt_pair_accuracy": acc_same, "n_same_prompt_pairs": n_same,
+        "roc_auc": roc_auc(r, y), "spearman": spearman(r, pred["score"]), "d_cs": d_cs,
+        "reward_mean_preferred": float(r[y == 1].mean()) if (y == 1).any() else float("nan"),
+        "reward_mean_dispreferred": float(r[y == 0].mean()) if (y == 0).any() else float("nan"),
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        plot_embeddings(emb, y, out / "embeddings.png")
+        atomic_write_text(out / "eval.json", json.dumps(_jsonable(metrics), indent=2))
+    return metrics
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    # JSON has no NaN: write null
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
