@@ -49,6 +49,12 @@ BAD_FILES = {
         "no faces",
     ),
     "bad_header.off": ("OFF\n3 1\n0 0 0\n", ""),
+    "index_out_of_range.ply": (
+        "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\nproperty float z\n"
+        "element face 1\nproperty list uchar int vertex_indices\nend_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 5\n",
+        "out of range",
+    ),
+    "index_out_of_range.obj": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 9\n", ""),
     "mesh.xyz": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "unknown mesh format"),
     "noext": ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n", "unknown mesh format"),
 }

@@ -97,7 +97,7 @@ def _read_raw(p: Path, ext: str) -> tuple[np.ndarray, np.ndarray]:
 def _ply_has_tristrips(p: Path) -> bool:
     """True when the PLY header declares a ``tristrips`` element (which trimesh does not read)."""
     with open(p, "rb") as f:
-        head = f.read(4096)
+        head = f.read(1 << 16)  # headers with long comment blocks still fit
     end = head.find(b"end_header")
     return b"element tristrips" in (head if end < 0 else head[:end])
 
