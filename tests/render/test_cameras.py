@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dreamcs.render import Cameras, sample_cameras, turntable, view_directions, view_prompts
+from dreamcs.render import Cameras, sample_cameras, turntable, view_directions, view_prompts, view_suffixes
 
 
 def test_frames_look_at_origin_y_up() -> None:
@@ -42,6 +42,7 @@ def test_turntable_and_view_suffixes() -> None:
     assert view_directions(t) == ["front", "front", "side", "back", "back", "back", "side", "front"]
     over = Cameras(torch.tensor([70.0, -20.0]), torch.tensor([180.0, -100.0]), 2.6, 50.0)
     assert view_prompts("a chair", over) == ["a chair, overhead view", "a chair, side view"]
+    assert view_suffixes(over) == ["overhead view", "side view"]
 
 
 def test_bad_cameras() -> None:

@@ -107,6 +107,18 @@ def test_render_views_and_turntable_png(tmp_path) -> None:
     assert Image.open(p).size == (96, 32)
 
 
+def test_keyword_overrides() -> None:
+    v, f = _cube()
+    cam = Cameras(0.0, 0.0, 2.6, 50.0)
+    a = render(v, f, cam, 16, shading="shaded", background=[1, 1, 1])
+    assert a["image"][0, 0, 0].tolist() == [1.0, 1.0, 1.0]
+    assert torch.equal(a["image"], render(v, f, cam, 16, RenderConfig(background=(1, 1, 1)))["image"])
+    n = render(v, f, cam, 16, shading="normal")
+    assert n["image"][0, 8, 8].tolist() == pytest.approx([0.5, 0.5, 1.0], abs=1e-5)
+    with pytest.raises(TypeError, match="unknown render option"):
+        render(v, f, cam, 16, shadin="normal")
+
+
 def test_bad_inputs() -> None:
     v, f = _cube()
     with pytest.raises(ValueError, match="faces index"):

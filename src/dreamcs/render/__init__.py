@@ -13,9 +13,18 @@ from dreamcs.render.cameras import (
     turntable,
     view_directions,
     view_prompts,
+    view_suffixes,
 )
 from dreamcs.render.raster import Fragments
-from dreamcs.render.renderer import RenderConfig, face_normals, rasterize, render, shade, vertex_normals
+from dreamcs.render.renderer import (
+    RenderConfig,
+    face_normals,
+    make_config,
+    rasterize,
+    render,
+    shade,
+    vertex_normals,
+)
 from dreamcs.render.views import render_views, save_turntable_png, turntable_strip
 
 __all__ = [
@@ -26,6 +35,7 @@ __all__ = [
     "Fragments",
     "RenderConfig",
     "face_normals",
+    "make_config",
     "rasterize",
     "render",
     "render_views",
@@ -37,4 +47,5 @@ __all__ = [
     "vertex_normals",
     "view_directions",
     "view_prompts",
+    "view_suffixes",
 ]

@@ -95,8 +95,12 @@ def sample_cameras(
     distance_range: tuple[float, float] = (DEFAULT_DISTANCE, DEFAULT_DISTANCE),
     fov_range: tuple[float, float] = (DEFAULT_FOV, DEFAULT_FOV),
     generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> Cameras:
-    """B cameras, each field uniform in its range; the same generator seed gives the same cameras."""
+    """B cameras, each field uniform in its range; the same generator seed gives the same cameras.
+
+    Drawn on the CPU (from ``generator`` or the global seed), then moved to ``device``.
+    """
 
     def u(lo_hi: tuple[float, float]) -> torch.Tensor:
         lo, hi = float(lo_hi[0]), float(lo_hi[1])
@@ -104,7 +108,8 @@ def sample_cameras(
             raise ValueError(f"camera range ({lo}, {hi}) is empty")
         return lo + (hi - lo) * torch.rand(batch, generator=generator)
 
-    return Cameras(u(elevation_range), u(azimuth_range), u(distance_range), u(fov_range))
+    cams = Cameras(u(elevation_range), u(azimuth_range), u(distance_range), u(fov_range))
+    return cams if device is None else cams.to(device)
 
 
 def turntable(
@@ -134,6 +139,11 @@ def view_directions(
         else:
             out.append("side")
     return out
+
+
+def view_suffixes(cameras: Cameras) -> list[str]:
+    """``"front view"`` / ``"side view"`` / ``"back view"`` / ``"overhead view"`` per camera."""
+    return [f"{d} view" for d in view_directions(cameras)]
 
 
 def view_prompts(prompt: str, cameras: Cameras) -> list[str]:

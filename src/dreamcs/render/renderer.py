@@ -14,8 +14,9 @@ camera, black background, camera at distance 2.6 with a 50 degree field of view,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,9 @@ from dreamcs.render.raster import (
 class RenderConfig:
     """How to render."""
 
-    shading: Literal["diffuse", "normal"] = "diffuse"
-    """``diffuse``: grey Lambertian lit from the camera; ``normal``: world normals as (n + 1) / 2."""
+    shading: Literal["diffuse", "shaded", "normal"] = "diffuse"
+    """``diffuse`` (alias ``shaded``): grey Lambertian lit from the camera; ``normal``: world
+    normals as (n + 1) / 2."""
     normals: Literal["flat", "smooth"] = "flat"
     """Face normals, or area-weighted vertex normals interpolated across faces."""
     albedo: float = 0.8
@@ -58,6 +60,18 @@ class RenderConfig:
     """Who finds the face ids; nvdiffrast (CUDA only) is imported only when chosen."""
     near: float = 1e-3
     """Faces with a vertex closer than this to the camera plane are dropped."""
+
+
+def make_config(config: RenderConfig | None = None, **overrides: Any) -> RenderConfig:
+    """``config`` (or the defaults) with some fields replaced; unknown names raise."""
+    cfg = config or RenderConfig()
+    known = {f.name for f in dataclasses.fields(RenderConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise TypeError(f"unknown render option(s) {bad}; known: {sorted(known)}")
+    if "background" in overrides:
+        overrides["background"] = tuple(float(x) for x in overrides["background"])
+    return dataclasses.replace(cfg, **overrides)
 
 
 def _as_hw(resolution: int | tuple[int, int]) -> tuple[int, int]:
@@ -187,7 +201,7 @@ def shade(
         vn = vertex_normals(vertices, faces)
         vn_tri = vn[vidx] if vn.ndim == 2 else vn[bidx.unsqueeze(1), vidx]
         n = F.normalize((persp.unsqueeze(-1) * vn_tri).sum(1), dim=-1, eps=1e-12)
-    if cfg.shading == "diffuse":
+    if cfg.shading in ("diffuse", "shaded"):
         _, _, _, forward = cams.frames()
         ndotl = (n * -forward[bidx]).sum(-1)
         ndotl = ndotl.abs() if cfg.two_sided else ndotl.clamp(min=0)
@@ -236,10 +250,13 @@ def render(
     cameras: Cameras,
     resolution: int | tuple[int, int] = 64,
     config: RenderConfig | None = None,
+    **overrides: Any,
 ) -> dict[str, torch.Tensor]:
     """Render a mesh from every camera: :func:`rasterize` then :func:`shade` (see there).
 
     vertices (V, 3) or (B, V, 3) float, differentiable; faces (F, 3) long, CCW from outside.
+    ``overrides`` replace fields of ``config``, e.g. ``shading="normal", background=[1, 1, 1]``.
     """
+    config = make_config(config, **overrides)
     frags = rasterize(vertices, faces, cameras, resolution, config)
     return shade(vertices, faces, cameras, frags, config)
