@@ -137,3 +137,13 @@ def test_prepare_names_explicit_missing_and_unknown_files(tmp_path):
     assert len(set(out.values())) == 4
     assert out[files[0]] == "chair.npz" and out[files[1]].startswith("chair-")
     assert output_names(files) == out  # the same on a rerun
+
+
+def test_output_names_respect_earlier_outputs(tmp_path):
+    from dreamcs.mesh.prepare import output_names
+
+    a, b = tmp_path / "a" / "chair.obj", tmp_path / "b" / "chair.obj"
+    # An earlier run prepared only b, as chair.npz: b keeps it, a (first now) must not take it.
+    names = output_names([a, b], reserved={"chair.npz": str(b.resolve())})
+    assert names[b] == "chair.npz"
+    assert names[a].startswith("chair-") and names[a] != names[b]

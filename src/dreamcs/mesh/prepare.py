@@ -125,19 +125,38 @@ def collect_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def output_names(files: list[Path]) -> dict[Path, str]:
-    """``<stem>.npz`` per file; a stem seen before (case-insensitively) gets a short hash of the
-    resolved path appended, so names are unique and the same for the same inputs on a rerun."""
+def output_names(files: list[Path], reserved: dict[str, str] | None = None) -> dict[Path, str]:
+    """``<stem>.npz`` per file, unique and the same for the same inputs on a rerun.
+
+    ``reserved`` maps output names already written (from an earlier report) to the resolved input
+    path that owns them: that input keeps its name, and no other input may take it. A stem taken
+    before (case-insensitively) gets a short hash of the resolved input path appended.
+    """
+    owner = {k.lower(): v for k, v in (reserved or {}).items()}
     names: dict[Path, str] = {}
     used: set[str] = set()
     for f in files:
-        name = f"{f.stem}.npz"
-        if name.lower() in used:
-            h = hashlib.sha1(str(f.resolve()).encode()).hexdigest()[:8]
+        src = str(f.resolve())
+        mine = [n for n, o in (reserved or {}).items() if o == src]
+        name = mine[0] if mine else f"{f.stem}.npz"
+        if name.lower() in used or owner.get(name.lower(), src) != src:
+            h = hashlib.sha1(src.encode()).hexdigest()[:8]
             name = f"{f.stem}-{h}.npz"
         used.add(name.lower())
         names[f] = name
     return names
+
+
+def _pool_context():
+    """forkserver where available: workers fork from a clean server that imported the mesh core
+    (and torch) once, so no thread state of this process is copied and imports are paid once."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["dreamcs.mesh.prepare", "dreamcs.mesh.fusion"])
+        return ctx
+    return mp.get_context("spawn")
 
 
 def _run_one(args: tuple[str, str, dict]) -> dict[str, Any]:
@@ -162,9 +181,9 @@ def prepare_many(
     out.mkdir(parents=True, exist_ok=True)
     report = out / REPORT_NAME
     files = collect_inputs(inputs)
-    names = output_names(files)
-
     previous = {r.get("input"): r for r in read_jsonl(report)}
+    reserved = {r["output"]: i for i, r in previous.items() if r.get("status") == "ok" and r.get("output")}
+    names = output_names(files, reserved)
     done: dict[str, dict[str, Any]] = {}
     todo: list[Path] = []
     for f in files:
@@ -189,10 +208,7 @@ def prepare_many(
         for job in jobs:
             _record(_run_one(job))
     else:
-        import multiprocessing as mp
-
-        # spawn: no forked copies of torch/OpenMP thread state in the workers.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
             futures = {pool.submit(_run_one, job): job for job in jobs}
             for fut in as_completed(futures):
                 try:
