@@ -259,3 +259,13 @@ def test_binary_ply_with_mixed_polygon_sizes(tmp_path):
     truncated = _write(tmp_path / "truncated.ply", header + body[:-6])
     with pytest.raises(MeshError, match="unreadable"):
         load_mesh(truncated)
+
+
+def test_shipped_samples_load(sample_dir):
+    files = sorted(sample_dir.glob("*.obj"))
+    assert len(files) == 6
+    for path in files:
+        out = load_mesh(path)
+        assert out.faces.shape[1] == 3 and len(out.faces) > 0
+        assert out.faces.max() < len(out.vertices)
+        assert len(np.unique(out.vertices, axis=0)) == len(out.vertices)  # duplicates merged
