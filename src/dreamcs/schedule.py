@@ -15,9 +15,9 @@ both mean a step), never an epoch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
-Schedule = Union[float, int, Sequence[float]]
+Schedule = float | int | Sequence[float]
 
 
 class ScheduleError(ValueError):

@@ -33,7 +33,7 @@ def test_alpha_rises_from_min_to_max():
     s = alpha_schedule(alpha_min=0.1, alpha_max=0.9, start_step=10, end_step=50)
     values = [C(s, t) for t in range(0, 80)]
     assert values[0] == pytest.approx(0.1) and values[-1] == pytest.approx(0.9)
-    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
     assert C(s, 30) == pytest.approx(0.5)
 
 

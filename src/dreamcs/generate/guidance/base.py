@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,7 @@ class GuidanceConfig:
 
     name: str = "tiny"
     """Registry name: ``tiny``, ``embedded``, ``stable-diffusion`` (later ``deepfloyd-if``, ``mvdream``)."""
-    pretrained: Optional[str] = None
+    pretrained: str | None = None
     """A local folder or hub id (``stable-diffusion``), or the prior folder (``embedded``; default: the shipped one)."""
     guidance_scale: float = 100.0
     """Classifier-free guidance scale s (DreamFusion uses 100 with SD; a small pixel prior ~7.5)."""
@@ -59,7 +59,7 @@ class GuidanceConfig:
     negative_prompt: str = ""
     """The unconditional branch's text (empty = true unconditional)."""
     text_encoder: str = "random"
-    """``tiny`` only: ``random`` (a seeded hashed-word embedding, offline) or ``minilm``."""
+    """``tiny`` only: ``random`` (a seeded hashed-word embedding) or a ``dreamcs.text`` spec (``minilm``, ``hash:D``)."""
     max_tokens: int = 16
     """Token length of pixel-prior text embeddings (padded / truncated, with a mask)."""
     channels: int = 3
@@ -91,8 +91,8 @@ class TextConditioning:
 
     cond: Tensor
     uncond: Tensor
-    cond_mask: Optional[Tensor] = None
-    uncond_mask: Optional[Tensor] = None
+    cond_mask: Tensor | None = None
+    uncond_mask: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.cond.shape[0])
@@ -113,10 +113,10 @@ class Guidance(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self._text_cache: dict[str, tuple[Tensor, Optional[Tensor]]] = {}
+        self._text_cache: dict[str, tuple[Tensor, Tensor | None]] = {}
 
     # -- to implement ---------------------------------------------------------------------------
-    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Optional[Tensor]]]:
+    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
         """Per text: (tokens (L, D) float32 on the CPU, mask (L,) bool or None). All L equal."""
         raise NotImplementedError
 
@@ -141,7 +141,7 @@ class Guidance(nn.Module):
             raise ValueError(f"guidance: prediction_type {self.prediction_type!r} is not supported")
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float().clone(), persistent=False)
 
-    def _text(self, texts: list[str]) -> list[tuple[Tensor, Optional[Tensor]]]:
+    def _text(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
         if missing:
             with torch.no_grad():
@@ -163,12 +163,12 @@ class Guidance(nn.Module):
             raise ValueError(f"got {len(prompts)} prompts for {n} view suffixes")
         prompts = list(prompts) * (n // len(prompts))
         suffixes = list(view_suffixes) if view_suffixes is not None else [None] * n
-        texts = [compose_prompt(p, s) for p, s in zip(prompts, suffixes)]
+        texts = [compose_prompt(p, s) for p, s in zip(prompts, suffixes, strict=False)]
         cond = self._text(texts)
         uncond = self._text([self.cfg.negative_prompt] * n)
         device = self.device
 
-        def stack(items: list[tuple[Tensor, Optional[Tensor]]]) -> tuple[Tensor, Optional[Tensor]]:
+        def stack(items: list[tuple[Tensor, Tensor | None]]) -> tuple[Tensor, Tensor | None]:
             tokens = torch.stack([t for t, _ in items]).to(device)
             masks = [m for _, m in items]
             mask = None if masks[0] is None else torch.stack(masks).to(device)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import Optional
 
 import torch
 import yaml
@@ -68,9 +67,10 @@ class PixelGuidance(Guidance):
                 raise ValueError("the random text encoder needs a width (guidance.cross_attention_dim)")
             self.text_encoder: nn.Module = HashedTextEncoder(dim, self.max_tokens, seed=seed)
             return dim
-        from dreamcs.text import build_text_encoder
+        from dreamcs.text import get_text_encoder
 
-        self.text_encoder = build_text_encoder(kind)
+        # shared and frozen: the reward model may already hold the same encoder
+        self.text_encoder = get_text_encoder(kind)
         return int(self.text_encoder.dim)
 
     def _place(self, device: str | torch.device) -> None:
@@ -79,7 +79,7 @@ class PixelGuidance(Guidance):
         if self.cfg.half_precision and device.type == "cuda":
             self.unet.half()
 
-    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Optional[Tensor]]]:
+    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
         if self.text_kind == "random":
             return [self.text_encoder(t) for t in texts]
         emb = self.text_encoder.encode(texts)

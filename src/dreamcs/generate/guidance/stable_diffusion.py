@@ -8,8 +8,6 @@ float16; the SDS gradient itself is computed in float32.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -45,7 +43,7 @@ class StableDiffusionGuidance(Guidance):
         self._set_schedule(scheduler)
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
-    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Optional[Tensor]]]:
+    def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
         # SD was trained on full 77-token padded sequences without a mask: keep them as they are.
         batch = self.tokenizer(
             texts, padding="max_length", max_length=self.tokenizer.model_max_length,

@@ -1,0 +1,141 @@
+"""``GenerateConfig``: everything a generation run reads, one dataclass per component.
+
+Any scalar documented as a *schedule* takes a number or ``[start_step, start_value, end_value,
+end_step]`` (see ``dreamcs.schedule.C``). Presets ship as YAML in ``dreamcs/configs/``
+(``dmtet-sd``, ``dmtet-tiny``); ``resolve_config_path`` finds them by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dreamcs.generate.dmtet import DMTetConfig
+from dreamcs.generate.guidance.base import GuidanceConfig
+from dreamcs.schedule import validate_schedule
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SHADINGS = ("normal", "diffuse", "mixed")
+
+
+@dataclass
+class RenderSettings:
+    """Cameras and rasterisation for the SDS branch (``dreamcs.render``)."""
+
+    batch_size: int = 4
+    """Views per step."""
+    resolution: Any = 64
+    """Schedule: render size in pixels (e.g. [0, 64, 256, 2000]; rounded to a multiple of 8)."""
+    elevation_range: list[float] = field(default_factory=lambda: [-10.0, 45.0])
+    """Camera elevation in degrees, sampled uniformly."""
+    azimuth_range: list[float] = field(default_factory=lambda: [-180.0, 180.0])
+    """Camera azimuth in degrees (0 = front, looking down -z)."""
+    distance_range: list[float] = field(default_factory=lambda: [2.0, 2.6])
+    """Camera distance from the origin."""
+    fov_range: list[float] = field(default_factory=lambda: [40.0, 60.0])
+    """Vertical field of view in degrees."""
+    shading: str = "mixed"
+    """``normal`` (normal maps), ``diffuse`` (grey Lambertian) or ``mixed`` (each step picks one)."""
+    normals: str = "flat"
+    """``flat`` (face normals, as the offline prior's training renders) or ``smooth`` (interpolated)."""
+    normal_prob: float = 0.5
+    """With ``mixed``: the chance of a normal-map step."""
+    background: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Background colour in [0, 1]."""
+    view_dependent_prompting: bool = True
+    """Append DreamFusion's view suffixes (front / side / back / overhead view) to the prompt."""
+    turntable_views: int = 8
+    """Views in the final turntable strip."""
+    turntable_resolution: int = 256
+    """Pixels per turntable view."""
+
+
+@dataclass
+class RewardConfig:
+    """Progressive 3D reward guidance: loss = L_SDS - alpha(t) r + regularisers."""
+
+    checkpoint: str | None = None
+    """A RewardCS folder (``model.safetensors`` + ``config.yaml``) or a reward run folder; None = off."""
+    alpha: Any = field(default_factory=lambda: [0, 0.0, 1.0, 1000])
+    """Schedule alpha(t): [start_step, alpha_min, alpha_max, end_step]."""
+    every: int = 1
+    """Score the mesh every k steps."""
+    n_patches: int = 256
+    """P: patches of the fused mesh (faces per patch come from the reward model's config)."""
+    normalize: bool = True
+    """Normalise the mesh into [-1, 1]^3 (differentiably) before scoring, as the training meshes were."""
+
+
+@dataclass
+class LossConfig:
+    """Weights (schedules) of each ``loss_x``: the total is sum(lambda_x * loss_x)."""
+
+    lambda_sds: Any = 1.0
+    lambda_normal_consistency: Any = 0.0
+    lambda_laplacian: Any = 0.0
+    lambda_sdf: Any = 0.0
+    """SDF smoothness across grid edges (DMTet's sign-change regulariser)."""
+
+
+@dataclass
+class GenerateConfig:
+    """One text-to-3D run."""
+
+    prompt: str = ""
+    """The text prompt."""
+    seed: int = 0
+    """Seeds torch, NumPy and Python: the same seed on the CPU gives the same run."""
+    steps: int = 1000
+    """Optimisation steps."""
+    lr: float = 0.01
+    """Adam learning rate of the field."""
+    device: str = "cpu"
+    """``cpu`` or ``cuda``."""
+    save_every: int = 100
+    """Checkpoint every N steps (and at the end)."""
+    mesh_every: int = 100
+    """Write ``meshes/step_*.obj`` every N steps (the data stage ingests them); 0 = never."""
+    geometry: DMTetConfig = field(default_factory=DMTetConfig)
+    """The DMTet field (``dreamcs.generate.dmtet``): grid, parameterisation, initialisation."""
+    render: RenderSettings = field(default_factory=RenderSettings)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad key."""
+        if not self.prompt.strip():
+            raise ValueError("prompt: a generation run needs a non-empty prompt")
+        for key in ("steps", "save_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
+        if self.mesh_every < 0 or self.reward.every < 1:
+            raise ValueError("mesh_every must be >= 0 and reward.every >= 1")
+        if self.render.shading not in SHADINGS:
+            raise ValueError(f"render.shading: {self.render.shading!r} is not one of {', '.join(SHADINGS)}")
+        if self.render.normals not in ("flat", "smooth"):
+            raise ValueError(f"render.normals: {self.render.normals!r} is not flat or smooth")
+        if self.render.batch_size < 1:
+            raise ValueError(f"render.batch_size must be at least 1, got {self.render.batch_size}")
+        for key in ("elevation_range", "azimuth_range", "distance_range", "fov_range"):
+            r = getattr(self.render, key)
+            if len(r) != 2 or r[0] > r[1]:
+                raise ValueError(f"render.{key} must be [low, high], got {r}")
+        validate_schedule(self.render.resolution, "render.resolution")
+        validate_schedule(self.reward.alpha, "reward.alpha")
+        for key in ("lambda_sds", "lambda_normal_consistency", "lambda_laplacian", "lambda_sdf"):
+            validate_schedule(getattr(self.loss, key), f"loss.{key}")
+        self.guidance.validate()
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A YAML path, or the name of a shipped preset (``dmtet-tiny`` -> dreamcs/configs/dmtet-tiny.yaml)."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    shipped = CONFIG_DIR / f"{p.stem if p.suffix in ('.yaml', '.yml') else name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    known = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))) or "none"
+    raise FileNotFoundError(f"{name_or_path}: no such config file or shipped preset (shipped: {known})")

@@ -1,0 +1,70 @@
+"""What a generation run writes, and how a resumed run finds its place again.
+
+    RUN/config.yaml            resolved config (``prompt`` is a top-level key)
+    RUN/metrics.jsonl          one record per step
+    RUN/checkpoints/           step_*.safetensors (see ``checkpoint.py``)
+    RUN/meshes/step_*.obj      intermediate meshes every ``mesh_every`` steps
+    RUN/final.obj, final.glb   the final mesh
+    RUN/turntable.png          a strip of views around the final mesh
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from dreamcs.config import config_to_dict
+from dreamcs.utils import atomic_write_text, read_jsonl
+
+# keys a resumed run may change without invalidating its checkpoint
+RESUMABLE_CHANGES = {"steps", "device", "save_every", "mesh_every"}
+
+
+def to_trimesh(verts: torch.Tensor, faces: torch.Tensor) -> Any:
+    """verts (V, 3), faces (F, 3) -> an unprocessed ``trimesh.Trimesh`` (vertex order kept)."""
+    import trimesh
+
+    return trimesh.Trimesh(
+        vertices=verts.detach().cpu().double().numpy(), faces=faces.detach().cpu().numpy(), process=False,
+        validate=False,
+    )
+
+
+def write_mesh(verts: torch.Tensor, faces: torch.Tensor, path: str | Path) -> Path:
+    """Write a mesh atomically (format from the extension: .obj, .glb, .ply)."""
+    from dreamcs.mesh import save_mesh
+
+    return save_mesh(to_trimesh(verts, faces), path)
+
+
+def check_resume_config(run_dir: Path, cfg: Any) -> None:
+    """Raise ``ValueError`` naming the keys where ``cfg`` differs from the run's saved config."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    now = config_to_dict(cfg)
+
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out = {}
+        for k, v in d.items():
+            key = f"{prefix}{k}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    a, b = flat(saved), flat(now)
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+    if diff:
+        raise ValueError(f"{saved_path}: cannot resume with a different config; changed: {', '.join(diff)}")
+
+
+def truncate_metrics(path: Path, step: int) -> list[dict[str, Any]]:
+    """Keep the records of steps < ``step`` (a resumed run rewrites the rest); returns them."""
+    import json
+
+    records = [r for r in read_jsonl(path) if int(r.get("step", -1)) < step]
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+    return records

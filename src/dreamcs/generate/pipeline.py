@@ -1,0 +1,282 @@
+"""DreamCS generation: DMTet + differentiable rendering + SDS + progressive 3D reward guidance.
+
+Reads top to bottom like a diffusers pipeline: helpers, the output dataclass, then the pipeline
+whose ``__call__`` runs numbered steps. One optimisation step is
+
+    verts, faces = field()                                   # marching tets
+    images = render(verts, faces, cameras)                   # shaded / normal maps
+    L_sds = guidance.sds_loss(images, text(prompt, view))    # score distillation
+    r = RewardCS(fuse(mesh).vertices_from(verts), prompt)    # every k steps
+    loss = L_sds - alpha(t) r + sum(lambda_x loss_x)         # then Adam
+
+Each branch runs its own backward into a detached leaf (image or vertices) so that the step's
+time splits exactly into render / guidance / reward / other, and the sum of the branches'
+vertex gradients is then pushed through marching tets into the field once.
+
+    pipe = GeneratePipeline(load_config(GenerateConfig, "dmtet-tiny.yaml", ["prompt=a chair"]), "runs/chair")
+    out = pipe()                   # or pipe(resume=True) after a kill
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dreamcs.config import save_config
+from dreamcs.generate import checkpoint as ckpt
+from dreamcs.generate import outputs
+from dreamcs.generate.config import GenerateConfig
+from dreamcs.generate.guidance import Guidance, build_guidance
+from dreamcs.schedule import C
+from dreamcs.utils import append_jsonl, seed_everything
+
+
+def resolve_reward_dir(path: str | Path) -> Path:
+    """A RewardCS folder, or a reward run folder holding one (``model/``, ``best/``, ``final/``)."""
+    p = Path(path)
+    for cand in (p, p / "model", p / "best", p / "final", p / "checkpoints" / "best"):
+        if (cand / "model.safetensors").is_file() and (cand / "config.yaml").is_file():
+            return cand
+    raise FileNotFoundError(f"{p}: no RewardCS model here (need model.safetensors + config.yaml, "
+                            "directly or in model/, best/ or final/)")
+
+
+def normalize_vertices(v: Tensor) -> Tensor:
+    """Differentiable ``dreamcs.mesh.normalize``: centre the bounding box, longest side -> 2. (V, 3) -> (V, 3)."""
+    lo, hi = v.min(dim=0).values, v.max(dim=0).values
+    extent = (hi - lo).max().clamp_min(1e-8)
+    return (v - (lo + hi) / 2) * (2.0 / extent)
+
+
+def _fuse(mesh: Any, n_patches: int, faces_per_patch: int) -> Any:
+    try:
+        from dreamcs.mesh import fuse
+    except ImportError:  # until dreamcs.mesh re-exports it
+        from dreamcs.mesh.fusion import fuse
+    return fuse(mesh, n_patches=n_patches, faces_per_patch=faces_per_patch)
+
+
+class RewardBranch:
+    """mesh -> ``fuse`` (a linear map, so gradients pass) -> RewardCS reward ()."""
+
+    def __init__(self, model: Any, prompt: str, n_patches: int, normalize: bool = True) -> None:
+        self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
+        self.faces_per_patch = int(model.config.faces_per_patch)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model.eval()
+
+    def __call__(self, verts: Tensor, faces: Tensor) -> Tensor:
+        """verts (V, 3) differentiable, faces (F, 3) -> reward (), differentiable in ``verts``."""
+        pm = _fuse(outputs.to_trimesh(verts, faces), n_patches=self.n_patches, faces_per_patch=self.faces_per_patch)
+        v = pm.vertices_from(verts)
+        if self.normalize:
+            v = normalize_vertices(v)
+        return self.model.reward_from_vertices(v, pm.faces, self.prompt)
+
+
+@dataclass
+class GenerateOutput:
+    """What a finished run returns (the files are in ``run_dir``)."""
+
+    run_dir: Path
+    steps: int
+    final_obj: Path
+    final_glb: Path
+    turntable: Path
+    metrics: list[dict[str, Any]]
+
+
+class GeneratePipeline:
+    """One text-to-3D run into ``out_dir``. Components may be passed in (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        out_dir: str | Path,
+        *,
+        guidance: Guidance | None = None,
+        reward_model: Any = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.cfg, self.run_dir, self.show_progress = cfg, Path(out_dir), show_progress
+        self._guidance, self._reward_model = guidance, reward_model
+
+    # 1. inputs -------------------------------------------------------------------------------
+    def check_inputs(self, resume: bool) -> None:
+        self.cfg.validate()
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists() and not resume:
+            raise FileExistsError(f"{self.run_dir}: already holds a run; pass --resume or choose another --out")
+        if resume:
+            outputs.check_resume_config(self.run_dir, self.cfg)
+
+    # 2. components ---------------------------------------------------------------------------
+    def prepare_field(self) -> None:
+        from dreamcs.generate import dmtet
+
+        self.device = torch.device(self.cfg.device)
+        self.field = dmtet.build_field(self.cfg.geometry, device=self.device)
+        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.cfg.lr)
+
+    def prepare_guidance(self) -> None:
+        self.guidance = self._guidance or build_guidance(self.cfg.guidance, device=self.device)
+
+    def prepare_reward(self) -> None:
+        model, rcfg = self._reward_model, self.cfg.reward
+        if model is None and rcfg.checkpoint:
+            from dreamcs.reward import RewardCS
+
+            model = RewardCS.from_pretrained(resolve_reward_dir(rcfg.checkpoint), device=self.device)
+        self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize) if model else None
+
+    # 3. one step -----------------------------------------------------------------------------
+    def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
+        """Sample B cameras and render: images (B, H, W, 3) in [0, 1], view suffixes, shading."""
+        from dreamcs import render
+
+        r = self.cfg.render
+        res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
+        shading = r.shading
+        if shading == "mixed":
+            shading = "normal" if float(torch.rand(())) < r.normal_prob else "diffuse"
+        cams = render.sample_cameras(r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
+                                     distance_range=r.distance_range, fov_range=r.fov_range)
+        rcfg = render.RenderConfig(shading=shading, normals=r.normals, background=tuple(r.background))
+        out = render.render(verts, faces, cams.to(verts.device), res, rcfg)
+        if r.view_dependent_prompting:
+            suffixes = [f"{d} view" for d in render.view_directions(cams)]
+        else:
+            suffixes = [""] * len(cams)
+        return out["image"], suffixes, shading
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        """One optimisation step at ``step`` (0-based); returns its metrics record."""
+        cfg, lw, times = self.cfg, self.cfg.loss, {}
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        verts, faces = self.field()
+        v = verts.detach().requires_grad_(True)
+        rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
+        t1 = time.perf_counter()
+        times["other"] = t1 - t0
+        total = 0.0
+        if faces.shape[0] > 0:
+            # render forward; its backward is timed below with the render
+            images, suffixes, shading = self.render_batch(v, faces, step)
+            img = images.detach().requires_grad_(True)
+            t2 = time.perf_counter()
+            text = self.guidance.encode_prompts(cfg.prompt, suffixes)
+            sds = self.guidance.sds_loss(img, text, step)
+            lam = C(lw.lambda_sds, step, "loss.lambda_sds")
+            (lam * sds["loss_sds"]).backward()
+            t3 = time.perf_counter()
+            images.backward(img.grad)
+            t4 = time.perf_counter()
+            times["render"], times["guidance"] = (t2 - t1) + (t4 - t3), t3 - t2
+            total += lam * float(sds["loss_sds"].detach())
+            rec.update(loss_sds=float(sds["loss_sds"]), grad_norm=float(sds["grad_norm"]),
+                       t=float(sds["t"].float().mean()), n_nonfinite=int(sds["n_nonfinite"]),
+                       resolution=int(images.shape[1]), shading=shading)
+        # reward branch: every k steps, when a reward model is loaded
+        t5 = time.perf_counter()
+        alpha = C(cfg.reward.alpha, step, "reward.alpha")
+        rec.update(alpha=alpha, reward=None, loss_reward=None)
+        if self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0:
+            r = self.reward(v, faces)
+            if alpha != 0.0:
+                (-alpha * r).backward()
+            rec.update(reward=float(r), loss_reward=-alpha * float(r))
+            total += -alpha * float(r)
+        t6 = time.perf_counter()
+        times["reward"] = t6 - t5
+        # regularisers, then one backward through marching tets into the field
+        regs = self.field.regularizers(verts, faces)
+        reg_total = verts.new_zeros(())
+        for name, value in regs.items():
+            lam = C(getattr(lw, f"lambda_{name}", 0.0), step, f"loss.lambda_{name}")
+            rec[f"loss_{name}"] = float(value)
+            if lam != 0.0:
+                reg_total = reg_total + lam * value
+        total += float(reg_total)
+        roots, grads = [verts], [v.grad if v.grad is not None else torch.zeros_like(verts)]
+        if reg_total.requires_grad:
+            roots.append(reg_total)
+            grads.append(torch.ones_like(reg_total))
+        torch.autograd.backward(roots, grads)
+        self.optimizer.step()
+        t7 = time.perf_counter()
+        times["other"] += t7 - t6
+        rec["loss"] = total
+        for k in ("render", "guidance", "reward", "other"):
+            rec[f"time_{k}"] = times.get(k, 0.0)
+        rec["time_step"] = t7 - t0
+        return rec
+
+    # 4. export ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def export(self) -> dict[str, Path]:
+        from dreamcs.render import RenderConfig, save_turntable_png
+
+        verts, faces = self.field()
+        r = self.cfg.render
+        return {
+            "final_obj": outputs.write_mesh(verts, faces, self.run_dir / "final.obj"),
+            "final_glb": outputs.write_mesh(verts, faces, self.run_dir / "final.glb"),
+            "turntable": save_turntable_png(
+                self.run_dir / "turntable.png", verts.cpu(), faces.cpu(), r.turntable_views, r.turntable_resolution,
+                config=RenderConfig(normals=r.normals)),
+        }
+
+    # 5. the run ----------------------------------------------------------------------------------
+    def __call__(self, resume: bool = False, callback: Callable[[int, dict], None] | None = None) -> GenerateOutput:
+        cfg = self.cfg
+        # 1. check inputs and the run folder
+        self.check_inputs(resume)
+        # 2. seed, then build every component (their random init is part of the seeded stream)
+        seed_everything(cfg.seed)
+        self.prepare_field()
+        # 3. guidance and its prompt embeddings (cached per view suffix)
+        self.prepare_guidance()
+        # 4. the 3D reward model (optional)
+        self.prepare_reward()
+        # 5. resume: field, optimizer and RNG states from the newest checkpoint
+        ckpt_dir, metrics_path = self.run_dir / "checkpoints", self.run_dir / "metrics.jsonl"
+        start = 0
+        found = ckpt.list_checkpoints(ckpt_dir) if resume else []
+        if found:
+            start, _ = ckpt.load_checkpoint(found[-1], {"field": self.field}, self.optimizer)
+        outputs.truncate_metrics(metrics_path, start)
+        save_config(cfg, self.run_dir / "config.yaml")
+        # 6. optimisation loop
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = [TextColumn("[bold]generate"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+        with Progress(*columns, disable=not self.show_progress) as bar:
+            task = bar.add_task("generate", total=cfg.steps, completed=start, info="")
+            for step in range(start, cfg.steps):
+                if cfg.mesh_every and step % cfg.mesh_every == 0:
+                    with torch.no_grad():
+                        outputs.write_mesh(*self.field(), self.run_dir / "meshes" / f"step_{step:06d}.obj")
+                rec = self.train_step(step)
+                append_jsonl(metrics_path, rec)
+                done = step + 1
+                if done % cfg.save_every == 0 or done == cfg.steps:
+                    ckpt.save_checkpoint(ckpt_dir, done, {"field": self.field}, self.optimizer)
+                info = f"loss {rec['loss']:.4g}" + (f" reward {rec['reward']:.3f}" if rec["reward"] is not None else "")
+                bar.update(task, completed=done, info=info)
+                if callback is not None:
+                    callback(step, rec)
+        # 7. export the final mesh and its turntable
+        paths = self.export()
+        from dreamcs.utils import read_jsonl
+
+        return GenerateOutput(self.run_dir, cfg.steps, paths["final_obj"], paths["final_glb"], paths["turntable"],
+                              read_jsonl(metrics_path))

@@ -1,0 +1,219 @@
+"""The generation pipeline end to end on dmtet-tiny: outputs, reward guidance and its gradient,
+exact resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from dreamcs.config import load_config
+from dreamcs.generate.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from dreamcs.generate.config import GenerateConfig, resolve_config_path
+from dreamcs.generate.pipeline import GeneratePipeline, RewardBranch
+from dreamcs.utils import read_jsonl
+
+OUTPUTS = ["config.yaml", "metrics.jsonl", "final.obj", "final.glb", "turntable.png"]
+
+
+def tiny_config(*overrides: str) -> GenerateConfig:
+    return load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), ["prompt=a wooden chair", *overrides])
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_dir(tmp_path_factory):
+    """A randomly initialised tiny RewardCS (hash text encoder: no MiniLM load), saved to disk."""
+    from dreamcs.reward import RewardCS, preset
+
+    torch.manual_seed(0)
+    model = RewardCS(preset("tiny", faces_per_patch=16, text_encoder="hash:32"))
+    return model.save_pretrained(tmp_path_factory.mktemp("reward") / "model")
+
+
+def test_shipped_configs_load_and_validate():
+    for name in ("dmtet-tiny", "dmtet-sd"):
+        cfg = load_config(GenerateConfig, resolve_config_path(name), ["prompt=a cat"])
+        cfg.validate()
+    assert cfg.guidance.name == "stable-diffusion" and cfg.render.resolution == [0, 64, 256, 2000]
+    with pytest.raises(FileNotFoundError, match="dmtet-tiny"):
+        resolve_config_path("no-such-preset")
+    with pytest.raises(ValueError, match="prompt"):
+        load_config(GenerateConfig, resolve_config_path("dmtet-tiny")).validate()
+    with pytest.raises(ValueError, match="reward.alpha"):
+        tiny_config("reward.alpha=[1,2]").validate()
+
+
+def test_checkpoint_round_trip_restores_optimizer_and_rng(tmp_path):
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(m.parameters(), lr=0.1)
+
+    def train(model, optim, n):
+        for _ in range(n):
+            optim.zero_grad()
+            model(torch.randn(4, 3)).sum().backward()
+            optim.step()
+
+    train(m, opt, 3)
+    save_checkpoint(tmp_path, 3, {"field": m}, opt)
+    after = (torch.rand(3), np.random.rand(2))
+    train(m, opt, 2)
+    m2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.Adam(m2.parameters(), lr=0.5)
+    step, _ = load_checkpoint(list_checkpoints(tmp_path)[-1], {"field": m2}, opt2)
+    again = (torch.rand(3), np.random.rand(2))
+    train(m2, opt2, 2)
+    assert step == 3 and torch.equal(after[0], again[0]) and np.array_equal(after[1], again[1])
+    assert torch.equal(m.weight, m2.weight) and opt2.param_groups[0]["lr"] == 0.1
+    (tmp_path / "step_000009.safetensors").write_bytes(b"torn")
+    with pytest.raises(ValueError, match="step_000009"):
+        load_checkpoint(tmp_path / "step_000009.safetensors", {"field": m2}, opt2)
+
+
+def _check_run(run_dir, cfg, metrics):
+    for name in OUTPUTS:
+        assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
+    meshes = sorted(p.name for p in (run_dir / "meshes").glob("step_*.obj"))
+    assert meshes == [f"step_{s:06d}.obj" for s in range(0, cfg.steps, cfg.mesh_every)]
+    assert list_checkpoints(run_dir / "checkpoints")[-1].name == f"step_{cfg.steps:06d}.safetensors"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["prompt"] == cfg.prompt and saved["steps"] == cfg.steps
+    assert [r["step"] for r in metrics] == list(range(cfg.steps))
+    for r in metrics:
+        assert np.isfinite(r["loss"]) and np.isfinite(r["loss_sds"]) and r["n_faces"] > 0
+        assert all(r[f"time_{k}"] >= 0 for k in ("render", "guidance", "reward", "other"))
+    import trimesh
+
+    mesh = trimesh.load(run_dir / "final.obj", process=False)
+    assert len(mesh.faces) > 0 and np.isfinite(mesh.vertices).all()
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    cfg = tiny_config()
+    run_dir = tmp_path_factory.mktemp("plain") / "run"
+    out = GeneratePipeline(cfg, run_dir, show_progress=False)()
+    return cfg, run_dir, out
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_every_output(plain_run):
+    cfg, run_dir, out = plain_run
+    _check_run(run_dir, cfg, out.metrics)
+    assert all(r["reward"] is None for r in out.metrics)
+    # the field moved: the final mesh differs from the initial sphere
+    first = (run_dir / "meshes" / "step_000000.obj").read_bytes()
+    assert first != (run_dir / "final.obj").read_bytes()
+    with pytest.raises(FileExistsError, match="--resume"):
+        GeneratePipeline(cfg, run_dir, show_progress=False)()
+
+
+@pytest.mark.slow
+def test_tiny_run_with_reward_guidance(tmp_path, tiny_reward_dir):
+    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}")
+    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()
+    _check_run(tmp_path / "run", cfg, out.metrics)
+    for r in out.metrics:
+        if r["step"] % cfg.reward.every == 0:
+            assert np.isfinite(r["reward"]) and r["loss_reward"] == pytest.approx(-r["alpha"] * r["reward"])
+        else:
+            assert r["reward"] is None
+    alphas = [r["alpha"] for r in out.metrics]
+    assert alphas[0] == pytest.approx(0.1) and alphas == sorted(alphas) and alphas[-1] > alphas[0]
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_equals_an_uninterrupted_run(plain_run, tmp_path):
+    cfg, ref_dir, ref = plain_run
+    run_dir = tmp_path / "run"
+
+    def kill(step, rec):
+        if step == 13:  # checkpoints were written after steps 10; step 11-13 are lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        GeneratePipeline(cfg, run_dir, show_progress=False)(callback=kill)
+    assert len(read_jsonl(run_dir / "metrics.jsonl")) == 14
+    with pytest.raises(ValueError, match="lr"):
+        GeneratePipeline(tiny_config("lr=0.5"), run_dir, show_progress=False)(resume=True)
+    out = GeneratePipeline(cfg, run_dir, show_progress=False)(resume=True)
+    assert [r["step"] for r in out.metrics] == list(range(cfg.steps))
+    for a, b in zip(ref.metrics, out.metrics, strict=False):
+        assert a["loss"] == b["loss"] and a["loss_sds"] == b["loss_sds"], a["step"]
+    assert (run_dir / "final.obj").read_bytes() == (ref_dir / "final.obj").read_bytes()
+
+
+def test_reward_gradient_reaches_the_field(tiny_reward_dir):
+    """d r / d theta through marching tets -> fuse -> RewardCS: non-zero, finite, = finite differences."""
+    from dreamcs.generate import dmtet
+    from dreamcs.reward import RewardCS
+
+    try:
+        from dreamcs.mesh import fuse
+    except ImportError:
+        from dreamcs.mesh.fusion import fuse
+
+    torch.manual_seed(0)
+    cfg = tiny_config("geometry.grid_resolution=8")
+    field = dmtet.build_field(cfg.geometry, device="cpu")
+    branch = RewardBranch(RewardCS.from_pretrained(tiny_reward_dir), cfg.prompt, n_patches=8)
+    verts, faces = field()
+    pm = fuse(__import__("dreamcs.generate.outputs", fromlist=["x"]).to_trimesh(verts, faces),
+              n_patches=8, faces_per_patch=branch.faces_per_patch)
+
+    def reward_of_field() -> torch.Tensor:
+        v, f = field()
+        assert torch.equal(f, faces)  # the perturbation must not change the topology
+        from dreamcs.generate.pipeline import normalize_vertices
+
+        return branch.model.reward_from_vertices(normalize_vertices(pm.vertices_from(v)), pm.faces, cfg.prompt)
+
+    names, params = zip(*[(n, p) for n, p in field.named_parameters() if p.requires_grad], strict=False)
+    r = reward_of_field()
+    grads = torch.autograd.grad(r, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=False)]
+    flat = torch.cat([g.flatten() for g in grads])
+    assert torch.isfinite(flat).all() and flat.abs().sum() > 0
+    assert any(n == "sdf" and g.abs().sum() > 0 for n, g in zip(names, grads, strict=False))
+    assert any(n == "deform" and g.abs().sum() > 0 for n, g in zip(names, grads, strict=False))
+    # central differences along the gradient, leaving out SDF values a step could flip in sign
+    # (that would change the topology, where the mesh is not differentiable)
+    eps = 1e-2
+    keep = [(p.detach().abs() > 2 * eps) if n == "sdf" else torch.ones_like(p, dtype=torch.bool)
+            for n, p in zip(names, params, strict=False)]
+    grads = [g * k for g, k in zip(grads, keep, strict=False)]
+    flat = torch.cat([g.flatten() for g in grads])
+    direction = [g / flat.norm() for g in grads]
+    with torch.no_grad():
+        for p, d in zip(params, direction, strict=False):
+            p.add_(eps * d)
+        r_plus = float(reward_of_field())
+        for p, d in zip(params, direction, strict=False):
+            p.sub_(2 * eps * d)
+        r_minus = float(reward_of_field())
+        for p, d in zip(params, direction, strict=False):
+            p.add_(eps * d)
+    fd = (r_plus - r_minus) / (2 * eps)
+    analytic = float(flat.norm())
+    assert fd == pytest.approx(analytic, rel=0.05), (fd, analytic)
+
+
+def test_cli_generate(tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    run = tmp_path / "cli"
+    args = ["generate", "a small table", "--config", "dmtet-tiny", "--out", str(run), "--quiet",
+            "steps=3", "save_every=2", "mesh_every=2", "geometry.grid_resolution=8"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert all((run / n).is_file() for n in OUTPUTS)
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "--resume" in again.output
+    bad = CliRunner().invoke(app, ["generate", "x", "--config", "nope", "--out", str(tmp_path / "b")])
+    assert bad.exit_code == 2 and "no such config" in bad.output
