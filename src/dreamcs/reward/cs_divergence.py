@@ -22,27 +22,29 @@ from torch import Tensor
 def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
     """(m, D), (n, D) -> (m, n) squared Euclidean distances, >= 0."""
     # The |a|^2 + |b|^2 - 2ab form is one matmul (fast at B = 256); clamp the rounding below 0.
-    d = a.pow(2).sum(-1, keepdim=True) + b.pow(2).sum(-1).unsqueeze(0) - 2.0 * (a @ b.transpose(0, 1))
-    return d.clamp_min(0.0)
+    sq = a.pow(2).sum(-1, keepdim=True) + b.pow(2).sum(-1).unsqueeze(0)
+    return torch.addmm(sq, a, b.transpose(0, 1), beta=1.0, alpha=-2.0).clamp_min(0.0)
 
 
-def median_sigma(z: Tensor) -> Tensor:
+def median_sigma(z: Tensor, d2: Tensor | None = None) -> Tensor:
     """The median heuristic: median pairwise distance over distinct pairs of z (N, D), detached.
 
-    Falls back to 1 when all points coincide (or N = 1), where any bandwidth gives D_CS = 0.
+    d2: z's squared-distance matrix (N, N) when already computed. Falls back to 1 when all points
+    coincide (or N = 1), where any bandwidth gives D_CS = 0.
     """
     z = z.detach()
     n = z.shape[0]
     if n < 2:
         return torch.ones((), dtype=z.dtype, device=z.device)
-    d2 = _sq_dists(z, z)
+    d2 = _sq_dists(z, z) if d2 is None else d2.detach()
     iu = torch.triu_indices(n, n, offset=1, device=z.device)
     med = d2[iu[0], iu[1]].median().sqrt()
     return torch.where(med > 0, med, torch.ones_like(med))
 
 
-def _log_mean_kernel(d2: Tensor, scale: Tensor) -> Tensor:
-    return torch.logsumexp((-d2 * scale).flatten(), dim=0) - math.log(d2.numel())
+def _log_mean(logk: Tensor) -> Tensor:
+    """log of the mean of exp(logk) over a block, via logsumexp (no overflow, no log 0)."""
+    return torch.logsumexp(logk, dim=(0, 1)) - math.log(logk.numel())
 
 
 def cs_divergence(x: Tensor, y: Tensor, sigma: float | Tensor | None = None, clamp: bool = True) -> Tensor:
@@ -63,17 +65,15 @@ def cs_divergence(x: Tensor, y: Tensor, sigma: float | Tensor | None = None, cla
         raise ValueError(f"cs_divergence needs non-empty sets, got m={x.shape[0]}, n={y.shape[0]}")
     m = x.shape[0]
     z = torch.cat([x, y], 0)
+    # One pooled Gram matrix, then its three blocks (and the median heuristic reuses it).
+    d2 = _sq_dists(z, z)
     if sigma is None:
-        sigma_t = median_sigma(z)
+        sigma_t = median_sigma(z, d2)
     else:
         sigma_t = torch.as_tensor(sigma, dtype=z.dtype, device=z.device).detach()
         if not bool(sigma_t > 0):
             raise ValueError(f"sigma must be positive, got {float(sigma_t)}")
-    scale = 1.0 / (2.0 * sigma_t * sigma_t)
-    # One pooled Gram matrix, then its three blocks.
-    d2 = _sq_dists(z, z)
-    lxx = _log_mean_kernel(d2[:m, :m], scale)
-    lyy = _log_mean_kernel(d2[m:, m:], scale)
-    lxy = _log_mean_kernel(d2[:m, m:], scale)
+    logk = d2 * (-0.5 / (sigma_t * sigma_t))
+    lxx, lyy, lxy = _log_mean(logk[:m, :m]), _log_mean(logk[m:, m:]), _log_mean(logk[:m, m:])
     d = lxx + lyy - 2.0 * lxy
     return d.clamp_min(0.0) if clamp else d
