@@ -69,13 +69,10 @@ class PatchedMesh:
         key = (dtype, str(device))
         cache = self.__dict__.setdefault("_w_cache", {})
         if key not in cache:
-            W = self.W
-            cache[key] = torch.sparse_csr_tensor(
-                torch.from_numpy(W.indptr.astype(np.int64)),
-                torch.from_numpy(W.indices.astype(np.int64)),
-                torch.from_numpy(W.data).to(dtype),
-                size=W.shape,
-            ).to(device)
+            coo = self.W.tocoo()
+            idx = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
+            val = torch.from_numpy(coo.data).to(dtype)
+            cache[key] = torch.sparse_coo_tensor(idx, val, size=coo.shape).coalesce().to(device)
         return cache[key]
 
     def features(self, vertices: Tensor | None = None) -> Tensor:

@@ -1,0 +1,85 @@
+"""MeshMAE face features: hand-computed values, gradients, degenerate faces, shapes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dreamcs.mesh.features import face_features, patch_centers, patch_features
+
+
+def test_right_triangle_by_hand():
+    v = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    f = torch.tensor([[0, 1, 2]])
+    out = face_features(v, f)
+    assert out.shape == (1, 10)
+    expected = [0.5, 0.0, 0.0, 1.0, math.pi / 4, math.pi / 4, math.pi / 2, 1.0, 1.0, 1.0]
+    torch.testing.assert_close(out[0], torch.tensor(expected), atol=1e-6, rtol=0)
+
+
+def test_folded_pair_normals_and_vertex_normal_dots():
+    # two triangles folded at 90 degrees along the x axis: the shared vertices' area-weighted
+    # normals are the mean of the two face normals -> dot cos(45 deg) with each face
+    v = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    f = torch.tensor([[0, 1, 2], [1, 0, 3]])
+    out = face_features(v, f)
+    torch.testing.assert_close(out[0, 1:4], torch.tensor([0.0, 0.0, 1.0]))
+    torch.testing.assert_close(out[1, 1:4], torch.tensor([0.0, 1.0, 0.0]))
+    c = math.cos(math.pi / 4)
+    torch.testing.assert_close(out[0, 7:10], torch.tensor([c, c, 1.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[1, 7:10], torch.tensor([c, c, 1.0]), atol=1e-6, rtol=0)
+    assert torch.allclose(out[:, 4:7].sum(1), torch.tensor(math.pi))
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(6, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    f = torch.tensor([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2], [3, 4, 5], [2, 5, 4]])
+    assert torch.autograd.gradcheck(lambda x: face_features(x, f), (v,), eps=1e-6, atol=1e-5)
+
+
+def test_degenerate_faces_finite_values_and_gradients():
+    v = torch.tensor(
+        [[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [0.5, 0.5, 0.5]], requires_grad=True
+    )
+    f = torch.tensor(
+        [
+            [0, 1, 2],  # fine
+            [0, 0, 2],  # repeated vertex
+            [0, 1, 3],  # collinear, zero area
+            [4, 4, 4],  # a point
+        ]
+    )
+    out = face_features(v, f)
+    assert torch.isfinite(out).all()
+    assert out[1:, 0].abs().max() == 0  # zero area
+    assert out[3, 1:4].abs().max() == 0  # no normal for a point
+    torch.testing.assert_close(out[1, 4:7], torch.tensor([0.0, math.pi / 2, math.pi / 2]))
+    torch.testing.assert_close(out[2, 4:7], torch.tensor([0.0, 0.0, math.pi]))
+    torch.testing.assert_close(out[3, 4:7], torch.full((3,), math.pi / 3))
+    (out * torch.linspace(0.5, 1.5, 10)).sum().backward()
+    assert torch.isfinite(v.grad).all()
+    assert v.grad.abs().max() < 1e3
+
+
+def test_batched_and_patch_layout():
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(2, 3, 8, 3, generator=g)
+    f = torch.randint(0, 8, (12, 3), generator=g)
+    out = face_features(v, f)
+    assert out.shape == (2, 3, 12, 10)
+    torch.testing.assert_close(out[1, 2], face_features(v[1, 2], f))
+    pf = patch_features(v, f.reshape(3, 4, 3))
+    torch.testing.assert_close(pf.reshape(2, 3, 12, 10), out)
+    pc = patch_centers(v, f.reshape(3, 4, 3))
+    expected = v[..., f, :].mean(-2).reshape(2, 3, 3, 4, 3).mean(-2)
+    torch.testing.assert_close(pc, expected)
+
+
+def test_bad_shapes_raise():
+    with pytest.raises(ValueError):
+        face_features(torch.zeros(4, 2), torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError):
+        patch_features(torch.zeros(4, 3), torch.zeros(2, 3, dtype=torch.long))
