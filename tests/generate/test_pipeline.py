@@ -149,30 +149,27 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(plain_run, tmp_path):
 def test_reward_gradient_reaches_the_field(tiny_reward_dir):
     """d r / d theta through marching tets -> fuse -> RewardCS: non-zero, finite, = finite differences."""
     from dreamcs.generate import dmtet
+    from dreamcs.generate.outputs import to_trimesh
+    from dreamcs.generate.pipeline import normalize_vertices
+    from dreamcs.mesh import fuse
     from dreamcs.reward import RewardCS
-
-    try:
-        from dreamcs.mesh import fuse
-    except ImportError:
-        from dreamcs.mesh.fusion import fuse
 
     torch.manual_seed(0)
     cfg = tiny_config("geometry.grid_resolution=8")
     field = dmtet.build_field(cfg.geometry, device="cpu")
     branch = RewardBranch(RewardCS.from_pretrained(tiny_reward_dir), cfg.prompt, n_patches=8)
     verts, faces = field()
-    pm = fuse(__import__("dreamcs.generate.outputs", fromlist=["x"]).to_trimesh(verts, faces),
-              n_patches=8, faces_per_patch=branch.faces_per_patch)
+    pm = fuse(to_trimesh(verts, faces), n_patches=8, faces_per_patch=branch.faces_per_patch)
 
     def reward_of_field() -> torch.Tensor:
         v, f = field()
         assert torch.equal(f, faces)  # the perturbation must not change the topology
-        from dreamcs.generate.pipeline import normalize_vertices
-
         return branch.model.reward_from_vertices(normalize_vertices(pm.vertices_from(v)), pm.faces, cfg.prompt)
 
     names, params = zip(*[(n, p) for n, p in field.named_parameters() if p.requires_grad], strict=False)
     r = reward_of_field()
+    v0, f0 = field()
+    assert float(branch(v0, f0)) == pytest.approx(float(r), abs=1e-6)  # the pipeline's branch: same value
     grads = torch.autograd.grad(r, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=False)]
     flat = torch.cat([g.flatten() for g in grads])

@@ -55,10 +55,9 @@ def normalize_vertices(v: Tensor) -> Tensor:
 
 
 def _fuse(mesh: Any, n_patches: int, faces_per_patch: int) -> Any:
-    try:
-        from dreamcs.mesh import fuse
-    except ImportError:  # until dreamcs.mesh re-exports it
-        from dreamcs.mesh.fusion import fuse
+    """``dreamcs.mesh.fuse``: the mesh in the reward model's patch layout, with its linear map W."""
+    from dreamcs.mesh import fuse
+
     return fuse(mesh, n_patches=n_patches, faces_per_patch=faces_per_patch)
 
 
