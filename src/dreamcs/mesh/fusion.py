@@ -72,7 +72,7 @@ class PatchedMesh:
             coo = self.W.tocoo()
             idx = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
             val = torch.from_numpy(coo.data).to(dtype)
-            cache[key] = torch.sparse_coo_tensor(idx, val, size=coo.shape).coalesce().to(device)
+            cache[key] = torch.sparse_coo_tensor(idx, val, size=coo.shape, check_invariants=True).coalesce().to(device)
         return cache[key]
 
     def features(self, vertices: Tensor | None = None) -> Tensor:
