@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.autograd.function import once_differentiable
 
 from dreamcs.generate.tetgrid import TET_EDGE_PAIRS, local_tet_tables
 
@@ -71,22 +72,52 @@ _PAIRS = torch.tensor(TET_EDGE_PAIRS, dtype=torch.long)
 _LATTICE_CACHE: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
+class _ZeroCrossing(torch.autograd.Function):
+    """p = (s_b x_a - s_a x_b) / (s_b - s_a) on edges (a, b), with a hand-written backward: one
+    gather of both ends in the forward and one ``index_add_`` per input in the backward (autograd's
+    own graph would zero-fill and scatter into the (N, 3) gradient four times)."""
+
+    @staticmethod
+    def forward(ctx, vertices, sdf, a, b):
+        ab = torch.cat([a, b])
+        x = vertices.index_select(0, ab).view(2, -1, 3)
+        s = sdf.index_select(0, ab).view(2, -1, 1)
+        denom = s[1] - s[0]
+        ctx.save_for_backward(x, s, ab)
+        ctx.n = vertices.shape[0]
+        return (s[1] * x[0] - s[0] * x[1]) / denom
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, s, ab = ctx.saved_tensors
+        sa, sb = s[0], s[1]
+        denom = sb - sa
+        g_vertices = g_sdf = None
+        if ctx.needs_input_grad[0]:
+            w = torch.cat([grad * (sb / denom), grad * (-sa / denom)])
+            g_vertices = grad.new_zeros(ctx.n, 3).index_add_(0, ab, w)
+        if ctx.needs_input_grad[1]:
+            dot = (grad * (x[0] - x[1])).sum(1, keepdim=True) / denom.square()
+            g_sdf = grad.new_zeros(ctx.n).index_add_(0, ab, torch.cat([dot * sb, -dot * sa]).view(-1))
+        return g_vertices, g_sdf, None, None
+
+
 def _interpolate(vertices: torch.Tensor, sdf: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Zero crossing on edges (a, b) with sdf[a], sdf[b] of opposite sign: (V, 3), differentiable."""
-    xa, xb = vertices.index_select(0, a), vertices.index_select(0, b)
-    sa, sb = sdf.index_select(0, a).unsqueeze(1), sdf.index_select(0, b).unsqueeze(1)
-    return (sb * xa - sa * xb) / (sb - sa)
+    return _ZeroCrossing.apply(vertices, sdf, a, b)
 
 
 def _faces_from_codes(
     code: torch.Tensor, slot_ids: torch.Tensor, tet_ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Triangles from sign codes (Q,), per-tet edge -> output vertex ids (Q, 6) and tet ids (Q,)."""
-    table = _TRI_TABLE.to(code.device)[code]  # (Q, 6)
-    ntri = _NUM_TRI.to(code.device)[code]
-    faces = slot_ids.gather(1, table.clamp(min=0)).view(-1, 2, 3)
-    keep = torch.arange(2, device=code.device).unsqueeze(0) < ntri.unsqueeze(1)
-    return faces[keep], tet_ids.unsqueeze(1).expand(-1, 2)[keep]
+    dev = code.device
+    table = _TRI_TABLE.to(dev).index_select(0, code)  # (Q, 6)
+    ntri = _NUM_TRI.to(dev).index_select(0, code)
+    faces = slot_ids.gather(1, table.clamp(min=0)).view(-1, 3)  # two candidate triangles per tet
+    keep = (torch.arange(2, device=dev).unsqueeze(0) < ntri.unsqueeze(1)).view(-1).nonzero().squeeze(1)
+    return faces.index_select(0, keep), tet_ids.index_select(0, keep // 2)
 
 
 def _lattice_tables(resolution: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -131,7 +162,7 @@ def _lattice_topology(
     a = owners.index_select(0, k)
     b = a + dir_off.index_select(0, d)
     vmap = torch.empty(7 * m, dtype=torch.long, device=dev)  # only cut keys are ever read
-    vmap[d * m + a] = torch.arange(a.shape[0], device=dev)
+    vmap.scatter_(0, d * m + a, torch.arange(a.shape[0], device=dev))
 
     # 2. Cut cubes: corners not all on one side (OR / AND over the 8 corners by slicing).
     lo = s[1:] | s[:-1]
@@ -145,8 +176,8 @@ def _lattice_topology(
 
     # 3. Sign codes of the 6 tets of every cut cube, then the triangles of the cut ones.
     corners = base.view(-1, 1, 1) + corner_off.unsqueeze(0)  # (A, 6, 4)
-    code = inside.index_select(0, corners.view(-1)).view(-1, 4).to(torch.uint8)
-    code = (code * _BITS.to(dev)).sum(-1, dtype=torch.uint8).long()  # (6A,)
+    c = inside.index_select(0, corners.view(-1)).view(-1, 4).to(torch.uint8)
+    code = (c[:, 0] | (c[:, 1] << 1) | (c[:, 2] << 2) | (c[:, 3] << 3)).long()  # (6A,)
     sel = ((code > 0) & (code < 15)).nonzero().squeeze(1)
     local = sel % 6
     tet_ids = cubes.index_select(0, sel // 6) * 6 + local

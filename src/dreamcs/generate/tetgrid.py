@@ -102,26 +102,34 @@ def build_tetgrid_arrays(resolution: int) -> dict[str, np.ndarray]:
     tets = (base[:, None, None] + corner_off[None]).reshape(-1, 4)
     keys = (base[:, None, None] + edge_off[None]).reshape(-1, 6)
 
-    # Valid lattice keys: direction d from vertex a stays inside the lattice.
-    ijk = np.stack(np.meshgrid(np.arange(n), np.arange(n), np.arange(n), indexing="ij"), -1)
-    ijk = ijk.reshape(-1, 3)
+    # Valid lattice keys, direction by direction: the owners a with a + dir_d inside the lattice
+    # form a box, so a key's position in the sorted list is arithmetic (no search, no sort).
+    ext = n - EDGE_DIRS  # (7, 3) box extents per direction
+    start = np.concatenate([[0], np.cumsum(ext.prod(1))])
+    valid = np.concatenate(
+        [
+            d * m
+            + (
+                np.arange(ext[d, 0])[:, None, None] * n * n
+                + np.arange(ext[d, 1])[:, None] * n
+                + np.arange(ext[d, 2])
+            ).reshape(-1)
+            for d in range(7)
+        ]
+    )
     lin = np.array([n * n, n, 1], dtype=np.int64)
-    valid_keys = []
-    for d, delta in enumerate(EDGE_DIRS):
-        ok = ((ijk + delta) <= r).all(axis=1)
-        valid_keys.append(d * m + np.nonzero(ok)[0])
-    valid = np.concatenate(valid_keys)  # increasing by construction
     a = valid % m
     b = a + EDGE_DIRS[valid // m] @ lin
     edges = np.stack([a, b], 1)
-    tet_edges = np.searchsorted(valid, keys)
+    d, own = keys // m, keys % m
+    i, j, k = own // (n * n), (own // n) % n, own % n
+    tet_edges = start[d] + (i * ext[d, 1] + j) * ext[d, 2] + k
     dtype = np.int32 if m * 7 < 2**31 else np.int64
     return {
         "vertices": vertices,
         "tets": tets.astype(dtype),
         "edges": edges.astype(dtype),
         "tet_edges": tet_edges.astype(dtype),
-        "edge_keys": valid.astype(np.int64),
     }
 
 
