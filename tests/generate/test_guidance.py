@@ -138,10 +138,13 @@ def test_embedded_loads_a_prior_folder(tmp_path):
         build_guidance(GuidanceConfig(name="embedded", pretrained=str(tmp_path / "none")))
     torch.manual_seed(0)
     unet = tiny_unet(1, 16, [8, 16], 24)
-    save_prior(tmp_path / "prior", unet, DDIMScheduler(num_train_timesteps=1000), text_encoder="random",
+    # a dreamcs.text spec, as the shipped prior's "minilm" (hash: no weights to load in a test)
+    save_prior(tmp_path / "prior", unet, DDIMScheduler(num_train_timesteps=1000), text_encoder="hash:24",
                max_tokens=8)
     g = build_guidance(GuidanceConfig(name="embedded", pretrained=str(tmp_path / "prior"), guidance_scale=7.5))
     assert g.channels == 1 and g.image_size == 16
+    text = g.encode_prompts("a chair with four legs and a tall back", ["front view", "side view"])
+    assert text.cond.shape == (2, 8, 24) and text.cond_mask.all()  # truncated to max_tokens
     img = _images(size=32)
     torch.manual_seed(0)
     out = g.sds_loss(img, g.encode_prompts("a chair", ["front view", "side view"]), step=0)

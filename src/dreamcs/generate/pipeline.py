@@ -110,6 +110,8 @@ class GeneratePipeline:
     # 1. inputs -------------------------------------------------------------------------------
     def check_inputs(self, resume: bool) -> None:
         self.cfg.validate()
+        if torch.device(self.cfg.device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device: {self.cfg.device!r} asked for, but torch sees no GPU (use --device cpu)")
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.exists() and not resume:
             raise FileExistsError(f"{self.run_dir}: already holds a run; pass --resume or choose another --out")
