@@ -214,5 +214,11 @@ def test_cli_generate(tmp_path):
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--resume" in again.output
+    # resume from the saved config and extend the run by two steps
+    more = CliRunner().invoke(app, ["generate", "a small table", "--out", str(run), "--resume", "-q", "steps=5"])
+    assert more.exit_code == 0, more.output
+    assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+    other = CliRunner().invoke(app, ["generate", "a chair", "--out", str(run), "--resume", "-q"])
+    assert other.exit_code == 2 and "prompt" in other.output
     bad = CliRunner().invoke(app, ["generate", "x", "--config", "nope", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "no such config" in bad.output

@@ -190,11 +190,18 @@ class GeneratePipeline:
         alpha = C(cfg.reward.alpha, step, "reward.alpha")
         rec.update(alpha=alpha, reward=None, loss_reward=None)
         if self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0:
-            r = self.reward(v, faces)
-            if alpha != 0.0:
-                (-alpha * r).backward()
-            rec.update(reward=float(r), loss_reward=-alpha * float(r))
-            total += -alpha * float(r)
+            from dreamcs.mesh import MeshError
+
+            try:
+                r = self.reward(v, faces)
+            except MeshError as e:
+                # a degenerate surface that cannot be fused: skip the reward this step, keep the run
+                rec["reward_error"] = str(e)[:300]
+            else:
+                if alpha != 0.0:
+                    (-alpha * r).backward()
+                rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
+                total += -alpha * float(r.detach())
         t6 = time.perf_counter()
         times["reward"] = t6 - t5
         # regularisers, then one backward through marching tets into the field
