@@ -62,15 +62,16 @@ class PixelGuidance(Guidance):
         """Build the text encoder; returns its width (the UNet's cross_attention_dim)."""
         self.max_tokens = int(max_tokens)
         self.text_kind = kind
+        # The text encoder stays on the CPU and out of the module tree (and so out of .to()):
+        # prompts are encoded once and cached, and a shared MiniLM may also serve the reward model.
         if kind == "random":
             if dim is None:
                 raise ValueError("the random text encoder needs a width (guidance.cross_attention_dim)")
-            self.text_encoder: nn.Module = HashedTextEncoder(dim, self.max_tokens, seed=seed)
+            self.__dict__["text_encoder"] = HashedTextEncoder(dim, self.max_tokens, seed=seed)
             return dim
         from dreamcs.text import get_text_encoder
 
-        # shared and frozen: the reward model may already hold the same encoder
-        self.text_encoder = get_text_encoder(kind)
+        self.__dict__["text_encoder"] = get_text_encoder(kind)
         return int(self.text_encoder.dim)
 
     def _place(self, device: str | torch.device) -> None:
