@@ -19,7 +19,7 @@ from collections import deque
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.sparse.csgraph import breadth_first_order, connected_components, dijkstra
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 
@@ -62,30 +62,76 @@ def _widest(var: NDArray) -> NDArray:
     return eff.argmax(1)
 
 
-def _grow_order(group: NDArray, value: NDArray, ei: NDArray, ej: NDArray, w: NDArray | None) -> NDArray:
-    """Faces sorted by group, then by graph distance inside the group from the group's face with the
+def _group_graph(A: sp.csr_matrix, rows: NDArray, group: NDArray, seeds: NDArray) -> sp.csr_matrix:
+    """A restricted to edges inside a group, plus a virtual root (node F) linked to the seeds.
+
+    Built straight from A's sorted CSR arrays (no re-sorting): neighbours stay in index order.
+    ``rows`` is the row of every stored entry of A.
+    """
+    n = A.shape[0]
+    keep = group[rows] == group[A.indices]
+    indptr = np.empty(n + 2, dtype=np.int64)
+    indptr[0] = 0
+    np.cumsum(np.bincount(rows[keep], minlength=n), out=indptr[1 : n + 1])
+    indptr[-1] = indptr[-2] + len(seeds)
+    indices = np.r_[A.indices[keep], np.sort(seeds)]
+    return sp.csr_matrix((np.ones(len(indices), dtype=np.int8), indices, indptr), shape=(n + 1, n + 1))
+
+
+def _grow_order(A: sp.csr_matrix, rows: NDArray, group: NDArray, value: NDArray) -> NDArray:
+    """Faces sorted by group, then breadth-first inside the group from the group's face with the
     smallest ``value``; faces the growth cannot reach (other components) follow, by value.
 
     Any prefix of one group's run in this order is edge-connected (up to the unreachable tail).
-    ``w`` are edge lengths (None: breadth-first, unit lengths).
     """
     n = len(group)
-    by = np.lexsort((np.arange(n), value, group))
-    first = np.r_[True, group[by][1:] != group[by][:-1]]
-    seeds = by[first]
-    same = group[ei] == group[ej]
-    rows = np.r_[ei[same], np.full(len(seeds), n)]
-    cols = np.r_[ej[same], seeds]
-    if w is None:
-        G = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n + 1, n + 1))
-        G.sort_indices()
-        bfs = breadth_first_order(G, n, directed=True, return_predecessors=False)[1:]
-        dist = np.full(n, np.inf)
-        dist[bfs] = np.arange(len(bfs))
-    else:
-        G = sp.csr_matrix((np.r_[w[same], np.zeros(len(seeds))], (rows, cols)), shape=(n + 1, n + 1))
-        dist = dijkstra(G, directed=True, indices=n)[:n]
-    return np.lexsort((np.arange(n), value, dist, group))
+    by_value = np.argsort(value, kind="stable")
+    seed_of = np.empty(int(group.max()) + 1, dtype=np.int64)
+    seed_of[group[by_value][::-1]] = by_value[::-1]  # the last write wins: each group's min value
+    G = _group_graph(A, rows, group, seed_of)
+    bfs = breadth_first_order(G, n, directed=True, return_predecessors=False)[1:]
+    reached = np.zeros(n, dtype=bool)
+    reached[bfs] = True
+    seq = np.r_[bfs, by_value[~reached[by_value]]]  # reached in BFS order, then the rest by value
+    return seq[np.argsort(group[seq].astype(np.int16 if n < 32768 else np.int64), kind="stable")]
+
+
+def _smooth_cut(A: sp.csr_matrix, rows: NDArray, group: NDArray, right: NDArray, active: NDArray) -> NDArray:
+    """Swap isolated right faces ("teeth" a breadth-first cut leaves) with left faces that stick out
+    into the right part, pairwise within a group, so both sides keep their sizes."""
+    cols = A.indices
+    inside = group[rows] == group[cols]
+    rows, cols = rows[inside], cols[inside]
+    n = len(group)
+    for _ in range(3):
+        deg = np.bincount(rows, minlength=n)
+        n_right = np.bincount(rows, weights=right[cols], minlength=n).astype(np.int64)
+        n_left = deg - n_right
+        tooth = right & (n_right == 0) & (deg > 0) & active[group]
+        bump = ~right & (n_left <= 1) & (n_right >= 2) & active[group]
+        n_g = group.max() + 1
+        swaps = np.minimum(np.bincount(group[tooth], minlength=n_g), np.bincount(group[bump], minlength=n_g))
+        if not swaps.any():
+            break
+        for mask, to_right in ((tooth, False), (bump, True)):
+            idx = np.flatnonzero(mask)
+            g = group[idx]
+            o = np.argsort(g, kind="stable")
+            idx, g = idx[o], g[o]
+            start = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+            run_start = np.repeat(start, np.diff(np.r_[start, len(g)]))
+            chosen = idx[(np.arange(len(g)) - run_start) < swaps[g]]
+            right[chosen] = to_right
+    return right
+
+
+def _group_stats(feat: NDArray, group: NDArray, n_g: int) -> tuple[NDArray, NDArray]:
+    """Per-group sizes (G,) and column variances (G, D) with bincount (much faster than ufunc.at)."""
+    sizes = np.bincount(group, minlength=n_g)
+    mean = np.stack([np.bincount(group, weights=c, minlength=n_g) for c in feat.T], 1) / sizes[:, None]
+    d = (feat - mean[group]) ** 2
+    var = np.stack([np.bincount(group, weights=c, minlength=n_g) for c in d.T], 1)
+    return sizes, var
 
 
 def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
@@ -94,67 +140,68 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     Each mesh component of size n_c * k + r_c first gives r_c faces (grown from its extreme face, so
     connected) to a shared pool (small components go there whole); the pool forms the patches that
     cannot be connected. Then every group is cut in two at an exact multiple of k, the first part
-    grown from the group's extreme face along its widest (centroid, normal) column, so the first
-    part is always edge-connected.
+    grown breadth-first from the group's extreme face along its widest (centroid, normal) column,
+    so the first part is edge-connected; ``_smooth_cut`` then tidies the cut line.
     """
     n = len(feat)
-    coo = A.tocoo()
-    ei, ej = coo.row, coo.col
-    w = None  # breadth-first: a Dijkstra on centroid distances or crease costs was no better, and slower
+    rows = np.repeat(np.arange(n), np.diff(A.indptr))
     _, comp = connected_components(A, directed=False)
     sizes = np.bincount(comp)
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
-    # peel: the first `take` faces of each component (in growth order) go to the pool
-    order = _grow_order(comp, feat[:, 0], ei, ej, w)
+    order = _grow_order(A, rows, comp, feat[:, 0])
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - starts[comp[order]]
     pooled = rank < take[comp]
-    n_pool = int(pooled.sum()) // k
     group = np.where(pooled, len(sizes), comp)
-    counts = np.r_[counts, n_pool]
+    counts = np.r_[counts, int(pooled.sum()) // k]
     keep = counts > 0
     group = (np.cumsum(keep) - 1)[group]
     counts = counts[keep]
     while (counts > 1).any():
-        n_g = len(counts)
-        sizes = np.bincount(group, minlength=n_g)
-        mean = np.zeros((n_g, feat.shape[1]))
-        np.add.at(mean, group, feat)
-        mean /= sizes[:, None]
-        var = np.zeros_like(mean)
-        np.add.at(var, group, (feat - mean[group]) ** 2)
-        dim = _widest(var)
-        value = feat[np.arange(n), dim[group]]
-        order = _grow_order(group, value, ei, ej, w)
-        left = counts // 2
-        left[counts == 1] = 1
+        sizes, var = _group_stats(feat, group, len(counts))
+        value = feat[np.arange(n), _widest(var)[group]]
+        order = _grow_order(A, rows, group, value)
+        left = np.maximum(counts // 2, 1)
         starts = np.r_[0, np.cumsum(sizes)[:-1]]
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n) - starts[group[order]]
-        right_side = rank >= left[group] * k
+        right = rank >= left[group] * k
+        right = _smooth_cut(A, rows, group, right, counts > 1)
         new_counts = np.stack([left, counts - left], 1).reshape(-1)
         keep = new_counts > 0
-        group = (np.cumsum(keep) - 1)[2 * group + right_side]
+        group = (np.cumsum(keep) - 1)[2 * group + right]
         counts = new_counts[keep]
     return group
 
 
 def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
     """Intra-patch components. Returns (component id per face, bool per patch: one component)."""
-    coo = A.tocoo()
-    same = labels[coo.row] == labels[coo.col]
-    intra = sp.csr_matrix((coo.data[same], (coo.row[same], coo.col[same])), shape=A.shape)
-    _, comp = connected_components(intra, directed=False)
-    n_p = labels.max() + 1
-    pairs = np.unique(np.stack([labels, comp], 1), axis=0)
-    n_comp = np.bincount(pairs[:, 0], minlength=n_p)
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    keep = labels[rows] == labels[A.indices]
+    indptr = np.r_[0, np.cumsum(np.bincount(rows[keep], minlength=A.shape[0]))]
+    intra = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), A.indices[keep], indptr), shape=A.shape)
+    n_c, comp = connected_components(intra, directed=False)
+    label_of_comp = np.zeros(n_c, dtype=np.int64)
+    label_of_comp[comp] = labels  # every component lies inside one patch
+    n_comp = np.bincount(label_of_comp, minlength=int(labels.max()) + 1)
     return comp, n_comp == 1
 
 
+def _neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArray, NDArray]:
+    """All (face, neighbour) pairs of the given faces, vectorised over the CSR arrays."""
+    start, cnt = indptr[faces], indptr[faces + 1] - indptr[faces]
+    offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return np.repeat(faces, cnt), indices[np.repeat(start, cnt) + offs]
+
+
 def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
-    """Make patches edge-connected where possible, keeping every patch size unchanged."""
+    """Make patches edge-connected where possible, keeping every patch size unchanged.
+
+    A stray fragment of patch p moves to the neighbouring patch q it shares most edges with, and q
+    gives back as many faces, breadth-first from its border with p's main piece.
+    """
     indptr, indices = A.indptr, A.indices
     labels = labels.copy()
     for _ in range(passes):
@@ -168,44 +215,42 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
         by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
         lab_sorted = labels[bad][by]
         first = np.r_[True, lab_sorted[1:] != lab_sorted[:-1]]
-        main = dict(zip(lab_sorted[first].tolist(), comp[bad][by][first].tolist()))
-        frags: dict[int, list[int]] = {}
-        for f in bad[comp[bad] != np.array([main[p] for p in labels[bad].tolist()], dtype=np.int64)].tolist():
-            frags.setdefault(int(comp[f]), []).append(f)
-        for frag_faces in sorted(frags.values(), key=lambda fs: (len(fs), fs[0])):
-            p = int(labels[frag_faces[0]])
-            if any(labels[f] != p for f in frag_faces):
+        main_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+        main_of[lab_sorted[first]] = comp[bad][by][first]
+        stray = bad[comp[bad] != main_of[labels[bad]]]
+        o = np.lexsort((stray, comp[stray], comp_size[comp[stray]]))  # smallest fragments first
+        stray = stray[o]
+        cuts = np.flatnonzero(np.diff(comp[stray])) + 1
+        for frag in np.split(stray, cuts) if len(stray) else []:
+            p = int(labels[frag[0]])
+            if (labels[frag] != p).any():
                 continue  # touched by an earlier move in this pass
-            # neighbouring patch sharing the most edges with the fragment
-            nb = np.concatenate([indices[indptr[f] : indptr[f + 1]] for f in frag_faces])
+            _, nb = _neighbours(indptr, indices, frag)
             nb_lab = labels[nb]
             nb_lab = nb_lab[nb_lab != p]
             if len(nb_lab) == 0:
                 continue  # a separate mesh component: nothing to attach it to
             q = int(np.bincount(nb_lab).argmax())
-            give = _border_faces(labels, indptr, indices, q, p, main.get(p), comp, len(frag_faces), set(frag_faces))
+            give = _border_faces(labels, indptr, indices, q, p, int(main_of[p]), comp, len(frag))
             if give is None:
                 continue
-            labels[np.asarray(frag_faces)] = q
-            labels[np.asarray(give)] = p
+            labels[frag] = q
+            labels[give] = p
             changed = True
         if not changed:
             break
     return labels
 
 
-def _border_faces(labels, indptr, indices, q, p, p_main, comp, s, exclude) -> list[int] | None:
+def _border_faces(labels, indptr, indices, q, p, p_main, comp, s) -> NDArray | None:
     """``s`` faces of patch q nearest (breadth-first) to p's main piece, or None if q does not touch it."""
-    q_faces = np.flatnonzero(labels == q)
-    seeds = []
-    for f in q_faces.tolist():
-        nbs = indices[indptr[f] : indptr[f + 1]]
-        if any(labels[g] == p and comp[g] == p_main and g not in exclude for g in nbs.tolist()):
-            seeds.append(f)
-    if not seeds:
+    owner, nb = _neighbours(indptr, indices, np.flatnonzero(labels == q))
+    touch = (labels[nb] == p) & (comp[nb] == p_main)
+    seeds = np.unique(owner[touch])
+    if len(seeds) == 0:
         return None
-    seen = set(seeds)
-    queue = deque(seeds)
+    seen = set(seeds.tolist())
+    queue = deque(seeds.tolist())
     out: list[int] = []
     while queue and len(out) < s:
         f = queue.popleft()
@@ -214,7 +259,7 @@ def _border_faces(labels, indptr, indices, q, p, p_main, comp, s, exclude) -> li
             if g not in seen and labels[g] == q:
                 seen.add(g)
                 queue.append(g)
-    return out if len(out) == s else None
+    return np.asarray(out, dtype=np.int64) if len(out) == s else None
 
 
 def partition(centroids: NDArray, normals: NDArray, A: sp.csr_matrix, n_patches: int, k: int) -> NDArray:
