@@ -127,3 +127,15 @@ def test_bad_inputs() -> None:
         render(v[:, :2], f, Cameras(0.0, 0.0, 2.6, 50.0), 8)
     with pytest.raises(ImportError, match="nvdiffrast"):
         render(v, f, Cameras(0.0, 0.0, 2.6, 50.0), 8, RenderConfig(backend="nvdiffrast"))
+
+
+def test_chunked_rasterisation_matches_one_pass() -> None:
+    from dreamcs.render.raster import rasterize_face_ids, to_screen
+
+    sph = trimesh.creation.icosphere(3, radius=0.7)
+    v, f = torch.tensor(sph.vertices, dtype=torch.float32), torch.tensor(sph.faces)
+    ndc = Cameras(10.0, 40.0, 2.6, 50.0).project(v)[0]
+    scr = to_screen(ndc, 40, 40)
+    one = rasterize_face_ids(scr, ndc[:, 2], f, 40, 40)
+    many = rasterize_face_ids(scr, ndc[:, 2], f, 40, 40, max_pairs=7)
+    assert torch.equal(one, many) and (one >= 0).sum() > 300

@@ -58,16 +58,14 @@ def _expand_boxes(
 
 
 def _chunks(counts: torch.Tensor, max_pairs: int) -> list[tuple[int, int]]:
-    """Split items into consecutive runs whose pair counts sum to at most ``max_pairs`` (or 1 item)."""
-    cum = torch.cumsum(counts, 0).tolist()
-    out, start, base = [], 0, 0
-    for i, c in enumerate(cum):
-        if c - base > max_pairs and i > start:
-            out.append((start, i))
-            start, base = i, cum[i - 1]
-    if start < len(cum):
-        out.append((start, len(cum)))
-    return out
+    """Split items into consecutive runs of about ``max_pairs`` pairs: an item joins the run in
+    which its first pair falls, so a run holds at most ``max_pairs`` + one item's pairs."""
+    if counts.numel() == 0:
+        return []
+    block = (torch.cumsum(counts, 0) - counts) // max_pairs
+    _, sizes = torch.unique_consecutive(block, return_counts=True)
+    ends = torch.cumsum(sizes, 0).tolist()
+    return list(zip([0, *ends[:-1]], ends, strict=True))
 
 
 @torch.no_grad()

@@ -116,10 +116,11 @@ def rasterize(
         face_id = torch.stack(
             [rasterize_face_ids(screen[b], ndc[b, :, 2], faces, h, w, cfg.near) for b in range(len(cams))]
         )
-    edges, edge_faces = edge_adjacency(faces, vertices.shape[-2])
+    edges = torch.zeros(0, 2, dtype=torch.long, device=faces.device)
     edge_id = torch.full_like(face_id, -1)
     edge_face = torch.full_like(face_id, -1)
     if cfg.soft_silhouette and faces.shape[0]:
+        edges, edge_faces = edge_adjacency(faces, vertices.shape[-2])
         for b in range(len(cams)):
             edge_id[b], edge_face[b] = nearest_silhouette_edges(
                 screen[b], faces, face_id[b], edges, edge_faces, band=cfg.band
