@@ -60,7 +60,57 @@ class SyntheticPrefDataset(torch.utils.data.Dataset):
 def tiny_train_config(**kw):
     from dreamcs.reward.train import TrainConfig
 
-    model = preset("tiny", text_encoder="hash:16", faces_per_patch=8, **kw.pop("model", {}))
+    model = preset("tiny", **{"text_encoder": "hash:16", "faces_per_patch": 8, **kw.pop("model", {})})
     base = dict(steps=6, batch_size=6, warmup_steps=2, log_every=1, checkpoint_every=3, progress=False, lr=1e-3)
     base.update(kw)
     return TrainConfig(model=model, **base)
+
+
+def _defects(mesh, rng):
+    """Synthetic defects of the kind early SDS runs show: noise, dropped faces, flattening."""
+    import numpy as np
+    import trimesh
+
+    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    scale = float(np.ptp(v, axis=0).max())
+    noisy = trimesh.Trimesh(v + rng.normal(scale=0.04 * scale, size=v.shape), f, process=False)
+    keep = rng.random(len(f)) > 0.4
+    dropped = trimesh.Trimesh(v, f[keep] if keep.sum() >= 4 else f[:4], process=False)
+    flat = trimesh.Trimesh(v * np.array([1.0, 0.08, 1.0]), f, process=False)
+    return {"noise": noisy, "dropped_faces": dropped, "flattened": flat}
+
+
+def sample_pref_items(sample_dir, n_patches: int = 32, faces_per_patch: int = 16, seed: int = 0) -> list[dict]:
+    """A small labelled set from the packaged sample meshes: each clean mesh is preferred (score
+    about 4.5), each of its three defective copies dispreferred (about 1.5). Items follow the
+    MeshPrefDataset dict contract."""
+    import numpy as np
+
+    from dreamcs.mesh import fuse, load_mesh, normalize, patch_centers, patch_features
+
+    rng = np.random.default_rng(seed)
+    items = []
+    for path in sorted(sample_dir.glob("*.obj")):
+        clean = normalize(load_mesh(path))
+        prompt = "a " + path.stem.split("__")[-1].replace("s_", "", 1).replace("_", " ")
+        variants = {"clean": clean, **_defects(clean, rng)}
+        for name, m in variants.items():
+            pm = fuse(normalize(m) if name != "clean" else m, n_patches=n_patches, faces_per_patch=faces_per_patch)
+            v = torch.as_tensor(pm.vertices, dtype=torch.float32)
+            f = torch.as_tensor(pm.faces, dtype=torch.long)
+            label = 1 if name == "clean" else 0
+            items.append(dict(features=patch_features(v, f), centers=patch_centers(v, f),
+                              score=float((4.5 if label else 1.5) + rng.normal(scale=0.2)), label=label,
+                              prompt=prompt, id=f"{path.stem}:{name}", object_id=path.stem, source=name))
+    return items
+
+
+class ItemsDataset(torch.utils.data.Dataset):
+    def __init__(self, items: list[dict]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]

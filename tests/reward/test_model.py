@@ -95,34 +95,29 @@ def test_gradient_reaches_features():
     assert f.grad.abs().sum() > 0 and c.grad.abs().sum() > 0
 
 
-def _cube_patched(mesh, k: int = 8):
-    import trimesh
-
-    tm = trimesh.creation.icosphere(subdivisions=3)
-    return mesh.fuse(mesh.normalize(tm), n_patches=16, faces_per_patch=k)
-
-
 def test_gradient_reaches_vertices_and_input_vertices():
     mesh = mesh_core()
+    import trimesh
+
     model = tiny_model()
-    pm = _cube_patched(mesh)
+    src = mesh.normalize(trimesh.creation.icosphere(subdivisions=3))
+    pm = mesh.fuse(src, n_patches=16, faces_per_patch=8)
     v = torch.as_tensor(pm.vertices, dtype=torch.float32).requires_grad_(True)
     r = model.reward_from_vertices(v, pm.faces, "a ball")
     assert r.shape == ()
     (g,) = torch.autograd.grad(r, v)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
-    # through the fusion map back to the input mesh's vertices
-    v_in = torch.as_tensor(np.asarray(pm.W.shape[1] and _input_vertices(pm)), dtype=torch.float32).requires_grad_(True)
-    r2 = model.reward_from_vertices(pm.vertices_from(v_in), pm.faces, "a ball")
+    # through the fusion map back to the input mesh's vertices (the generator's path)
+    v_in = torch.as_tensor(np.asarray(src.vertices), dtype=torch.float32).requires_grad_(True)
+    fused = pm.vertices_from(v_in)
+    torch.testing.assert_close(fused.detach(), v.detach(), atol=1e-5, rtol=1e-5)
+    r2 = model.reward_from_vertices(fused, pm.faces, "a ball")
+    torch.testing.assert_close(r2.detach(), r.detach(), atol=1e-5, rtol=1e-5)
     (g2,) = torch.autograd.grad(r2, v_in)
     assert torch.isfinite(g2).all() and g2.abs().sum() > 0
-
-
-def _input_vertices(pm):
-    """Input vertices that reproduce pm.vertices through W (least squares, exact when W selects)."""
-    import scipy.sparse.linalg as sla
-
-    return np.stack([sla.lsqr(pm.W, pm.vertices[:, i])[0] for i in range(3)], 1)
+    # the chain rule through W: grad_in = W^T grad_fused
+    w = torch.as_tensor(pm.W.toarray(), dtype=torch.float32)
+    torch.testing.assert_close(g2, w.T @ g, atol=1e-5, rtol=1e-4)
 
 
 def test_score_file_and_patched(sample_dir):

@@ -88,9 +88,14 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def dataset_column(dataset: Dataset, key: str) -> list[Any]:
-    """One column of a dataset; uses a ``.column(key)`` / ``.labels`` fast path when the dataset has one."""
+    """One column of a dataset without computing features where the dataset allows it: a
+    ``.column(key)`` method, a ``.rows`` table (MeshPrefDataset's; its ``overall`` is the score),
+    else item by item."""
     if hasattr(dataset, "column"):
         return list(dataset.column(key))
+    rows = getattr(dataset, "rows", None)
+    if isinstance(rows, list) and rows and isinstance(rows[0], dict) and key in rows[0]:
+        return [r[key] for r in rows]
     return [dataset[i][key] for i in range(len(dataset))]  # type: ignore[arg-type]
 
 
