@@ -113,7 +113,8 @@ def test_tiny_run_writes_every_output(plain_run):
 
 @pytest.mark.slow
 def test_tiny_run_with_reward_guidance(tmp_path, tiny_reward_dir):
-    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}")
+    # fusion in a worker thread: the same numbers as in place (checked on the first steps below)
+    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "reward.overlap_fusion=true")
     out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()
     _check_run(tmp_path / "run", cfg, out.metrics)
     for r in out.metrics:
@@ -123,6 +124,10 @@ def test_tiny_run_with_reward_guidance(tmp_path, tiny_reward_dir):
             assert r["reward"] is None
     alphas = [r["alpha"] for r in out.metrics]
     assert alphas[0] == pytest.approx(0.1) and alphas == sorted(alphas) and alphas[-1] > alphas[0]
+    serial = GeneratePipeline(tiny_config(f"reward.checkpoint={tiny_reward_dir}", "steps=3"), tmp_path / "serial",
+                              show_progress=False)()
+    for a, b in zip(out.metrics[:3], serial.metrics, strict=True):
+        assert a["reward"] == b["reward"] and a["loss"] == b["loss"]
 
 
 @pytest.mark.slow

@@ -65,6 +65,9 @@ class RewardConfig:
     """P: patches of the fused mesh (faces per patch come from the reward model's config)."""
     normalize: bool = True
     """Normalise the mesh into [-1, 1]^3 (differentiably) before scoring, as the training meshes were."""
+    overlap_fusion: bool = False
+    """Fuse the mesh in a worker thread while render and guidance run (same result). Pays off when a
+    core is free (a GPU run); on a busy CPU the thread competes with torch and can slow the step."""
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dreamcs.generate import outputs
 from dreamcs.generate.config import GenerateConfig
 from dreamcs.generate.guidance import Guidance, build_guidance
 from dreamcs.schedule import C
-from dreamcs.utils import append_jsonl, seed_everything
+from dreamcs.utils import append_jsonl, read_jsonl, seed_everything
 
 
 def resolve_reward_dir(path: str | Path) -> Path:
@@ -62,7 +62,12 @@ def _fuse(mesh: Any, n_patches: int, faces_per_patch: int) -> Any:
 
 
 class RewardBranch:
-    """mesh -> ``fuse`` (a linear map, so gradients pass) -> RewardCS reward ()."""
+    """mesh -> ``fuse`` (a linear map, so gradients pass) -> RewardCS reward ().
+
+    The fusion is NumPy/SciPy work on a detached copy of the mesh, so ``prefetch`` can start it in
+    a worker thread while the render and guidance branches run; ``__call__`` then waits for it.
+    The result is the same as fusing in place (fuse is deterministic), so seeds and resume hold.
+    """
 
     def __init__(self, model: Any, prompt: str, n_patches: int, normalize: bool = True) -> None:
         self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
@@ -70,14 +75,37 @@ class RewardBranch:
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
+        self._pool: Any = None
+        self._pending: tuple[Tensor, Any] | None = None
+
+    def _fuse(self, verts: Tensor, faces: Tensor) -> Any:
+        return _fuse(outputs.to_trimesh(verts, faces), n_patches=self.n_patches, faces_per_patch=self.faces_per_patch)
+
+    def prefetch(self, verts: Tensor, faces: Tensor) -> None:
+        """Start fusing (verts, faces) in the background for the next ``__call__`` on these faces."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dreamcs-fuse")
+        v, f = verts.detach().cpu().clone(), faces.detach().cpu().clone()
+        self._pending = (f, self._pool.submit(self._fuse, v, f))
 
     def __call__(self, verts: Tensor, faces: Tensor) -> Tensor:
         """verts (V, 3) differentiable, faces (F, 3) -> reward (), differentiable in ``verts``."""
-        pm = _fuse(outputs.to_trimesh(verts, faces), n_patches=self.n_patches, faces_per_patch=self.faces_per_patch)
+        pending, self._pending = self._pending, None
+        if pending is not None and torch.equal(pending[0], faces.detach().cpu()):
+            pm = pending[1].result()
+        else:
+            pm = self._fuse(verts, faces)
         v = pm.vertices_from(verts)
         if self.normalize:
             v = normalize_vertices(v)
         return self.model.reward_from_vertices(v, pm.faces, self.prompt)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @dataclass
@@ -165,6 +193,9 @@ class GeneratePipeline:
         verts, faces = self.field()
         v = verts.detach().requires_grad_(True)
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
+        scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
+        if scoring and cfg.reward.overlap_fusion:
+            self.reward.prefetch(verts, faces)
         t1 = time.perf_counter()
         times["other"] = t1 - t0
         total = 0.0
@@ -189,7 +220,7 @@ class GeneratePipeline:
         t5 = time.perf_counter()
         alpha = C(cfg.reward.alpha, step, "reward.alpha")
         rec.update(alpha=alpha, reward=None, loss_reward=None)
-        if self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0:
+        if scoring:
             from dreamcs.mesh import MeshError
 
             try:
@@ -263,8 +294,20 @@ class GeneratePipeline:
         outputs.truncate_metrics(metrics_path, start)
         save_config(cfg, self.run_dir / "config.yaml")
         # 6. optimisation loop
+        try:
+            self._loop(start, ckpt_dir, metrics_path, callback)
+        finally:
+            if self.reward is not None:
+                self.reward.close()
+        # 7. export the final mesh and its turntable
+        paths = self.export()
+        return GenerateOutput(self.run_dir, cfg.steps, paths["final_obj"], paths["final_glb"], paths["turntable"],
+                              read_jsonl(metrics_path))
+
+    def _loop(self, start: int, ckpt_dir: Path, metrics_path: Path, callback: Callable[[int, dict], None] | None) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        cfg = self.cfg
         columns = [TextColumn("[bold]generate"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
         with Progress(*columns, disable=not self.show_progress) as bar:
@@ -282,9 +325,3 @@ class GeneratePipeline:
                 bar.update(task, completed=done, info=info)
                 if callback is not None:
                     callback(step, rec)
-        # 7. export the final mesh and its turntable
-        paths = self.export()
-        from dreamcs.utils import read_jsonl
-
-        return GenerateOutput(self.run_dir, cfg.steps, paths["final_obj"], paths["final_glb"], paths["turntable"],
-                              read_jsonl(metrics_path))
