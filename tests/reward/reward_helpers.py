@@ -114,3 +114,22 @@ class ItemsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
+
+
+def ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One process of the 2-process gloo test: train, then write this rank's weights."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from dreamcs.reward.train import train
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        cfg = tiny_train_config(model={"dropout": 0.1}, steps=4, batch_size=8, checkpoint_every=2)
+        model = train(cfg, SyntheticPrefDataset(), f"{out_dir}/run")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out_dir}/rank{rank}.safetensors")
+    finally:
+        torch.distributed.destroy_process_group()

@@ -157,8 +157,9 @@ def _dist() -> tuple[int, int]:
 def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume: bool = False) -> RewardCS:
     """Train on ``dataset`` (items as MeshPrefDataset's dicts) into ``out_dir``; returns the model.
 
-    Under torchrun, call ``torch.distributed.init_process_group`` first (``init_distributed()``);
-    only rank 0 writes files.
+    Under torchrun, call ``torch.distributed.init_process_group`` first (``init_distributed()``):
+    each rank takes its share of every batch (both classes on each rank), DDP averages gradients,
+    and only rank 0 writes files. The CS term is computed on each rank's local embeddings.
     """
     out = Path(out_dir)
     rank, world = _dist()
@@ -196,8 +197,8 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     with _progress(cfg.progress and rank == 0, cfg.steps, start) as advance:
         for step in range(start, cfg.steps):
             batch = collate([dataset[i] for i in sampler.batch(step)])
-            # Dropout draws from a stream seeded by (seed, step): identical whether resumed or not.
-            torch.manual_seed((cfg.seed * 1_000_003 + step) % (2**63))
+            # Dropout draws from a stream seeded by (seed, step, rank): identical whether resumed or not.
+            torch.manual_seed(((cfg.seed * 1_000_003 + step) * 1009 + rank) % (2**63))
             o = net(batch["features"].to(cfg.device), batch["centers"].to(cfg.device), batch["prompt"])
             batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
             loss, logs = compute_loss(o.reward, o.embedding, batch, cfg)
