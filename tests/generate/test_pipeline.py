@@ -176,7 +176,7 @@ def test_reward_gradient_reaches_the_field(tiny_reward_dir):
     names, params = zip(*[(n, p) for n, p in field.named_parameters() if p.requires_grad], strict=False)
     r = reward_of_field()
     v0, f0 = field()
-    assert float(branch(v0, f0)) == pytest.approx(float(r), abs=1e-6)  # the pipeline's branch: same value
+    assert float(branch(v0, f0).detach()) == pytest.approx(float(r.detach()), abs=1e-6)  # the pipeline's branch: same value
     grads = torch.autograd.grad(r, params, allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=False)]
     flat = torch.cat([g.flatten() for g in grads])

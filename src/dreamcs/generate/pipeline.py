@@ -213,7 +213,7 @@ class GeneratePipeline:
             t4 = time.perf_counter()
             times["render"], times["guidance"] = (t2 - t1) + (t4 - t3), t3 - t2
             total += lam * float(sds["loss_sds"].detach())
-            rec.update(loss_sds=float(sds["loss_sds"]), grad_norm=float(sds["grad_norm"]),
+            rec.update(loss_sds=float(sds["loss_sds"].detach()), grad_norm=float(sds["grad_norm"]),
                        t=float(sds["t"].float().mean()), n_nonfinite=int(sds["n_nonfinite"]),
                        resolution=int(images.shape[1]), shading=shading)
         # reward branch: every k steps, when a reward model is loaded
@@ -224,7 +224,9 @@ class GeneratePipeline:
             from dreamcs.mesh import MeshError
 
             try:
-                r = self.reward(v, faces)
+                # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
+                with torch.set_grad_enabled(alpha != 0.0):
+                    r = self.reward(v, faces)
             except MeshError as e:
                 # a degenerate surface that cannot be fused: skip the reward this step, keep the run
                 rec["reward_error"] = str(e)[:300]
@@ -240,10 +242,10 @@ class GeneratePipeline:
         reg_total = verts.new_zeros(())
         for name, value in regs.items():
             lam = C(getattr(lw, f"lambda_{name}", 0.0), step, f"loss.lambda_{name}")
-            rec[f"loss_{name}"] = float(value)
+            rec[f"loss_{name}"] = float(value.detach())
             if lam != 0.0:
                 reg_total = reg_total + lam * value
-        total += float(reg_total)
+        total += float(reg_total.detach())
         roots, grads = [verts], [v.grad if v.grad is not None else torch.zeros_like(verts)]
         if reg_total.requires_grad:
             roots.append(reg_total)
