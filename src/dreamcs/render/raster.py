@@ -48,13 +48,29 @@ def _expand_boxes(
     x0: torch.Tensor, x1: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every integer pixel inside each box: (item index, column, row), each (P,)."""
-    bw, bh = x1 - x0 + 1, y1 - y0 + 1
-    counts = bw * bh
+    bw = x1 - x0 + 1
+    counts = bw * (y1 - y0 + 1)
     total = int(counts.sum())
-    item = torch.repeat_interleave(torch.arange(len(counts), device=x0.device), counts)
-    start = torch.cumsum(counts, 0) - counts
-    off = torch.arange(total, device=x0.device) - start[item]
-    return item, x0[item] + off % bw[item], y0[item] + off // bw[item]
+    item = torch.repeat_interleave(torch.arange(len(counts), device=x0.device), counts, output_size=total)
+    # one gather of a per-box table instead of one per field
+    table = torch.stack([x0, y0, bw, torch.cumsum(counts, 0) - counts], 1).index_select(0, item)
+    off = torch.arange(total, device=x0.device) - table[:, 3]
+    return item, table[:, 0] + off % table[:, 2], table[:, 1] + off // table[:, 2]
+
+
+def _plane_coefficients(tri: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """(F, 4, 3): rows (A, B, C) with value A x + B y + C at pixel (x, y) for the three
+    barycentrics (orientation-free: divided by the signed area) and for 1 / depth."""
+    rows = []
+    for j, k in ((1, 2), (2, 0), (0, 1)):  # the edge opposite corner 0, 1, 2
+        tj, tk = tri[:, j], tri[:, k]
+        dx, dy = tk[:, 0] - tj[:, 0], tk[:, 1] - tj[:, 1]
+        rows.append(torch.stack([-dy, dx, dy * tj[:, 0] - dx * tj[:, 1]], 1))
+    bary = torch.stack(rows, 1)  # (F, 3, 3), unnormalised
+    area = bary[:, 0].mul(torch.cat([tri[:, 0], torch.ones_like(tri[:, 0, :1])], 1)).sum(1)
+    bary = bary / area.view(-1, 1, 1)
+    inv_z = (bary / z.unsqueeze(-1)).sum(1, keepdim=True)
+    return torch.cat([bary, inv_z], 1)
 
 
 def _chunks(counts: torch.Tensor, max_pairs: int) -> list[tuple[int, int]]:
@@ -80,6 +96,10 @@ def rasterize_face_ids(
 ) -> torch.Tensor:
     """Z-buffer one view by a vectorised per-face bounding-box scan.
 
+    Faces are grouped by bounding-box size (powers of two); within a group every face tests the
+    same s x s pixel offsets, so the edge functions of all (face, pixel) pairs are one small
+    matrix product, with no per-pair gathers.
+
     Args:
         screen: (V, 2) pixel coordinates; depth: (V,) camera depth; faces: (F, 3) long.
     Returns:
@@ -88,33 +108,45 @@ def rasterize_face_ids(
     dev = screen.device
     if faces.shape[0] >= 1 << _ID_BITS:
         raise ValueError(f"at most {1 << _ID_BITS} faces per mesh, got {faces.shape[0]}")
-    tri, z = screen[faces].double(), depth[faces].double()  # (F, 3, 2), (F, 3)
+    flat = faces.reshape(-1)
+    tri = screen.double().index_select(0, flat).view(-1, 3, 2)
+    z = depth.double().index_select(0, flat).view(-1, 3)
     lo, hi = tri.min(1).values, tri.max(1).values
     x0, y0 = lo[:, 0].ceil().clamp(min=0), lo[:, 1].ceil().clamp(min=0)
     x1, y1 = hi[:, 0].floor().clamp(max=width - 1), hi[:, 1].floor().clamp(max=height - 1)
-    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
-    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    area = _cross2(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     ok = (x1 >= x0) & (y1 >= y0) & (z.min(1).values > near) & (area.abs() > 1e-12)
     fid = ok.nonzero().squeeze(1)
-    x0, x1, y0, y1 = (t[fid].long() for t in (x0, x1, y0, y1))
-    zmax = float(z[fid].max()) if fid.numel() else 1.0
     zbuf = torch.full((height * width,), _NO_KEY, dtype=torch.int64, device=dev)
-    counts = (x1 - x0 + 1) * (y1 - y0 + 1)
-    for s, e in _chunks(counts, max_pairs):
-        item, cx, cy = _expand_boxes(x0[s:e], x1[s:e], y0[s:e], y1[s:e])
-        f = fid[s:e][item]
-        t = tri[f]
-        p = torch.stack([cx, cy], 1).double()
-        # barycentrics by signed sub-areas; dividing by the area makes them orientation-free
-        w0 = _cross2(t[:, 2] - t[:, 1], p - t[:, 1])
-        w1 = _cross2(t[:, 0] - t[:, 2], p - t[:, 2])
-        w2 = _cross2(t[:, 1] - t[:, 0], p - t[:, 0])
-        b = torch.stack([w0, w1, w2], 1) / area[f].unsqueeze(1)
-        inside = (b >= 0).all(1)
-        zf = 1.0 / (b / z[f]).sum(1)  # perspective-correct depth at the pixel
-        key = ((zf / zmax).clamp(0, 1) * _DEPTH_LEVELS).long() << _ID_BITS | f
-        pix = cy * width + cx
-        zbuf.scatter_reduce_(0, pix[inside], key[inside], reduce="amin")
+    if fid.numel() == 0:
+        return zbuf.fill_(-1).view(height, width)
+    x0, x1, y0, y1 = (t[fid].long() for t in (x0, x1, y0, y1))
+    coef = _plane_coefficients(tri[fid], z[fid])  # (G, 4, 3)
+    # value of each plane at the box origin; offsets (ox, oy) then add A ox + B oy
+    origin = coef[:, :, 0] * x0.unsqueeze(1) + coef[:, :, 1] * y0.unsqueeze(1) + coef[:, :, 2]
+    inv_zmax = float((1.0 / z[fid].min(1).values).max())
+    size = torch.maximum(x1 - x0, y1 - y0) + 1
+    level = torch.ceil(torch.log2(size.double())).long()
+    for lv in torch.unique(level).tolist():
+        members = (level == lv).nonzero().squeeze(1)
+        side = 1 << lv
+        off = torch.arange(side * side, device=dev)
+        grid = torch.stack([off % side, off // side]).double()  # (2, s^2)
+        step = max(1, max_pairs // (side * side))
+        for c0 in range(0, members.numel(), step):
+            m = members[c0 : c0 + step]
+            val = coef[m, :, :2] @ grid + origin[m].unsqueeze(-1)  # (n, 4, s^2)
+            ox, oy = off % side, off // side
+            in_box = (ox.unsqueeze(0) <= (x1[m] - x0[m]).unsqueeze(1)) & (
+                oy.unsqueeze(0) <= (y1[m] - y0[m]).unsqueeze(1)
+            )
+            hit = ((val[:, :3].amin(1) >= 0) & in_box).nonzero()  # (k, 2): member, offset
+            j, o = hit[:, 0], hit[:, 1]
+            g = m.index_select(0, j)
+            q = (1.0 - val[j, 3, o] / inv_zmax).clamp(0, 1)  # 0 = nearest
+            key = (q * _DEPTH_LEVELS).long() << _ID_BITS | fid.index_select(0, g)
+            pix = (y0.index_select(0, g) + o // side) * width + x0.index_select(0, g) + o % side
+            zbuf.scatter_reduce_(0, pix, key, reduce="amin")
     ids = torch.where(zbuf == _NO_KEY, torch.full_like(zbuf, -1), zbuf & _ID_MASK)
     return ids.view(height, width)
 
@@ -130,8 +162,7 @@ def edge_adjacency(faces: torch.Tensor, num_vertices: int) -> tuple[torch.Tensor
     he = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     he = torch.sort(he, dim=1).values
     key = he[:, 0] * num_vertices + he[:, 1]
-    order = torch.argsort(key, stable=True)
-    key_s = key[order]
+    key_s, order = torch.sort(key)
     first = torch.ones_like(key_s, dtype=torch.bool)
     first[1:] = key_s[1:] != key_s[:-1]
     start = first.nonzero().squeeze(1)
