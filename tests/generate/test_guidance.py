@@ -178,12 +178,11 @@ def _tiny_clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77), len(vocab)
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(tmp_path_factory):
+def build_tiny_sd(root):
+    """A Stable Diffusion folder in the diffusers layout, every component tiny and random (offline)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    root = tmp_path_factory.mktemp("tiny-sd")
     torch.manual_seed(0)
     tok, n_vocab = _tiny_clip_tokenizer()
     tok.save_pretrained(str(root / "tokenizer"))
@@ -201,6 +200,11 @@ def tiny_sd(tmp_path_factory):
     DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").save_pretrained(
         str(root / "scheduler"))
     return root
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
 
 
 def test_stable_diffusion_loads_offline_and_gives_finite_gradients(tiny_sd):

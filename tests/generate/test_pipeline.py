@@ -33,8 +33,35 @@ def tiny_reward_dir(tmp_path_factory):
     return model.save_pretrained(tmp_path_factory.mktemp("reward") / "model")
 
 
+SMOKE = ["steps=2", "save_every=1", "mesh_every=1", "geometry.grid_resolution=8", "render.batch_size=1",
+         "render.resolution=32", "render.turntable_views=2", "render.turntable_resolution=32", "device=cpu"]
+
+
+@pytest.mark.parametrize("name", ["dmtet-tiny", "dmtet-embedded", "dmtet-sd"])
+def test_every_shipped_config_runs_two_cpu_steps(name, tmp_path):
+    """Each preset's own guidance backend, on tiny stand-ins for the weights it names."""
+    from test_guidance import build_tiny_sd
+
+    from dreamcs.generate.guidance import save_prior
+    from dreamcs.generate.guidance.pixel import tiny_unet
+
+    extra = []
+    if name == "dmtet-embedded":
+        from diffusers import DDPMScheduler
+
+        torch.manual_seed(0)
+        save_prior(tmp_path / "prior", tiny_unet(1, 32, [8, 16], 16), DDPMScheduler(), text_encoder="hash:16")
+        extra = [f"guidance.pretrained={tmp_path / 'prior'}"]
+    elif name == "dmtet-sd":
+        extra = [f"guidance.pretrained={build_tiny_sd(tmp_path / 'sd')}", "guidance.image_size=32"]
+    cfg = load_config(GenerateConfig, resolve_config_path(name), ["prompt=a chair", *SMOKE, *extra])
+    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()
+    assert len(out.metrics) == 2 and all(np.isfinite(r["loss"]) for r in out.metrics)
+    assert all((tmp_path / "run" / n).is_file() for n in OUTPUTS)
+
+
 def test_shipped_configs_load_and_validate():
-    for name in ("dmtet-tiny", "dmtet-sd"):
+    for name in ("dmtet-tiny", "dmtet-embedded", "dmtet-sd"):
         cfg = load_config(GenerateConfig, resolve_config_path(name), ["prompt=a cat"])
         cfg.validate()
     assert cfg.guidance.name == "stable-diffusion" and cfg.render.resolution == [0, 64, 256, 2000]
