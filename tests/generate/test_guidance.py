@@ -120,6 +120,9 @@ def test_text_is_cached_per_prompt_and_suffix(monkeypatch):
     assert sorted(sum(calls, [])) == sorted(["a cat, front view", "a cat, side view", ""])
     assert torch.equal(a.cond[1], b.cond[0]) and not torch.equal(a.cond[0], a.cond[1])
     assert torch.equal(a.cond[0], a.cond[2]) and a.cond_mask is not None
+    assert len(g.encode_prompts(["a", "b"], ["front view"])) == 2
+    with pytest.raises(ValueError, match="3 prompts for 2 view suffixes"):
+        g.encode_prompts(["a", "b", "c"], ["front view", "side view"])
 
 
 def test_planned_and_unknown_backends_are_named():

@@ -159,11 +159,13 @@ class Guidance(nn.Module):
         if isinstance(prompts, str):
             prompts = [prompts]
         n = max(len(prompts), len(view_suffixes or []))
-        if len(prompts) not in (1, n):
-            raise ValueError(f"got {len(prompts)} prompts for {n} view suffixes")
+        if n == 0:
+            raise ValueError("encode_prompts needs at least one prompt")
+        if len(prompts) not in (1, n) or (view_suffixes is not None and len(view_suffixes) not in (1, n)):
+            raise ValueError(f"got {len(prompts)} prompts for {len(view_suffixes or [])} view suffixes")
         prompts = list(prompts) * (n // len(prompts))
-        suffixes = list(view_suffixes) if view_suffixes is not None else [None] * n
-        texts = [compose_prompt(p, s) for p, s in zip(prompts, suffixes, strict=False)]
+        suffixes = list(view_suffixes) * (n // len(view_suffixes)) if view_suffixes else [None] * n
+        texts = [compose_prompt(p, s) for p, s in zip(prompts, suffixes, strict=True)]
         cond = self._text(texts)
         uncond = self._text([self.cfg.negative_prompt] * n)
         device = self.device
