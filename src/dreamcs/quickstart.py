@@ -191,7 +191,7 @@ def _curves_png(reward_run: Path) -> str | None:
         return None
     keys = [k for k in ("loss", "loss_mse", "d_cs") if any(k in r for r in rows)]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3))
-    for ax, k in zip(axes if len(keys) > 1 else [axes], keys):
+    for ax, k in zip(axes if len(keys) > 1 else [axes], keys, strict=True):
         pts = [(r["step"], r[k]) for r in rows if k in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts])
         ax.set_title(k)

@@ -13,7 +13,8 @@ def quickstart(
 ) -> None:
     """Build the embedded dataset, train RewardCS, generate with and without 3D reward, write a report."""
     from dreamcs.config import ConfigError, load_config
-    from dreamcs.quickstart import QuickstartConfig, quickstart as run
+    from dreamcs.quickstart import QuickstartConfig
+    from dreamcs.quickstart import quickstart as run
 
     try:
         cfg = load_config(QuickstartConfig, config, [f"out={out}", f"seed={seed}", *(overrides or [])])
