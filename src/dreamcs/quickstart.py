@@ -41,7 +41,7 @@ class QuickstartConfig:
     reward_batch_size: int = 16
     generate: bool = True
     """Run the generation step (skipped with a message when no prior is available)."""
-    generate_config: str = "dmtet-tiny"
+    generate_config: str = "dmtet-embedded"
     generate_steps: int = 100
     prompts: list[str] = field(default_factory=lambda: ["a chair", "a round table", "a bushy tree"])
     seed: int = 0
@@ -126,7 +126,7 @@ def _generate(cfg: QuickstartConfig, reward_run: Path, out: Path, console: Conso
     for i, prompt in enumerate(cfg.prompts):
         for guided in (False, True):
             run = out / "generate" / f"p{i}-{'reward' if guided else 'sds'}"
-            overrides = ["guidance.name=embedded", f"steps={cfg.generate_steps}", f"seed={cfg.seed}"]
+            overrides = [f"steps={cfg.generate_steps}", f"seed={cfg.seed}"]
             gcfg = load_config(GenerateConfig, resolve_config_path(cfg.generate_config), overrides)
             gcfg.prompt = prompt
             gcfg.reward.checkpoint = str(reward_run) if guided else None
