@@ -10,6 +10,7 @@ Rendering: a 16k-face sphere (plus noise), 1 view, diffuse flat shading with the
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,18 @@ from common import median_ms, print_table  # noqa: E402
 from dreamcs.generate.marching_tets import marching_tetrahedra  # noqa: E402
 from dreamcs.generate.tetgrid import load_tetgrid  # noqa: E402
 from dreamcs.render import Cameras, render  # noqa: E402
+
+
+def cpu_ms(fn, repeats: int = 5) -> float:
+    """Median process CPU time of ``fn()`` in ms (all threads): steadier than wall time when
+    other jobs share the cores; equals wall time x threads on an idle machine at full use."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append((time.process_time() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def _sdf(grid, seed: int = 0) -> torch.Tensor:
@@ -61,9 +74,12 @@ def bench_marching_tets(rows: list[list[object]]) -> None:
             n_faces = run()
             repeats = 3 if mode.startswith("naive") or res == 128 else 10
             ms = median_ms(run, repeats=repeats)
+            cpu = cpu_ms(run, repeats=repeats)
             if res == 64 and mode.startswith("naive"):
                 base = ms
-            rows.append([f"{res}^3", f"{grid.tets.shape[0] / 1e6:.2f} M", mode, n_faces, ms, f"{load_s:.2f}"])
+            rows.append(
+                [f"{res}^3", f"{grid.tets.shape[0] / 1e6:.2f} M", mode, n_faces, ms, cpu, f"{load_s:.2f}"]
+            )
     if base:
         lat = next(r[4] for r in rows if r[0] == "64^3" and r[2] == "lattice")
         edg = next(r[4] for r in rows if r[0] == "64^3" and r[2] == "edges")
@@ -112,7 +128,14 @@ def bench_render(rows: list[list[object]]) -> None:
         for soft in (True, False):
             fwd, step = _render_fns(v0, f, cams, res, soft)
             rows.append(
-                [f"{res}x{res}", f.shape[0], "on" if soft else "off", median_ms(fwd, 5), median_ms(step, 5)]
+                [
+                    f"{res}x{res}",
+                    f.shape[0],
+                    "on" if soft else "off",
+                    median_ms(fwd, 5),
+                    median_ms(step, 5),
+                    cpu_ms(step),
+                ]
             )
 
 
@@ -122,14 +145,14 @@ def main() -> None:
     bench_marching_tets(rows)
     print_table(
         f"marching tets forward+backward (ms, median; torch threads {threads})",
-        ["grid", "tets", "path", "faces", "fwd+bwd ms", "grid load s"],
+        ["grid", "tets", "path", "faces", "fwd+bwd ms", "cpu ms", "grid load s"],
         rows,
     )
     rrows: list[list[object]] = []
     bench_render(rrows)
     print_table(
         f"rendering 1 view of a 16k-face mesh (ms, median; torch threads {threads})",
-        ["resolution", "faces", "soft silhouette", "fwd ms", "fwd+bwd ms"],
+        ["resolution", "faces", "soft silhouette", "fwd ms", "fwd+bwd ms", "fwd+bwd cpu ms"],
         rrows,
     )
 

@@ -37,6 +37,18 @@ def test_cube_front_covers_expected_area() -> None:
     assert torch.allclose(fn[ids], torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
 
 
+def test_backface_culling() -> None:
+    v, f = _cube(1.0)
+    cam = Cameras(torch.tensor([20.0, -30.0]), torch.tensor([30.0, 200.0]), 2.6, 50.0)
+    full = render(v, f, cam, 32)
+    culled = render(v, f, cam, 32, cull_backfaces=True)
+    assert torch.equal(full["face_id"], culled["face_id"])  # a closed mesh looks the same
+    # wound inside out, the near faces are culled and the far ones seen through them
+    inside_out = render(v, f[:, [0, 2, 1]], cam, 32, cull_backfaces=True)
+    near, far = set(full["face_id"].unique().tolist()), set(inside_out["face_id"].unique().tolist())
+    assert near & far == {-1} and len(far) > 1
+
+
 def test_occlusion_nearest_face_wins() -> None:
     v = torch.tensor(
         [[-1, -1, 0], [1, -1, 0], [0, 1, 0], [-1, -1, 0.5], [1, -1, 0.5], [0, 1, 0.5]], dtype=torch.float32

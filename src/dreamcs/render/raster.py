@@ -93,6 +93,7 @@ def rasterize_face_ids(
     width: int,
     near: float = 1e-3,
     max_pairs: int = 1 << 22,
+    cull_backfaces: bool = False,
 ) -> torch.Tensor:
     """Z-buffer one view by a vectorised per-face bounding-box scan.
 
@@ -102,6 +103,7 @@ def rasterize_face_ids(
 
     Args:
         screen: (V, 2) pixel coordinates; depth: (V,) camera depth; faces: (F, 3) long.
+        cull_backfaces: skip faces seen from behind (closed, outward-wound meshes only).
     Returns:
         (H, W) long face ids, -1 where no face covers the pixel centre.
     """
@@ -116,6 +118,8 @@ def rasterize_face_ids(
     x1, y1 = hi[:, 0].floor().clamp(max=width - 1), hi[:, 1].floor().clamp(max=height - 1)
     area = _cross2(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     ok = (x1 >= x0) & (y1 >= y0) & (z.min(1).values > near) & (area.abs() > 1e-12)
+    if cull_backfaces:
+        ok &= area < 0  # CCW in NDC (y up) is clockwise in pixel rows (y down)
     fid = ok.nonzero().squeeze(1)
     zbuf = torch.full((height * width,), _NO_KEY, dtype=torch.int64, device=dev)
     if fid.numel() == 0:
