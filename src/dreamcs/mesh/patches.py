@@ -28,6 +28,7 @@ __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 # meshes (0.56 vs 0.47 at 0.5, before repair); cuts that are compact on the surface are near-planar.
 NORMAL_WEIGHT = 0.0
 REPAIR_PASSES = 3
+N_DIRECTIONS = 2  # cut directions tried per split (each from both ends): the widest ones
 
 
 def dual_graph(faces: NDArray) -> sp.csr_matrix:
@@ -51,15 +52,14 @@ def dual_graph(faces: NDArray) -> sp.csr_matrix:
     return A
 
 
-def _widest(var: NDArray) -> NDArray:
-    """Column to cut each group along, from per-group variances of (centroid, normal) columns.
+def _effective_var(var: NDArray) -> NDArray:
+    """Per-group spread of the (centroid, normal) columns, comparable across columns (G, 6).
 
     A normal column's spread is counted in units of the group's own spatial extent, so normals
     steer the cut where a group bends a lot (a box corner) and not inside a gently curved piece.
     """
     spatial = var[:, :3].sum(1, keepdims=True)
-    eff = np.concatenate([var[:, :3], NORMAL_WEIGHT**2 * spatial * var[:, 3:]], 1)
-    return eff.argmax(1)
+    return np.concatenate([var[:, :3], NORMAL_WEIGHT**2 * spatial * var[:, 3:]], 1)
 
 
 def _group_graph(A: sp.csr_matrix, rows: NDArray, group: NDArray, seeds: NDArray) -> sp.csr_matrix:
@@ -161,14 +161,25 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     counts = counts[keep]
     while (counts > 1).any():
         sizes, var = _group_stats(feat, group, len(counts))
-        value = feat[np.arange(n), _widest(var)[group]]
-        order = _grow_order(A, rows, group, value)
+        eff = _effective_var(var)
+        dims = np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS]
         left = np.maximum(counts // 2, 1)
         starts = np.r_[0, np.cumsum(sizes)[:-1]]
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n) - starts[group[order]]
-        right = rank >= left[group] * k
-        right = _smooth_cut(A, rows, group, right, counts > 1)
+        # grow from either end of the widest direction; keep, per group, the cut whose two sides
+        # fall into fewer pieces (ties: the first)
+        best, best_pieces = None, None
+        for d, sign in [(d, sg) for d in range(dims.shape[1]) for sg in (1.0, -1.0)]:
+            order = _grow_order(A, rows, group, sign * feat[np.arange(n), dims[group, d]])
+            rank = np.empty(n, dtype=np.int64)
+            rank[order] = np.arange(n) - starts[group[order]]
+            right = _smooth_cut(A, rows, group, rank >= left[group] * k, counts > 1)
+            pieces = _piece_counts(A, rows, 2 * group + right, 2 * len(counts)).reshape(-1, 2).sum(1)
+            if best is None:
+                best, best_pieces = right, pieces
+            else:
+                better = pieces < best_pieces
+                best = np.where(better[group], right, best)
+        right = best
         new_counts = np.stack([left, counts - left], 1).reshape(-1)
         keep = new_counts > 0
         group = (np.cumsum(keep) - 1)[2 * group + right]
@@ -176,17 +187,29 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     return group
 
 
-def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
-    """Intra-patch components. Returns (component id per face, bool per patch: one component)."""
-    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+def _components(A: sp.csr_matrix, rows: NDArray, labels: NDArray) -> tuple[int, NDArray]:
+    """Connected components of A restricted to edges whose ends share a label."""
     keep = labels[rows] == labels[A.indices]
     indptr = np.r_[0, np.cumsum(np.bincount(rows[keep], minlength=A.shape[0]))]
     intra = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), A.indices[keep], indptr), shape=A.shape)
-    n_c, comp = connected_components(intra, directed=False)
+    return connected_components(intra, directed=False)
+
+
+def _piece_counts(A: sp.csr_matrix, rows: NDArray, labels: NDArray, n_labels: int) -> NDArray:
+    """Number of edge-connected pieces of each label (n_labels,)."""
+    n_c, comp = _components(A, rows, labels)
     label_of_comp = np.zeros(n_c, dtype=np.int64)
-    label_of_comp[comp] = labels  # every component lies inside one patch
-    n_comp = np.bincount(label_of_comp, minlength=int(labels.max()) + 1)
-    return comp, n_comp == 1
+    label_of_comp[comp] = labels  # every component lies inside one label
+    return np.bincount(label_of_comp, minlength=n_labels)
+
+
+def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
+    """Intra-patch components. Returns (component id per face, bool per patch: one component)."""
+    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    n_c, comp = _components(A, rows, labels)
+    label_of_comp = np.zeros(n_c, dtype=np.int64)
+    label_of_comp[comp] = labels
+    return comp, np.bincount(label_of_comp, minlength=int(labels.max()) + 1) == 1
 
 
 def _neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArray, NDArray]:
