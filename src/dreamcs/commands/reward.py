@@ -73,7 +73,10 @@ def train(
         extra.append(f"seed={seed}")
     cfg = _load(TrainConfig, config, extra)
     init_distributed()
-    run_train(cfg, _dataset(data, split), out, resume=resume)
+    try:
+        run_train(cfg, _dataset(data, split), out, resume=resume)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
     typer.echo(f"model written to {out}")
 
 
@@ -95,7 +98,10 @@ def evaluate(
     model = _model(ckpt, device)
     assert isinstance(model, RewardCS)
     out = out or ckpt / f"eval_{split}"
-    metrics = run_eval(model, _dataset(data, split), out)
+    try:
+        metrics = run_eval(model, _dataset(data, split), out)
+    except ValueError as e:
+        _fail(str(e))
     table = Table(title=f"RewardCS on {data.name} [{split}]")
     table.add_column("metric")
     table.add_column("value")

@@ -148,6 +148,20 @@ def load_init(model: RewardCS, init: str | os.PathLike) -> int:
     return len(state)
 
 
+def check_dataset(dataset: Dataset, model_cfg: RewardCSConfig) -> None:
+    """Fail early, with a fix, when the items do not fit the model's patch layout."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError(f"{getattr(dataset, 'root', 'dataset')}: no labelled items in this split")
+    f = tuple(torch.as_tensor(dataset[0]["features"]).shape)
+    want = (model_cfg.faces_per_patch, model_cfg.in_features)
+    if len(f) != 3 or f[1:] != want:
+        raise ValueError(
+            f"{getattr(dataset, 'root', 'dataset')}: items have features of shape {f}, the model expects "
+            f"(P, {want[0]}, {want[1]}); set model.faces_per_patch={f[1] if len(f) == 3 else '?'}"
+        )
+
+
 def _dist() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -182,6 +196,7 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         _truncate_metrics(out / "metrics.jsonl", start)
+    check_dataset(dataset, cfg.model)
     labels = [int(y) for y in dataset_column(dataset, "label")]
     if cfg.loss_type == "bradley_terry":
         sampler: Any = PairedBatchSampler(labels, dataset_column(dataset, "prompt"), cfg.batch_size, cfg.steps,
