@@ -32,7 +32,9 @@ class QuickstartConfig:
     out: str = "demo"
     """Output folder: dataset, reward run, generation runs and report.html."""
     dataset: str | None = None
-    """An existing MeshPref dataset to use instead of building the embedded one."""
+    """An existing MeshPref dataset to use instead of building one from ``sources``."""
+    sources: list[str] = field(default_factory=lambda: ["embedded"])
+    """Dataset sources (``dreamcs data build --source`` specs); the embedded set by default."""
     workers: int = 2
     """Processes for the dataset build."""
     reward_preset: str = "small"
@@ -87,8 +89,8 @@ def _dataset(cfg: QuickstartConfig, out: Path, console: Console) -> Path:
     if (root / "items.parquet").exists():
         console.print(f"2. data: reusing {root}")
     else:
-        console.print("2. data: building the embedded 3D-MeshPref dataset")
-        build(BuildConfig(sources=["embedded"], seed=cfg.seed), root, workers=cfg.workers)
+        console.print(f"2. data: building a 3D-MeshPref dataset from {', '.join(cfg.sources)}")
+        build(BuildConfig(sources=list(cfg.sources), seed=cfg.seed), root, workers=cfg.workers)
     return root
 
 
