@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from dreamcs.commands import data, evaluate, generate, mesh, quickstart, reward
+from dreamcs.commands import data, evaluate, generate, mesh, prior, quickstart, reward
 
 app = typer.Typer(
     name="dreamcs",
@@ -13,7 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for _group in (mesh, data, reward, generate, evaluate, quickstart):
+for _group in (mesh, data, reward, generate, evaluate, prior, quickstart):
     _group.register(app)
 
 
