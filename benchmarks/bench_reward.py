@@ -27,7 +27,7 @@ def bench_cs(rows: list) -> None:
     for b, d in ((256, 256), (1024, 256)):
         emb = torch.nn.functional.normalize(torch.randn(b, d, generator=g), dim=-1).requires_grad_(True)
 
-        def step() -> None:
+        def step(emb: torch.Tensor = emb, b: int = b) -> None:
             loss = -cs_divergence(emb[: b // 2], emb[b // 2 :])
             loss.backward()
             emb.grad = None
@@ -51,7 +51,7 @@ def bench_reward(rows: list) -> None:
         if v is not None:
             verts = v.clone().requires_grad_(True)
 
-            def step() -> None:
+            def step(model: RewardCS = model, verts: torch.Tensor = verts) -> None:
                 model.reward_from_vertices(verts, f, "a wooden chair").backward()
                 verts.grad = None
                 model.zero_grad(set_to_none=True)
@@ -60,7 +60,7 @@ def bench_reward(rows: list) -> None:
         else:
             feats, centers = torch.randn(1, 256, 64, 10), torch.rand(1, 256, 3)
 
-            def step() -> None:
+            def step(model: RewardCS = model, feats: torch.Tensor = feats, centers: torch.Tensor = centers) -> None:
                 model(feats, centers, ["a wooden chair"]).reward.sum().backward()
                 model.zero_grad(set_to_none=True)
 

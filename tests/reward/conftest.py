@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from reward_helpers import ItemsDataset, mesh_core, sample_pref_items
 
 

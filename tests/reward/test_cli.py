@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from reward_helpers import SyntheticPrefDataset, mesh_core
 from typer.testing import CliRunner
 
 from dreamcs.cli import app
 from dreamcs.commands import reward as reward_cmd
-from reward_helpers import SyntheticPrefDataset, mesh_core
 
 runner = CliRunner()
 TINY = ["--preset", "tiny", "model.text_encoder=hash:16", "model.faces_per_patch=8", "progress=false",

@@ -15,7 +15,7 @@ def brute_force(x, y, sigma):
     x, y = x.double().tolist(), y.double().tolist()
 
     def k(a, b):
-        return math.exp(-sum((ai - bi) ** 2 for ai, bi in zip(a, b)) / (2 * sigma**2))
+        return math.exp(-sum((ai - bi) ** 2 for ai, bi in zip(a, b, strict=True)) / (2 * sigma**2))
 
     def mean_k(p, q):
         return sum(k(a, b) for a in p for b in q) / (len(p) * len(q))

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
-from safetensors.torch import load_file
-
 from reward_helpers import ddp_worker, tiny_train_config
+from safetensors.torch import load_file
 
 
 @pytest.mark.slow

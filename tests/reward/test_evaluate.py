@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from reward_helpers import SyntheticPrefDataset, tiny_model
 
 from dreamcs.reward.evaluate import evaluate, pair_accuracy, pca_2d, roc_auc, spearman
-from reward_helpers import SyntheticPrefDataset, tiny_model
 
 
 def test_roc_auc_matches_pair_counting():

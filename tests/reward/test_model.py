@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reward_helpers import mesh_core, random_batch, tiny_model
 
 from dreamcs.reward import PRESETS, RewardCS, RewardCSConfig, preset
-
-from reward_helpers import mesh_core, random_batch, tiny_model
 
 
 def test_forward_shapes_and_unit_embedding():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import torch
+from reward_helpers import tiny_train_config
 
 from dreamcs.reward import RewardCS
 from dreamcs.reward.evaluate import evaluate
 from dreamcs.reward.train import train
-from reward_helpers import tiny_train_config
 
 
 def test_sample_set_follows_contract(sample_pref):

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from reward_helpers import SyntheticPrefDataset
 
 from dreamcs.reward import RewardCS, preset
 from dreamcs.reward.cs_divergence import cs_divergence
@@ -13,7 +14,6 @@ from dreamcs.reward.pretrain import MeshMAE, PretrainConfig, pretrain
 from dreamcs.reward.theory import TheoryConfig, plot_theory, population_cs, run_theory
 from dreamcs.reward.train import load_init
 from dreamcs.utils import read_jsonl
-from reward_helpers import SyntheticPrefDataset
 
 
 def _cfg(**kw):

@@ -6,13 +6,13 @@ import json
 
 import pytest
 import torch
+from reward_helpers import SyntheticPrefDataset, tiny_train_config
 
 from dreamcs.reward import RewardCS
 from dreamcs.reward import train as train_mod
 from dreamcs.reward.sampler import BalancedBatchSampler, PairedBatchSampler
 from dreamcs.reward.train import train
 from dreamcs.utils import read_jsonl
-from reward_helpers import SyntheticPrefDataset, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_paired_sampler_same_prompt():
     labels = [1, 0, 1, 0, 0]
     prompts = ["a", "a", "b", "b", "c"]
     b = PairedBatchSampler(labels, prompts, 4, 3, seed=0).batch(1)
-    for p, d in zip(b[::2], b[1::2]):
+    for p, d in zip(b[::2], b[1::2], strict=True):
         assert labels[p] == 1 and labels[d] == 0 and prompts[p] == prompts[d]
 
 
