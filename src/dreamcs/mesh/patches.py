@@ -47,7 +47,7 @@ def dual_graph(faces: NDArray) -> sp.csr_matrix:
     a, b = order[same] % n, order[same + 1] % n
     keep = a != b
     a, b = a[keep], b[keep]
-    A = sp.csr_matrix((np.ones(2 * len(a), dtype=np.int8), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
+    A = sp.csr_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
     A.data[:] = 1  # duplicate pairs (two faces sharing two edges) collapse to one link
     return A
 
@@ -62,54 +62,66 @@ def _effective_var(var: NDArray) -> NDArray:
     return np.concatenate([var[:, :3], NORMAL_WEIGHT**2 * spatial * var[:, 3:]], 1)
 
 
-def _group_graph(A: sp.csr_matrix, rows: NDArray, group: NDArray, seeds: NDArray) -> sp.csr_matrix:
-    """A restricted to edges inside a group, plus a virtual root (node F) linked to the seeds.
+def _subgraph(indptr: NDArray, indices: NDArray, rows: NDArray, keep: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+    """The CSR arrays (indptr, indices) and entry rows of a graph keeping only entries ``keep``.
 
-    Built straight from A's sorted CSR arrays (no re-sorting): neighbours stay in index order.
-    ``rows`` is the row of every stored entry of A.
+    Built straight from sorted CSR arrays (no re-sorting): neighbours stay in index order.
     """
-    n = A.shape[0]
-    keep = group[rows] == group[A.indices]
-    indptr = np.empty(n + 2, dtype=np.int64)
-    indptr[0] = 0
-    np.cumsum(np.bincount(rows[keep], minlength=n), out=indptr[1 : n + 1])
-    indptr[-1] = indptr[-2] + len(seeds)
-    indices = np.r_[A.indices[keep], np.sort(seeds)]
-    return sp.csr_matrix((np.ones(len(indices), dtype=np.int8), indices, indptr), shape=(n + 1, n + 1))
+    n = len(indptr) - 1
+    sub_ptr = np.zeros(n + 1, dtype=np.int32)  # int32 throughout: scipy then skips its index scans
+    np.cumsum(np.bincount(rows[keep], minlength=n), out=sub_ptr[1:])
+    return sub_ptr, indices[keep], rows[keep]
 
 
-def _grow_order(A: sp.csr_matrix, rows: NDArray, group: NDArray, value: NDArray) -> NDArray:
-    """Faces sorted by group, then breadth-first inside the group from the group's face with the
-    smallest ``value``; faces the growth cannot reach (other components) follow, by value.
+def _grow_order(
+    inner: tuple[NDArray, NDArray, NDArray], group: NDArray, feat: NDArray, col_orders: NDArray, col_of_group: NDArray, sign: float
+) -> NDArray:
+    """Faces sorted by group, then breadth-first inside the group from the group's extreme face
+    along its column ``col_of_group`` (the smallest value for sign +1, the largest for -1); faces
+    the growth cannot reach (other components) follow, by value.
 
-    Any prefix of one group's run in this order is edge-connected (up to the unreachable tail).
+    ``inner`` is the face graph restricted to edges inside a group (``_subgraph``); ``col_orders``
+    (D, F) are the argsorts of feat's columns, computed once. Any prefix of one group's run in
+    this order is edge-connected (up to the unreachable tail).
     """
     n = len(group)
-    by_value = np.argsort(value, kind="stable")
     seed_of = np.empty(int(group.max()) + 1, dtype=np.int64)
-    seed_of[group[by_value][::-1]] = by_value[::-1]  # the last write wins: each group's min value
-    G = _group_graph(A, rows, group, seed_of)
+    for c in np.unique(col_of_group).tolist():
+        oc = col_orders[c] if sign > 0 else col_orders[c][::-1]
+        oc = oc[col_of_group[group[oc]] == c]
+        seed_of[group[oc][::-1]] = oc[::-1]  # the last write wins: each group's extreme face
+    indptr, indices, _ = inner
+    # a virtual root (node n) linked to every seed
+    G = sp.csr_matrix(
+        (
+            np.ones(len(indices) + len(seed_of)),
+            np.concatenate([indices, np.sort(seed_of).astype(np.int32)]),
+            np.concatenate([indptr, np.array([indptr[-1] + len(seed_of)], dtype=np.int32)]),
+        ),
+        shape=(n + 1, n + 1),
+    )
     bfs = breadth_first_order(G, n, directed=True, return_predecessors=False)[1:]
-    reached = np.zeros(n, dtype=bool)
-    reached[bfs] = True
-    seq = np.r_[bfs, by_value[~reached[by_value]]]  # reached in BFS order, then the rest by value
+    rest = np.ones(n, dtype=bool)
+    rest[bfs] = False
+    rest = np.flatnonzero(rest)
+    if len(rest):
+        rest = rest[np.argsort(sign * feat[rest, col_of_group[group[rest]]], kind="stable")]
+    seq = np.concatenate([bfs, rest])
     return seq[np.argsort(group[seq].astype(np.int16 if n < 32768 else np.int64), kind="stable")]
 
 
-def _smooth_cut(A: sp.csr_matrix, rows: NDArray, group: NDArray, right: NDArray, active: NDArray) -> NDArray:
+def _smooth_cut(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right: NDArray, active: NDArray) -> NDArray:
     """Swap isolated right faces ("teeth" a breadth-first cut leaves) with left faces that stick out
     into the right part, pairwise within a group, so both sides keep their sizes."""
-    cols = A.indices
-    inside = group[rows] == group[cols]
-    rows, cols = rows[inside], cols[inside]
+    _, cols, rows = inner
     n = len(group)
+    n_g = int(group.max()) + 1
+    deg = np.bincount(rows, minlength=n)
     for _ in range(3):
-        deg = np.bincount(rows, minlength=n)
         n_right = np.bincount(rows, weights=right[cols], minlength=n).astype(np.int64)
         n_left = deg - n_right
         tooth = right & (n_right == 0) & (deg > 0) & active[group]
         bump = ~right & (n_left <= 1) & (n_right >= 2) & active[group]
-        n_g = group.max() + 1
         swaps = np.minimum(np.bincount(group[tooth], minlength=n_g), np.bincount(group[bump], minlength=n_g))
         if not swaps.any():
             break
@@ -123,6 +135,17 @@ def _smooth_cut(A: sp.csr_matrix, rows: NDArray, group: NDArray, right: NDArray,
             chosen = idx[(np.arange(len(g)) - run_start) < swaps[g]]
             right[chosen] = to_right
     return right
+
+
+def _side_pieces(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right: NDArray) -> NDArray:
+    """Pieces of the two sides of every group's cut, summed per group (G,)."""
+    indptr, indices, rows = inner
+    sub_ptr, sub_idx, _ = _subgraph(indptr, indices, rows, right[rows] == right[indices])
+    n = len(group)
+    n_c, comp = connected_components(sp.csr_matrix((np.ones(len(sub_idx)), sub_idx, sub_ptr), shape=(n, n)), directed=False)
+    group_of_comp = np.zeros(n_c, dtype=np.int64)
+    group_of_comp[comp] = group
+    return np.bincount(group_of_comp, minlength=int(group.max()) + 1)
 
 
 def _group_stats(feat: NDArray, group: NDArray, n_g: int) -> tuple[NDArray, NDArray]:
@@ -149,7 +172,9 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     sizes = np.bincount(comp)
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
-    order = _grow_order(A, rows, comp, feat[:, 0])
+    col_orders = np.argsort(feat, axis=0, kind="stable").T  # (D, F), once for all splits
+    inner = _subgraph(A.indptr, A.indices, rows, comp[rows] == comp[A.indices])
+    order = _grow_order(inner, comp, feat, col_orders, np.zeros(len(sizes), dtype=np.int64), 1.0)
     starts = np.r_[0, np.cumsum(sizes)[:-1]]
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - starts[comp[order]]
@@ -167,13 +192,14 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
         starts = np.r_[0, np.cumsum(sizes)[:-1]]
         # grow from either end of the widest direction; keep, per group, the cut whose two sides
         # fall into fewer pieces (ties: the first)
+        inner = _subgraph(A.indptr, A.indices, rows, group[rows] == group[A.indices])
         best, best_pieces = None, None
         for d, sign in [(d, sg) for d in range(dims.shape[1]) for sg in (1.0, -1.0)]:
-            order = _grow_order(A, rows, group, sign * feat[np.arange(n), dims[group, d]])
+            order = _grow_order(inner, group, feat, col_orders, dims[:, d], sign)
             rank = np.empty(n, dtype=np.int64)
             rank[order] = np.arange(n) - starts[group[order]]
-            right = _smooth_cut(A, rows, group, rank >= left[group] * k, counts > 1)
-            pieces = _piece_counts(A, rows, 2 * group + right, 2 * len(counts)).reshape(-1, 2).sum(1)
+            right = _smooth_cut(inner, group, rank >= left[group] * k, counts > 1)
+            pieces = _side_pieces(inner, group, right)
             if best is None:
                 best, best_pieces = right, pieces
             else:
@@ -191,16 +217,8 @@ def _components(A: sp.csr_matrix, rows: NDArray, labels: NDArray) -> tuple[int, 
     """Connected components of A restricted to edges whose ends share a label."""
     keep = labels[rows] == labels[A.indices]
     indptr = np.r_[0, np.cumsum(np.bincount(rows[keep], minlength=A.shape[0]))]
-    intra = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.int8), A.indices[keep], indptr), shape=A.shape)
+    intra = sp.csr_matrix((np.ones(int(keep.sum())), A.indices[keep], indptr), shape=A.shape)
     return connected_components(intra, directed=False)
-
-
-def _piece_counts(A: sp.csr_matrix, rows: NDArray, labels: NDArray, n_labels: int) -> NDArray:
-    """Number of edge-connected pieces of each label (n_labels,)."""
-    n_c, comp = _components(A, rows, labels)
-    label_of_comp = np.zeros(n_c, dtype=np.int64)
-    label_of_comp[comp] = labels  # every component lies inside one label
-    return np.bincount(label_of_comp, minlength=n_labels)
 
 
 def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
