@@ -3,13 +3,16 @@
 Exact sizes come first and by construction, from a component-aware recursive bisection at exact
 ranks: each mesh component of n_c * K + r_c faces hands r_c faces (grown from its extreme face) to a
 shared pool, small components go there whole, and the pool becomes the patches that cannot be
-edge-connected. Every group is then cut in two at an exact multiple of K, the first part grown
-breadth-first over the face-adjacency graph from the group's extreme face along its widest
-direction, so that part is always edge-connected. A local repair then reconnects patches where it
-can: a stray fragment is handed to the neighbouring patch it touches most, and that patch gives
-back as many faces from its border with the donor's main piece. Inside a patch, faces are ordered
-breadth-first from the face nearest the patch centre; patches follow a Morton curve of their
-centres. Everything is deterministic for a given input.
+edge-connected. Every group is then cut in two at an exact multiple of K: the first part is grown
+breadth-first over the face-adjacency graph from the group's extreme face along one of its two
+widest directions, so it is edge-connected; isolated "teeth" on the cut are swapped pairwise; of
+the four candidates (two directions, from either end) each group keeps the cut whose sides fall
+into the fewest edge-connected pieces, then the one cutting the fewest edges between faces of
+similar normals (so cuts prefer creases and patches stay near-planar). A local repair then
+reconnects patches where it can: a stray fragment is handed to the neighbouring patch it touches
+most, and that patch gives back as many faces from its border with the donor's main piece. Inside
+a patch, faces are ordered breadth-first from the face nearest the patch centre; patches follow a
+Morton curve of their centres. Everything is deterministic for a given input.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 NORMAL_WEIGHT = 0.0
 REPAIR_PASSES = 3
 N_DIRECTIONS = 2  # cut directions tried per split (each from both ends): the widest ones
+CUT_WEIGHT = 1.0  # tie-break between cuts with equal pieces: similar-normal edges cut (0: off)
 
 
 def dual_graph(faces: NDArray) -> sp.csr_matrix:
@@ -193,18 +197,25 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
         # grow from either end of the widest direction; keep, per group, the cut whose two sides
         # fall into fewer pieces (ties: the first)
         inner = _subgraph(A.indptr, A.indices, rows, group[rows] == group[A.indices])
-        best, best_pieces = None, None
+        _, cols, erows = inner
+        # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
+        similar = 0.5 * (1.0 + (feat[erows, 3:] * feat[cols, 3:]).sum(1))
+        best, best_score = None, None
         for d, sign in [(d, sg) for d in range(dims.shape[1]) for sg in (1.0, -1.0)]:
             order = _grow_order(inner, group, feat, col_orders, dims[:, d], sign)
             rank = np.empty(n, dtype=np.int64)
             rank[order] = np.arange(n) - starts[group[order]]
             right = _smooth_cut(inner, group, rank >= left[group] * k, counts > 1)
-            pieces = _side_pieces(inner, group, right)
+            # fewest edge-connected pieces first, then the cut that keeps similar normals together
+            cut = right[erows] != right[cols]
+            cut_cost = np.bincount(group[erows[cut]], weights=similar[cut], minlength=len(counts))
+            score = _side_pieces(inner, group, right) * 1e7 + CUT_WEIGHT * cut_cost
             if best is None:
-                best, best_pieces = right, pieces
+                best, best_score = right, score
             else:
-                better = pieces < best_pieces
+                better = score < best_score
                 best = np.where(better[group], right, best)
+                best_score = np.where(better, score, best_score)
         right = best
         new_counts = np.stack([left, counts - left], 1).reshape(-1)
         keep = new_counts > 0
