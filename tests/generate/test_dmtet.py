@@ -147,3 +147,24 @@ def test_build_field_from_a_geometry_config_and_state_dict() -> None:
     assert mesh_volume(v, f) > 0
     with pytest.raises(ValueError, match="only dmtet"):
         build_field(GeometryLike(name="nerf"))
+
+
+def test_silhouette_fitting_through_render_lowers_the_loss() -> None:
+    from dreamcs.render import Cameras, render
+
+    box = trimesh.creation.box((1.2, 1.2, 1.2))
+    cams = Cameras(torch.tensor([0.0, 30.0, 10.0]), torch.tensor([0.0, 60.0, 150.0]), 2.6, 50.0)
+    target = render(torch.tensor(box.vertices, dtype=torch.float32), torch.tensor(box.faces), cams, 32)[
+        "alpha"
+    ]
+    field = DMTet(DMTetConfig(grid_resolution=12, init_radius=0.45))
+    opt = torch.optim.Adam(field.parameters(), lr=0.05)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        verts, faces = field()
+        loss = (render(verts, faces, cams, 32)["alpha"] - target).square().mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
