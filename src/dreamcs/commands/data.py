@@ -1,9 +1,144 @@
-"""`dreamcs data` commands."""
+"""`dreamcs data` commands: build, merge, stats, calibrate, review."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+data_app = typer.Typer(help="3D-MeshPref: build, inspect and calibrate unpaired mesh preference datasets.", no_args_is_help=True)
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+@data_app.command("build")
+def build_cmd(
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
+    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | embedded (repeatable)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
+    scorer: str = typer.Option("geometric", "--scorer", help="geometric (offline heuristic) or llm."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
+    shard: str = typer.Option("0/1", "--shard", help="i/n: build only this part; combine with `dreamcs data merge`."),
+    llm_url: Optional[str] = typer.Option(None, "--llm-url", help="OpenAI-compatible endpoint (key from DREAMCS_LLM_API_KEY)."),
+    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name sent to the endpoint."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML with BuildConfig settings."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the synthetic defects."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry items that failed in an earlier run."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. preferred_min=4.5"),
+) -> None:
+    """Prepare, score, label and store meshes as a MeshPref dataset."""
+    from dreamcs.config import ConfigError, load_config
+    from dreamcs.data.build import BuildConfig, build
+    from dreamcs.data.sources import SourceError
+
+    ov = list(overrides or [])
+    ov += [f"scorer={scorer}", f"shard={shard}", f"seed={seed}"]
+    if llm_url:
+        ov.append(f"llm.url={llm_url}")
+    if llm_model:
+        ov.append(f"llm.model={llm_model}")
+    try:
+        cfg = load_config(BuildConfig, config, ov)
+    except ConfigError as e:
+        _fail(str(e))
+    if preset is not None:
+        if preset != "embedded":
+            _fail(f"unknown preset {preset!r}; known: embedded")
+        source = [*source, "embedded"]
+    if source:
+        cfg.sources = list(source)
+    try:
+        st = build(cfg, out, workers=workers, retry_failed=retry_failed)
+    except (SourceError, ValueError, KeyError) as e:
+        _fail(str(e).strip("'\""))
+    typer.echo(
+        f"{out}: {st['items']} items ({st['preferred']} preferred, {st['dispreferred']} dispreferred, "
+        f"{st['middle_left_out']} left out), {st['failures']} failures; {st['computed_now']} computed in {st['build_seconds']} s"
+    )
+
+
+@data_app.command("merge")
+def merge_cmd(
+    parts: list[Path] = typer.Argument(..., help="Shard dataset folders built with --shard i/n."),
+    out: Path = typer.Option(..., "--out", help="Merged dataset folder."),
+) -> None:
+    """Merge shard builds into one dataset, equal to an unsharded build."""
+    from dreamcs.data.build import merge
+
+    try:
+        st = merge([str(p) for p in parts], out)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"{out}: {st['items']} items from {len(parts)} parts")
+
+
+@data_app.command("stats")
+def stats_cmd(dataset: Path = typer.Argument(..., help="Dataset folder.")) -> None:
+    """Class balance and counts per source and split."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dreamcs.data.store import read_table, stats
+
+    try:
+        rows = read_table(dataset)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    fails = sum(1 for line in open(dataset / "failures.jsonl", encoding="utf-8") if line.strip()) if (dataset / "failures.jsonl").exists() else 0
+    st = stats(rows, fails)
+    t = Table(title=f"{dataset}: {st['items']} items, {st['objects']} objects, {st['failures']} failures")
+    for h in ("group", "items", "preferred", "dispreferred", "left out", "preferred share", "mean overall"):
+        t.add_column(h)
+
+    def add(name, b):
+        share = "-" if b["preferred_share"] is None else f"{100 * b['preferred_share']:.0f}% / {100 - 100 * b['preferred_share']:.0f}%"
+        t.add_row(name, str(b["items"]), str(b["preferred"]), str(b["dispreferred"]), str(b["middle_left_out"]), share, str(b["mean_overall"]))
+
+    add("all", st)
+    for s, b in st["per_source"].items():
+        add(f"source {s}", b)
+    for s, b in st["per_split"].items():
+        add(f"split {s}", b)
+    Console(width=140).print(t)
+    typer.echo("(the paper's 3D-MeshPref balance: 47% preferred / 53% dispreferred)")
+
+
+@data_app.command("calibrate")
+def calibrate_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    overrides: Path = typer.Option(..., "--overrides", help="CSV: id,alignment,realism,fidelity or id,overall (header row)."),
+) -> None:
+    """Apply human scores, record their provenance and relabel."""
+    from dreamcs.data.calibrate import CalibrationError, calibrate
+
+    try:
+        n, st = calibrate(dataset, overrides)
+    except (CalibrationError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"{dataset}: {n} items rescored from {overrides.name}; now {st['preferred']} preferred, {st['dispreferred']} dispreferred")
+
+
+@data_app.command("review")
+def review_cmd(
+    dataset: Path = typer.Argument(..., help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="HTML page to write."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N items (0: all)."),
+    views: int = typer.Option(4, "--views", help="Thumbnails per item."),
+) -> None:
+    """An HTML page with thumbnails, prompt and scores of every item."""
+    from dreamcs.data.calibrate import review
+
+    try:
+        n = review(dataset, out, limit=limit or None, n_views=views)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    typer.echo(f"{out}: {n} items")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
+    app.add_typer(data_app, name="data")

@@ -1,0 +1,206 @@
+"""The ``geometric`` scorer: the offline default, a *heuristic stand-in* for the LLM judge.
+
+It reads no pixels and understands no semantics. It measures a few geometric figures that early
+SDS failures are known to spoil and maps each to a 0-5 score with fixed piecewise-linear ramps.
+Its numbers are useful for labelling synthetic defects and for triage; they are not a substitute
+for a real judge (the ``llm`` scorer) or for human calibration (``dreamcs data calibrate``).
+
+Every penalty is ``ramp(x; lo, hi) = clip((x - lo) / (hi - lo), 0, 1)``: none at or below ``lo``
+(the level clean meshes show), full at ``hi``. A score is ``clip(5 - sum(weight * ramp), 0, 5)``.
+
+**Structural realism** (figures from ``dreamcs.mesh.quality`` plus one of our own):
+- ``floater_area``: the share of surface area in parts farther than ``gap`` (0.05 in the [-1, 1]
+  cube) from the main body, where the main body is the largest component together with every part
+  chained to it within ``gap`` (so furniture legs and tree leaves count as attached);
+- ``boundary``: total open-boundary length / sqrt(surface area) (holes, cuts, unwelded seams);
+- ``nonmanifold``: non-manifold edges / edges; ``winding``: inconsistently wound edges / edges;
+- ``degenerate``: degenerate faces / faces.
+
+**Visual fidelity** (surface regularity, from dihedral angles between neighbouring faces):
+- ``jagged``: the share of vertices that have both a convex and a concave crease of 15 to 75
+  degrees among their edges (noise, crumpled surfaces); clean surfaces are locally convex or
+  locally concave almost everywhere, and right-angle CAD edges fall outside the window;
+- ``folds``: the area-weighted share of edges folded sharper than 150 degrees (razor rims of
+  flattened shapes and collapsed parts);
+- ``flatness``: shortest / longest bounding-box side; a ramp *down* from 0.05 to 0.025 penalises
+  sheets (SDS collapses to a billboard), leaving thin but real objects such as doors alone;
+- ``slivers``: the area-weighted share of triangles with quality ``4 sqrt(3) A / sum(l^2) < 0.05``.
+
+**Prompt alignment**: when the mesh has its own caption, the cosine similarity ``s`` of the MiniLM
+pooled embeddings of prompt and caption, mapped by ``5 * ramp(s; 0.35, 0.85)``; when it has none,
+alignment is ``None`` (unknown) and the overall score is the mean of the other two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from dreamcs.data.scorers import SCORERS, Scores
+
+
+def ramp(x: float, lo: float, hi: float) -> float:
+    """0 at or below ``lo``, 1 at or above ``hi``, linear between (``lo > hi`` ramps downwards)."""
+    return float(np.clip((x - lo) / (hi - lo), 0.0, 1.0))
+
+
+@dataclass
+class GeometricScorerConfig:
+    gap: float = 0.05
+    """Parts farther than this from the main body (in the [-1, 1] cube) are floaters."""
+    realism: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            # figure: [lo, hi, weight]
+            "floater_area": [0.002, 0.02, 5.0],
+            "boundary": [2.0, 5.0, 5.0],
+            "nonmanifold": [0.002, 0.02, 2.0],
+            "winding": [0.005, 0.05, 1.5],
+            "degenerate": [0.01, 0.1, 1.5],
+        }
+    )
+    """Ramps of the realism penalties."""
+    fidelity: dict[str, list[float]] = field(
+        default_factory=lambda: {
+            "jagged": [0.2, 0.4, 5.0],
+            "folds": [0.02, 0.1, 5.0],
+            "flatness": [0.05, 0.025, 5.0],
+            "slivers": [0.7, 0.95, 1.0],
+        }
+    )
+    """Ramps of the fidelity penalties."""
+    alignment: list[float] = field(default_factory=lambda: [0.35, 0.85])
+    """Cosine similarity mapped to 0 at the first value and 5 at the second."""
+    text_encoder: str = "minilm"
+    """Text encoder for prompt/caption similarity (``dreamcs.text.build_text_encoder``)."""
+
+
+def _components(mesh: trimesh.Trimesh) -> np.ndarray:
+    """Face labels (F,) of edge-connected components."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    adj = mesh.face_adjacency
+    n = len(mesh.faces)
+    g = coo_matrix((np.ones(len(adj)), (adj[:, 0], adj[:, 1])), shape=(n, n))
+    return connected_components(g, directed=False)[1]
+
+
+def floater_area(mesh: trimesh.Trimesh, gap: float) -> float:
+    """Share of area (0..1) in parts not chained to the largest part within ``gap``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    labels = _components(mesh)
+    n_comp = int(labels.max()) + 1
+    if n_comp == 1:
+        return 0.0
+    areas = mesh.area_faces
+    comp_area = np.bincount(labels, weights=areas, minlength=n_comp)
+    # points: corners, face centres and an even-ish area sample (so that large faces touching
+    # inside their interiors still count as touching), each labelled with its component
+    n_s = int(np.clip(mesh.area / (0.5 * gap) ** 2, 1000, 15000))
+    samples, face_idx = trimesh.sample.sample_surface(mesh, n_s, seed=0)
+    pts = np.vstack([mesh.triangles_center, mesh.triangles.reshape(-1, 3), samples])
+    lab = np.concatenate([labels, np.repeat(labels, 3), labels[face_idx]])
+    pairs = cKDTree(pts).query_pairs(gap, output_type="ndarray")
+    pairs = pairs[lab[pairs[:, 0]] != lab[pairs[:, 1]]]
+    g = coo_matrix((np.ones(len(pairs)), (lab[pairs[:, 0]], lab[pairs[:, 1]])), shape=(n_comp, n_comp))
+    group = connected_components(g, directed=False)[1]
+    main = group[int(np.argmax(comp_area))]
+    return float(comp_area[group != main].sum() / max(comp_area.sum(), 1e-12))
+
+
+def surface_figures(mesh: trimesh.Trimesh) -> dict[str, float]:
+    """``jagged``, ``folds``, ``slivers`` and ``boundary`` of a mesh (see the module docstring)."""
+    angles = mesh.face_adjacency_angles
+    convex = mesh.face_adjacency_convex
+    edges = mesh.face_adjacency_edges
+    # creases between 15 and 75 degrees: noise makes many; CAD-style right-angle edges are excluded
+    sharp = (angles > np.deg2rad(15.0)) & (angles < np.deg2rad(75.0))
+    nv = len(mesh.vertices)
+    has_vex = np.zeros(nv, bool)
+    has_cave = np.zeros(nv, bool)
+    has_vex[edges[sharp & convex].ravel()] = True
+    has_cave[edges[sharp & ~convex].ravel()] = True
+    touched = np.zeros(nv, bool)
+    touched[edges.ravel()] = True
+    jagged = float((has_vex & has_cave).sum() / max(touched.sum(), 1))
+    areas = mesh.area_faces
+    pair_area = areas[mesh.face_adjacency].sum(axis=1)
+    folds = float(pair_area[angles > np.deg2rad(150.0)].sum() / max(pair_area.sum(), 1e-12))
+    tri = mesh.triangles
+    l2 = ((tri[:, [1, 2, 0]] - tri) ** 2).sum(axis=2).sum(axis=1)
+    q = 4.0 * np.sqrt(3.0) * areas / np.maximum(l2, 1e-20)
+    slivers = float(areas[q < 0.05].sum() / max(areas.sum(), 1e-12))
+    # open boundary: edges used by one face
+    e = np.sort(mesh.edges, axis=1)
+    uniq, counts = np.unique(e, axis=0, return_counts=True)
+    b = uniq[counts == 1]
+    blen = float(np.linalg.norm(mesh.vertices[b[:, 0]] - mesh.vertices[b[:, 1]], axis=1).sum()) if len(b) else 0.0
+    boundary = blen / max(float(np.sqrt(areas.sum())), 1e-12)
+    ext = np.ptp(mesh.vertices, axis=0)
+    flatness = float(ext.min() / max(ext.max(), 1e-12))
+    return {"jagged": jagged, "folds": folds, "slivers": slivers, "boundary": boundary, "flatness": flatness}
+
+
+_ENCODERS: dict[str, Any] = {}
+
+
+def text_similarity(a: str, b: str, encoder: str = "minilm") -> float:
+    """Cosine similarity of the pooled embeddings of two texts (the encoder is cached per process)."""
+    import torch
+
+    if encoder not in _ENCODERS:
+        from dreamcs.text import build_text_encoder
+
+        _ENCODERS[encoder] = build_text_encoder(encoder)
+    pooled = _ENCODERS[encoder].encode([a, b]).pooled
+    return float(torch.nn.functional.cosine_similarity(pooled[0:1], pooled[1:2]).item())
+
+
+@SCORERS.register("geometric")
+class GeometricScorer:
+    """Heuristic scores from geometry and caption similarity; see the module docstring."""
+
+    config_cls = GeometricScorerConfig
+
+    def __init__(self, cfg: GeometricScorerConfig | None = None) -> None:
+        self.cfg = cfg or GeometricScorerConfig()
+
+    def figures(self, mesh: trimesh.Trimesh) -> dict[str, float]:
+        """All figures behind realism and fidelity, for a mesh normalised into [-1, 1]^3."""
+        from dreamcs.mesh import quality
+
+        q = quality(mesh)
+        n_e, n_f = max(q["n_edges"], 1), max(q["n_faces"], 1)
+        fig = surface_figures(mesh)
+        fig.update(
+            floater_area=floater_area(mesh, self.cfg.gap),
+            nonmanifold=q["nonmanifold_edges"] / n_e,
+            winding=q["inconsistent_edges"] / n_e,
+            degenerate=q["degenerate_faces"] / n_f,
+        )
+        return fig
+
+    @staticmethod
+    def _score(fig: dict[str, float], ramps: dict[str, list[float]]) -> tuple[float, dict[str, float]]:
+        pen = {k: w * ramp(fig[k], lo, hi) for k, (lo, hi, w) in ramps.items()}
+        return float(np.clip(5.0 - sum(pen.values()), 0.0, 5.0)), pen
+
+    def score(self, mesh: trimesh.Trimesh, prompt: str, *, caption: str | None = None, mesh_hash: str = "") -> Scores:
+        """Scores for ``mesh`` (normalised into [-1, 1]^3); ``mesh_hash`` is unused."""
+        fig = self.figures(mesh)
+        realism, pen_r = self._score(fig, self.cfg.realism)
+        fidelity, pen_f = self._score(fig, self.cfg.fidelity)
+        alignment = None
+        if caption:
+            sim = 1.0 if caption.strip().lower() == prompt.strip().lower() else text_similarity(prompt, caption, self.cfg.text_encoder)
+            fig["similarity"] = sim
+            lo, hi = self.cfg.alignment
+            alignment = 5.0 * ramp(sim, lo, hi)
+        details = {"figures": {k: round(float(v), 6) for k, v in fig.items()}, "penalties": {k: round(v, 4) for k, v in {**pen_r, **pen_f}.items() if v > 0}}
+        return Scores(alignment, realism, fidelity, details=details)
