@@ -1,9 +1,114 @@
-"""`dreamcs evaluate` commands."""
+"""`dreamcs evaluate`: run a prompt-set study, merge shards, score it, and the Janus benchmark."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+evaluate_app = typer.Typer(help="Evaluate text-to-3D on a prompt set: run, merge, score, janus.",
+                           no_args_is_help=True)
+
+
+def _fail(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(2)
+
+
+@evaluate_app.command("run")
+def run(
+    overrides: list[str] | None = typer.Argument(None, help="Generation config overrides: key=value."),
+    prompts: Path = typer.Option(..., "--prompts", help="JSON list, JSON object of lists, or one prompt per line."),
+    config: str = typer.Option(..., "--config", "-c", help="Generation config: a YAML file or a shipped preset."),
+    out: Path = typer.Option(..., "--out", "-o", help="Study folder (runs/, manifest.jsonl)."),
+    reward: str | None = typer.Option(None, "--reward", help="RewardCS folder or reward run: guided generation."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    shard: str | None = typer.Option(None, "--shard", help="i/n: run only this deterministic share of the jobs."),
+    variant: str | None = typer.Option(None, "--variant", help="Name in the tables (default: baseline / +RewardCS)."),
+    progress: bool = typer.Option(False, "--progress", help="Show each run's progress bar."),
+) -> None:
+    """Generate every prompt x seed into OUT/runs/<slug>-s<seed>/; finished runs are skipped, partial ones resumed."""
+    from dreamcs.config import ConfigError
+    from dreamcs.evaluate.prompts import PromptFileError, load_prompts
+    from dreamcs.evaluate.study import parse_seeds, parse_shard, run_study
+
+    try:
+        counts = run_study(out, load_prompts(prompts), config, seeds=parse_seeds(seeds), reward=reward,
+                           variant=variant, shard=parse_shard(shard), overrides=list(overrides or []),
+                           show_progress=progress, log=typer.echo)
+    except (PromptFileError, ConfigError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"done {counts['done']}, skipped {counts['skipped']} (finished before), failed {counts['failed']}")
+    if counts["failed"]:
+        typer.echo(f"failures: {out / 'failures.jsonl'} (run the same command again to retry)")
+        raise typer.Exit(1)
+
+
+@evaluate_app.command("merge")
+def merge(
+    parts: list[Path] = typer.Argument(..., help="Shard study folders."),
+    out: Path = typer.Option(..., "--out", "-o", help="The merged study folder."),
+    move: bool = typer.Option(False, "--move", help="Move run folders instead of copying them."),
+) -> None:
+    """Join shard folders into one study (runs copied, manifests joined, duplicates taken once)."""
+    from dreamcs.evaluate.study import merge_studies
+
+    try:
+        c = merge_studies(parts, out, move=move)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{out}: {c['runs']} runs ({c['copied']} added, {c['duplicates']} already there)")
+
+
+@evaluate_app.command("score")
+def score(
+    studies: list[Path] = typer.Argument(..., help="Study folders (one per variant, e.g. baseline and +RewardCS)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where the tables go (default: first STUDY/eval)."),
+    clip: str | None = typer.Option(None, "--clip", help="CLIP folder or hub id for CP."),
+    ga_reward: str | None = typer.Option(None, "--ga-reward", help="RewardCS evaluator for GA (not the guiding one)."),
+    judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint for the VLM judge."),
+    judge_model: str = typer.Option("gpt-4o", "--judge-model"),
+    views: int = typer.Option(8, "--views", help="Turntable views for CP and the judge."),
+    resolution: int = typer.Option(224, "--resolution"),
+    n_patches: int = typer.Option(256, "--n-patches", help="Patches of the fused mesh for GA."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Per-asset metrics and a variant x metric table (Markdown, CSV, JSON) plus a contact sheet."""
+    from dreamcs.evaluate.score import ScoreConfig, score_studies
+
+    cfg = ScoreConfig(clip=clip, ga_reward=ga_reward, judge_url=judge_url, judge_model=judge_model, views=views,
+                      resolution=resolution, n_patches=n_patches, device=device)
+    try:
+        res = score_studies(studies, out or studies[0] / "eval", cfg, log=typer.echo)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo((res["paths"]["md"]).read_text(encoding="utf-8"))
+    typer.echo("written: " + ", ".join(str(p) for p in res["paths"].values()))
+
+
+@evaluate_app.command("janus")
+def janus(
+    prompts: Path = typer.Option(..., "--prompts", help="Prompt file."),
+    runs: list[Path] = typer.Option(..., "--runs", help="Study folder; repeat for each variant."),
+    gt: Path | None = typer.Option(None, "--gt", help="JSON map prompt -> ground-truth mesh path."),
+    reward: str | None = typer.Option(None, "--reward", help="RewardCS evaluator for the reward column."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where janus.md/json go (default: first RUNS/eval)."),
+    points: int = typer.Option(2048, "--points", help="Surface samples per mesh."),
+) -> None:
+    """Janus and geometry benchmark: Chamfer/NC to ground truth, Janus heuristic, floaters, holes, reward."""
+    from dreamcs.evaluate.janus import janus_benchmark, load_gt_map
+    from dreamcs.evaluate.prompts import PromptFileError, load_prompts
+
+    try:
+        res = janus_benchmark(load_prompts(prompts), runs, out or runs[0] / "eval",
+                              gt=load_gt_map(gt) if gt else None, reward=reward, points=points, log=typer.echo)
+    except (PromptFileError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(res["paths"]["md"].read_text(encoding="utf-8"))
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
+    app.add_typer(evaluate_app, name="evaluate")

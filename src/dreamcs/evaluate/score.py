@@ -1,0 +1,167 @@
+"""``evaluate score``: per-asset metrics of one or more studies, aggregated per variant.
+
+    OUT/assets.jsonl     one record per asset (run, prompt, seed, variant, every metric, errors)
+    OUT/table.{md,csv,json}  variant x metric, mean +/- std
+    OUT/contact_sheet.png    every asset's turntable, labelled
+
+Per asset: the mesh is loaded and normalised; the geometry metrics and the Janus heuristic come from
+``evaluate.geometry``; CP needs ``clip``, GA a RewardCS evaluator (``ga_reward``: by the paper's
+protocol a model trained with another seed or configuration than the one that guided generation),
+the judge an endpoint. An asset whose mesh cannot be read is recorded with its ``error`` and left
+out of the means. Records are cached in ``assets.jsonl`` under a key of the scoring settings, so a
+re-run only scores what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dreamcs.evaluate.study import read_manifest
+from dreamcs.evaluate.tables import aggregate, contact_sheet, write_tables
+from dreamcs.utils import append_jsonl, read_jsonl
+
+
+@dataclass
+class ScoreConfig:
+    """What ``score_studies`` computes."""
+
+    clip: str | None = None
+    """CLIP model folder or hub id for CP; None skips CP."""
+    ga_reward: str | None = None
+    """RewardCS evaluator (model folder or reward run) for GA; None skips GA."""
+    judge_url: str | None = None
+    """OpenAI-compatible endpoint of the VLM judge; None skips the judge."""
+    judge_model: str = "gpt-4o"
+    views: int = 8
+    """Turntable views rendered for CP (and for the judge and contact sheet when a run has no turntable.png)."""
+    resolution: int = 224
+    n_patches: int = 256
+    """Patches of the fused mesh that GA scores (the evaluator's faces_per_patch is its own)."""
+    points: int = 2048
+    """Surface samples for the Janus heuristic."""
+    device: str = "cpu"
+
+    def key(self) -> str:
+        """A hash of the settings that change a record's numbers (not the device)."""
+        d = asdict(self)
+        d.pop("device")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class AssetScorer:
+    """Loads the optional models once and scores one run folder at a time."""
+
+    def __init__(self, cfg: ScoreConfig) -> None:
+        self.cfg = cfg
+        self.clip = self.ga = self.judge = None
+        if cfg.clip:
+            from dreamcs.evaluate.clip_score import ClipScorer
+
+            self.clip = ClipScorer(cfg.clip, cfg.device)
+        if cfg.ga_reward:
+            from dreamcs.generate.pipeline import resolve_reward_dir
+            from dreamcs.reward import RewardCS
+
+            self.ga = RewardCS.from_pretrained(resolve_reward_dir(cfg.ga_reward), device=cfg.device)
+        if cfg.judge_url:
+            from dreamcs.evaluate.judge import JudgeConfig, VLMJudge
+
+            self.judge = VLMJudge(JudgeConfig(url=cfg.judge_url, model=cfg.judge_model))
+
+    def views(self, mesh: Any) -> np.ndarray:
+        """(N, H, W, 3) uint8 turntable of the normalised mesh."""
+        from dreamcs.render import render_views
+
+        return render_views(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64),
+                            self.cfg.views, self.cfg.resolution)
+
+    def reward(self, model: Any, mesh: Any, prompt: str) -> float:
+        from dreamcs.mesh import fuse
+
+        pm = fuse(mesh, n_patches=self.cfg.n_patches, faces_per_patch=int(model.config.faces_per_patch))
+        return float(model.score(pm, prompt))
+
+    def score(self, run_dir: Path, prompt: str) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Metrics of ``run_dir/final.obj`` for ``prompt``, and the views rendered (or None)."""
+        from dreamcs.evaluate.geometry import geometry_metrics
+        from dreamcs.mesh import MeshError, load_mesh, normalize
+
+        rec: dict[str, Any] = {}
+        try:
+            mesh = normalize(load_mesh(run_dir / "final.obj"))
+        except MeshError as e:
+            return {"error": str(e)}, None
+        rec.update(geometry_metrics(mesh, n=self.cfg.points))
+        views = None
+        if self.clip is not None or self.judge is not None:
+            views = self.views(mesh)
+        if self.clip is not None:
+            rec["clip_score"] = self.clip.score(views, prompt)
+        if self.ga is not None:
+            try:
+                rec["ga"] = self.reward(self.ga, mesh, prompt)
+            except (MeshError, ValueError) as e:
+                rec["ga_error"] = str(e)[:500]
+        if self.judge is not None:
+            from dreamcs.data.scorers import ScoreError
+
+            try:
+                rec.update({f"judge_{k}": v for k, v in self.judge.judge(np.concatenate(list(views), 1), prompt).items()})
+            except ScoreError as e:
+                rec["judge_error"] = e.reason[:500]
+                rec["judge_raw"] = (e.raw or "")[:2000]
+        return rec, views
+
+
+def _strip(run_dir: Path, views: np.ndarray | None) -> np.ndarray | None:
+    if views is not None:
+        return np.concatenate(list(views), 1)
+    png = run_dir / "turntable.png"
+    if png.is_file():
+        from PIL import Image
+
+        return np.asarray(Image.open(png).convert("RGB"))
+    return None
+
+
+def score_studies(
+    studies: Sequence[str | Path], out: str | Path, cfg: ScoreConfig, *, log: Callable[[str], None] = print,
+    sheet: bool = True,
+) -> dict[str, Any]:
+    """Score every finished run of ``studies`` into ``out``; returns {"assets", "table", "paths"}."""
+    out = Path(out)
+    key = cfg.key()
+    cache = {(r["study"], r["run"]): r for r in read_jsonl(out / "assets.jsonl") if r.get("settings") == key}
+    scorer: AssetScorer | None = None
+    records, strips = [], []
+    for study in map(Path, studies):
+        runs = read_manifest(study)
+        if not runs:
+            raise FileNotFoundError(f"{study}: no finished runs in {study / 'manifest.jsonl'}")
+        for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"])):
+            run_dir = study / run["run"]
+            views = None
+            rec = cache.get((str(study), run["run"]))
+            if rec is None:
+                scorer = scorer or AssetScorer(cfg)
+                log(f"score {run_dir}")
+                metrics, views = scorer.score(run_dir, run["prompt"])
+                rec = {"study": str(study), "run": run["run"], "prompt": run["prompt"], "seed": run["seed"],
+                       "variant": run["variant"], "settings": key, **metrics}
+                append_jsonl(out / "assets.jsonl", rec)
+            records.append(rec)
+            if sheet and (strip := _strip(run_dir, views)) is not None:
+                strips.append((f"[{rec['variant']}] {rec['prompt']} (seed {rec['seed']})", strip))
+    agg = aggregate(records)
+    paths = write_tables(out, agg, "table", extra={"settings": asdict(cfg), "n_assets": len(records),
+                                                   "errors": [r for r in records if "error" in r]})
+    if sheet and strips:
+        paths["sheet"] = contact_sheet(strips, out / "contact_sheet.png")
+    return {"assets": records, "table": agg, "paths": paths}
