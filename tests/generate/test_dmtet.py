@@ -166,5 +166,5 @@ def test_silhouette_fitting_through_render_lowers_the_loss() -> None:
         loss = (render(verts, faces, cams, 32)["alpha"] - target).square().mean()
         loss.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.7 * losses[0]
