@@ -96,7 +96,7 @@ def write_tables(out: str | Path, agg: dict[str, dict[str, dict[str, float]]], s
     out = Path(out)
     paths = {
         "md": atomic_write_text(out / f"{stem}.md", markdown_table(agg, first)),
-        "csv": atomic_write_text(out / f"{stem}.csv", csv_table(agg, first.lower())),
+        "csv": atomic_write_text(out / f"{stem}.csv", csv_table(agg, "variant")),
         "json": atomic_write_text(out / f"{stem}.json", json.dumps({"table": agg, **(extra or {})}, indent=2,
                                                                    default=_json_default) + "\n"),
     }

@@ -1,0 +1,61 @@
+"""Aggregation (mean +/- std per variant), the Markdown/CSV/JSON writers, the contact sheet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dreamcs.evaluate.tables import aggregate, contact_sheet, markdown_table, write_tables
+
+RECORDS = [
+    {"variant": "baseline", "clip_score": 20.0, "janus_score": 0.8, "holes": 4},
+    {"variant": "baseline", "clip_score": 24.0, "janus_score": float("nan"), "holes": 0},
+    {"variant": "+RewardCS", "clip_score": 25.0, "janus_score": 0.2, "holes": 0, "custom": 1.5},
+    {"variant": "+RewardCS", "clip_score": None, "janus_score": 0.4, "holes": 2, "error": "x"},
+]
+
+
+def test_aggregate_mean_std_and_missing_values():
+    agg = aggregate(RECORDS)
+    assert list(agg) == ["baseline", "+RewardCS"]
+    assert agg["baseline"]["clip_score"] == {"mean": 22.0, "std": 2.0, "n": 2}
+    assert agg["baseline"]["janus_score"]["n"] == 1  # nan left out
+    assert agg["+RewardCS"]["clip_score"]["n"] == 1  # None left out
+    assert agg["+RewardCS"]["janus_score"]["mean"] == pytest.approx(0.3)
+    assert "custom" not in agg["+RewardCS"]  # only the known metrics unless asked
+    assert aggregate(RECORDS, metrics=["custom"])["+RewardCS"]["custom"]["mean"] == 1.5
+
+
+def test_markdown_layout():
+    md = markdown_table(aggregate(RECORDS), digits=2)
+    lines = md.strip().splitlines()
+    assert lines[0] == "| Method | CP ↑ | Janus ↓ | Holes ↓ |"
+    assert lines[2] == "| baseline | 22.00 ± 2.00 | 0.80 ± 0.00 | 2.00 ± 2.00 |"
+    assert lines[3].startswith("| +RewardCS | 25.00 ± 0.00 | 0.30 ± 0.10 |")
+
+
+def test_writers_round_trip(tmp_path):
+    agg = aggregate(RECORDS)
+    paths = write_tables(tmp_path, agg, "table", extra={"n_assets": 4})
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert [r["variant"] for r in rows] == ["baseline", "+RewardCS"]
+    assert float(rows[0]["clip_score_mean"]) == 22.0 and float(rows[1]["janus_score_std"]) == pytest.approx(0.1)
+    data = json.loads(paths["json"].read_text())
+    assert data["n_assets"] == 4 and math.isclose(data["table"]["baseline"]["clip_score"]["std"], 2.0)
+    assert paths["md"].read_text() == markdown_table(agg)
+
+
+def test_contact_sheet(tmp_path):
+    from PIL import Image
+
+    strips = [("a", np.full((16, 64, 3), 200, np.uint8)), ("b", np.zeros((16, 4000, 3), np.uint8))]
+    p = contact_sheet(strips, tmp_path / "sheet.png", max_width=256)
+    im = np.asarray(Image.open(p))
+    assert im.shape[1] == 256 + 8 and im.shape[0] > 16 + 16
+    assert (im == 200).all(axis=2).sum() == 16 * 64  # the first strip pasted unscaled
+    with pytest.raises(ValueError):
+        contact_sheet([], tmp_path / "empty.png")
