@@ -13,8 +13,8 @@ Each branch runs its own backward into a detached leaf (image or vertices) so th
 time splits exactly into render / guidance / reward / other, and the sum of the branches'
 vertex gradients is then pushed through marching tets into the field once.
 
-    pipe = GeneratePipeline(load_config(GenerateConfig, "dmtet-tiny.yaml", ["prompt=a chair"]), "runs/chair")
-    out = pipe()                   # or pipe(resume=True) after a kill
+    cfg = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), ["prompt=a chair"])
+    out = GeneratePipeline(cfg, "runs/chair")()        # or (...)(resume=True) after a kill
 """
 
 from __future__ import annotations
