@@ -152,3 +152,12 @@ def test_chunked_rasterisation_matches_one_pass() -> None:
     one = rasterize_face_ids(scr, ndc[:, 2], f, 40, 40)
     many = rasterize_face_ids(scr, ndc[:, 2], f, 40, 40, max_pairs=7)
     assert torch.equal(one, many) and (one >= 0).sum() > 300
+
+
+def test_empty_mesh_renders_background() -> None:
+    v = torch.zeros(0, 3, requires_grad=True)
+    out = render(
+        v, torch.zeros(0, 3, dtype=torch.long), Cameras(0.0, 0.0, 2.6, 50.0), 8, background=(0.5, 0.5, 0.5)
+    )
+    assert torch.all(out["image"] == 0.5) and out["alpha"].sum() == 0
+    out["image"].sum().backward()  # a step with an empty surface still runs its backward
