@@ -144,6 +144,21 @@ class PatchedMesh:
         return cls(vertices=v.astype(np.float32), faces=f.astype(np.int64), W=W)
 
 
+def _first_copy(v: np.ndarray) -> np.ndarray:
+    """(V,) index of the first vertex at exactly the same position as each vertex.
+
+    A stable lexsort plus a run scan: much faster than ``np.unique(axis=0)`` on large meshes.
+    """
+    order = np.lexsort(v.T[::-1])
+    sv = v[order]
+    new_run = np.ones(len(v), dtype=bool)
+    new_run[1:] = (sv[1:] != sv[:-1]).any(1)
+    run_first = order[np.flatnonzero(new_run)]  # stable sort: the smallest index of each run
+    rep = np.empty(len(v), dtype=np.int64)
+    rep[order] = run_first[np.cumsum(new_run) - 1]
+    return rep
+
+
 def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
     """Input checks; exact duplicate vertices merged (W points at the first copy); faces with a
     repeated vertex dropped. Returns (v_in (V_in, 3) float64, faces over W's rows, W)."""
@@ -158,13 +173,11 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
         raise MeshError(name, "NaN or inf vertex coordinates")
     if faces.min() < 0 or faces.max() >= len(v_in):
         raise MeshError(name, "face indices out of range")
-    _, first, inv = np.unique(v_in, axis=0, return_index=True, return_inverse=True)
-    rep = first[inv.reshape(-1)]  # each vertex -> the first vertex at the same position
-    faces = rep[faces]
+    faces = _first_copy(v_in)[faces]
     faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
     if len(faces) == 0:
         raise MeshError(name, "all faces are degenerate")
-    used = np.unique(faces)
+    used = np.flatnonzero(np.bincount(faces.reshape(-1), minlength=len(v_in)))
     remap = np.full(len(v_in), -1, dtype=np.int64)
     remap[used] = np.arange(len(used))
     W = sp.csr_matrix((np.ones(len(used)), (np.arange(len(used)), used)), shape=(len(used), len(v_in)))

@@ -90,7 +90,7 @@ def _grow_order(
     """
     n = len(group)
     seed_of = np.empty(int(group.max()) + 1, dtype=np.int64)
-    for c in np.unique(col_of_group).tolist():
+    for c in np.flatnonzero(np.bincount(col_of_group)).tolist():
         oc = col_orders[c] if sign > 0 else col_orders[c][::-1]
         oc = oc[col_of_group[group[oc]] == c]
         seed_of[group[oc][::-1]] = oc[::-1]  # the last write wins: each group's extreme face
@@ -298,7 +298,9 @@ def _border_faces(labels, indptr, indices, q, p, p_main, comp, s) -> NDArray | N
     """``s`` faces of patch q nearest (breadth-first) to p's main piece, or None if q does not touch it."""
     owner, nb = _neighbours(indptr, indices, np.flatnonzero(labels == q))
     touch = (labels[nb] == p) & (comp[nb] == p_main)
-    seeds = np.unique(owner[touch])
+    mark = np.zeros(len(labels), dtype=bool)
+    mark[owner[touch]] = True
+    seeds = np.flatnonzero(mark)
     if len(seeds) == 0:
         return None
     seen = set(seeds.tolist())
