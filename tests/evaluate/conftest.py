@@ -12,8 +12,10 @@ TINY = ["steps=2", "save_every=1", "mesh_every=0", "geometry.grid_resolution=8",
         "render.resolution=32", "render.turntable_views=2", "render.turntable_resolution=32"]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _threads_from_env():
+    """Honour OMP_NUM_THREADS for the whole session: module fixtures generate meshes that tests
+    compare byte for byte with later runs, and the thread count changes float reductions."""
     want = os.environ.get("OMP_NUM_THREADS")
     before = torch.get_num_threads()
     if want and want.isdigit() and int(want) > 0:
