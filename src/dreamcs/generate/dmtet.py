@@ -147,7 +147,9 @@ class DMTet(nn.Module):
     def extract(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """verts (V, 3), faces (F, 3), tet_index (F,)."""
         sdf, deform = self.sdf_and_deformation()
-        self._last_sdf = sdf
+        # Plain attribute, not a registered parameter: in explicit mode ``sdf`` *is* the Parameter,
+        # and nn.Module would register it a second time under this name (a duplicate state_dict key).
+        self.__dict__["_last_sdf"] = sdf
         return self.grid.extract(sdf, self.base_vertices + deform)
 
     # -- initialisation ------------------------------------------------------------------------
