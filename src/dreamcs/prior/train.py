@@ -1,0 +1,354 @@
+"""Train the offline pixel prior: a diffusers ``UNet2DConditionModel`` (1 channel, 32 px) that
+predicts the noise of a cosine-schedule DDPM, conditioned on MiniLM token embeddings of the
+captions, on renders of the embedded meshes (``dreamcs.prior.data``).
+
+OUT, when done, is an ``embedded`` prior folder (``guidance.pretrained=OUT``):
+
+    OUT/unet/ OUT/scheduler/ OUT/prior.yaml    save_prior with the EMA weights
+    OUT/MODEL_CARD.md loss.png samples.png    the model card (dreamcs.prior.card)
+    OUT/config.yaml metrics.jsonl             the resolved config; one line per logged step
+    OUT/checkpoints/step_XXXXXXX.safetensors  model + EMA + AdamW state + RNG + step (no pickle)
+
+``run(resume=True)`` continues from the newest checkpoint at the same step with the same random
+draws, so a killed run ends with the weights an uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamcs.prior.data import ViewDataConfig, ViewDataset, build_view_dataset, caption_choices, draw_captions
+from dreamcs.utils import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
+
+CKPT_FORMAT = "dreamcs-prior-checkpoint-1"
+DEFAULT_CARD_PROMPTS = ["a chair", "a table", "a sphere", "a bed", "a door", "a tree", "a horse", "a lamp"]
+
+
+def default_cache_dir() -> Path:
+    """Where rendered views are cached: ``$XDG_CACHE_HOME/dreamcs/prior-views`` (or ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dreamcs" / "prior-views"
+
+
+@dataclass
+class PriorTrainConfig:
+    """Training the embedded pixel prior (defaults: ../shared/notes/offline-prior.md)."""
+
+    data: ViewDataConfig = field(default_factory=ViewDataConfig)
+    """Which meshes and how they are rendered."""
+    text_encoder: str = "minilm"
+    """A ``dreamcs.text`` spec; its width is the UNet's cross_attention_dim (MiniLM: 384)."""
+    max_tokens: int = 16
+    """Token embeddings per caption (padded / truncated, with a mask), as guidance encodes them."""
+    block_out_channels: list[int] = field(default_factory=lambda: [24, 48, 96])
+    """UNet widths per level (one layer each; cross-attention on all but the first, and the middle)."""
+    steps: int = 6000
+    """Optimiser steps in all (a resumed run counts from where it stopped)."""
+    minutes: float | None = None
+    """Wall-clock budget of this invocation; stops early (and still writes the prior) when spent."""
+    batch_size: int = 32
+    lr: float = 5e-4
+    """AdamW peak learning rate, reached after ``warmup_steps`` (linear), then constant."""
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    """Global gradient-norm clip."""
+    ema_decay: float = 0.995
+    """EMA of the weights (what ships); the decay warms up as min(decay, (1 + k) / (10 + k))."""
+    p_blank: float = 0.1
+    """Share of empty captions (trains the unconditional branch for classifier-free guidance)."""
+    p_category: float = 0.25
+    """Share of captions replaced by "a {category}"."""
+    hflip: bool = True
+    """Mirror half the views (left-right): more views of the same shapes."""
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 250
+    keep_checkpoints: int = 2
+    cache_dir: str | None = None
+    """Rendered-view cache folder (None: ``default_cache_dir()``)."""
+    card_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_CARD_PROMPTS))
+    card_samples: int = 4
+    card_steps: int = 50
+    card_guidance: float = 4.0
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.log_every < 1 or self.save_every < 1:
+            raise ValueError("prior: steps, batch_size, log_every and save_every must be positive")
+        if not 0 <= self.p_blank + self.p_category <= 1 or min(self.p_blank, self.p_category) < 0:
+            raise ValueError(f"prior: p_blank + p_category must lie in [0, 1], got {self.p_blank}, {self.p_category}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"prior: ema_decay must be in [0, 1), got {self.ema_decay}")
+        if len(self.block_out_channels) < 2:
+            raise ValueError("prior: block_out_channels needs at least two levels")
+
+
+def encode_texts(spec: str, texts: list[str], max_tokens: int) -> tuple[Tensor, Tensor]:
+    """Token embeddings as ``embedded`` guidance builds them: (U, max_tokens, D) and mask (U, max_tokens)."""
+    from dreamcs.generate.guidance.pixel import pad_tokens
+    from dreamcs.text import get_text_encoder
+
+    emb = get_text_encoder(spec).encode(texts)
+    pairs = [pad_tokens(emb.tokens[i][emb.mask[i]].float(), max_tokens) for i in range(len(texts))]
+    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def build_unet(cfg: PriorTrainConfig, cross_dim: int) -> nn.Module:
+    """The prior's UNet, seeded by ``cfg.seed`` (the same builder as the ``tiny`` guidance)."""
+    from dreamcs.generate.guidance.pixel import tiny_unet
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return tiny_unet(1, cfg.data.image_size, list(cfg.block_out_channels), cross_dim)
+
+
+def build_scheduler(cfg: PriorTrainConfig):  # -> diffusers.DDPMScheduler
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                         prediction_type="epsilon")
+
+
+@dataclass
+class PriorTrainResult:
+    out: Path
+    step: int
+    """The step training stopped at."""
+    stopped_early: bool
+    """True when the time budget ran out before ``steps``."""
+    final_loss: float | None
+
+
+class PriorTrainer:
+    """Trains into ``out``; ``run()`` returns a :class:`PriorTrainResult`."""
+
+    def __init__(self, cfg: PriorTrainConfig, out: str | Path, show_progress: bool = True) -> None:
+        cfg.validate()
+        self.cfg, self.out, self.show_progress = cfg, Path(out), show_progress
+        self.ckpt_dir = self.out / "checkpoints"
+
+    # -- state ----------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        self.data: ViewDataset = build_view_dataset(cfg.data, cache, progress=self.show_progress)
+        self.images = torch.from_numpy(self.data.images).unsqueeze(1) * 2.0 - 1.0  # (N, 1, S, S) in [-1, 1]
+        self.mesh_index = torch.from_numpy(self.data.mesh_index)
+        self.texts = caption_choices(self.data)
+        self.text_id = {t: i for i, t in enumerate(self.texts)}
+        self.tokens, self.token_mask = encode_texts(cfg.text_encoder, self.texts, cfg.max_tokens)
+        self.unet = build_unet(cfg, int(self.tokens.shape[-1]))
+        self.ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.scheduler = build_scheduler(cfg)
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.float()
+        self.params = [p for p in self.unet.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.step, self.elapsed_s = 0, 0.0
+
+    def lr_at(self, step: int) -> float:
+        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+
+    def ema_decay_at(self, step: int) -> float:
+        return min(self.cfg.ema_decay, (1 + step) / (10 + step))
+
+    def checkpoints(self) -> list[Path]:
+        return sorted(self.ckpt_dir.glob("step_*.safetensors"))
+
+    def save_checkpoint(self) -> Path:
+        """Model, EMA, AdamW state, RNG and step in one safetensors file (atomic); prunes old ones."""
+        from safetensors.torch import save
+
+        opt_sd = self.opt.state_dict()
+        tensors = {f"model.{k}": v.contiguous() for k, v in self.unet.state_dict().items()}
+        tensors |= {f"ema.{k}": v.contiguous() for k, v in self.ema.state_dict().items()}
+        for i, st in opt_sd["state"].items():
+            tensors |= {f"optim.{i}.{k}": torch.as_tensor(v).contiguous() for k, v in st.items()}
+        tensors["rng"] = self.gen.get_state()
+        meta = {"format": CKPT_FORMAT, "step": str(self.step), "elapsed_s": f"{self.elapsed_s:.3f}",
+                "param_groups": json.dumps(opt_sd["param_groups"])}
+        path = atomic_write_bytes(self.ckpt_dir / f"step_{self.step:07d}.safetensors", save(tensors, metadata=meta))
+        for old in self.checkpoints()[: -self.cfg.keep_checkpoints]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # a torn or foreign file: say which
+            raise ValueError(f"{path}: not a readable checkpoint ({e})") from e
+        if meta.get("format") != CKPT_FORMAT:
+            raise ValueError(f"{path}: not a prior checkpoint (format {meta.get('format')!r})")
+
+        def part(prefix: str) -> dict[str, Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        try:
+            self.unet.load_state_dict(part("model."))
+            self.ema.load_state_dict(part("ema."))
+        except RuntimeError as e:
+            raise ValueError(f"{path}: weights do not fit the configured UNet ({str(e).splitlines()[0]})") from e
+        state: dict[int, dict[str, Tensor]] = {}
+        for k, v in part("optim.").items():
+            i, name = k.split(".", 1)
+            state.setdefault(int(i), {})[name] = v
+        self.opt.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+        self.gen.set_state(tensors["rng"])
+        self.step, self.elapsed_s = int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+
+    # -- training -------------------------------------------------------------------------------
+    def train_step(self) -> float:
+        """One optimiser step on a fresh batch; returns the loss."""
+        cfg, g = self.cfg, self.gen
+        b = cfg.batch_size
+        idx = torch.randint(0, len(self.images), (b,), generator=g)
+        x0 = self.images[idx]
+        if cfg.hflip:
+            flip = torch.rand(b, generator=g) < 0.5
+            x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
+        captions = draw_captions(self.data, self.mesh_index[idx], g, cfg.p_blank, cfg.p_category)
+        ti = torch.tensor([self.text_id[c] for c in captions])
+        t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        pred = self.unet(noisy, t, encoder_hidden_states=self.tokens[ti],
+                         encoder_attention_mask=self.token_mask[ti]).sample
+        loss = F.mse_loss(pred, noise)
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+        self.opt.step()
+        with torch.no_grad():
+            d = self.ema_decay_at(self.step)
+            for pe, p in zip(self.ema.parameters(), self.unet.parameters(), strict=True):
+                pe.lerp_(p.detach(), 1.0 - d)
+        self.step += 1
+        return float(loss.detach())
+
+    def _resume(self) -> None:
+        ckpts = self.checkpoints()
+        if not ckpts:
+            raise FileNotFoundError(f"{self.ckpt_dir}: no checkpoint to resume from")
+        self.load_checkpoint(ckpts[-1])
+        # metrics logged after the checkpoint will be logged again: drop them
+        metrics = self.out / "metrics.jsonl"
+        kept = [r for r in read_jsonl(metrics) if int(r.get("step", 0)) <= self.step]
+        atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def run(self, resume: bool = False) -> PriorTrainResult:
+        from dreamcs.config import save_config
+
+        cfg = self.cfg
+        if not resume and self.checkpoints():
+            raise FileExistsError(f"{self.out}: already holds a training run; pass --resume or pick another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.out / "config.yaml")
+        self._setup()
+        if resume:
+            self._resume()
+        start_time, window = time.perf_counter(), []
+        deadline = None if cfg.minutes is None else start_time + 60.0 * cfg.minutes
+        last_loss, stopped_early, t_log = None, False, time.perf_counter()
+        self.unet.train()
+        with self._progress() as bar:
+            task = bar.add_task("training prior", total=cfg.steps, completed=self.step) if bar else None
+            while self.step < cfg.steps:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    stopped_early = True
+                    break
+                window.append(self.train_step())
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    now = time.perf_counter()
+                    last_loss = float(np.mean(window))
+                    append_jsonl(self.out / "metrics.jsonl", {
+                        "step": self.step, "loss": last_loss, "lr": self.lr_at(self.step - 1),
+                        "ema_decay": self.ema_decay_at(self.step - 1),
+                        "s_per_step": (now - t_log) / len(window),
+                        "elapsed_s": self.elapsed_s + now - start_time})
+                    window, t_log = [], now
+                if self.step % cfg.save_every == 0:
+                    self._checkpoint(start_time)
+                if bar:
+                    bar.update(task, completed=self.step, description=f"training prior (loss {last_loss or 0:.4f})")
+        self._checkpoint(start_time)
+        self.finish()
+        return PriorTrainResult(self.out, self.step, stopped_early, last_loss)
+
+    def _checkpoint(self, start_time: float) -> None:
+        elapsed = self.elapsed_s
+        self.elapsed_s = elapsed + time.perf_counter() - start_time
+        self.save_checkpoint()
+        self.elapsed_s = elapsed  # the counter of this invocation restarts from start_time
+
+    def _progress(self):  # -> rich Progress or a null context
+        import contextlib
+
+        if not self.show_progress:
+            return contextlib.nullcontext(None)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+    def finish(self) -> None:
+        """Write the prior folder (EMA weights) and the model card into ``out``."""
+        from dreamcs.generate.guidance.pixel import save_prior
+        from dreamcs.prior.card import write_model_card
+
+        stage = self.out / ".prior-staging"
+        shutil.rmtree(stage, ignore_errors=True)
+        save_prior(stage, self.ema, self.scheduler, text_encoder=self.cfg.text_encoder,
+                   max_tokens=self.cfg.max_tokens, image_size=self.cfg.data.image_size, channels=1)
+        for name in ("unet", "scheduler", "prior.yaml"):  # swap in whole, so a reader never sees a mix
+            dst = self.out / name
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            os.replace(stage / name, dst)
+        shutil.rmtree(stage, ignore_errors=True)
+        write_model_card(self.out, self.cfg, self.data, step=self.step,
+                         n_params=sum(p.numel() for p in self.unet.parameters()))
+
+
+def count_params(cfg: PriorTrainConfig, cross_dim: int = 384) -> int:
+    """Parameters of the UNet that ``cfg`` builds (for the card and the CLI)."""
+    return sum(p.numel() for p in build_unet(cfg, cross_dim).parameters())
+
+
+def seconds_per_step(cfg: PriorTrainConfig, steps: int = 5, cross_dim: int = 384) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of a training step at ``cfg``'s model and batch on random data.
+
+    CPU time is what the step would take on free cores when the machine is shared (it counts every
+    thread, so with T threads the wall time on a free machine is about CPU / T at best)."""
+    unet = build_unet(cfg, cross_dim)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr)
+    s, b = cfg.data.image_size, cfg.batch_size
+    wall, cpu = [], []
+    for _ in range(steps + 1):
+        x, emb = torch.randn(b, 1, s, s), torch.randn(b, cfg.max_tokens, cross_dim)
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss = F.mse_loss(unet(x, torch.randint(0, 1000, (b,)), encoder_hidden_states=emb).sample, x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    # the first step pays for allocation
+    return float(np.median(wall[1:])), float(np.median(cpu[1:]))

@@ -1,0 +1,166 @@
+"""The offline prior: rendered views, a tiny training run end to end (outputs, loading by the
+``embedded`` guidance, SDS), resume = uninterrupted, and DDIM sampling."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dreamcs.prior.data import ViewDataConfig, build_view_dataset, category_of, draw_captions
+from dreamcs.prior.train import PriorTrainConfig, PriorTrainer
+
+
+def _data_cfg(**kw) -> ViewDataConfig:
+    return ViewDataConfig(**{"limit": 3, "n_views": 4, "image_size": 16, "supersample": 2, **kw})
+
+
+def _train_cfg(cache: Path, **kw) -> PriorTrainConfig:
+    base = dict(data=_data_cfg(), text_encoder="hash:32", block_out_channels=[8, 16], steps=4, batch_size=4,
+                save_every=2, log_every=1, warmup_steps=2, cache_dir=str(cache), card_prompts=["a chair", "a sphere"],
+                card_samples=2, card_steps=3)
+    return PriorTrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("views")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache) -> tuple[Path, PriorTrainConfig]:
+    out = tmp_path_factory.mktemp("prior") / "run"
+    cfg = _train_cfg(cache)
+    result = PriorTrainer(cfg, out, show_progress=False).run()
+    assert result.step == 4 and not result.stopped_early
+    return out, cfg
+
+
+def test_category_of_takes_the_head_noun():
+    assert category_of("a round bar table") == "table"
+    assert category_of("a designer chair with a sloped back") == "chair"
+    assert category_of("a flight of six stairs") == "staircase"
+    with pytest.raises(ValueError):
+        category_of("  ")
+
+
+def test_views_show_objects_on_black_and_are_cached(cache):
+    cfg = _data_cfg()
+    data = build_view_dataset(cfg, cache)
+    assert data.images.shape == (12, 16, 16) and data.images.dtype == np.float32
+    assert data.mesh_index.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert len(data.ids) == len(data.captions) == len(data.categories) == 3
+    assert 0.0 <= data.images.min() and data.images.max() <= 0.81  # albedo 0.8 lit head-on
+    # every view shows its object (a fair share of lit pixels) on a black border
+    lit = (data.images > 0.05).mean(axis=(1, 2))
+    assert (lit > 0.03).all() and (lit < 0.95).all()
+    border = np.concatenate([data.images[:, 0], data.images[:, -1], data.images[:, :, 0], data.images[:, :, -1]], 1)
+    assert np.median(border) == 0.0
+    assert ((-10 <= data.elevation) & (data.elevation <= 40)).all()
+    # views differ between cameras, and a second call reads the same arrays from the cache
+    assert np.abs(data.images[0] - data.images[1]).max() > 0.05
+    assert len(list(cache.glob("views-*.npz"))) == 1
+    again = build_view_dataset(cfg, cache)
+    assert np.array_equal(again.images, data.images) and np.array_equal(again.azimuth, data.azimuth)
+    # other settings get another cache file
+    build_view_dataset(replace(cfg, n_views=2), cache)
+    assert len(list(cache.glob("views-*.npz"))) == 2
+
+
+def test_bad_mesh_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="captions.csv"):
+        build_view_dataset(ViewDataConfig(meshes=str(tmp_path)), tmp_path)
+    (tmp_path / "captions.csv").write_text("chair,a chair\n")
+    with pytest.raises(FileNotFoundError, match="chair.obj"):
+        build_view_dataset(ViewDataConfig(meshes=str(tmp_path)), tmp_path)
+
+
+def test_caption_mix(cache):
+    data = build_view_dataset(_data_cfg(), cache)
+    g = torch.Generator().manual_seed(0)
+    caps = draw_captions(data, torch.zeros(4000, dtype=torch.long), g, p_blank=0.1, p_category=0.25)
+    share = {c: caps.count(c) / len(caps) for c in set(caps)}
+    assert set(share) == {"", f"a {data.categories[0]}" if data.categories[0][0] not in "aeiou"
+                          else f"an {data.categories[0]}", data.captions[0]}
+    assert share[""] == pytest.approx(0.1, abs=0.02) and share[data.captions[0]] == pytest.approx(0.65, abs=0.03)
+
+
+def test_training_writes_a_prior_that_guidance_loads(trained):
+    from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+
+    out, cfg = trained
+    for name in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors", "scheduler/scheduler_config.json",
+                 "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png", "config.yaml",
+                 "metrics.jsonl"):
+        assert (out / name).is_file(), name
+    assert [p.name for p in sorted((out / "checkpoints").glob("*.safetensors"))] == [
+        "step_0000002.safetensors", "step_0000004.safetensors"]
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4] and all(np.isfinite(m["loss"]) for m in metrics)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "4 steps of batch 4" in card and "samples.png" in card
+    assert not list(out.glob(".prior-staging*"))
+
+    g = build_guidance(GuidanceConfig(name="embedded", pretrained=str(out), guidance_scale=4.0))
+    assert (g.channels, g.image_size) == (1, 16) and g.text_kind == "hash:32"
+    img = torch.rand(2, 32, 32, 3, requires_grad=True)
+    torch.manual_seed(0)
+    res = g.sds_loss(img, g.encode_prompts("a chair", [None, None]), step=0)
+    res["loss_sds"].backward()
+    assert torch.isfinite(res["loss_sds"]) and img.grad.abs().sum() > 0
+
+    # the shipped weights are the EMA, not the raw model of the last checkpoint
+    from safetensors.torch import load_file
+
+    ckpt = load_file(str(out / "checkpoints" / "step_0000004.safetensors"))
+    shipped = load_file(str(out / "unet" / "diffusion_pytorch_model.safetensors"))
+    key = "conv_in.weight"
+    assert torch.equal(shipped[key], ckpt[f"ema.{key}"]) and not torch.equal(shipped[key], ckpt[f"model.{key}"])
+
+
+def test_text_embeddings_match_the_guidance(trained):
+    from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+    from dreamcs.prior.train import encode_texts
+
+    out, cfg = trained
+    g = build_guidance(GuidanceConfig(name="embedded", pretrained=str(out)))
+    text = g.encode_prompts(["a chair"])
+    tokens, mask = encode_texts(cfg.text_encoder, ["a chair", ""], cfg.max_tokens)
+    assert torch.equal(text.cond[0], tokens[0]) and torch.equal(text.cond_mask[0], mask[0])
+    assert torch.equal(text.uncond[0], tokens[1]) and torch.equal(text.uncond_mask[0], mask[1])
+
+
+def test_resume_equals_uninterrupted(trained, tmp_path, cache):
+    from safetensors.torch import load_file
+
+    out, cfg = trained
+    part = tmp_path / "part"
+    PriorTrainer(replace(cfg, steps=2), part, show_progress=False).run()
+    with pytest.raises(FileExistsError):
+        PriorTrainer(cfg, part, show_progress=False).run()
+    result = PriorTrainer(cfg, part, show_progress=False).run(resume=True)
+    assert result.step == 4
+    a = load_file(str(out / "checkpoints" / "step_0000004.safetensors"))
+    b = load_file(str(part / "checkpoints" / "step_0000004.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(x)["step"] for x in (part / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_sampling_returns_images_in_range(trained):
+    from dreamcs.prior.sample import sample_prior, save_grid
+
+    out, _ = trained
+    images = sample_prior(out, ["a chair", "a sphere", "a box"], n=2, steps=3, seed=1)
+    assert images.shape == (3, 2, 1, 16, 16)
+    assert images.min() >= 0 and images.max() <= 1 and images.std() > 0
+    again = sample_prior(out, ["a chair", "a sphere", "a box"], n=2, steps=3, seed=1)
+    assert torch.equal(images, again)
+    png = save_grid(images, ["a chair", "a sphere", "a box"], out / "extra.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
