@@ -39,3 +39,19 @@ def manifest(tmp_path, sample_dir) -> Path:
 @pytest.fixture
 def tiny_cfg(manifest) -> BuildConfig:
     return BuildConfig(sources=[f"manifest:{manifest}"], **TINY)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, sample_dir) -> Path:
+    """One small dataset built once per session (tests that change it work on a copy)."""
+    from dreamcs.data.build import build
+
+    root = tmp_path_factory.mktemp("built")
+    man = write_manifest(sample_dir, root / "src")
+    build(BuildConfig(sources=[f"manifest:{man}"], **TINY), root / "ds", progress=False)
+    return root / "ds"
+
+
+@pytest.fixture
+def built_copy(built, tmp_path) -> Path:
+    return Path(shutil.copytree(built, tmp_path / "ds"))

@@ -147,3 +147,21 @@ def test_bad_shard_spec(tmp_path, tiny_cfg):
     tiny_cfg.shard = "2/2"
     with pytest.raises(ValueError, match="0 <= i < n"):
         build(tiny_cfg, tmp_path / "x", progress=False)
+
+
+@pytest.mark.slow
+def test_embedded_preset_build_separates_clean_from_defects(tmp_path):
+    """The whole offline set (about 4 minutes on 2 idle cores): labels must mean something."""
+    from dreamcs.data.sources import parse_source
+
+    cfg = BuildConfig(sources=["embedded"])
+    st = build(cfg, tmp_path / "emb", workers=2, progress=False)
+    rows = read_table(tmp_path / "emb")
+    n_items = len(parse_source("embedded"))
+    assert st["failures"] == 0 and len(rows) == n_items
+    clean = [r for r in rows if r["defect"] is None and r["label"] != -1]
+    bad = [r for r in rows if r["defect"] is not None and r["label"] != -1]
+    assert sum(r["label"] == 1 for r in clean) >= 0.8 * len(clean)
+    assert sum(r["label"] == 0 for r in bad) >= 0.7 * len(bad)
+    assert 0.2 <= st["preferred_share"] <= 0.6
+    assert set(st["per_source"]) == {"embedded_clean", "embedded_defect"}

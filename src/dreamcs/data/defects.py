@@ -90,7 +90,7 @@ def holes(mesh: trimesh.Trimesh, rng: np.random.Generator) -> trimesh.Trimesh:
     keep = np.ones(len(m.faces), dtype=bool)
     for _ in range(int(rng.integers(3, 7))):
         seed = centers[rng.integers(len(centers))]
-        keep &= np.linalg.norm(centers - seed, axis=1) > rng.uniform(0.12, 0.25)
+        keep &= np.linalg.norm(centers - seed, axis=1) > rng.uniform(0.2, 0.35)
     if keep.sum() < 0.3 * len(keep):  # never tear away almost everything
         keep = np.ones(len(keep), dtype=bool)
         keep[rng.choice(len(keep), size=len(keep) // 3, replace=False)] = False

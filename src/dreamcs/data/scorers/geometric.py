@@ -13,6 +13,8 @@ Every penalty is ``ramp(x; lo, hi) = clip((x - lo) / (hi - lo), 0, 1)``: none at
   cube) from the main body, where the main body is the largest component together with every part
   chained to it within ``gap`` (so furniture legs and tree leaves count as attached);
 - ``boundary``: total open-boundary length / sqrt(surface area) (holes, cuts, unwelded seams);
+- ``holes``: the summed area spanned by the open-boundary loops / surface area (each loop's vector
+  area, 0.5 * sum of its edges' cross products), which sees one big cut that ``boundary`` underrates;
 - ``nonmanifold``: non-manifold edges / edges; ``winding``: inconsistently wound edges / edges;
 - ``degenerate``: degenerate faces / faces.
 
@@ -55,7 +57,8 @@ class GeometricScorerConfig:
         default_factory=lambda: {
             # figure: [lo, hi, weight]
             "floater_area": [0.002, 0.02, 5.0],
-            "boundary": [2.0, 5.0, 5.0],
+            "boundary": [1.5, 4.0, 5.0],
+            "holes": [0.07, 0.2, 5.0],
             "nonmanifold": [0.002, 0.02, 2.0],
             "winding": [0.005, 0.05, 1.5],
             "degenerate": [0.01, 0.1, 1.5],
@@ -136,15 +139,28 @@ def surface_figures(mesh: trimesh.Trimesh) -> dict[str, float]:
     l2 = ((tri[:, [1, 2, 0]] - tri) ** 2).sum(axis=2).sum(axis=1)
     q = 4.0 * np.sqrt(3.0) * areas / np.maximum(l2, 1e-20)
     slivers = float(areas[q < 0.05].sum() / max(areas.sum(), 1e-12))
-    # open boundary: edges used by one face
-    e = np.sort(mesh.edges, axis=1)
-    uniq, counts = np.unique(e, axis=0, return_counts=True)
-    b = uniq[counts == 1]
-    blen = float(np.linalg.norm(mesh.vertices[b[:, 0]] - mesh.vertices[b[:, 1]], axis=1).sum()) if len(b) else 0.0
+    # open boundary: directed face edges whose undirected edge is used by one face only
+    d = mesh.edges  # (3F, 2) directed, in face winding
+    _, inv, counts = np.unique(np.sort(d, axis=1), axis=0, return_inverse=True, return_counts=True)
+    b = d[counts[inv.reshape(-1)] == 1]
+    vv = mesh.vertices
+    blen = float(np.linalg.norm(vv[b[:, 0]] - vv[b[:, 1]], axis=1).sum()) if len(b) else 0.0
     boundary = blen / max(float(np.sqrt(areas.sum())), 1e-12)
+    holes = 0.0
+    if len(b):
+        # each boundary loop's vector area (sum of edge cross products; no need to order the loop)
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        g = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(len(vv), len(vv)))
+        loop = connected_components(g, directed=False)[1][b[:, 0]]
+        cross = np.cross(vv[b[:, 0]], vv[b[:, 1]]) * 0.5
+        vec = np.zeros((loop.max() + 1, 3))
+        np.add.at(vec, loop, cross)
+        holes = float(np.linalg.norm(vec, axis=1).sum() / max(areas.sum(), 1e-12))
     ext = np.ptp(mesh.vertices, axis=0)
     flatness = float(ext.min() / max(ext.max(), 1e-12))
-    return {"jagged": jagged, "folds": folds, "slivers": slivers, "boundary": boundary, "flatness": flatness}
+    return {"jagged": jagged, "folds": folds, "slivers": slivers, "boundary": boundary, "holes": holes, "flatness": flatness}
 
 
 _ENCODERS: dict[str, Any] = {}
