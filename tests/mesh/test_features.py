@@ -41,9 +41,7 @@ def test_gradcheck_float64():
 
 
 def test_degenerate_faces_finite_values_and_gradients():
-    v = torch.tensor(
-        [[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [0.5, 0.5, 0.5]], requires_grad=True
-    )
+    v = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [0.5, 0.5, 0.5]], requires_grad=True)
     f = torch.tensor(
         [
             [0, 1, 2],  # fine

@@ -17,7 +17,10 @@ from dreamcs.mesh.remesh import closest_point_barycentric, remesh_to_count
 
 def _boxes(n: int, seed: int = 0) -> trimesh.Trimesh:
     rng = np.random.default_rng(seed)
-    parts = [trimesh.creation.box(extents=(0.05, 0.05, 0.05)).apply_translation(rng.uniform(-1, 1, 3)) for _ in range(n)]
+    parts = [
+        trimesh.creation.box(extents=(0.05, 0.05, 0.05)).apply_translation(rng.uniform(-1, 1, 3))
+        for _ in range(n)
+    ]
     return trimesh.util.concatenate(parts)
 
 
@@ -62,9 +65,16 @@ def test_many_components_and_open_non_manifold():
     _check(pm, boxes)
     # open surface plus a non-manifold fin (three faces on one edge) plus a stray triangle
     grid = trimesh.creation.annulus(0.5, 1.0, 0.2)
-    v = np.vstack([grid.vertices, [[0, 0, 3], [1, 0, 3], [0.5, 1, 3], [0.5, -1, 3], [0.5, 0, 4], [5, 5, 5], [6, 5, 5], [5, 6, 5]]])
+    v = np.vstack(
+        [
+            grid.vertices,
+            [[0, 0, 3], [1, 0, 3], [0.5, 1, 3], [0.5, -1, 3], [0.5, 0, 4], [5, 5, 5], [6, 5, 5], [5, 6, 5]],
+        ]
+    )
     n = len(grid.vertices)
-    f = np.vstack([grid.faces, [[n, n + 1, n + 2], [n + 1, n, n + 3], [n, n + 1, n + 4], [n + 5, n + 6, n + 7]]])
+    f = np.vstack(
+        [grid.faces, [[n, n + 1, n + 2], [n + 1, n, n + 3], [n, n + 1, n + 4], [n + 5, n + 6, n + 7]]]
+    )
     odd = trimesh.Trimesh(v, f, process=False)
     pm = fuse(odd, n_patches=32, faces_per_patch=16)
     _check(pm, odd, 32, 16)
@@ -162,7 +172,11 @@ def test_bad_input_raises_mesh_error():
     with pytest.raises(MeshError, match="NaN"):
         fuse(trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [np.nan, 1, 0]], [[0, 1, 2]], process=False))
     with pytest.raises(MeshError, match="no triangle faces|degenerate"):
-        fuse(trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.zeros((0, 3), dtype=np.int64), process=False))
+        fuse(
+            trimesh.Trimesh(
+                [[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.zeros((0, 3), dtype=np.int64), process=False
+            )
+        )
     with pytest.raises(MeshError, match="degenerate"):
         fuse(trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 0, 1]], process=False))
 

@@ -109,9 +109,7 @@ def face_features(vertices: Tensor, faces: Tensor) -> Tensor:
 
     # one sort for both sorted groups: (..., F, 2, 3)
     both = torch.cat([ang, vdots], dim=-2).transpose(-1, -2).unflatten(-1, (2, 3)).sort(dim=-1).values
-    return torch.cat(
-        [(0.5 * cross_len).unsqueeze(-1), normal.transpose(-1, -2), both.flatten(-2)], dim=-1
-    )
+    return torch.cat([(0.5 * cross_len).unsqueeze(-1), normal.transpose(-1, -2), both.flatten(-2)], dim=-1)
 
 
 def patch_features(vertices: Tensor, faces: Tensor) -> Tensor:

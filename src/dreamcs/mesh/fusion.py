@@ -5,9 +5,13 @@ It replaces MeshMAE's MAPS remeshing. Three steps, all deterministic:
 1. Exact face count (``remesh.remesh_to_count``): meshes above P*K faces are QEM-simplified
    (fast-simplification) and their vertices projected back onto the input surface; meshes below
    are subdivided 1 -> 4 while that stays under the count and then refined by longest-edge
-   bisection; a repair step makes the count exact.
-2. Grouping (``patches.partition``): exact-rank recursive bisection in a centroid + normal
-   embedding, then a local repair that makes patches edge-connected wherever components allow.
+   bisection (not subdivided past the count and simplified back: QEM then collapses midpoints
+   along the original straight edges into zero-area slivers, 109 of 16,384 faces on an
+   icosphere); a repair step makes the count exact.
+2. Grouping (``patches.partition``): a component-aware recursive bisection at exact ranks over
+   the face-adjacency graph (each half grown breadth-first from an extreme face, the cut with the
+   fewest pieces kept, creases preferred), then a local repair that makes patches edge-connected
+   wherever components allow. Faces of components too small for a patch share pooled patches.
 3. Order (``patches.order_patches``): Morton order of patch centres, breadth-first inside a patch.
 
 The result keeps a sparse map ``W`` with ``vertices == W @ input_vertices``, so the patched mesh is
@@ -62,7 +66,9 @@ class PatchedMesh:
     def vertices_from(self, input_vertices: Tensor) -> Tensor:
         """Patched vertices (V, 3) from input vertices (V_in, 3): ``W @ input_vertices``, differentiable."""
         if input_vertices.ndim != 2 or input_vertices.shape != (self.W.shape[1], 3):
-            raise ValueError(f"expected input vertices of shape ({self.W.shape[1]}, 3), got {tuple(input_vertices.shape)}")
+            raise ValueError(
+                f"expected input vertices of shape ({self.W.shape[1]}, 3), got {tuple(input_vertices.shape)}"
+            )
         return torch.sparse.mm(self._w_torch(input_vertices.dtype, input_vertices.device), input_vertices)
 
     def _w_torch(self, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -72,7 +78,9 @@ class PatchedMesh:
             coo = self.W.tocoo()
             idx = torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64))
             val = torch.from_numpy(coo.data).to(dtype)
-            cache[key] = torch.sparse_coo_tensor(idx, val, size=coo.shape, check_invariants=True).coalesce().to(device)
+            cache[key] = (
+                torch.sparse_coo_tensor(idx, val, size=coo.shape, check_invariants=True).coalesce().to(device)
+            )
         return cache[key]
 
     def features(self, vertices: Tensor | None = None) -> Tensor:
@@ -184,7 +192,9 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
     return v_in, remap[faces], W
 
 
-def fuse(mesh: trimesh.Trimesh, n_patches: int = 256, faces_per_patch: int = 64, seed: int = 0) -> PatchedMesh:
+def fuse(
+    mesh: trimesh.Trimesh, n_patches: int = 256, faces_per_patch: int = 64, seed: int = 0
+) -> PatchedMesh:
     """Fuse a triangle mesh into ``n_patches`` patches of exactly ``faces_per_patch`` faces.
 
     Args:

@@ -66,7 +66,9 @@ def _effective_var(var: NDArray) -> NDArray:
     return np.concatenate([var[:, :3], NORMAL_WEIGHT**2 * spatial * var[:, 3:]], 1)
 
 
-def _subgraph(indptr: NDArray, indices: NDArray, rows: NDArray, keep: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+def _subgraph(
+    indptr: NDArray, indices: NDArray, rows: NDArray, keep: NDArray
+) -> tuple[NDArray, NDArray, NDArray]:
     """The CSR arrays (indptr, indices) and entry rows of a graph keeping only entries ``keep``.
 
     Built straight from sorted CSR arrays (no re-sorting): neighbours stay in index order.
@@ -78,7 +80,12 @@ def _subgraph(indptr: NDArray, indices: NDArray, rows: NDArray, keep: NDArray) -
 
 
 def _grow_order(
-    inner: tuple[NDArray, NDArray, NDArray], group: NDArray, feat: NDArray, col_orders: NDArray, col_of_group: NDArray, sign: float
+    inner: tuple[NDArray, NDArray, NDArray],
+    group: NDArray,
+    feat: NDArray,
+    col_orders: NDArray,
+    col_of_group: NDArray,
+    sign: float,
 ) -> NDArray:
     """Faces sorted by group, then breadth-first inside the group from the group's extreme face
     along its column ``col_of_group`` (the smallest value for sign +1, the largest for -1); faces
@@ -114,7 +121,9 @@ def _grow_order(
     return seq[np.argsort(group[seq].astype(np.int16 if n < 32768 else np.int64), kind="stable")]
 
 
-def _smooth_cut(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right: NDArray, active: NDArray) -> NDArray:
+def _smooth_cut(
+    inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right: NDArray, active: NDArray
+) -> NDArray:
     """Swap isolated right faces ("teeth" a breadth-first cut leaves) with left faces that stick out
     into the right part, pairwise within a group, so both sides keep their sizes."""
     _, cols, rows = inner
@@ -146,7 +155,9 @@ def _side_pieces(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right:
     indptr, indices, rows = inner
     sub_ptr, sub_idx, _ = _subgraph(indptr, indices, rows, right[rows] == right[indices])
     n = len(group)
-    n_c, comp = connected_components(sp.csr_matrix((np.ones(len(sub_idx)), sub_idx, sub_ptr), shape=(n, n)), directed=False)
+    n_c, comp = connected_components(
+        sp.csr_matrix((np.ones(len(sub_idx)), sub_idx, sub_ptr), shape=(n, n)), directed=False
+    )
     group_of_comp = np.zeros(n_c, dtype=np.int64)
     group_of_comp[comp] = group
     return np.bincount(group_of_comp, minlength=int(group.max()) + 1)

@@ -114,7 +114,9 @@ def _project(points: NDArray, verts: NDArray, faces: NDArray, k: int = 8) -> tup
     return flat[rows], bary[rows]
 
 
-def simplify_to(faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int) -> tuple[NDArray, sp.csr_matrix]:
+def simplify_to(
+    faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int
+) -> tuple[NDArray, sp.csr_matrix]:
     """QEM-simplify to (at most, usually exactly) ``target`` faces; vertices projected back onto the
     pre-simplification surface so that the new W stays a linear map of the input."""
     import fast_simplification
@@ -122,11 +124,15 @@ def simplify_to(faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int) ->
     verts = W @ v_in
     out_v, out_f = fast_simplification.simplify(verts, faces.astype(np.int64), target_count=target)
     if len(out_f) > target:  # QEM may stall on locked (non-manifold) regions: push harder once
-        out_v, out_f = fast_simplification.simplify(out_v, out_f.astype(np.int64), target_count=target, agg=10.0)
+        out_v, out_f = fast_simplification.simplify(
+            out_v, out_f.astype(np.int64), target_count=target, agg=10.0
+        )
     out_f = np.asarray(out_f, dtype=np.int64)
     fi, bary = _project(np.asarray(out_v, dtype=np.float64), verts, faces)
     n = len(out_v)
-    B = sp.csr_matrix((bary.reshape(-1), (np.repeat(np.arange(n), 3), faces[fi].reshape(-1))), shape=(n, W.shape[0]))
+    B = sp.csr_matrix(
+        (bary.reshape(-1), (np.repeat(np.arange(n), 3), faces[fi].reshape(-1))), shape=(n, W.shape[0])
+    )
     return out_f, (B @ W).tocsr()
 
 
@@ -145,7 +151,9 @@ def _face_areas(faces: NDArray, verts: NDArray) -> NDArray:
     return 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
 
 
-def _split_round(faces: NDArray, W: sp.csr_matrix, verts: NDArray, need: int) -> tuple[NDArray, sp.csr_matrix, int]:
+def _split_round(
+    faces: NDArray, W: sp.csr_matrix, verts: NDArray, need: int
+) -> tuple[NDArray, sp.csr_matrix, int]:
     """One round of longest-edge bisection, adding at most ``need`` faces.
 
     The candidates are the edges that are the longest edge of every face they border, so no face is
@@ -209,7 +217,9 @@ def fix_count(faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int) -> t
     return faces, W
 
 
-def remesh_to_count(faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int) -> tuple[NDArray, sp.csr_matrix]:
+def remesh_to_count(
+    faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int
+) -> tuple[NDArray, sp.csr_matrix]:
     """Subdivide (if below ``target``) and QEM-simplify (if above) to exactly ``target`` faces.
 
     faces: (F, 3) int64 over W's rows; W: (V, V_in) CSR; v_in: (V_in, 3) float64 input positions.
