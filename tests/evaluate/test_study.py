@@ -177,3 +177,47 @@ def test_janus_benchmark_with_ground_truth(baseline, guided, prompts_file, tiny_
     bad.write_text(json.dumps({"a wooden chair": "missing.obj"}))
     assert "does not exist" in cli("evaluate", "janus", "--prompts", prompts_file, "--runs", baseline,
                                    "--gt", bad, code=2)
+
+
+def test_failed_runs_are_recorded_and_retried(tmp_path, monkeypatch):
+    """One run raising does not end the study; it lands in failures.jsonl and a re-run retries it."""
+    import dreamcs.generate.pipeline as pipeline
+    from dreamcs.evaluate.study import run_study
+
+    calls = []
+
+    class Fake:
+        def __init__(self, cfg, run_dir, show_progress=False):
+            self.cfg, self.run_dir = cfg, run_dir
+
+        def __call__(self, resume=False):
+            calls.append((self.cfg.prompt, resume))
+            if self.cfg.prompt == "a red car" and len(calls) < 3:
+                raise RuntimeError("out of memory")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "final.obj").write_text("v 0 0 0\n")
+            return type("Out", (), {"steps": 2, "metrics": [{"loss": 1.0, "reward": None}]})()
+
+    monkeypatch.setattr(pipeline, "GeneratePipeline", Fake)
+    out = tmp_path / "study"
+    counts = run_study(out, PROMPTS, "dmtet-tiny", seeds=[0], overrides=TINY, log=lambda s: None)
+    assert counts == {"done": 1, "skipped": 0, "failed": 1}
+    fail = read_jsonl(out / "failures.jsonl")
+    assert fail[0]["prompt"] == "a red car" and "out of memory" in fail[0]["error"]
+    counts = run_study(out, PROMPTS, "dmtet-tiny", seeds=[0], overrides=TINY, log=lambda s: None)
+    assert counts == {"done": 1, "skipped": 1, "failed": 0} and calls[-1] == ("a red car", False)
+    assert {r["variant"] for r in read_manifest(out)} == {"baseline"}
+
+
+def test_cli_errors_name_the_problem(prompts_file, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    out = cli("evaluate", "run", "--prompts", bad, "--config", "dmtet-tiny", "--out", tmp_path / "s", code=2)
+    assert "bad.json" in out and "not a string" in out
+    out = cli("evaluate", "run", "--prompts", prompts_file, "--config", "dmtet-tiny", "--out", tmp_path / "s",
+              "--reward", tmp_path / "nowhere", code=2)
+    assert "no RewardCS model" in out
+    out = cli("evaluate", "run", "--prompts", prompts_file, "--config", "no-such-preset", "--out", tmp_path / "s",
+              code=2)
+    assert "no-such-preset" in out
+    assert "no finished runs" in cli("evaluate", "score", tmp_path, code=2)

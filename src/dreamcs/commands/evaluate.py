@@ -12,8 +12,9 @@ evaluate_app = typer.Typer(help="Evaluate text-to-3D on a prompt set: run, merge
 
 def _fail(msg: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[red]error:[/red] {msg}")
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(msg)}")
     raise typer.Exit(2)
 
 

@@ -109,8 +109,12 @@ def run_study(
     out = Path(out)
     cfg_path = resolve_config_path(config)
     variant = variant or default_variant(reward)
-    # validate the config and overrides once, before any run starts
+    # validate the config, overrides and reward once, before any run starts
     load_config(GenerateConfig, cfg_path, list(overrides))
+    if reward is not None:
+        from dreamcs.generate.pipeline import resolve_reward_dir
+
+        resolve_reward_dir(reward)
     settings = {"config": str(config), "config_path": str(cfg_path), "overrides": list(overrides),
                 "seeds": [int(s) for s in seeds], "reward": reward, "variant": variant}
     _check_study_settings(out, settings)
