@@ -130,7 +130,7 @@ def test_resume_a_killed_study(baseline, prompts_file, tmp_path):
 
 def test_score_two_variants(baseline, guided, tiny_clip_dir, tiny_reward_dir, tmp_path):
     good = '{"alignment": 3, "plausibility": 2, "consistency": 4}'
-    srv = _Server([(200, good)] * 3 + [(200, "sorry")])
+    srv = _Server([(200, good)] * 3 + [(200, "sorry")] + [(200, good)] * 2)
     try:
         out = tmp_path / "eval"
         args = ["evaluate", "score", baseline, guided, "--out", out, "--clip", tiny_clip_dir,
@@ -150,10 +150,20 @@ def test_score_two_variants(baseline, guided, tiny_clip_dir, tiny_reward_dir, tm
         header = (out / "table.md").read_text().splitlines()[0]
         assert header.startswith("| Method | CP ↑ | GA ↑ |") and "Judge: alignment" in header
         assert (out / "table.csv").is_file() and (out / "contact_sheet.png").stat().st_size > 0
-        # a re-run reuses every record: nothing scored, no endpoint call
+        # a re-run reuses every record but the unjudged one, whose judge is asked again
         n_req = len(srv.requests)
-        assert "score " not in cli(*args).split("| Method")[0]
-        assert len(srv.requests) == n_req and len(read_jsonl(out / "assets.jsonl")) == 4
+        assert cli(*args).split("| Method")[0].count("score ") == 1
+        assert len(srv.requests) == n_req + 1
+        table = json.loads((out / "table.json").read_text())["table"]
+        assert sum(table[v]["judge_alignment"]["n"] for v in table) == 4
+        # a regenerated mesh (other bytes) is scored again
+        obj = baseline / read_manifest(baseline)[0]["run"] / "final.obj"
+        original = obj.read_bytes()
+        try:
+            obj.write_bytes(original + b"# regenerated\n")
+            assert cli(*args).split("| Method")[0].count("score ") == 1
+        finally:
+            obj.write_bytes(original)
     finally:
         srv.close()
 

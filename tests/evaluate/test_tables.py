@@ -49,13 +49,25 @@ def test_writers_round_trip(tmp_path):
     assert paths["md"].read_text() == markdown_table(agg)
 
 
+def _color(h: int, w: int, rgb: tuple[int, int, int]) -> np.ndarray:
+    return np.broadcast_to(np.array(rgb, np.uint8), (h, w, 3)).copy()
+
+
 def test_contact_sheet(tmp_path):
     from PIL import Image
 
-    strips = [("a", np.full((16, 64, 3), 200, np.uint8)), ("b", np.zeros((16, 4000, 3), np.uint8))]
-    p = contact_sheet(strips, tmp_path / "sheet.png", max_width=256)
-    im = np.asarray(Image.open(p))
-    assert im.shape[1] == 256 + 8 and im.shape[0] > 16 + 16
-    assert (im == 200).all(axis=2).sum() == 16 * 64  # the first strip pasted unscaled
+    red, blue, green = (200, 10, 50), (10, 100, 200), (20, 180, 20)  # not grey: text antialiasing is
+    cells = {("a chair", 0): {"baseline": _color(16, 64, red), "+RewardCS": _color(16, 128, green)},
+             ("a car", 1): {"+RewardCS": _color(8, 64, blue)}}
+    p = contact_sheet(cells, ["baseline", "+RewardCS"], tmp_path / "sheet.png", cell_width=64)
+    im = np.asarray(Image.open(p)).astype(int)
+
+    def count(rgb, cols=slice(None)):
+        return int((im[:, cols] == rgb).all(axis=2).sum())
+
+    assert im.shape[1] == 2 * (64 + 4) + 4
+    assert count(red) == 16 * 64  # baseline cell pasted at its size
+    assert count(green) == 8 * 64  # the 128-wide strip scaled to the 64-wide cell
+    assert count(blue) == 8 * 64 and count(blue, slice(0, 68)) == 0  # the car: second column only
     with pytest.raises(ValueError):
-        contact_sheet([], tmp_path / "empty.png")
+        contact_sheet({}, [], tmp_path / "empty.png")

@@ -131,37 +131,68 @@ def _strip(run_dir: Path, views: np.ndarray | None) -> np.ndarray | None:
     return None
 
 
+def _reusable(rec: dict[str, Any] | None, mesh: Path) -> bool:
+    """A cached record counts when its mesh is unchanged and its judge did not fail (a re-run
+    retries the judge, as the data stage retries an LLM scorer, never inventing a score)."""
+    from dreamcs.utils import sha1_file
+
+    return (rec is not None and "judge_error" not in rec and mesh.is_file()
+            and rec.get("mesh_sha1") == sha1_file(mesh))
+
+
+def _warn_same_reward(cfg: ScoreConfig, runs: Sequence[dict[str, Any]], log: Callable[[str], None]) -> None:
+    """The paper's GA protocol: the evaluator must not be the model that guided generation."""
+    if not cfg.ga_reward:
+        return
+    from dreamcs.generate.pipeline import resolve_reward_dir
+
+    ga = resolve_reward_dir(cfg.ga_reward).resolve()
+    for r in runs:
+        try:
+            guiding = resolve_reward_dir(r["reward"]).resolve() if r.get("reward") else None
+        except FileNotFoundError:
+            continue
+        if guiding == ga:
+            log(f"warning: GA is scored by {ga}, the same RewardCS that guided {r['run']}; the paper's "
+                "protocol uses an evaluator trained with another seed or configuration")
+            return
+
+
 def score_studies(
     studies: Sequence[str | Path], out: str | Path, cfg: ScoreConfig, *, log: Callable[[str], None] = print,
     sheet: bool = True,
 ) -> dict[str, Any]:
     """Score every finished run of ``studies`` into ``out``; returns {"assets", "table", "paths"}."""
+    from dreamcs.utils import sha1_file
+
     out = Path(out)
     key = cfg.key()
     cache = {(r["study"], r["run"]): r for r in read_jsonl(out / "assets.jsonl") if r.get("settings") == key}
     scorer: AssetScorer | None = None
-    records, strips = [], []
+    records, cells = [], {}
     for study in map(Path, studies):
         runs = read_manifest(study)
         if not runs:
             raise FileNotFoundError(f"{study}: no finished runs in {study / 'manifest.jsonl'}")
+        _warn_same_reward(cfg, runs, log)
         for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"])):
             run_dir = study / run["run"]
             views = None
             rec = cache.get((str(study), run["run"]))
-            if rec is None:
+            if not _reusable(rec, run_dir / "final.obj"):
                 scorer = scorer or AssetScorer(cfg)
                 log(f"score {run_dir}")
                 metrics, views = scorer.score(run_dir, run["prompt"])
+                sha = sha1_file(run_dir / "final.obj") if (run_dir / "final.obj").is_file() else None
                 rec = {"study": str(study), "run": run["run"], "prompt": run["prompt"], "seed": run["seed"],
-                       "variant": run["variant"], "settings": key, **metrics}
+                       "variant": run["variant"], "settings": key, "mesh_sha1": sha, **metrics}
                 append_jsonl(out / "assets.jsonl", rec)
             records.append(rec)
             if sheet and (strip := _strip(run_dir, views)) is not None:
-                strips.append((f"[{rec['variant']}] {rec['prompt']} (seed {rec['seed']})", strip))
+                cells.setdefault((rec["prompt"], rec["seed"]), {})[rec["variant"]] = strip
     agg = aggregate(records)
     paths = write_tables(out, agg, "table", extra={"settings": asdict(cfg), "n_assets": len(records),
                                                    "errors": [r for r in records if "error" in r]})
-    if sheet and strips:
-        paths["sheet"] = contact_sheet(strips, out / "contact_sheet.png")
+    if sheet and cells:
+        paths["sheet"] = contact_sheet(cells, list(agg), out / "contact_sheet.png")
     return {"assets": records, "table": agg, "paths": paths}

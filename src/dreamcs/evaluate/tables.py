@@ -111,29 +111,36 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def contact_sheet(rows: Sequence[tuple[str, np.ndarray]], path: str | Path, max_width: int = 2048) -> Path:
-    """One PNG: each row a label line above an image strip (H, W, 3) uint8; strips wider than
-    ``max_width`` are scaled down."""
+def contact_sheet(cells: dict[tuple[str, int], dict[str, np.ndarray]], variants: Sequence[str], path: str | Path,
+                  cell_width: int = 512) -> Path:
+    """One PNG for side-by-side review: a row per (prompt, seed) under a label line, a column per
+    variant (in ``variants`` order, named in a header), each cell that asset's turntable strip
+    (H, W, 3) uint8 scaled to ``cell_width``; a missing asset leaves its cell blank."""
     from PIL import Image, ImageDraw
 
-    if not rows:
+    if not cells:
         raise ValueError("contact sheet: no assets")
     label_h, pad = 14, 4
-    strips = []
-    for label, img in rows:
-        im = Image.fromarray(np.ascontiguousarray(img))
-        if im.width > max_width:
-            im = im.resize((max_width, max(1, round(im.height * max_width / im.width))))
-        strips.append((label, im))
-    width = max(im.width for _, im in strips) + 2 * pad
-    height = sum(im.height + label_h + pad for _, im in strips) + pad
+    scaled: dict[tuple[str, int], dict[str, Image.Image]] = {}
+    for key, row in cells.items():
+        scaled[key] = {}
+        for v, img in row.items():
+            im = Image.fromarray(np.ascontiguousarray(img))
+            scaled[key][v] = im.resize((cell_width, max(1, round(im.height * cell_width / im.width))))
+    heights = {k: max(im.height for im in row.values()) for k, row in scaled.items()}
+    width = len(variants) * (cell_width + pad) + pad
+    height = label_h + pad + sum(h + label_h + pad for h in heights.values()) + pad
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    y = pad
-    for label, im in strips:
-        draw.text((pad, y), label[:200], fill=(0, 0, 0))
-        sheet.paste(im, (pad, y + label_h))
-        y += im.height + label_h + pad
+    for j, v in enumerate(variants):
+        draw.text((pad + j * (cell_width + pad), pad), v, fill=(0, 0, 160))
+    y = label_h + 2 * pad
+    for (prompt, seed), row in scaled.items():
+        draw.text((pad, y), f"{prompt} (seed {seed})"[:200], fill=(0, 0, 0))
+        for j, v in enumerate(variants):
+            if v in row:
+                sheet.paste(row[v], (pad + j * (cell_width + pad), y + label_h))
+        y += heights[(prompt, seed)] + label_h + pad
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
