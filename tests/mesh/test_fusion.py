@@ -80,6 +80,26 @@ def test_many_components_and_open_non_manifold():
     _check(pm, odd, 32, 16)
 
 
+def _odd_meshes() -> dict[str, trimesh.Trimesh]:
+    tri = [[0, 0, 0], [1, 0, 0], [0, 1, 0]]
+    fin = [[0, 0, 0], [1, 0, 0]] + [[0.5, np.cos(t), np.sin(t)] for t in np.linspace(0, 6, 10)]
+    return {
+        "single triangle": trimesh.Trimesh(tri, [[0, 1, 2]], process=False),
+        "duplicate faces": trimesh.Trimesh(tri, [[0, 1, 2], [0, 1, 2], [2, 1, 0]], process=False),
+        "unused vertices": trimesh.Trimesh(tri + [[5, 5, 5]], [[0, 1, 2]], process=False),
+        "ten faces on one edge": trimesh.Trimesh(fin, [[0, 1, i] for i in range(2, 12)], process=False),
+        "huge scale": trimesh.creation.box().apply_scale(5000.0),
+    }
+
+
+@pytest.mark.parametrize("name", list(_odd_meshes()))
+@pytest.mark.parametrize("layout", [(1, 1), (7, 13), (16, 32)])
+def test_odd_meshes_and_layouts(name, layout):
+    mesh = _odd_meshes()[name]
+    pm = fuse(mesh, n_patches=layout[0], faces_per_patch=layout[1])
+    _check(pm, mesh, *layout)
+
+
 @pytest.mark.parametrize("target", [16, 17, 63, 64, 191, 500, 1001])
 def test_exact_count_repair(target):
     meshes = [

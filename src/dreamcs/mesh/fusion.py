@@ -183,6 +183,12 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
         raise MeshError(name, "face indices out of range")
     faces = _first_copy(v_in)[faces]
     faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
+    # duplicate faces (the same three vertices, either winding): keep the first
+    srt = np.sort(faces, axis=1)
+    order = np.lexsort(srt.T[::-1])
+    dup = np.zeros(len(faces), dtype=bool)
+    dup[order[1:]] = (srt[order[1:]] == srt[order[:-1]]).all(1)
+    faces = faces[~dup]
     if len(faces) == 0:
         raise MeshError(name, "all faces are degenerate")
     used = np.flatnonzero(np.bincount(faces.reshape(-1), minlength=len(v_in)))
@@ -213,7 +219,10 @@ def fuse(
     if n_patches < 1 or faces_per_patch < 1:
         raise ValueError("n_patches and faces_per_patch must be positive")
     v_in, faces, W = _clean(mesh)
-    faces, W = remesh_to_count(faces, W, v_in, n_patches * faces_per_patch)
+    try:
+        faces, W = remesh_to_count(faces, W, v_in, n_patches * faces_per_patch)
+    except RuntimeError as e:  # the exact-count repair gave up: report it like any bad mesh
+        raise MeshError(mesh.metadata.get("file_path") or "<mesh>", str(e)) from None
     verts = W @ v_in
     tri = verts[faces]
     centroids = tri.mean(1)

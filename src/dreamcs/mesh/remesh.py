@@ -127,6 +127,8 @@ def simplify_to(
         out_v, out_f = fast_simplification.simplify(
             out_v, out_f.astype(np.int64), target_count=target, agg=10.0
         )
+    if len(out_f) == 0:  # QEM removed everything (tiny targets): keep the input, fix_count drops
+        return faces, W
     out_f = np.asarray(out_f, dtype=np.int64)
     fi, bary = _project(np.asarray(out_v, dtype=np.float64), verts, faces)
     n = len(out_v)
@@ -152,7 +154,7 @@ def _face_areas(faces: NDArray, verts: NDArray) -> NDArray:
 
 
 def _split_round(
-    faces: NDArray, W: sp.csr_matrix, verts: NDArray, need: int
+    faces: NDArray, W: sp.csr_matrix, verts: NDArray, need: int, overshoot: bool = False
 ) -> tuple[NDArray, sp.csr_matrix, int]:
     """One round of longest-edge bisection, adding at most ``need`` faces.
 
@@ -181,6 +183,8 @@ def _split_round(
         fits = np.flatnonzero(~take & (c <= rest))
         if len(fits):
             chosen = np.append(chosen, cand[fits[0]])
+        elif len(chosen) == 0 and overshoot and len(cand):
+            chosen = cand[:1]  # nothing fits: split the longest anyway, the caller drops the extra
     if len(chosen) == 0:
         return faces, W, 0
     mid_of_edge = np.full(len(uniq), -1, dtype=np.int64)
@@ -208,8 +212,8 @@ def fix_count(faces: NDArray, W: sp.csr_matrix, v_in: NDArray, target: int) -> t
             faces = faces[keep]
             continue
         faces, W, added = _split_round(faces, W, verts, diff)
-        if added == 0:  # one face short and only 2-face splits left: overshoot by one, drop it next
-            faces, W, added = _split_round(faces, W, verts, diff + 1)
+        if added == 0:  # e.g. one face short with only 2-face splits left: overshoot, drop next
+            faces, W, added = _split_round(faces, W, verts, diff, overshoot=True)
             if added == 0:
                 raise RuntimeError("exact-count repair found no edge to split")
     if len(faces) != target:
