@@ -115,7 +115,7 @@ def contact_sheet(cells: dict[tuple[str, int], dict[str, np.ndarray]], variants:
                   cell_width: int = 512) -> Path:
     """One PNG for side-by-side review: a row per (prompt, seed) under a label line, a column per
     variant (in ``variants`` order, named in a header), each cell that asset's turntable strip
-    (H, W, 3) uint8 scaled to ``cell_width``; a missing asset leaves its cell blank."""
+    (H, W, 3) uint8 scaled down to at most ``cell_width``; a missing asset leaves its cell blank."""
     from PIL import Image, ImageDraw
 
     if not cells:
@@ -126,9 +126,12 @@ def contact_sheet(cells: dict[tuple[str, int], dict[str, np.ndarray]], variants:
         scaled[key] = {}
         for v, img in row.items():
             im = Image.fromarray(np.ascontiguousarray(img))
-            scaled[key][v] = im.resize((cell_width, max(1, round(im.height * cell_width / im.width))))
+            if im.width > cell_width:  # scale down only: a small turntable stays sharp
+                im = im.resize((cell_width, max(1, round(im.height * cell_width / im.width))))
+            scaled[key][v] = im
+    cell_width = max(im.width for row in scaled.values() for im in row.values())
     heights = {k: max(im.height for im in row.values()) for k, row in scaled.items()}
-    width = len(variants) * (cell_width + pad) + pad
+    width = max(len(variants) * (cell_width + pad) + pad, 480)  # room for the prompt labels
     height = label_h + pad + sum(h + label_h + pad for h in heights.values()) + pad
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
