@@ -349,6 +349,8 @@ def order_patches(labels: NDArray, centroids: NDArray, A: sp.csr_matrix, n_patch
     the face nearest the patch centre (faces of other pieces follow, nearest first)."""
     n = len(labels)
     counts = np.bincount(labels, minlength=n_patches)
+    if len(counts) != n_patches or (counts != k).any():  # a bug, not bad input: never reshape blindly
+        raise RuntimeError(f"patch sizes {counts.min()}..{counts.max()} != {k}")
     centers = np.zeros((n_patches, 3))
     np.add.at(centers, labels, centroids)
     centers /= counts[:, None]
