@@ -129,7 +129,7 @@ def process_item(item: SourceItem, cfg: BuildConfig, work: str) -> dict[str, Any
         mh = mesh_hash(mesh.vertices, mesh.faces)
         if item.scores is not None:
             s = item.scores
-            overall = s.get("overall", float(np.mean([s[k] for k in ("alignment", "realism", "fidelity")])))
+            overall = s["overall"] if "overall" in s else float(np.mean([s[k] for k in ("alignment", "realism", "fidelity")]))
             scores = {k: s.get(k) for k in ("alignment", "realism", "fidelity")}
             provenance, details = f"given:{item.source}", {}
         else:

@@ -37,16 +37,18 @@ _COPYABLE = {
 #: research-only (ModelNet) or a duplicate of another shipped shape
 _EXCLUDE = {"threestudio_shapes/nascar.obj", "threestudio_shapes/cabin.obj", "kaolin_samples/ico_smooth.obj"}
 
-#: defects per object: each object gets this many, chosen by a hash of its id
-DEFECTS_PER_OBJECT = 3
+#: defects per object: each object gets one or two (by a hash of its id), 1.5 on average, which
+#: with the scorer's verdicts lands near the paper's 47% preferred / 53% dispreferred balance
+DEFECTS_PER_OBJECT = (1, 2)
 
 
 def _stable_int(text: str) -> int:
     return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16)
 
 
-def embedded_items(root: str | os.PathLike | None = None, defects_per_object: int = DEFECTS_PER_OBJECT) -> list[SourceItem]:
-    """Clean items (prompt = own caption) plus ``defects_per_object`` defective variants per object.
+def embedded_items(root: str | os.PathLike | None = None, defects_per_object: tuple[int, int] = DEFECTS_PER_OBJECT) -> list[SourceItem]:
+    """Clean items (prompt = own caption) plus between ``defects_per_object[0]`` and ``[1]``
+    defective variants per object (a hash of the object id picks the number and the defects).
 
     A ``wrong_prompt`` variant keeps the clean mesh and takes another object's caption (from a
     different caption, chosen deterministically). Item ids are ``<object>`` and ``<object>~<defect>``.
@@ -63,7 +65,8 @@ def embedded_items(root: str | os.PathLike | None = None, defects_per_object: in
         cap = captions[obj]
         items.append(SourceItem(id=obj, path=str(path), prompt=cap, source="embedded_clean", object_id=obj, caption=cap))
         start = _stable_int(obj) % len(names)
-        for j in range(defects_per_object):
+        lo, hi = defects_per_object
+        for j in range(lo + _stable_int(obj + "~n") % (hi - lo + 1)):
             d = names[(start + j) % len(names)]
             if d == "wrong_prompt":
                 # another object's caption: walk from a hashed offset to the first different caption
