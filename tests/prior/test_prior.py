@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamcs.prior.data import ViewDataConfig, build_view_dataset, category_of, draw_captions
+from dreamcs.prior.data import ViewDataConfig, article, build_view_dataset, category_of, draw_captions
 from dreamcs.prior.train import PriorTrainConfig, PriorTrainer
 
 
@@ -84,8 +84,8 @@ def test_caption_mix(cache):
     g = torch.Generator().manual_seed(0)
     caps = draw_captions(data, torch.zeros(4000, dtype=torch.long), g, p_blank=0.1, p_category=0.25)
     share = {c: caps.count(c) / len(caps) for c in set(caps)}
-    assert set(share) == {"", f"a {data.categories[0]}" if data.categories[0][0] not in "aeiou"
-                          else f"an {data.categories[0]}", data.captions[0]}
+    assert set(share) == {"", article(data.categories[0]), data.captions[0]}
+    assert article("armchair") == "an armchair" and article("chair") == "a chair"
     assert share[""] == pytest.approx(0.1, abs=0.02) and share[data.captions[0]] == pytest.approx(0.65, abs=0.03)
 
 
@@ -139,6 +139,7 @@ def test_resume_equals_uninterrupted(trained, tmp_path, cache):
 
     out, cfg = trained
     part = tmp_path / "part"
+    cfg = replace(cfg, card=False)  # the card is tested above; here only the weights matter
     PriorTrainer(replace(cfg, steps=2), part, show_progress=False).run()
     with pytest.raises(FileExistsError):
         PriorTrainer(cfg, part, show_progress=False).run()
@@ -151,6 +152,7 @@ def test_resume_equals_uninterrupted(trained, tmp_path, cache):
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(x)["step"] for x in (part / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+    assert (part / "prior.yaml").is_file() and not (part / "MODEL_CARD.md").exists()
 
 
 def test_sampling_returns_images_in_range(trained):
@@ -164,3 +166,36 @@ def test_sampling_returns_images_in_range(trained):
     assert torch.equal(images, again)
     png = save_grid(images, ["a chair", "a sphere", "a box"], out / "extra.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _flat(text: str) -> str:
+    """Rich wraps long messages: compare without the line breaks."""
+    return " ".join(text.split())
+
+
+def test_cli_sample_and_train_errors(trained, tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    out, _ = trained
+    png = tmp_path / "grid.png"
+    res = CliRunner().invoke(app, ["prior", "sample", "a chair", "a bed", "--prior", str(out), "--n", "1",
+                                   "--steps", "2", "--out", str(png)])
+    assert res.exit_code == 0, res.output
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # an existing run without --resume, and a bad override, fail with a message and exit code 2
+    res = CliRunner().invoke(app, ["prior", "train", "--out", str(out), "--steps", "1"])
+    assert res.exit_code == 2 and "--resume" in _flat(res.output)
+    res = CliRunner().invoke(app, ["prior", "train", "--out", str(tmp_path / "x"), "no_such_key=1"])
+    assert res.exit_code == 2 and "no_such_key" in _flat(res.output)
+    # export copies what ships, without checkpoints, and the copy loads as a prior
+    res = CliRunner().invoke(app, ["prior", "export", str(out), "--to", str(tmp_path / "ship")])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (tmp_path / "ship").iterdir()} == {
+        "unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png"}
+    from dreamcs.prior.sample import sample_prior
+
+    assert sample_prior(tmp_path / "ship", ["a chair"], n=1, steps=2).shape == (1, 1, 1, 16, 16)
+    res = CliRunner().invoke(app, ["prior", "export", str(tmp_path / "x"), "--to", str(tmp_path / "y")])
+    assert res.exit_code == 2 and "not a finished prior run" in _flat(res.output)

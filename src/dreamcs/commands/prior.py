@@ -84,6 +84,22 @@ def sample(
     typer.echo(f"wrote {out} ({len(prompts)} x {n} samples)")
 
 
+@prior_app.command("export")
+def export(
+    run: Path = typer.Argument(..., help="A finished `prior train` folder."),
+    to: Path | None = typer.Option(None, "--to", help="Destination (default: the package's assets/prior)."),
+) -> None:
+    """Copy a trained prior (weights, scheduler, prior.yaml, model card and its images) for shipping."""
+    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
+    from dreamcs.prior.card import export_prior
+
+    try:
+        dest = export_prior(run, to or DEFAULT_PRIOR)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"exported {run} to {dest}")
+
+
 @prior_app.command("speed")
 def speed(
     overrides: list[str] | None = typer.Argument(None, help="Config overrides as key=value."),

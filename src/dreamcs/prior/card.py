@@ -110,3 +110,34 @@ Training views of the first meshes, for comparison:
 - Not camera-aware: it has no notion of front or back.
 """
     return atomic_write_text(out / "MODEL_CARD.md", text)
+
+
+#: what ships from a training run (no checkpoints, metrics or caches)
+SHIP = ("unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png")
+
+
+def export_prior(run: str | Path, dest: str | Path, max_mb: float = 50.0) -> Path:
+    """Copy a finished run's prior folder (``SHIP``) to ``dest`` (e.g. ``dreamcs/assets/prior``),
+    replacing what is there; refuses a run without a prior or one over ``max_mb``."""
+    import shutil
+
+    run, dest = Path(run), Path(dest)
+    missing = [n for n in SHIP[:3] if not (run / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run}: not a finished prior run (missing {', '.join(missing)})")
+    size = sum(f.stat().st_size for n in SHIP if (run / n).exists()
+               for f in ([run / n] if (run / n).is_file() else (run / n).rglob("*")) if f.is_file())
+    if size > max_mb * 2**20:
+        raise ValueError(f"{run}: the prior is {size / 2**20:.1f} MB, over the {max_mb:g} MB limit for shipping")
+    stage = dest.with_name(f".{dest.name}.export")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for n in SHIP:
+        src = run / n
+        if src.is_dir():
+            shutil.copytree(src, stage / n)
+        elif src.is_file():
+            shutil.copy2(src, stage / n)
+    shutil.rmtree(dest, ignore_errors=True)
+    stage.rename(dest)
+    return dest

@@ -1,6 +1,7 @@
 """The prior's training views: every captioned mesh rendered from random cameras the way the SDS
 renderer of the ``dmtet-embedded`` preset renders (flat grey Lambertian lit from the camera, black
-background, distance 2.6, fov 50, y up), supersampled and shrunk to ``image_size`` as guidance shrinks SDS renders.
+background, distance 2.6, fov 50, y up), supersampled and shrunk to ``image_size`` the way
+guidance shrinks SDS renders.
 
 A mesh folder holds ``captions.csv`` (``id,caption``, no header) and ``meshes/<id>.obj`` (the
 embedded 3D-MeshPref set by default). Renders are cached in an ``.npz`` named by a hash of the

@@ -79,6 +79,8 @@ class PriorTrainConfig:
     keep_checkpoints: int = 2
     cache_dir: str | None = None
     """Rendered-view cache folder (None: ``default_cache_dir()``)."""
+    card: bool = True
+    """Write the model card (DDIM samples, plots) at the end; off for quick runs and tests."""
     card_prompts: list[str] = field(default_factory=lambda: list(DEFAULT_CARD_PROMPTS))
     card_samples: int = 4
     card_steps: int = 50
@@ -323,8 +325,9 @@ class PriorTrainer:
                 shutil.rmtree(dst)
             os.replace(stage / name, dst)
         shutil.rmtree(stage, ignore_errors=True)
-        write_model_card(self.out, self.cfg, self.data, step=self.step,
-                         n_params=sum(p.numel() for p in self.unet.parameters()))
+        if self.cfg.card:
+            write_model_card(self.out, self.cfg, self.data, step=self.step,
+                             n_params=sum(p.numel() for p in self.unet.parameters()))
 
 
 def count_params(cfg: PriorTrainConfig, cross_dim: int = 384) -> int:
