@@ -199,3 +199,26 @@ def test_cli_sample_and_train_errors(trained, tmp_path):
     assert sample_prior(tmp_path / "ship", ["a chair"], n=1, steps=2).shape == (1, 1, 1, 16, 16)
     res = CliRunner().invoke(app, ["prior", "export", str(tmp_path / "x"), "--to", str(tmp_path / "y")])
     assert res.exit_code == 2 and "not a finished prior run" in _flat(res.output)
+
+
+def test_time_budget_stops_early_and_still_writes_the_prior(trained, tmp_path):
+    _, cfg = trained
+    result = PriorTrainer(replace(cfg, minutes=0.0, card=False), tmp_path / "run", show_progress=False).run()
+    assert result.stopped_early and result.step == 0 and result.final_loss is None
+    assert (tmp_path / "run" / "prior.yaml").is_file()
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_0000000.safetensors"]
+
+
+@pytest.mark.slow
+def test_real_settings_with_minilm(tmp_path, cache):
+    """The shipped configuration (MiniLM text, 32 px, (24, 48, 96) UNet) for two steps, and SDS with it."""
+    from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+
+    cfg = PriorTrainConfig(data=ViewDataConfig(limit=2, n_views=4), steps=2, batch_size=4, cache_dir=str(cache),
+                           card=False)
+    PriorTrainer(cfg, tmp_path / "run", show_progress=False).run()
+    g = build_guidance(GuidanceConfig(name="embedded", pretrained=str(tmp_path / "run"), guidance_scale=7.5))
+    assert g.unet.config.cross_attention_dim == 384 and g.image_size == 32 and g.channels == 1
+    img = torch.rand(1, 64, 64, 3, requires_grad=True)
+    g.sds_loss(img, g.encode_prompts("a chair"), step=0)["loss_sds"].backward()
+    assert torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
