@@ -38,9 +38,7 @@ def main() -> None:
         build(cfg, tmp / "warm", progress=False)  # warm caches: imports, the text encoder's files
         base = None
         for workers in (1, 2):
-            runs = iter(range(1000))
-
-            def once() -> None:
+            def once(workers: int = workers, runs=iter(range(1000))) -> None:  # a fresh folder each run
                 build(cfg, tmp / f"w{workers}_{next(runs)}", workers=workers, progress=False)
 
             ms = median_ms(once, repeats=REPEATS, warmup=0)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -55,3 +58,55 @@ def built(tmp_path_factory, sample_dir) -> Path:
 @pytest.fixture
 def built_copy(built, tmp_path) -> Path:
     return Path(shutil.copytree(built, tmp_path / "ds"))
+
+
+class LoopbackLLM:
+    """Answers each POST with the next scripted (status, content, delay) reply; records requests."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, str, float]] = []
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # keep pytest output clean
+                pass
+
+            def do_POST(self):
+                n = int(self.headers["Content-Length"])
+                outer.requests.append(json.loads(self.rfile.read(n)))
+                outer.headers.append(dict(self.headers))
+                status, content, delay = outer.script.pop(0) if outer.script else (500, "empty script", 0)
+                time.sleep(delay)
+                if status == 200:
+                    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
+                else:
+                    body = content
+                data = body.encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = LoopbackLLM()
+    yield s
+    s.close()
+
+

@@ -3,67 +3,12 @@ slow (timeout) and error replies; the cache; the quantised OBJ text."""
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import numpy as np
 import pytest
 import trimesh
 
 from dreamcs.data.scorers import ScoreError
 from dreamcs.data.scorers.llm import LLMScorer, LLMScorerConfig, parse_scores, quantized_obj
-
-
-class _Server:
-    """Answers each POST with the next scripted (status, content, delay) reply; records requests."""
-
-    def __init__(self) -> None:
-        self.script: list[tuple[int, str, float]] = []
-        self.requests: list[dict] = []
-        self.headers: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):  # keep pytest output clean
-                pass
-
-            def do_POST(self):
-                n = int(self.headers["Content-Length"])
-                outer.requests.append(json.loads(self.rfile.read(n)))
-                outer.headers.append(dict(self.headers))
-                status, content, delay = outer.script.pop(0) if outer.script else (500, "empty script", 0)
-                time.sleep(delay)
-                if status == 200:
-                    body = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]})
-                else:
-                    body = content
-                data = body.encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server():
-    s = _Server()
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -158,3 +103,30 @@ def test_quantized_obj_is_canonical():
 
 def test_parse_scores_picks_the_score_object():
     assert parse_scores('{"note": 1} then {"alignment": 0, "realism": 5, "fidelity": 2.5}')["fidelity"] == 2.5
+
+
+def test_llm_build_keeps_going_and_caches(server, tmp_path, sample_dir):
+    """A build scored by the LLM: a malformed reply fails one item (raw reply kept), the rest are
+    stored; a retry asks only for the failed item, the others come from the reply cache."""
+    import json
+
+    from dreamcs.data.build import BuildConfig, build
+    from dreamcs.data.store import read_table
+
+    man = tmp_path / "m.jsonl"
+    names = ["chair_modern", "primitive_sphere", "table_sit_circle"]
+    man.write_text("".join(json.dumps({"path": str(sample_dir / f"blockmesh_test__s_{n}.obj"), "prompt": n, "id": n}) + "\n" for n in names))
+    good = '{"alignment": 4.5, "realism": 4.5, "fidelity": 4}'
+    server.script = [(200, good, 0), (200, "It looks great!", 0), (200, good, 0)]
+    cfg = BuildConfig(sources=[f"manifest:{man}"], scorer="llm", n_patches=8, faces_per_patch=16)
+    cfg.llm.url, cfg.llm.model, cfg.llm.retries, cfg.llm.backoff_s = server.url, "m1", 0, 0.01
+    st = build(cfg, tmp_path / "ds", progress=False)
+    rows = read_table(tmp_path / "ds")
+    assert [r["id"] for r in rows] == ["chair_modern", "table_sit_circle"] and st["failures"] == 1
+    assert {r["provenance"] for r in rows} == {"llm:m1"} and rows[0]["overall"] == pytest.approx(13 / 3, abs=1e-5)
+    fail = json.loads((tmp_path / "ds" / "failures.jsonl").read_text())
+    assert fail["id"] == "primitive_sphere" and fail["raw"] == "It looks great!" and "no JSON object" in fail["reason"]
+    assert len(server.requests) == 3
+    server.script = [(200, good, 0)]
+    st = build(cfg, tmp_path / "ds", retry_failed=True, progress=False)
+    assert st["failures"] == 0 and len(read_table(tmp_path / "ds")) == 3 and len(server.requests) == 4

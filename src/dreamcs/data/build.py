@@ -19,6 +19,7 @@ folders into one equal to an unsharded build.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -102,10 +103,12 @@ _SCORER: dict[str, Any] = {}
 def _scorer(cfg: BuildConfig) -> Any:
     from dreamcs.data.scorers import SCORERS
 
-    if cfg.scorer not in _SCORER:
+    sub = getattr(cfg, cfg.scorer, None)
+    key = json.dumps([cfg.scorer, config_to_dict(sub) if sub is not None else None], sort_keys=True)
+    if key not in _SCORER:  # one scorer per process and setting (the text encoder loads once)
         cls = SCORERS.get(cfg.scorer)
-        _SCORER[cfg.scorer] = cls(getattr(cfg, cfg.scorer))
-    return _SCORER[cfg.scorer]
+        _SCORER[key] = cls(sub if sub is not None else cls.config_cls())
+    return _SCORER[key]
 
 
 def prepare_mesh(item: SourceItem, cfg: BuildConfig):
@@ -165,6 +168,7 @@ def _init_worker() -> None:
 # ----------------------------------------------------------------------------- main side
 def _fingerprint(cfg: BuildConfig) -> dict[str, Any]:
     d = config_to_dict(cfg)
+    d["llm"].pop("cache_dir", None)  # where replies are cached does not change them
     return {k: v for k, v in d.items() if k not in _RUNTIME_KEYS}
 
 
@@ -198,7 +202,14 @@ def journal_state(work: Path) -> tuple[dict[str, dict], dict[str, dict]]:
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     class Rate(TextColumn):
         def render(self, task):  # items per second over the whole run
@@ -216,6 +227,7 @@ def _progress():
 def build(cfg: BuildConfig, out: str | os.PathLike, workers: int = 1, retry_failed: bool = False, progress: bool = True) -> dict[str, Any]:
     """Build (or resume) the dataset at ``out``; returns its stats (plus ``build_seconds``)."""
     t0 = time.perf_counter()
+    cfg = copy.deepcopy(cfg)  # the caller's config is left as it was
     out = Path(out)
     work = out / ".work"
     i, n = parse_shard(cfg.shard)

@@ -109,7 +109,7 @@ def make_assets(shared_meshes: str | os.PathLike, out: str | os.PathLike = ASSET
         atomic_write_text(out / "meshes" / f"{stem}.obj", "\n".join(lines) + "\n")
         written.append((stem, re.sub(r"\s*\(.*?\)", "", row["caption"]).strip()))  # drop "(caption uncertain)"
         credits.append(f"| {stem} | {row['repo']}@{row['commit'][:10]} `{row['repo_path']}` | {row['license']} |")
-    for folder, files in _COPYABLE.items():
+    for files in _COPYABLE.values():
         for f in files:
             shutil.copy(src / f, out / "LICENSES" / Path(f).name)
     with open(out / "captions.csv", "w", encoding="utf-8", newline="") as fh:

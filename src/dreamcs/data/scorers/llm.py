@@ -200,7 +200,7 @@ class LLMScorer:
                 if e.code == 429 or e.code >= 500:
                     continue
                 raise ScoreError(last, raw=detail) from None
-            except (TimeoutError, socket.timeout) as e:
+            except TimeoutError as e:
                 last = f"timeout after {self.cfg.timeout_s}s from {url} ({e})"
                 continue
             except urllib.error.URLError as e:
