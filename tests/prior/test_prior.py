@@ -63,8 +63,10 @@ def test_views_show_objects_on_black_and_are_cached(cache):
     assert ((-10 <= data.elevation) & (data.elevation <= 40)).all()
     # views differ between cameras, and a second call reads the same arrays from the cache
     assert np.abs(data.images[0] - data.images[1]).max() > 0.05
-    assert len(list(cache.glob("views-*.npz"))) == 1
+    [npz] = cache.glob("views-*.npz")
+    stamp = npz.stat().st_mtime_ns
     again = build_view_dataset(cfg, cache)
+    assert npz.stat().st_mtime_ns == stamp  # read back, not rendered and written again
     assert np.array_equal(again.images, data.images) and np.array_equal(again.azimuth, data.azimuth)
     # other settings get another cache file
     build_view_dataset(replace(cfg, n_views=2), cache)
@@ -134,13 +136,21 @@ def test_text_embeddings_match_the_guidance(trained):
     assert torch.equal(text.uncond[0], tokens[1]) and torch.equal(text.uncond_mask[0], mask[1])
 
 
-def test_resume_equals_uninterrupted(trained, tmp_path, cache):
+def test_resume_equals_uninterrupted(trained, tmp_path):
+    import shutil
+
     from safetensors.torch import load_file
 
     out, cfg = trained
+    # a run killed after logging step 3: checkpoints up to step 2, metrics up to step 3, no prior yet
     part = tmp_path / "part"
+    shutil.copytree(out, part)
+    (part / "checkpoints" / "step_0000004.safetensors").unlink()
+    for name in ("unet", "scheduler"):
+        shutil.rmtree(part / name)
+    lines = (part / "metrics.jsonl").read_text().splitlines()
+    (part / "metrics.jsonl").write_text("\n".join(lines[:3]) + "\n")
     cfg = replace(cfg, card=False)  # the card is tested above; here only the weights matter
-    PriorTrainer(replace(cfg, steps=2), part, show_progress=False).run()
     with pytest.raises(FileExistsError):
         PriorTrainer(cfg, part, show_progress=False).run()
     result = PriorTrainer(cfg, part, show_progress=False).run(resume=True)
@@ -151,8 +161,12 @@ def test_resume_equals_uninterrupted(trained, tmp_path, cache):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     steps = [json.loads(x)["step"] for x in (part / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 4]
-    assert (part / "prior.yaml").is_file() and not (part / "MODEL_CARD.md").exists()
+    assert steps == [1, 2, 3, 4]  # step 3 logged again after the checkpoint, not twice
+    assert torch.equal(load_file(str(part / "unet" / "diffusion_pytorch_model.safetensors"))["conv_in.weight"],
+                       a["ema.conv_in.weight"])
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        PriorTrainer(cfg, tmp_path / "empty", show_progress=False).run(resume=True)
+    assert not (tmp_path / "empty").exists()
 
 
 def test_sampling_returns_images_in_range(trained):

@@ -262,6 +262,8 @@ class PriorTrainer:
         cfg = self.cfg
         if not resume and self.checkpoints():
             raise FileExistsError(f"{self.out}: already holds a training run; pass --resume or pick another --out")
+        if resume and not self.checkpoints():
+            raise FileNotFoundError(f"{self.ckpt_dir}: no checkpoint to resume from")
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.out / "config.yaml")
         self._setup()
