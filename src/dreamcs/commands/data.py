@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,16 +18,16 @@ def _fail(msg: str) -> None:
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
     source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | embedded (repeatable)."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
+    preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
     scorer: str = typer.Option("geometric", "--scorer", help="geometric (offline heuristic) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
     shard: str = typer.Option("0/1", "--shard", help="i/n: build only this part; combine with `dreamcs data merge`."),
-    llm_url: Optional[str] = typer.Option(None, "--llm-url", help="OpenAI-compatible endpoint (key from DREAMCS_LLM_API_KEY)."),
-    llm_model: Optional[str] = typer.Option(None, "--llm-model", help="Model name sent to the endpoint."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with BuildConfig settings."),
+    llm_url: str | None = typer.Option(None, "--llm-url", help="OpenAI-compatible endpoint (key from DREAMCS_LLM_API_KEY)."),
+    llm_model: str | None = typer.Option(None, "--llm-model", help="Model name sent to the endpoint."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with BuildConfig settings."),
     seed: int = typer.Option(0, "--seed", help="Seeds the synthetic defects."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry items that failed in an earlier run."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. preferred_min=4.5"),
+    overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. preferred_min=4.5"),
 ) -> None:
     """Prepare, score, label and store meshes as a MeshPref dataset."""
     from dreamcs.config import ConfigError, load_config

@@ -268,7 +268,9 @@ def build(cfg: BuildConfig, out: str | os.PathLike, workers: int = 1, retry_fail
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as pool:
+            # fork where the OS has it (workers inherit the imports, as torch's DataLoader does); spawn elsewhere
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker) as pool:
                 pending = set()
                 queue = list(todo)
                 while queue or pending:
