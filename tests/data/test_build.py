@@ -150,7 +150,7 @@ def test_bad_shard_spec(tmp_path, tiny_cfg):
 
 @pytest.mark.slow
 def test_embedded_preset_build_separates_clean_from_defects(tmp_path):
-    """The whole offline set (about 4 minutes on 2 idle cores): labels must mean something."""
+    """The whole offline set (about 2 minutes with 2 workers on a shared 2-core machine): labels must mean something."""
     from dreamcs.data.sources import parse_source
 
     cfg = BuildConfig(sources=["embedded"])

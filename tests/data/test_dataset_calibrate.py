@@ -111,3 +111,13 @@ def test_cli_build_stats_and_errors(tmp_path, manifest):
     assert res.exit_code == 2 and "unknown source" in res.output
     res = runner.invoke(app, ["data", "stats", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "no items.parquet" in res.output
+
+
+def test_dataloader_with_forked_workers(built):
+    ds = MeshPrefDataset(built, split="all")
+    ds[0]  # the parent opens a shard first: workers must not share its file offset
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork")
+    batches = list(loader)
+    assert sum(len(b["id"]) for b in batches) == len(ds)
+    assert batches[0]["features"].shape[1:] == (8, 16, 10)
+    assert torch.allclose(batches[0]["features"][0], ds[0]["features"])

@@ -53,10 +53,12 @@ class MeshPrefDataset(Dataset):
         return np.array([r["label"] for r in self.rows], dtype=np.int64)
 
     def _arrays(self, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        if self._open is None or self._open[0] != row["shard"]:
-            if self._open is not None:
+        # keyed by process too: a forked DataLoader worker must not share the parent's file offset
+        key = (row["shard"], os.getpid())
+        if self._open is None or self._open[0] != key:
+            if self._open is not None and self._open[0][1] == os.getpid():
                 self._open[1].close()
-            self._open = (row["shard"], np.load(self.root / "shards" / row["shard"]))
+            self._open = (key, np.load(self.root / "shards" / row["shard"]))
         z, j = self._open[1], row["shard_index"]
         return z[f"v{j}"], z[f"f{j}"]
 
