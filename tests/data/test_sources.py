@@ -104,3 +104,18 @@ def test_bad_specs_and_duplicates(tmp_path, sample_dir):
     man.write_text(json.dumps({"path": str(meshes[0]), "prompt": "x"}) + "\n")
     with pytest.raises(SourceError, match="already used"):
         collect_items([f"manifest:{man}", f"manifest:{man}"])
+
+
+def test_real_cap3d_csv_parses(shared_data, tmp_path, sample_dir):
+    """The real Cap3D CSV (no header, quoted captions with commas) as a format fixture."""
+    from dreamcs.data.sources import _read_cap3d_csv
+
+    caps = _read_cap3d_csv(shared_data / "captions" / "cap3d_automated_ABO.csv")
+    assert len(caps) > 6000 and all(k and v for k, v in list(caps.items())[:50])
+    # meshes named after the first two ids pick up exactly those captions
+    ids = list(caps)[:2]
+    (tmp_path / "m").mkdir()
+    for i, p in zip(ids, sorted(sample_dir.glob("*.obj")), strict=False):
+        shutil.copy(p, tmp_path / "m" / f"{i}.obj")
+    items = parse_source(f"cap3d:{tmp_path / 'm'}:{shared_data / 'captions' / 'cap3d_automated_ABO.csv'}")
+    assert [(it.id, it.prompt) for it in items] == sorted((i, caps[i]) for i in ids)
