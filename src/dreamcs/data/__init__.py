@@ -2,6 +2,7 @@
 
     dreamcs data build --source cap3d:MESHES:captions.csv --out meshpref      # or --preset embedded
     ds = MeshPrefDataset("meshpref", split="train")
+    from dreamcs.data.build import BuildConfig, build   # (the submodule ``build`` shadows a package-level name)
 
 Heavy pieces are imported on first use, so ``import dreamcs.data`` stays light.
 """
@@ -13,7 +14,6 @@ from typing import Any
 _LAZY = {
     "MeshPrefDataset": "dreamcs.data.dataset",
     "BuildConfig": "dreamcs.data.build",
-    "build": "dreamcs.data.build",
     "merge": "dreamcs.data.build",
     "SCORERS": "dreamcs.data.scorers",
     "build_scorer": "dreamcs.data.scorers",
