@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DREAMCS_SHARED_DATA", REPO.parent / "shared" / "data"))
 SAMPLES = REPO / "src" / "dreamcs" / "assets" / "samples"
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# torch reads OMP_NUM_THREADS itself (the Makefile sets it); without it, at most 2 threads.
+if not os.environ.get("OMP_NUM_THREADS"):
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session")

@@ -72,3 +72,16 @@ def sha1_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def parse_shard(spec: str | None) -> tuple[int, int]:
+    """``"i/n"`` (0 <= i < n) -> (i, n); None -> (0, 1). The ``--shard`` option of every batch job."""
+    if spec is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r}: expected i/n with integers, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {spec!r}: need 0 <= i < n")
+    return i, n

@@ -9,13 +9,13 @@ import shutil
 
 import pytest
 import trimesh
-from conftest import TINY
+from eval_settings import TINY
 from test_judge import _Server
 from typer.testing import CliRunner
 
 from dreamcs.cli import app
-from dreamcs.evaluate.study import parse_seeds, parse_shard, plan_jobs, read_manifest
-from dreamcs.utils import read_jsonl
+from dreamcs.evaluate.study import parse_seeds, plan_jobs, read_manifest
+from dreamcs.utils import parse_shard, read_jsonl
 
 PROMPTS = ["a wooden chair", "a red car"]
 runner = CliRunner()

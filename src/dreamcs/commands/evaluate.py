@@ -33,7 +33,8 @@ def run(
     """Generate every prompt x seed into OUT/runs/<slug>-s<seed>/; finished runs are skipped, partial ones resumed."""
     from dreamcs.config import ConfigError
     from dreamcs.evaluate.prompts import PromptFileError, load_prompts
-    from dreamcs.evaluate.study import parse_seeds, parse_shard, run_study
+    from dreamcs.evaluate.study import parse_seeds, run_study
+    from dreamcs.utils import parse_shard
 
     try:
         counts = run_study(out, load_prompts(prompts), config, seeds=parse_seeds(seeds), reward=reward,

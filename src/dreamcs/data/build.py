@@ -37,7 +37,7 @@ from dreamcs.data.scorers.geometric import GeometricScorerConfig
 from dreamcs.data.scorers.llm import LLMScorerConfig
 from dreamcs.data.sources import SourceItem, collect_items
 from dreamcs.data.store import finalize, read_table
-from dreamcs.utils import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
+from dreamcs.utils import append_jsonl, atomic_write_bytes, atomic_write_text, parse_shard, read_jsonl
 
 
 @dataclass
@@ -69,16 +69,6 @@ class BuildConfig:
 
 # Settings that do not change the result; a resumed build may differ in them.
 _RUNTIME_KEYS = ("workers",)
-
-
-def parse_shard(spec: str) -> tuple[int, int]:
-    try:
-        i, n = (int(x) for x in spec.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {spec!r}: expected i/n, e.g. 0/2") from None
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"--shard {spec!r}: need 0 <= i < n")
-    return i, n
 
 
 def _h(text: str) -> int:

@@ -41,17 +41,6 @@ class Job:
         return run_name(self.prompt, self.seed)
 
 
-def parse_shard(text: str | None) -> tuple[int, int]:
-    """``"i/n"`` (0 <= i < n) -> (i, n); None -> (0, 1)."""
-    if text is None:
-        return 0, 1
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected i/n with integers, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
-    return i, n
 
 
 def parse_seeds(text: str) -> list[int]:
