@@ -39,8 +39,8 @@ class QuickstartConfig:
     """Processes for the dataset build."""
     reward_preset: str = "small"
     """RewardCS preset trained by the demo (small, base, tiny)."""
-    reward_steps: int = 300
-    reward_batch_size: int = 16
+    reward_steps: int = 200
+    reward_batch_size: int = 8
     generate: bool = True
     """Run the generation step (skipped with a message when no prior is available)."""
     generate_config: str = "dmtet-embedded"
