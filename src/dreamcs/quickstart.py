@@ -60,7 +60,7 @@ def _mesh_table(console: Console) -> list[dict[str, Any]]:
         pm = fuse(mesh)
         ms = (time.perf_counter() - t0) * 1e3
         rows.append({
-            "mesh": path.stem, "faces_in": int(len(mesh.faces)), "components": q["n_components"],
+            "mesh": path.stem.split("__")[-1].removeprefix("s_"), "faces_in": int(len(mesh.faces)), "components": q["n_components"],
             "watertight": q["watertight"], "patches": f"{pm.faces.shape[0]}x{pm.faces.shape[1]}",
             "connected_patches": f"{pm.n_connected_patches() / pm.n_patches:.0%}", "fuse_ms": f"{ms:.0f}",
         })
