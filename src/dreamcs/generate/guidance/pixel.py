@@ -164,7 +164,9 @@ class EmbeddedGuidance(PixelGuidance):
         meta = yaml.safe_load(meta_path.read_text(encoding="utf-8")) or {}
         if not isinstance(meta, dict):
             raise ValueError(f"{meta_path}: expected a mapping")
-        self.unet = UNet2DConditionModel.from_pretrained(str(root / "unet"), local_files_only=True)
+        # low_cpu_mem_usage=False: the default wants `accelerate` and warns on every load without it
+        self.unet = UNet2DConditionModel.from_pretrained(str(root / "unet"), local_files_only=True,
+                                                         low_cpu_mem_usage=False)
         self.unet.requires_grad_(False).eval()
         self.channels = int(meta.get("channels", self.unet.config.in_channels))
         self.image_size = int(meta.get("image_size", self.unet.config.sample_size))
