@@ -48,14 +48,17 @@ class MiniLMEncoder(TextEncoder):
         return int(self.model.config.hidden_size)
 
     def _encode_uncached(self, prompts: list[str]) -> list[tuple[Tensor, Tensor]]:
-        batch = self.tokenizer(
-            prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = _tokenize(self, prompts)
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].bool()
         return _split_per_prompt(hidden, mask, masked_mean(hidden, mask))
+
+
+def _tokenize(encoder, prompts: list[str]) -> dict[str, Tensor]:
+    """input_ids and attention_mask (B, L), padded to the longest prompt, on the model's device."""
+    batch = encoder.tokenizer(prompts, padding=True, truncation=True, max_length=encoder.max_length, return_tensors="pt")
+    device = next(encoder.model.parameters()).device
+    return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
 
 def _quiet_transformers() -> None:
@@ -102,11 +105,7 @@ class CLIPEncoder(TextEncoder):
         return int(self.model.config.hidden_size)
 
     def _encode_uncached(self, prompts: list[str]) -> list[tuple[Tensor, Tensor]]:
-        batch = self.tokenizer(
-            prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        batch = _tokenize(self, prompts)
         out = self.model(**batch)
         return _split_per_prompt(out.last_hidden_state, batch["attention_mask"].bool(), out.pooler_output)
 
