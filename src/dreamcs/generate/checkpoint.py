@@ -52,20 +52,6 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> No
     random.setstate((version, tuple(int(x) for x in tensors["rng.python"].tolist()), gauss_next))
 
 
-def _unique_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """``state_dict`` without aliases (one module attribute pointing at another's tensor), which
-    safetensors refuses to store twice."""
-    seen: set[tuple[int, tuple[int, ...], torch.dtype]] = set()
-    out = {}
-    for k, v in module.state_dict().items():
-        key = (v.data_ptr(), tuple(v.shape), v.dtype)
-        if v.numel() and key in seen:
-            continue
-        seen.add(key)
-        out[k] = v
-    return out
-
-
 def save_checkpoint(
     folder: str | Path,
     step: int,
@@ -79,7 +65,7 @@ def save_checkpoint(
 
     tensors: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
-        for k, v in _unique_state(module).items():
+        for k, v in module.state_dict().items():
             tensors[f"model.{name}.{k}"] = v.detach().cpu().contiguous()
     opt = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
@@ -137,10 +123,6 @@ def load_checkpoint(
             missing, unexpected = module.load_state_dict(state, strict=False)
         except RuntimeError as e:
             raise ValueError(f"{path}: the {name} state does not fit this config ({str(e)[:300]})") from e
-        # keys that only alias a loaded tensor were left out on purpose (see _unique_state)
-        current = module.state_dict()
-        loaded = {current[k].data_ptr() for k in state if k in current}
-        missing = [k for k in missing if current[k].data_ptr() not in loaded]
         if missing or unexpected:
             raise ValueError(f"{path}: the {name} state does not fit this config "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
