@@ -79,46 +79,75 @@ def _subgraph(
     return sub_ptr, indices[keep], rows[keep]
 
 
-def _grow_order(
-    inner: tuple[NDArray, NDArray, NDArray],
+def _stack(inner: tuple[NDArray, NDArray, NDArray], n: int, c: int) -> tuple[NDArray, NDArray, NDArray]:
+    """``inner`` (``_subgraph`` arrays over n faces) repeated c times block-diagonally: candidate j's
+    face f is node j * n + f, so one scipy call serves all candidate cuts at once."""
+    indptr, indices, rows = inner
+    nnz = len(indices)
+    dt = np.int32 if c * max(nnz, n + 1) < 2**31 else np.int64
+    off = (np.arange(c, dtype=dt) * n)[:, None]
+    ptr = np.empty(c * n + 1, dtype=dt)
+    ptr[:-1] = (indptr[:-1].astype(dt)[None, :] + (np.arange(c, dtype=dt) * nnz)[:, None]).reshape(-1)
+    ptr[-1] = c * nnz
+    return ptr, (indices.astype(dt)[None, :] + off).reshape(-1), (rows.astype(dt)[None, :] + off).reshape(-1)
+
+
+def _grow_ranks(
+    stacked: tuple[NDArray, NDArray, NDArray],
     group: NDArray,
+    n_g: int,
     feat: NDArray,
     col_orders: NDArray,
-    col_of_group: NDArray,
-    sign: float,
+    cands: list[tuple[NDArray, float]],
 ) -> NDArray:
-    """Faces sorted by group, then breadth-first inside the group from the group's extreme face
-    along its column ``col_of_group`` (the smallest value for sign +1, the largest for -1); faces
-    the growth cannot reach (other components) follow, by value.
+    """Rank (C, F) of every face inside its group for each candidate growth (col_of_group (G,), sign):
+    breadth-first from the group's extreme face along its column ``col_of_group`` (the smallest
+    value for sign +1, the largest for -1, ties: the first / last in the stable column order);
+    faces the growth cannot reach (other components) follow, by value.
 
-    ``inner`` is the face graph restricted to edges inside a group (``_subgraph``); ``col_orders``
-    (D, F) are the argsorts of feat's columns, computed once. Any prefix of one group's run in
-    this order is edge-connected (up to the unreachable tail).
+    ``stacked`` is the intra-group face graph repeated once per candidate (``_stack``);
+    ``col_orders`` (D, F) are the argsorts of feat's columns, computed once. Any rank prefix of
+    one group is edge-connected (up to the unreachable tail).
     """
-    n = len(group)
-    seed_of = np.empty(int(group.max()) + 1, dtype=np.int64)
-    for c in np.flatnonzero(np.bincount(col_of_group)).tolist():
-        oc = col_orders[c] if sign > 0 else col_orders[c][::-1]
-        oc = oc[col_of_group[group[oc]] == c]
-        seed_of[group[oc][::-1]] = oc[::-1]  # the last write wins: each group's extreme face
-    indptr, indices, _ = inner
-    # a virtual root (node n) linked to every seed
+    n, c = len(group), len(cands)
+    cg = np.stack([col for col, _ in cands])  # (C, G)
+    sign = np.array([s for _, s in cands])
+    seeds = np.empty((c, n_g), dtype=np.int64)
+    for col in np.unique(cg).tolist():
+        oc = col_orders[col]
+        gs = group[oc]
+        lo, hi = np.empty(n_g, dtype=np.int64), np.empty(n_g, dtype=np.int64)
+        lo[gs[::-1]] = oc[::-1]  # the last write wins: each group's first face in the order
+        hi[gs] = oc
+        for j in range(c):
+            m = cg[j] == col
+            seeds[j, m] = (lo if sign[j] > 0 else hi)[m]
+    seeds = np.sort(seeds + np.arange(c)[:, None] * n, axis=None)
+    ptr, idx, _ = stacked
+    N = c * n  # a virtual root (node N) linked to every seed
     G = sp.csr_matrix(
         (
-            np.ones(len(indices) + len(seed_of)),
-            np.concatenate([indices, np.sort(seed_of).astype(np.int32)]),
-            np.concatenate([indptr, np.array([indptr[-1] + len(seed_of)], dtype=np.int32)]),
+            np.ones(len(idx) + len(seeds)),
+            np.concatenate([idx, seeds.astype(idx.dtype)]),
+            np.concatenate([ptr, np.array([ptr[-1] + len(seeds)], dtype=ptr.dtype)]),
         ),
-        shape=(n + 1, n + 1),
+        shape=(N + 1, N + 1),
     )
-    bfs = breadth_first_order(G, n, directed=True, return_predecessors=False)[1:]
-    rest = np.ones(n, dtype=bool)
+    bfs = breadth_first_order(G, N, directed=True, return_predecessors=False)[1:]
+    rest = np.ones(N, dtype=bool)
     rest[bfs] = False
     rest = np.flatnonzero(rest)
     if len(rest):
-        rest = rest[np.argsort(sign * feat[rest, col_of_group[group[rest]]], kind="stable")]
+        j, f = np.divmod(rest, n)
+        rest = rest[np.argsort(sign[j] * feat[f, cg[j, group[f]]], kind="stable")]
     seq = np.concatenate([bfs, rest])
-    return seq[np.argsort(group[seq].astype(np.int16 if n < 32768 else np.int64), kind="stable")]
+    gb = (np.arange(c)[:, None] * n_g + group[None, :]).reshape(-1)[seq]
+    o = np.argsort(gb.astype(np.int16 if c * n_g < 32768 else np.int64), kind="stable")
+    sizes = np.bincount(gb, minlength=c * n_g)
+    starts = np.cumsum(sizes) - sizes
+    rank = np.empty(N, dtype=np.int64)
+    rank[seq[o]] = np.arange(N) - starts[gb[o]]
+    return rank.reshape(c, n)
 
 
 def _smooth_cut(
@@ -131,7 +160,7 @@ def _smooth_cut(
     n_g = int(group.max()) + 1
     deg = np.bincount(rows, minlength=n)
     for _ in range(3):
-        n_right = np.bincount(rows, weights=right[cols], minlength=n).astype(np.int64)
+        n_right = np.bincount(rows[right[cols]], minlength=n)
         n_left = deg - n_right
         tooth = right & (n_right == 0) & (deg > 0) & active[group]
         bump = ~right & (n_left <= 1) & (n_right >= 2) & active[group]
@@ -172,6 +201,88 @@ def _group_stats(feat: NDArray, group: NDArray, n_g: int) -> tuple[NDArray, NDAr
     return sizes, var
 
 
+def _try_cuts(
+    inner: tuple[NDArray, NDArray, NDArray],
+    group: NDArray,
+    feat: NDArray,
+    col_orders: NDArray,
+    cut_at: NDArray,
+    active: NDArray,
+    cands: list[tuple[NDArray, float]],
+    similar: NDArray,
+) -> tuple[NDArray, NDArray, NDArray]:
+    """Cut every group at rank ``cut_at`` (G,) for each candidate growth, all candidates in one go.
+
+    Returns right (C, F) bool, the pieces of both sides (C, G) and the score (C, G): pieces first,
+    then the similar-normal edges cut (so cuts prefer creases and patches stay near-planar).
+    """
+    n, n_g, c = len(group), len(cut_at), len(cands)
+    stacked = _stack(inner, n, c)
+    _, cols, erows = stacked
+    group_b = (np.arange(c)[:, None] * n_g + group[None, :]).reshape(-1)
+    rank = _grow_ranks(stacked, group, n_g, feat, col_orders, cands)
+    right = _smooth_cut(stacked, group_b, (rank >= cut_at[group]).reshape(-1), np.tile(active, c))
+    similar = np.tile(similar, c)
+    cut = right[erows] != right[cols]
+    cut_cost = np.bincount(group_b[erows[cut]], weights=similar[cut], minlength=c * n_g).reshape(c, n_g)
+    pieces = _side_pieces(stacked, group_b, right).reshape(c, n_g)
+    return right.reshape(c, n), pieces, pieces * 1e7 + CUT_WEIGHT * cut_cost
+
+
+def _induced(
+    inner: tuple[NDArray, NDArray, NDArray], keep: NDArray, col_orders: NDArray
+) -> tuple[tuple[NDArray, NDArray, NDArray], NDArray]:
+    """The graph ``inner`` and the column orders restricted to the faces ``keep`` (a union of whole
+    groups), renumbered in order: neighbour and tie orders are unchanged, so growth is too."""
+    indptr, indices, rows = inner
+    new_id = np.cumsum(keep, dtype=np.int64) - 1
+    e = keep[rows]
+    sub_rows = new_id[rows[e]].astype(indices.dtype)
+    m = int(new_id[-1]) + 1
+    ptr = np.zeros(m + 1, dtype=indptr.dtype)
+    np.cumsum(np.bincount(sub_rows, minlength=m), out=ptr[1:])
+    orders = np.stack([new_id[o[keep[o]]] for o in col_orders])
+    return (ptr, new_id[indices[e]].astype(indices.dtype), sub_rows), orders
+
+
+def _split_level(
+    inner: tuple[NDArray, NDArray, NDArray],
+    group: NDArray,
+    feat: NDArray,
+    col_orders: NDArray,
+    dims: NDArray,
+    cut_at: NDArray,
+    active: NDArray,
+    similar: NDArray,
+) -> NDArray:
+    """right (F,) bool: each group's chosen cut. The candidates grow from either end of the group's
+    widest direction, then, only for groups whose cut left a side in more than one piece, of the next
+    widest ones; the cut whose sides fall into the fewest pieces wins (ties: the first candidate)."""
+    cands = [(dims[:, 0], 1.0), (dims[:, 0], -1.0)]
+    rights, pieces, score = _try_cuts(inner, group, feat, col_orders, cut_at, active, cands, similar)
+    best = np.argmin(score, axis=0)
+    right = rights[best[group], np.arange(len(group))]
+    best_pieces = pieces[best, np.arange(len(cut_at))]
+    todo = active & (best_pieces > 2)  # two connected sides is the best any cut can do
+    if dims.shape[1] < 2 or not todo.any():
+        return right
+    gsel = np.flatnonzero(todo)
+    keep = todo[group]
+    sub_inner, sub_orders = _induced(inner, keep, col_orders)
+    gmap = np.cumsum(todo) - 1
+    sub_group = gmap[group[keep]]
+    more = [(dims[gsel, d], s) for d in range(1, dims.shape[1]) for s in (1.0, -1.0)]
+    r2, _, s2 = _try_cuts(
+        sub_inner, sub_group, feat[keep], sub_orders, cut_at[gsel], active[gsel], more, similar[keep[inner[2]]]
+    )
+    b2 = np.argmin(s2, axis=0)
+    better = s2[b2, np.arange(len(gsel))] < score[best[gsel], gsel]
+    faces = np.flatnonzero(keep)
+    upd = better[sub_group]
+    right[faces[upd]] = r2[b2[sub_group], np.arange(len(faces))][upd]
+    return right
+
+
 def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     """Component-aware recursive bisection at exact ranks -> labels (F,), each used k times.
 
@@ -188,11 +299,11 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
     col_orders = np.argsort(feat, axis=0, kind="stable").T  # (D, F), once for all splits
+    # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
+    similar = 0.5 * (1.0 + (feat[rows, 3:] * feat[A.indices, 3:]).sum(1))
     inner = _subgraph(A.indptr, A.indices, rows, comp[rows] == comp[A.indices])
-    order = _grow_order(inner, comp, feat, col_orders, np.zeros(len(sizes), dtype=np.int64), 1.0)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n) - starts[comp[order]]
+    zeros = np.zeros(len(sizes), dtype=np.int64)
+    rank = _grow_ranks(_stack(inner, n, 1), comp, len(sizes), feat, col_orders, [(zeros, 1.0)])[0]
     pooled = rank < take[comp]
     group = np.where(pooled, len(sizes), comp)
     counts = np.r_[counts, int(pooled.sum()) // k]
@@ -200,34 +311,15 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     group = (np.cumsum(keep) - 1)[group]
     counts = counts[keep]
     while (counts > 1).any():
-        sizes, var = _group_stats(feat, group, len(counts))
+        # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
+        _, var = _group_stats(feat if NORMAL_WEIGHT else feat[:, :3], group, len(counts))
+        var = var if NORMAL_WEIGHT else np.concatenate([var, np.zeros_like(var)], 1)
         eff = _effective_var(var)
         dims = np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS]
         left = np.maximum(counts // 2, 1)
-        starts = np.r_[0, np.cumsum(sizes)[:-1]]
-        # grow from either end of the widest direction; keep, per group, the cut whose two sides
-        # fall into fewer pieces (ties: the first)
-        inner = _subgraph(A.indptr, A.indices, rows, group[rows] == group[A.indices])
-        _, cols, erows = inner
-        # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
-        similar = 0.5 * (1.0 + (feat[erows, 3:] * feat[cols, 3:]).sum(1))
-        best, best_score = None, None
-        for d, sign in [(d, sg) for d in range(dims.shape[1]) for sg in (1.0, -1.0)]:
-            order = _grow_order(inner, group, feat, col_orders, dims[:, d], sign)
-            rank = np.empty(n, dtype=np.int64)
-            rank[order] = np.arange(n) - starts[group[order]]
-            right = _smooth_cut(inner, group, rank >= left[group] * k, counts > 1)
-            # fewest edge-connected pieces first, then the cut that keeps similar normals together
-            cut = right[erows] != right[cols]
-            cut_cost = np.bincount(group[erows[cut]], weights=similar[cut], minlength=len(counts))
-            score = _side_pieces(inner, group, right) * 1e7 + CUT_WEIGHT * cut_cost
-            if best is None:
-                best, best_score = right, score
-            else:
-                better = score < best_score
-                best = np.where(better[group], right, best)
-                best_score = np.where(better, score, best_score)
-        right = best
+        intra = group[rows] == group[A.indices]
+        inner = _subgraph(A.indptr, A.indices, rows, intra)
+        right = _split_level(inner, group, feat, col_orders, dims, left * k, counts > 1, similar[intra])
         new_counts = np.stack([left, counts - left], 1).reshape(-1)
         keep = new_counts > 0
         group = (np.cumsum(keep) - 1)[2 * group + right]
