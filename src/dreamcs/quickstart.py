@@ -11,7 +11,6 @@ Every step reuses what an earlier run left in ``OUT`` (a killed demo resumes whe
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dreamcs.config import save_config
-from dreamcs.utils import atomic_write_text, read_jsonl
+from dreamcs.demo_report import fmt, write_report
 
 SAMPLES = Path(__file__).resolve().parent / "assets" / "samples"
 
@@ -45,8 +44,14 @@ class QuickstartConfig:
     """Run the generation step (skipped with a message when no prior is available)."""
     generate_config: str = "dmtet-embedded"
     generate_steps: int = 100
+    generate_overrides: list[str] = field(default_factory=list)
+    """Extra ``key=value`` overrides of the generation config (both variants)."""
     prompts: list[str] = field(default_factory=lambda: ["a chair", "a round table", "a bushy tree"])
+    """Prompts generated with and without the reward; captions of embedded meshes get a ground truth."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """Generation seeds per prompt (the table's std is over prompts and seeds)."""
     seed: int = 0
+    """Seed of the dataset build and the reward training."""
 
 
 def _mesh_table(console: Console) -> list[dict[str, Any]]:
@@ -117,27 +122,51 @@ def _reward(cfg: QuickstartConfig, data: Path, out: Path, console: Console) -> t
     return run, metrics
 
 
-def _generate(cfg: QuickstartConfig, reward_run: Path, out: Path, console: Console) -> list[dict[str, Any]]:
-    """Each prompt with and without 3D reward guidance, on the embedded prior (raises
-    FileNotFoundError when no prior ships: the tiny random prior would make meaningless shapes)."""
+def _check_prior(cfg: QuickstartConfig) -> None:
+    """FileNotFoundError when the generation config wants the embedded prior and none is there (a
+    per-run failure inside the study would hide it; a random prior would make meaningless shapes)."""
     from dreamcs.config import load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
-    from dreamcs.generate.pipeline import GeneratePipeline
+    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
 
-    rows = []
-    for i, prompt in enumerate(cfg.prompts):
-        for guided in (False, True):
-            run = out / "generate" / f"p{i}-{'reward' if guided else 'sds'}"
-            overrides = [f"steps={cfg.generate_steps}", f"seed={cfg.seed}"]
-            gcfg = load_config(GenerateConfig, resolve_config_path(cfg.generate_config), overrides)
-            gcfg.prompt = prompt
-            gcfg.reward.checkpoint = str(reward_run) if guided else None
-            console.print(f"4. generate: {prompt!r} {'with' if guided else 'without'} 3D reward -> {run}")
-            result = GeneratePipeline(gcfg, run)(resume=(run / "metrics.jsonl").exists())
-            last = result.metrics[-1] if result.metrics else {}
-            rows.append({"prompt": prompt, "guided": guided, "run": str(run),
-                         **{k: last.get(k) for k in ("loss", "reward")}})
-    return rows
+    g = load_config(GenerateConfig, resolve_config_path(cfg.generate_config), list(cfg.generate_overrides)).guidance
+    root = Path(g.pretrained) if g.pretrained else DEFAULT_PRIOR
+    if g.name == "embedded" and not (root / "prior.yaml").is_file():
+        raise FileNotFoundError(f"{root}: no embedded prior (train one with `dreamcs prior train`)")
+
+
+def _generate(cfg: QuickstartConfig, reward_run: Path, out: Path, console: Console) -> dict[str, Any]:
+    """Every prompt and seed without and with 3D reward guidance (two ``evaluate`` studies, so a
+    killed demo resumes run by run), then both variants' final meshes through the Janus and geometry
+    benchmark, with the same RewardCS as the reward column and the embedded mesh of a prompt's
+    caption as its ground truth when every prompt has one."""
+    from dreamcs.data.embedded import embedded_ground_truth
+    from dreamcs.evaluate.janus import janus_benchmark
+    from dreamcs.evaluate.study import read_manifest, run_study
+
+    _check_prior(cfg)
+    studies = {"baseline": (out / "generate" / "baseline", None), "+RewardCS": (out / "generate" / "reward", str(reward_run))}
+    overrides = [f"steps={cfg.generate_steps}", *cfg.generate_overrides]
+    runs = []
+    for variant, (study, reward) in studies.items():
+        console.print(f"4. generate: {len(cfg.prompts)} prompt(s) x {len(cfg.seeds)} seed(s), {variant} -> {study}")
+        counts = run_study(study, cfg.prompts, cfg.generate_config, seeds=cfg.seeds, reward=reward, variant=variant,
+                           overrides=overrides, show_progress=True, log=console.print)
+        if counts["failed"]:
+            console.print(f"4. generate: {counts['failed']} run(s) failed, see {study / 'failures.jsonl'}")
+        runs += [{"prompt": r["prompt"], "seed": r["seed"], "variant": variant, "dir": str(study / r["run"])}
+                 for r in read_manifest(study)]
+    if not runs:
+        return {"runs": []}
+    known = embedded_ground_truth()
+    gt = {q: known[q] for q in cfg.prompts} if all(q in known for q in cfg.prompts) else None
+    console.print("4. generate: measuring both variants (Chamfer to ground truth, Janus, floaters, holes, reward)")
+    res = janus_benchmark(cfg.prompts, [s for s, _ in studies.values()], out / "generate" / "eval", gt=gt,
+                          reward=str(reward_run), log=lambda _: None)
+    _print_rows(console, "4. generation: mean +/- std over prompts and seeds", [
+        {"variant": v, **{m: f"{s['mean']:.3f} +/- {s['std']:.3f}" for m, s in metrics.items()}}
+        for v, metrics in res["table"].items()])
+    return {"runs": runs, "table": res["table"], "per_prompt": res["per_prompt"], "ground_truth": gt is not None}
 
 
 def quickstart(cfg: QuickstartConfig) -> Path:
@@ -153,8 +182,8 @@ def quickstart(cfg: QuickstartConfig) -> Path:
     sections["stats"] = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     reward_run, metrics = _reward(cfg, data, out, console)
     sections["reward_eval"] = metrics
-    _print_rows(console, "3. reward: test split", [{k: _fmt(v) for k, v in metrics.items()}] if metrics else [])
-    sections["generate"] = []
+    _print_rows(console, "3. reward: test split", [{k: fmt(v) for k, v in metrics.items()}] if metrics else [])
+    sections["generate"] = {}
     if cfg.generate:
         try:
             sections["generate"] = _generate(cfg, reward_run, out, console)
@@ -164,72 +193,3 @@ def quickstart(cfg: QuickstartConfig) -> Path:
     report = write_report(out, sections, reward_run)
     console.print(f"done in {sections['seconds']} s: {report}")
     return report
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
-
-
-def _html_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _curves_png(reward_run: Path) -> str | None:
-    """The reward training loss curves as an inline PNG (base64), or None without metrics."""
-    import base64
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in read_jsonl(reward_run / "metrics.jsonl") if "step" in r]
-    if not rows:
-        return None
-    keys = [k for k in ("loss", "loss_mse", "d_cs") if any(k in r for r in rows)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3))
-    for ax, k in zip(axes if len(keys) > 1 else [axes], keys, strict=True):
-        pts = [(r["step"], r[k]) for r in rows if k in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts])
-        ax.set_title(k)
-        ax.set_xlabel("step")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def write_report(out: Path, sections: dict[str, Any], reward_run: Path) -> Path:
-    """``out/report.html``: one self-contained page (images inlined)."""
-    import base64
-
-    parts = ["<html><head><meta charset='utf-8'><title>dreamcs demo</title><style>"
-             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:4px 8px}</style></head><body>",
-             "<h1>dreamcs demo</h1>", f"<p>Total time: {sections['seconds']} s</p>",
-             "<h2>1. Mesh core</h2>", _html_table(sections["mesh"]),
-             "<h2>2. 3D-MeshPref dataset</h2>", f"<pre>{html.escape(json.dumps(sections['stats'], indent=2))}</pre>",
-             "<h2>3. RewardCS on the test split</h2>",
-             _html_table([sections["reward_eval"]] if sections["reward_eval"] else [])]
-    curves = _curves_png(reward_run)
-    if curves:
-        parts.append(f"<h3>Training curves</h3><img src='data:image/png;base64,{curves}'>")
-    emb = reward_run / "embeddings.png"
-    if emb.exists():
-        parts.append(f"<h3>Test embeddings</h3><img src='data:image/png;base64,{base64.b64encode(emb.read_bytes()).decode()}'>")
-    parts.append("<h2>4. Generation</h2>")
-    rows = sections["generate"]
-    parts.append(_html_table([{k: v for k, v in r.items() if k != "run"} for r in rows]) if rows else "<p>not run</p>")
-    for r in rows:
-        png = Path(r["run"]) / "turntable.png"
-        if png.exists():
-            parts.append(f"<p>{html.escape(r['prompt'])} ({'with' if r['guided'] else 'without'} RewardCS)</p>"
-                         f"<img src='data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}'>")
-    parts.append("</body></html>")
-    return atomic_write_text(out / "report.html", "\n".join(parts))

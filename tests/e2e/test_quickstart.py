@@ -35,11 +35,18 @@ def test_reduced_quickstart_writes_report(tmp_path, sample_dir):
     for heading in ("1. Mesh core", "2. 3D-MeshPref dataset", "3. RewardCS", "4. Generation"):
         assert heading in text
     assert (tmp_path / "demo" / "reward" / "model.safetensors").exists()
-    guided = read_jsonl(tmp_path / "demo" / "generate" / "p0-reward" / "metrics.jsonl")
-    plain = read_jsonl(tmp_path / "demo" / "generate" / "p0-sds" / "metrics.jsonl")
+    gen = tmp_path / "demo" / "generate"
+    guided = read_jsonl(next((gen / "reward" / "runs").glob("*-s0")) / "metrics.jsonl")
+    plain = read_jsonl(next((gen / "baseline" / "runs").glob("*-s0")) / "metrics.jsonl")
     assert len(guided) == len(plain) == 3
     assert any(r.get("reward") is not None for r in guided)
     assert all(r.get("reward") is None for r in plain)
+    # both variants' final meshes are measured the same way, the reward column included
+    table = json.loads((gen / "eval" / "janus.json").read_text())
+    assert set(table["table"]) == {"baseline", "+RewardCS"}
+    for variant in ("baseline", "+RewardCS"):
+        assert "reward" in table["table"][variant]
+    assert "Turntables" in text and text.count("data:image/png;base64,") >= 2
     # A second call reuses everything it finds instead of recomputing.
     mtime = (tmp_path / "demo" / "reward" / "model.safetensors").stat().st_mtime
     quickstart(cfg)

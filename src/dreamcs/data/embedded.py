@@ -82,6 +82,20 @@ def embedded_items(root: str | os.PathLike | None = None, defects_per_object: tu
     return items
 
 
+def embedded_ground_truth(root: str | os.PathLike | None = None) -> dict[str, Path]:
+    """``{caption: mesh path}`` for every caption that names exactly one embedded mesh.
+
+    These are the "known objects" of the offline demo and the Janus benchmark: a prompt equal to one
+    of these captions has a ground-truth shape (the prior was trained on its renders).
+    """
+    root = Path(root) if root is not None else ASSETS
+    captions = _read_cap3d_csv(root / "captions.csv")
+    by_caption: dict[str, list[str]] = {}
+    for obj, cap in captions.items():
+        by_caption.setdefault(" ".join(cap.split()), []).append(obj)
+    return {cap: root / "meshes" / f"{objs[0]}.obj" for cap, objs in sorted(by_caption.items()) if len(objs) == 1}
+
+
 def make_assets(shared_meshes: str | os.PathLike, out: str | os.PathLike = ASSETS, max_faces: int = MAX_FACES) -> list[str]:
     """Copy the permissively licensed meshes of ``shared_meshes`` into ``out``, simplified.
 
