@@ -81,3 +81,30 @@ def test_bad_shapes_raise():
         face_features(torch.zeros(4, 2), torch.zeros(1, 3, dtype=torch.long))
     with pytest.raises(ValueError):
         patch_features(torch.zeros(4, 3), torch.zeros(2, 3, dtype=torch.long))
+
+
+def _wavy_grid(n: int, spacing: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n*n, 3) vertices of a gently wavy grid and its (2*(n-1)^2, 3) triangles, mixed orientation."""
+    i, j = torch.meshgrid(torch.arange(n, dtype=dtype), torch.arange(n, dtype=dtype), indexing="ij")
+    x, y = i * spacing, j * spacing
+    z = 0.3 * spacing * (torch.sin(3.1 * i) + torch.cos(1.7 * j))
+    v = torch.stack([x + 0.2 * spacing * torch.sin(2.3 * j), y, z], -1).reshape(-1, 3)
+    a = (torch.arange(n - 1).unsqueeze(1) * n + torch.arange(n - 1)).reshape(-1)
+    f = torch.cat([torch.stack([a, a + 1, a + n], 1), torch.stack([a + 1, a + n + 1, a + n], 1)])
+    return v, f
+
+
+def test_float32_matches_float64_on_small_faces():
+    # small faces (edges ~1e-2) in float32 must keep the accuracy of float32 arithmetic: a masked
+    # division written as 1 / (x + 1 - mask) once rounded the normals to ~1e-4 here
+    v64, f = _wavy_grid(24, 1e-2, torch.float64)
+    v64.requires_grad_(True)
+    v32 = v64.detach().float().requires_grad_(True)
+    out64, out32 = face_features(v64, f), face_features(v32, f)
+    torch.testing.assert_close(out32[:, 0], out64[:, 0].float(), rtol=1e-4, atol=0)
+    torch.testing.assert_close(out32[:, 1:], out64[:, 1:].float(), rtol=0, atol=2e-6)
+    w = torch.linspace(-1.0, 1.0, out64.numel(), dtype=torch.float64).reshape(out64.shape)
+    (out64 * w).sum().backward()
+    (out32 * w.float()).sum().backward()
+    scale = v64.grad.abs().max()
+    assert (v32.grad.double() - v64.grad).abs().max() < 1e-4 * scale

@@ -24,6 +24,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["face_features", "patch_features", "patch_centers", "N_FEATURES"]
 
@@ -32,35 +33,172 @@ EPS_LEN = 1e-6  # edges shorter than this count as collapsed (meshes live in [-1
 EPS_NORM = 1e-12  # cross products / normals shorter than this count as zero
 
 
-def _norm(x: Tensor, y: Tensor, z: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Length of (x, y, z) and the mask where it exceeds eps; exactly 0 with zero gradient elsewhere.
-
-    The "double where" keeps sqrt away from 0 in the backward pass (sqrt'(0) would give NaN).
-    """
-    sq = x * x + y * y + z * z
-    ok = sq > eps * eps
-    return torch.where(ok, torch.sqrt(torch.where(ok, sq, torch.ones_like(sq))), torch.zeros_like(sq)), ok
-
-
-def _unit(v: Tensor, eps: float) -> tuple[Tensor, Tensor]:
-    """Normalise (..., 3, N) along axis -2; vectors shorter than eps become 0 (with zero gradient)."""
-    x, y, z = v.unbind(-2)
-    n, ok = _norm(x, y, z, eps)
-    safe = torch.where(ok, n, torch.ones_like(n)).unsqueeze(-2)
-    return torch.where(ok.unsqueeze(-2), v / safe, torch.zeros_like(v)), n
-
-
-def _dot(u: Tensor, w: Tensor) -> Tensor:
-    """Dot product over axis -2 of (..., 3, N) tensors (rows are contiguous, so this is fast)."""
-    return (u * w).sum(-2)
-
-
 def _check_faces(vertices: Tensor, faces: Tensor) -> Tensor:
     if vertices.shape[-1] != 3 or vertices.ndim < 2:
         raise ValueError(f"vertices must have shape (..., V, 3), got {tuple(vertices.shape)}")
     if faces.ndim != 2 or faces.shape[-1] != 3:
         raise ValueError(f"faces must have shape (F, 3), got {tuple(faces.shape)}")
     return faces.to(device=vertices.device, dtype=torch.long)
+
+
+# Implementation notes (why it looks like this): the features are one torch.autograd.Function with a
+# hand-written backward, because autograd over ~100 small ops cost more than the ops themselves.
+# Layout is coordinate-major, (B, 3 xyz, 3 corners, F), so every xyz reduction sums contiguous rows.
+# Masks are float 0/1 (comparisons with a float `out=`) and are applied by multiplication or lerp:
+# on CPU, bool tensors and torch.where are several times slower than float arithmetic. Masked
+# divisions use mask / (x + (1 - mask)), which is 1/x where the mask is 1 and exactly 0 elsewhere.
+
+
+def _fmask(x: Tensor, threshold: float) -> Tensor:
+    """Float 0/1 mask of x > threshold."""
+    return torch.gt(x, threshold, out=torch.empty_like(x))
+
+
+def _cross(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """a x b over axis 1 of (B, 3, N) tensors."""
+    ax, ay, az = a.unbind(1)
+    bx, by, bz = b.unbind(1)
+    if out is None:
+        out = torch.empty_like(a)
+    torch.sub(ay * bz, az * by, out=out[:, 0])
+    torch.sub(az * bx, ax * bz, out=out[:, 1])
+    torch.sub(ax * by, ay * bx, out=out[:, 2])
+    return out
+
+
+def _masked_unit(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(B, 3, N) -> (unit vectors, 0 where |x| <= eps; lengths, 0 there too; 1/length, 0 there too)."""
+    sq = (x * x).sum(1)
+    ok = _fmask(sq, eps * eps)
+    length = sq.sqrt_().mul_(ok)
+    inv = ok / (length + (1 - ok))  # not (length + 1) - ok, which rounds length away
+    return x * inv.unsqueeze(1), length, inv
+
+
+def _sort3_fwd(x: Tensor, out: Tensor) -> Tensor:
+    """Sort (..., 3, N) along axis -2 into ``out`` with a 3-element sorting network.
+
+    Returns the (..., 3, N) float masks of its three compare-exchanges, for ``_sort3_bwd``.
+    torch.sort (and its scatter backward) cost ~15x more for rows of three.
+    """
+    a, b, c = x.unbind(-2)
+    w = torch.empty_like(x)  # w[0]: a <= b, w[1]: min(a, b) <= c, w[2]: max(a, b) <= max(min(a, b), c)
+    torch.le(a, b, out=w[..., 0, :])
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    torch.le(lo, c, out=w[..., 1, :])
+    torch.minimum(lo, c, out=out[..., 0, :])
+    t = torch.maximum(lo, c)
+    torch.le(hi, t, out=w[..., 2, :])
+    torch.minimum(hi, t, out=out[..., 1, :])
+    torch.maximum(hi, t, out=out[..., 2, :])
+    return w
+
+
+def _sort3_bwd(g: Tensor, w: Tensor) -> Tensor:
+    """Route the gradient of the sorted (..., 3, N) values back through the network (a permutation).
+
+    lerp is exact at weights 0 and 1, so each gradient lands unchanged on exactly one input.
+    """
+    g0, g1, g2 = g.unbind(-2)
+    w0, w1, w2 = w.unbind(-2)
+    g_hi, g_t = torch.lerp(g2, g1, w2), torch.lerp(g1, g2, w2)
+    g_lo = torch.lerp(g_t, g0, w1)
+    out = torch.empty_like(g)
+    torch.lerp(g0, g_t, w1, out=out[..., 2, :])
+    torch.lerp(g_hi, g_lo, w0, out=out[..., 0, :])
+    torch.lerp(g_lo, g_hi, w0, out=out[..., 1, :])
+    return out
+
+
+class _FaceFeatures(torch.autograd.Function):
+    """(B, V, 3) vertices, (3F,) corner-major vertex indices -> (B, F, 10) features."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, cidx: Tensor) -> Tensor:  # type: ignore[override]
+        b, n_verts = v.shape[0], v.shape[1]
+        n_faces = cidx.shape[0] // 3
+        vt = v.transpose(1, 2).reshape(b * 3, n_verts)  # (B * 3, V): 2-d index ops have a fast path
+        p = vt.index_select(1, cidx).view(b, 3, 3, n_faces)  # (B, xyz, corner, F)
+        e = torch.empty_like(p)  # edge k leaves corner k: p[k + 1] - p[k]
+        torch.sub(p[:, :, 1:], p[:, :, :2], out=e[:, :, :2])
+        torch.sub(p[:, :, :1], p[:, :, 2:], out=e[:, :, 2:])
+
+        out = p.new_empty(b, n_faces, N_FEATURES)
+        out_t = out.transpose(1, 2)  # (B, 10, F) view: results are written straight into place
+        # cross(e2, e0) = cross(b - a, c - a): the face normal times twice the area
+        cross = _cross(e[:, :, 2], e[:, :, 0])
+        normal, length, inv = _masked_unit(cross, EPS_NORM)
+        torch.mul(length, 0.5, out=out_t[:, 0])
+        out_t[:, 1:4] = normal
+
+        # corner k lies between edge k (leaving it) and edge k-1 (arriving): angle = atan2(|u x w|, u . w),
+        # exact near 0 and pi, unlike acos; |u x w| = |cross| for all three corners. An undefined corner
+        # (an edge under EPS_LEN) gets atan2(0, 1) = 0 here and its share of the rest of pi below.
+        long_edge = _fmask((e * e).sum(1), EPS_LEN**2)  # (B, 3, F)
+        defined = long_edge * long_edge.roll(1, dims=1)
+        undefined = 1 - defined
+        e_prev = e.roll(1, dims=2)
+        y = length.unsqueeze(1) * defined
+        x = torch.addcmul(undefined, (e * e_prev).sum(1), defined, value=-1)
+        ang = torch.atan2(y, x)  # (B, 3, F)
+        n_undef = undefined.sum(1).clamp_min_(1)
+        fill = (math.pi - ang.sum(1)) / n_undef
+        ang.addcmul_(undefined, fill.unsqueeze(1))
+
+        # area-weighted vertex normals: scatter the raw cross products onto the corners
+        vsum = torch.zeros_like(vt).index_add_(
+            1, cidx, cross.view(b * 3, 1, n_faces).expand(-1, 3, -1).reshape(b * 3, -1)
+        )
+        vnormal, _, vinv = _masked_unit(vsum.view(b, 3, n_verts), EPS_NORM)
+        cvn = vnormal.view(b * 3, n_verts).index_select(1, cidx).view(b, 3, 3, n_faces)  # (B, xyz, corner, F)
+        vdots = (cvn * normal.unsqueeze(2)).sum(1)  # (B, 3, F)
+
+        w_ang = _sort3_fwd(ang, out_t[:, 4:7])
+        w_vd = _sort3_fwd(vdots, out_t[:, 7:10])
+        ctx.save_for_backward(
+            cidx, e, e_prev, normal, length, inv, defined, undefined, x, y, vnormal, vinv, cvn
+        )
+        ctx.extra = (w_ang, w_vd, n_undef, n_verts)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        cidx, e, e_prev, normal, length, inv, defined, undefined, x, y, vnormal, vinv, cvn = ctx.saved_tensors
+        w_ang, w_vd, n_undef, n_verts = ctx.extra
+        b, n_faces = e.shape[0], e.shape[-1]
+        g = grad.transpose(1, 2)  # (B, 10, F)
+        g_ang = _sort3_bwd(g[:, 4:7], w_ang)  # (B, 3, F)
+        g_vd = _sort3_bwd(g[:, 7:10], w_vd)
+
+        # vertex normal dots: vdots_k = normal . vnormal[corner k]
+        g_n = g[:, 1:4] + (g_vd.unsqueeze(1) * cvn).sum(2)  # (B, 3, F)
+        g_cvn = (g_vd.unsqueeze(1) * normal.unsqueeze(2)).reshape(b * 3, 3 * n_faces)
+        g_vn = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device).index_add_(1, cidx, g_cvn)
+        g_vn = g_vn.view(b, 3, n_verts)
+        g_vsum = (g_vn - vnormal * (vnormal * g_vn).sum(1, keepdim=True)) * vinv.unsqueeze(1)
+        g_cross = g_vsum.view(b * 3, n_verts).index_select(1, cidx).view(b, 3, 3, n_faces).sum(2)
+
+        # angles: the fill takes (pi - sum of the defined angles) / n_undef to each undefined corner
+        g_pre = g_ang - ((undefined * g_ang).sum(1) / n_undef).unsqueeze(1)
+        g_pre = g_pre / (x * x + y * y)  # atan2'(y, x) = (x, -y) / (x^2 + y^2); x = 1 where undefined
+        g_len = 0.5 * g[:, 0] + (g_pre * x * defined).sum(1)
+        g_dot = (g_pre * y * defined).unsqueeze(1)  # gradient of e_k . e_{k-1} (x = -that dot)
+        g_e = g_dot * e_prev
+        g_e += (g_dot * e).roll(-1, dims=2)
+
+        # normal = cross / |cross|, length = |cross| (both zero, with zero gradient, when degenerate)
+        n_dot = (normal * g_n).sum(1, keepdim=True)
+        g_cross += (g_n - normal * n_dot) * inv.unsqueeze(1) + normal * g_len.unsqueeze(1)
+        # cross = e2 x e0
+        g_e[:, :, 2] += _cross(e[:, :, 0], g_cross)
+        g_e[:, :, 0] += _cross(g_cross, e[:, :, 2])
+
+        g_p = g_e.roll(1, dims=2) - g_e  # e_k = p_{k+1} - p_k
+        g_v = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device).index_add_(
+            1, cidx, g_p.view(b * 3, -1)
+        )
+        return g_v.view(b, 3, n_verts).transpose(1, 2), None
 
 
 def face_features(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -74,42 +212,10 @@ def face_features(vertices: Tensor, faces: Tensor) -> Tensor:
         (..., F, 10) features in MeshMAE's channel order (see the module docstring).
     """
     faces = _check_faces(vertices, faces)
-    n_faces = faces.shape[0]
-    # coordinate-major layout (..., 3, N): every reduction over xyz is a sum of 3 contiguous rows
-    vt = vertices.transpose(-1, -2)
+    lead, n_verts = vertices.shape[:-2], vertices.shape[-2]
     corner_idx = faces.t().reshape(-1)  # corner-major: all first corners, then second, then third
-    tri = vt.index_select(-1, corner_idx).unflatten(-1, (3, n_faces))  # (..., 3 xyz, 3 corners, F)
-    edges = tri.roll(-1, dims=-2) - tri  # edge k leaves corner k: (..., 3, 3, F)
-    e0, e1, e2 = edges.unbind(-2)
-
-    ax, ay, az = e0.unbind(-2)
-    bx, by, bz = e2.unbind(-2)
-    # cross(e0, -e2) = cross(b - a, c - a), the face normal times 2 * area
-    cross = torch.stack([az * by - ay * bz, ax * bz - az * bx, ay * bx - ax * by], dim=-2)
-    normal, cross_len = _unit(cross, EPS_NORM)  # (..., 3, F), (..., F)
-
-    # corner k lies between edge k (leaving it) and edge k-1 (arriving): angle = atan2(|u x w|, u . w),
-    # exact near 0 and pi, unlike acos; |u x w| = cross_len for all three corners
-    sq_len = (edges * edges).sum(-3) > EPS_LEN**2  # (..., 3, F)
-    defined = sq_len & sq_len.roll(1, dims=-2)
-    cos_part = -(edges * edges.roll(1, dims=-2)).sum(-3)  # (..., 3, F)
-    ang = torch.atan2(
-        torch.where(defined, cross_len.unsqueeze(-2).expand_as(cos_part), torch.zeros_like(cos_part)),
-        torch.where(defined, cos_part, torch.ones_like(cos_part)),
-    )
-    ang = torch.where(defined, ang, torch.zeros_like(ang))
-    fill = (math.pi - ang.sum(-2, keepdim=True)) / (~defined).sum(-2, keepdim=True).clamp_min(1)
-    ang = torch.where(defined, ang, fill)
-
-    # area-weighted vertex normals: scatter the raw cross products onto the corners
-    vn = torch.zeros_like(vt).index_add(-1, corner_idx, cross.repeat(*([1] * (cross.ndim - 1)), 3))
-    vn, _ = _unit(vn, EPS_NORM)
-    cvn = vn.index_select(-1, corner_idx).unflatten(-1, (3, n_faces))  # (..., 3 xyz, 3 corners, F)
-    vdots = (cvn * normal.unsqueeze(-2)).sum(-3)  # (..., 3, F)
-
-    # one sort for both sorted groups: (..., F, 2, 3)
-    both = torch.cat([ang, vdots], dim=-2).transpose(-1, -2).unflatten(-1, (2, 3)).sort(dim=-1).values
-    return torch.cat([(0.5 * cross_len).unsqueeze(-1), normal.transpose(-1, -2), both.flatten(-2)], dim=-1)
+    out = _FaceFeatures.apply(vertices.reshape(-1, n_verts, 3), corner_idx)
+    return out.reshape(*lead, faces.shape[0], N_FEATURES)
 
 
 def patch_features(vertices: Tensor, faces: Tensor) -> Tensor:
