@@ -32,6 +32,7 @@ __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 NORMAL_WEIGHT = 0.0
 REPAIR_PASSES = 3
 N_DIRECTIONS = 2  # cut directions tried per split (each from both ends): the widest ones
+FIRST_CANDIDATES = 1  # tried for every group; the rest only where these leave a side in pieces
 CUT_WEIGHT = 1.0  # tie-break between cuts with equal pieces: similar-normal edges cut (0: off)
 
 
@@ -97,31 +98,29 @@ def _grow_ranks(
     group: NDArray,
     n_g: int,
     feat: NDArray,
-    col_orders: NDArray,
     cands: list[tuple[NDArray, float]],
 ) -> NDArray:
     """Rank (C, F) of every face inside its group for each candidate growth (col_of_group (G,), sign):
     breadth-first from the group's extreme face along its column ``col_of_group`` (the smallest
-    value for sign +1, the largest for -1, ties: the first / last in the stable column order);
+    value for sign +1, the largest for -1; ties: the lowest / highest face index);
     faces the growth cannot reach (other components) follow, by value.
 
-    ``stacked`` is the intra-group face graph repeated once per candidate (``_stack``);
-    ``col_orders`` (D, F) are the argsorts of feat's columns, computed once. Any rank prefix of
-    one group is edge-connected (up to the unreachable tail).
+    ``stacked`` is the intra-group face graph repeated once per candidate (``_stack``). Any rank
+    prefix of one group is edge-connected (up to the unreachable tail).
     """
     n, c = len(group), len(cands)
     cg = np.stack([col for col, _ in cands])  # (C, G)
     sign = np.array([s for _, s in cands])
     seeds = np.empty((c, n_g), dtype=np.int64)
-    for col in np.unique(cg).tolist():
-        oc = col_orders[col]
-        gs = group[oc]
-        lo, hi = np.empty(n_g, dtype=np.int64), np.empty(n_g, dtype=np.int64)
-        lo[gs[::-1]] = oc[::-1]  # the last write wins: each group's first face in the order
-        hi[gs] = oc
-        for j in range(c):
-            m = cg[j] == col
-            seeds[j, m] = (lo if sign[j] > 0 else hi)[m]
+    og = np.argsort(group.astype(np.int16 if n_g < 32768 else np.int64), kind="stable")
+    starts = np.flatnonzero(np.r_[True, group[og][1:] != group[og][:-1]])
+    for j, (col, s) in enumerate(cands):
+        v = feat[np.arange(n), col[group]]
+        ext = (np.minimum if s > 0 else np.maximum).reduceat(v[og], starts)
+        hit = np.flatnonzero(v == ext[group])
+        if s > 0:  # the last write wins: the lowest index for the minimum, the highest for the maximum
+            hit = hit[::-1]
+        seeds[j, group[hit]] = hit
     seeds = np.sort(seeds + np.arange(c)[:, None] * n, axis=None)
     ptr, idx, _ = stacked
     N = c * n  # a virtual root (node N) linked to every seed
@@ -205,7 +204,6 @@ def _try_cuts(
     inner: tuple[NDArray, NDArray, NDArray],
     group: NDArray,
     feat: NDArray,
-    col_orders: NDArray,
     cut_at: NDArray,
     active: NDArray,
     cands: list[tuple[NDArray, float]],
@@ -220,7 +218,7 @@ def _try_cuts(
     stacked = _stack(inner, n, c)
     _, cols, erows = stacked
     group_b = (np.arange(c)[:, None] * n_g + group[None, :]).reshape(-1)
-    rank = _grow_ranks(stacked, group, n_g, feat, col_orders, cands)
+    rank = _grow_ranks(stacked, group, n_g, feat, cands)
     right = _smooth_cut(stacked, group_b, (rank >= cut_at[group]).reshape(-1), np.tile(active, c))
     similar = np.tile(similar, c)
     cut = right[erows] != right[cols]
@@ -229,11 +227,9 @@ def _try_cuts(
     return right.reshape(c, n), pieces, pieces * 1e7 + CUT_WEIGHT * cut_cost
 
 
-def _induced(
-    inner: tuple[NDArray, NDArray, NDArray], keep: NDArray, col_orders: NDArray
-) -> tuple[tuple[NDArray, NDArray, NDArray], NDArray]:
-    """The graph ``inner`` and the column orders restricted to the faces ``keep`` (a union of whole
-    groups), renumbered in order: neighbour and tie orders are unchanged, so growth is too."""
+def _induced(inner: tuple[NDArray, NDArray, NDArray], keep: NDArray) -> tuple[NDArray, NDArray, NDArray]:
+    """The graph ``inner`` restricted to the faces ``keep`` (a union of whole groups), renumbered in
+    order: neighbour and tie orders are unchanged, so growth is too."""
     indptr, indices, rows = inner
     new_id = np.cumsum(keep, dtype=np.int64) - 1
     e = keep[rows]
@@ -241,15 +237,13 @@ def _induced(
     m = int(new_id[-1]) + 1
     ptr = np.zeros(m + 1, dtype=indptr.dtype)
     np.cumsum(np.bincount(sub_rows, minlength=m), out=ptr[1:])
-    orders = np.stack([new_id[o[keep[o]]] for o in col_orders])
-    return (ptr, new_id[indices[e]].astype(indices.dtype), sub_rows), orders
+    return ptr, new_id[indices[e]].astype(indices.dtype), sub_rows
 
 
 def _split_level(
     inner: tuple[NDArray, NDArray, NDArray],
     group: NDArray,
     feat: NDArray,
-    col_orders: NDArray,
     dims: NDArray,
     cut_at: NDArray,
     active: NDArray,
@@ -258,22 +252,23 @@ def _split_level(
     """right (F,) bool: each group's chosen cut. The candidates grow from either end of the group's
     widest direction, then, only for groups whose cut left a side in more than one piece, of the next
     widest ones; the cut whose sides fall into the fewest pieces wins (ties: the first candidate)."""
-    cands = [(dims[:, 0], 1.0), (dims[:, 0], -1.0)]
-    rights, pieces, score = _try_cuts(inner, group, feat, col_orders, cut_at, active, cands, similar)
+    every = [(dims[:, d], s) for d in range(dims.shape[1]) for s in (1.0, -1.0)]
+    cands = every[:FIRST_CANDIDATES]
+    rights, pieces, score = _try_cuts(inner, group, feat, cut_at, active, cands, similar)
     best = np.argmin(score, axis=0)
     right = rights[best[group], np.arange(len(group))]
     best_pieces = pieces[best, np.arange(len(cut_at))]
     todo = active & (best_pieces > 2)  # two connected sides is the best any cut can do
-    if dims.shape[1] < 2 or not todo.any():
+    if len(every) <= FIRST_CANDIDATES or not todo.any():
         return right
     gsel = np.flatnonzero(todo)
     keep = todo[group]
-    sub_inner, sub_orders = _induced(inner, keep, col_orders)
+    sub_inner = _induced(inner, keep)
     gmap = np.cumsum(todo) - 1
     sub_group = gmap[group[keep]]
-    more = [(dims[gsel, d], s) for d in range(1, dims.shape[1]) for s in (1.0, -1.0)]
+    more = [(col[gsel], s) for col, s in every[FIRST_CANDIDATES:]]
     r2, _, s2 = _try_cuts(
-        sub_inner, sub_group, feat[keep], sub_orders, cut_at[gsel], active[gsel], more, similar[keep[inner[2]]]
+        sub_inner, sub_group, feat[keep], cut_at[gsel], active[gsel], more, similar[keep[inner[2]]]
     )
     b2 = np.argmin(s2, axis=0)
     better = s2[b2, np.arange(len(gsel))] < score[best[gsel], gsel]
@@ -298,12 +293,11 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     sizes = np.bincount(comp)
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
-    col_orders = np.argsort(feat, axis=0, kind="stable").T  # (D, F), once for all splits
     # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
     similar = 0.5 * (1.0 + (feat[rows, 3:] * feat[A.indices, 3:]).sum(1))
     inner = _subgraph(A.indptr, A.indices, rows, comp[rows] == comp[A.indices])
     zeros = np.zeros(len(sizes), dtype=np.int64)
-    rank = _grow_ranks(_stack(inner, n, 1), comp, len(sizes), feat, col_orders, [(zeros, 1.0)])[0]
+    rank = _grow_ranks(_stack(inner, n, 1), comp, len(sizes), feat, [(zeros, 1.0)])[0]
     pooled = rank < take[comp]
     group = np.where(pooled, len(sizes), comp)
     counts = np.r_[counts, int(pooled.sum()) // k]
@@ -319,7 +313,7 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
         left = np.maximum(counts // 2, 1)
         intra = group[rows] == group[A.indices]
         inner = _subgraph(A.indptr, A.indices, rows, intra)
-        right = _split_level(inner, group, feat, col_orders, dims, left * k, counts > 1, similar[intra])
+        right = _split_level(inner, group, feat, dims, left * k, counts > 1, similar[intra])
         new_counts = np.stack([left, counts - left], 1).reshape(-1)
         keep = new_counts > 0
         group = (np.cumsum(keep) - 1)[2 * group + right]
