@@ -103,7 +103,7 @@ def _sort3_bwd(g: Tensor, w: Tensor) -> Tensor:
     w0, w1, w2 = w.unbind(-2)
     g_hi, g_t = torch.lerp(g2, g1, w2), torch.lerp(g1, g2, w2)
     g_lo = torch.lerp(g_t, g0, w1)
-    out = torch.empty_like(g)
+    out = torch.empty(g.shape, dtype=g.dtype, device=g.device)  # contiguous, whatever g's strides
     torch.lerp(g0, g_t, w1, out=out[..., 2, :])
     torch.lerp(g_hi, g_lo, w0, out=out[..., 0, :])
     torch.lerp(g_lo, g_hi, w0, out=out[..., 1, :])
@@ -122,8 +122,9 @@ class _FaceFeatures(torch.autograd.Function):
         e = torch.empty_like(p)  # edge k leaves corner k: p[k + 1] - p[k]
         torch.sub(p[:, :, 1:], p[:, :, :2], out=e[:, :, :2])
         torch.sub(p[:, :, :1], p[:, :, 2:], out=e[:, :, 2:])
+        del p
 
-        out = p.new_empty(b, n_faces, N_FEATURES)
+        out = e.new_empty(b, n_faces, N_FEATURES)
         out_t = out.transpose(1, 2)  # (B, 10, F) view: results are written straight into place
         # cross(e2, e0) = cross(b - a, c - a): the face normal times twice the area
         cross = _cross(e[:, :, 2], e[:, :, 0])
@@ -132,60 +133,76 @@ class _FaceFeatures(torch.autograd.Function):
         out_t[:, 1:4] = normal
 
         # corner k lies between edge k (leaving it) and edge k-1 (arriving): angle = atan2(|u x w|, u . w),
-        # exact near 0 and pi, unlike acos; |u x w| = |cross| for all three corners. An undefined corner
-        # (an edge under EPS_LEN) gets atan2(0, 1) = 0 here and its share of the rest of pi below.
-        long_edge = _fmask((e * e).sum(1), EPS_LEN**2)  # (B, 3, F)
-        defined = long_edge * long_edge.roll(1, dims=1)
-        undefined = 1 - defined
-        e_prev = e.roll(1, dims=2)
-        y = length.unsqueeze(1) * defined
-        x = torch.addcmul(undefined, (e * e_prev).sum(1), defined, value=-1)
-        ang = torch.atan2(y, x)  # (B, 3, F)
-        n_undef = undefined.sum(1).clamp_min_(1)
-        fill = (math.pi - ang.sum(1)) / n_undef
-        ang.addcmul_(undefined, fill.unsqueeze(1))
+        # exact near 0 and pi, unlike acos; |u x w| = |cross| for all three corners
+        sorted_in = e.new_empty(b, 2, 3, n_faces)  # angles, then vertex normal dots
+        x = sorted_in[:, 1]  # borrowed as scratch for -(e_k . e_{k-1}) until the dots overwrite it
+        for k in range(3):
+            torch.sum(e[:, :, k] * e[:, :, k - 1], dim=1, out=x[:, k])
+        x = x.neg()
+        ang = sorted_in[:, 0]
+        sq_len = (e * e).sum(1)  # (B, 3, F) squared edge lengths
+        if n_faces == 0 or float(sq_len.min()) > EPS_LEN**2:
+            y = length.unsqueeze(1)
+            torch.atan2(y, x, out=ang)
+            defined = undefined = n_undef = None
+        else:
+            # An undefined corner (an edge under EPS_LEN) gets atan2(0, 1) = 0, then its share of the
+            # rest of pi. Rare, so kept off the common path.
+            long_edge = _fmask(sq_len, EPS_LEN**2)
+            defined = long_edge * long_edge.roll(1, dims=1)
+            undefined = 1 - defined
+            y = length.unsqueeze(1) * defined
+            x = torch.addcmul(undefined, x, defined)
+            torch.atan2(y, x, out=ang)
+            n_undef = undefined.sum(1).clamp_min_(1)
+            fill = (math.pi - ang.sum(1)) / n_undef
+            ang.addcmul_(undefined, fill.unsqueeze(1))
 
         # area-weighted vertex normals: scatter the raw cross products onto the corners
-        vsum = torch.zeros_like(vt).index_add_(
-            1, cidx, cross.view(b * 3, 1, n_faces).expand(-1, 3, -1).reshape(b * 3, -1)
-        )
+        vsum = torch.zeros_like(vt)
+        for k in range(3):
+            vsum.index_add_(1, cidx[k * n_faces : (k + 1) * n_faces], cross.view(b * 3, n_faces))
         vnormal, _, vinv = _masked_unit(vsum.view(b, 3, n_verts), EPS_NORM)
         cvn = vnormal.view(b * 3, n_verts).index_select(1, cidx).view(b, 3, 3, n_faces)  # (B, xyz, corner, F)
-        vdots = (cvn * normal.unsqueeze(2)).sum(1)  # (B, 3, F)
+        vdots = torch.mul(cvn[:, 0], normal[:, :1], out=sorted_in[:, 1])  # (B, 3, F)
+        vdots.addcmul_(cvn[:, 1], normal[:, 1:2]).addcmul_(cvn[:, 2], normal[:, 2:])
 
-        w_ang = _sort3_fwd(ang, out_t[:, 4:7])
-        w_vd = _sort3_fwd(vdots, out_t[:, 7:10])
-        ctx.save_for_backward(
-            cidx, e, e_prev, normal, length, inv, defined, undefined, x, y, vnormal, vinv, cvn
-        )
-        ctx.extra = (w_ang, w_vd, n_undef, n_verts)
+        w = _sort3_fwd(sorted_in, out_t[:, 4:10].unflatten(1, (2, 3)))
+        ctx.save_for_backward(cidx, e, normal, length, inv, x, y, vnormal, vinv, cvn, w)
+        ctx.extra = (defined, undefined, n_undef, n_verts)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        cidx, e, e_prev, normal, length, inv, defined, undefined, x, y, vnormal, vinv, cvn = ctx.saved_tensors
-        w_ang, w_vd, n_undef, n_verts = ctx.extra
+        cidx, e, normal, length, inv, x, y, vnormal, vinv, cvn, w = ctx.saved_tensors
+        defined, undefined, n_undef, n_verts = ctx.extra
         b, n_faces = e.shape[0], e.shape[-1]
-        g = grad.transpose(1, 2)  # (B, 10, F)
-        g_ang = _sort3_bwd(g[:, 4:7], w_ang)  # (B, 3, F)
-        g_vd = _sort3_bwd(g[:, 7:10], w_vd)
+        g = grad.transpose(1, 2)  # (B, 10, F), strided: only read through elementwise ops
+        g_sorted = _sort3_bwd(g[:, 4:10].unflatten(1, (2, 3)), w)  # (B, 2, 3, F)
+        g_ang, g_vd = g_sorted[:, 0], g_sorted[:, 1]
 
         # vertex normal dots: vdots_k = normal . vnormal[corner k]
-        g_n = g[:, 1:4] + (g_vd.unsqueeze(1) * cvn).sum(2)  # (B, 3, F)
-        g_cvn = (g_vd.unsqueeze(1) * normal.unsqueeze(2)).reshape(b * 3, 3 * n_faces)
-        g_vn = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device).index_add_(1, cidx, g_cvn)
-        g_vn = g_vn.view(b, 3, n_verts)
+        g_n = torch.empty_like(normal).copy_(g[:, 1:4])  # (B, 3, F)
+        for k in range(3):
+            g_n.addcmul_(cvn[:, :, k], g_vd[:, k : k + 1])
+        g_cvn = g_vd.unsqueeze(1) * normal.unsqueeze(2)  # (B, xyz, corner, F)
+        g_vn = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device)
+        g_vn = g_vn.index_add_(1, cidx, g_cvn.view(b * 3, -1)).view(b, 3, n_verts)
         g_vsum = (g_vn - vnormal * (vnormal * g_vn).sum(1, keepdim=True)) * vinv.unsqueeze(1)
         g_cross = g_vsum.view(b * 3, n_verts).index_select(1, cidx).view(b, 3, 3, n_faces).sum(2)
 
-        # angles: the fill takes (pi - sum of the defined angles) / n_undef to each undefined corner
-        g_pre = g_ang - ((undefined * g_ang).sum(1) / n_undef).unsqueeze(1)
-        g_pre = g_pre / (x * x + y * y)  # atan2'(y, x) = (x, -y) / (x^2 + y^2); x = 1 where undefined
-        g_len = 0.5 * g[:, 0] + (g_pre * x * defined).sum(1)
-        g_dot = (g_pre * y * defined).unsqueeze(1)  # gradient of e_k . e_{k-1} (x = -that dot)
-        g_e = g_dot * e_prev
-        g_e += (g_dot * e).roll(-1, dims=2)
+        # angles: atan2'(y, x) = (x, -y) / (x^2 + y^2), with y = |cross| and x = -(e_k . e_{k-1});
+        # where corners are undefined, the fill takes (pi - sum of the others) / n_undef to each of them
+        if undefined is not None:
+            g_ang = (g_ang - ((undefined * g_ang).sum(1) / n_undef).unsqueeze(1)) * defined
+        g_pre = g_ang / (x * x + y * y)
+        g_len = (g_pre * x).sum(1).add_(g[:, 0], alpha=0.5)
+        g_dot = g_pre * y  # gradient of e_k . e_{k-1}
+        g_e = torch.empty_like(e)
+        for k in range(3):
+            torch.mul(e[:, :, k - 1], g_dot[:, k : k + 1], out=g_e[:, :, k])
+            g_e[:, :, k].addcmul_(e[:, :, (k + 1) % 3], g_dot[:, (k + 1) % 3 : (k + 1) % 3 + 1])
 
         # normal = cross / |cross|, length = |cross| (both zero, with zero gradient, when degenerate)
         n_dot = (normal * g_n).sum(1, keepdim=True)
@@ -194,10 +211,11 @@ class _FaceFeatures(torch.autograd.Function):
         g_e[:, :, 2] += _cross(e[:, :, 0], g_cross)
         g_e[:, :, 0] += _cross(g_cross, e[:, :, 2])
 
-        g_p = g_e.roll(1, dims=2) - g_e  # e_k = p_{k+1} - p_k
-        g_v = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device).index_add_(
-            1, cidx, g_p.view(b * 3, -1)
-        )
+        g_p = torch.empty_like(e)
+        for k in range(3):  # e_k = p_{k+1} - p_k
+            torch.sub(g_e[:, :, k - 1], g_e[:, :, k], out=g_p[:, :, k])
+        g_v = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device)
+        g_v.index_add_(1, cidx, g_p.view(b * 3, -1))
         return g_v.view(b, 3, n_verts).transpose(1, 2), None
 
 
