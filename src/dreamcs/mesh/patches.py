@@ -76,8 +76,9 @@ def _subgraph(
     """
     n = len(indptr) - 1
     sub_ptr = np.zeros(n + 1, dtype=np.int32)  # int32 throughout: scipy then skips its index scans
-    np.cumsum(np.bincount(rows[keep], minlength=n), out=sub_ptr[1:])
-    return sub_ptr, indices[keep], rows[keep]
+    sub_rows = rows[keep]
+    np.cumsum(np.bincount(sub_rows, minlength=n), out=sub_ptr[1:])
+    return sub_ptr, indices[keep], sub_rows
 
 
 def _stack(inner: tuple[NDArray, NDArray, NDArray], n: int, c: int) -> tuple[NDArray, NDArray, NDArray]:
@@ -191,13 +192,15 @@ def _side_pieces(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right:
     return np.bincount(group_of_comp, minlength=int(group.max()) + 1)
 
 
-def _group_stats(feat: NDArray, group: NDArray, n_g: int) -> tuple[NDArray, NDArray]:
-    """Per-group sizes (G,) and column variances (G, D) with bincount (much faster than ufunc.at)."""
+def _group_var(cols: list[NDArray], group: NDArray, n_g: int) -> NDArray:
+    """Per-group variances (G, D) of the contiguous (F,) columns ``cols``, with bincount (much
+    faster than ufunc.at)."""
     sizes = np.bincount(group, minlength=n_g)
-    mean = np.stack([np.bincount(group, weights=c, minlength=n_g) for c in feat.T], 1) / sizes[:, None]
-    d = (feat - mean[group]) ** 2
-    var = np.stack([np.bincount(group, weights=c, minlength=n_g) for c in d.T], 1)
-    return sizes, var
+    out = []
+    for c in cols:
+        mean = np.bincount(group, weights=c, minlength=n_g) / sizes
+        out.append(np.bincount(group, weights=(c - mean[group]) ** 2, minlength=n_g))
+    return np.stack(out, 1)
 
 
 def _try_cuts(
@@ -288,7 +291,9 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     so the first part is edge-connected; ``_smooth_cut`` then tidies the cut line.
     """
     n = len(feat)
-    rows = np.repeat(np.arange(n), np.diff(A.indptr))
+    rows = np.repeat(np.arange(n, dtype=A.indices.dtype), np.diff(A.indptr))
+    # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
+    stat_cols = [np.ascontiguousarray(c) for c in (feat.T if NORMAL_WEIGHT else feat[:, :3].T)]
     _, comp = connected_components(A, directed=False)
     sizes = np.bincount(comp)
     counts = sizes // k
@@ -305,8 +310,7 @@ def _bisect(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix) -> NDArray:
     group = (np.cumsum(keep) - 1)[group]
     counts = counts[keep]
     while (counts > 1).any():
-        # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
-        _, var = _group_stats(feat if NORMAL_WEIGHT else feat[:, :3], group, len(counts))
+        var = _group_var(stat_cols, group, len(counts))
         var = var if NORMAL_WEIGHT else np.concatenate([var, np.zeros_like(var)], 1)
         eff = _effective_var(var)
         dims = np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS]
