@@ -450,20 +450,23 @@ def order_patches(labels: NDArray, centroids: NDArray, A: sp.csr_matrix, n_patch
     patch_rank[np.lexsort((centers[:, 2], centers[:, 1], centers[:, 0], _morton(q)))] = np.arange(n_patches)
 
     dist = ((centroids - centers[labels]) ** 2).sum(1)
-    by_dist = np.lexsort((np.arange(n), dist, labels))
-    first = np.r_[True, labels[by_dist][1:] != labels[by_dist][:-1]]
-    seeds = by_dist[first]  # one per patch
-    # BFS over intra-patch edges from a virtual root linked to every seed
-    coo = A.tocoo()
-    same = labels[coo.row] == labels[coo.col]
-    rows = np.r_[coo.row[same], np.full(len(seeds), n)]
-    cols = np.r_[coo.col[same], seeds]
-    G = sp.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n + 1, n + 1))
-    G.sort_indices()  # neighbours visited in index order: deterministic
+    # each patch's seed: its face nearest the centre (ties: the lowest index; the last write wins)
+    og = np.argsort(labels.astype(np.int16 if n_patches < 32768 else np.int64), kind="stable")
+    dmin = np.minimum.reduceat(dist[og], np.arange(0, n, k))
+    hit = np.flatnonzero(dist == dmin[labels])[::-1]
+    seeds = np.empty(n_patches, dtype=np.int64)
+    seeds[labels[hit]] = hit
+    # BFS over intra-patch edges from a virtual root linked to every seed; the CSR arrays are
+    # sorted, so neighbours are visited in index order: deterministic
+    rows = np.repeat(np.arange(n, dtype=A.indices.dtype), np.diff(A.indptr))
+    ptr, idx, _ = _subgraph(A.indptr, A.indices, rows, labels[rows] == labels[A.indices])
+    G = sp.csr_matrix(
+        (np.ones(len(idx) + n_patches), np.r_[idx, seeds], np.r_[ptr, ptr[-1] + n_patches]), shape=(n + 1, n + 1)
+    )
     bfs = breadth_first_order(G, n, directed=True, return_predecessors=False)[1:]
     pos = np.full(n, n, dtype=np.int64)
     pos[bfs] = np.arange(len(bfs))
     unreached = pos == n
     pos[unreached] = n + np.argsort(np.argsort(dist[unreached], kind="stable"), kind="stable")
-    face_order = np.lexsort((pos, patch_rank[labels]))
-    return face_order.reshape(n_patches, k)
+    # keys are unique (pos is a permutation), so any sort gives the same order
+    return np.argsort(patch_rank[labels] * (2 * n) + pos).reshape(n_patches, k)
