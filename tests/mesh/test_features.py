@@ -40,6 +40,15 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(lambda x: face_features(x, f), (v,), eps=1e-6, atol=1e-5)
 
 
+def test_gradcheck_float64_with_a_collapsed_face():
+    # a face with a repeated vertex sends the whole mesh through the undefined-corner branch
+    # (the angle fill); gradients of the regular faces must still be exact there
+    g = torch.Generator().manual_seed(2)
+    v = torch.randn(6, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    f = torch.tensor([[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2], [3, 4, 5], [2, 5, 4], [1, 1, 4]])
+    assert torch.autograd.gradcheck(lambda x: face_features(x, f), (v,), eps=1e-6, atol=1e-5)
+
+
 def test_degenerate_faces_finite_values_and_gradients():
     v = torch.tensor([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [2, 0, 0], [0.5, 0.5, 0.5]], requires_grad=True)
     f = torch.tensor(
