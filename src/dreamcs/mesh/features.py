@@ -267,5 +267,7 @@ def patch_centers(vertices: Tensor, faces: Tensor) -> Tensor:
     if faces.ndim != 3 or faces.shape[-1] != 3:
         raise ValueError(f"faces must have shape (P, K, 3), got {tuple(faces.shape)}")
     faces = faces.to(device=vertices.device, dtype=torch.long)
-    # mean of the face centroids = mean over all K*3 corners of the patch
-    return vertices[..., faces.reshape(faces.shape[0], -1), :].mean(-2)
+    # mean of the face centroids = mean over all K*3 corners of the patch; index_select (backward:
+    # index_add) is ~3x cheaper than advanced indexing with a 2-d index (backward: index_put)
+    corners = vertices.index_select(-2, faces.reshape(-1))  # (..., P * K * 3, 3)
+    return corners.unflatten(-2, (faces.shape[0], faces.shape[1] * 3)).mean(-2)
