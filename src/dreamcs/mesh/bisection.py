@@ -29,7 +29,8 @@ __all__ = ["bisect_faces", "subgraph"]
 # meshes (0.56 vs 0.47 at 0.5, before repair); cuts that are compact on the surface are near-planar.
 NORMAL_WEIGHT = 0.0
 N_DIRECTIONS = 2  # cut directions tried per split (each from both ends): the widest ones
-FIRST_CANDIDATES = 1  # tried for every group; the rest only where these leave a side in pieces
+# candidates tried per stage: the first for every group, the rest only where it leaves a side in pieces
+CANDIDATE_STAGES = (1, 3)
 CUT_WEIGHT = 1.0  # tie-break between cuts with equal pieces: similar-normal edges cut (0: off)
 
 
@@ -228,32 +229,40 @@ def _split_level(
     active: NDArray,
     similar: NDArray,
 ) -> NDArray:
-    """right (F,) bool: each group's chosen cut. The candidates grow from either end of the group's
-    widest direction, then, only for groups whose cut left a side in more than one piece, of the next
-    widest ones; the cut whose sides fall into the fewest pieces wins (ties: the first candidate)."""
+    """right (F,) bool: each group's chosen cut.
+
+    The candidates (the widest direction from its low end, then its high end, then the next widest
+    from either end) are tried in stages of ``CANDIDATE_STAGES``; a stage only visits the groups
+    whose best cut so far leaves a side in more than one piece (two connected sides is the best any
+    cut can do). The cut with the fewest pieces wins, then the lowest cut cost, then the first.
+    """
     every = [(dims[:, d], s) for d in range(dims.shape[1]) for s in (1.0, -1.0)]
-    cands = every[:FIRST_CANDIDATES]
-    rights, pieces, score = _try_cuts(inner, group, feat, cut_at, active, cands, similar)
-    best = np.argmin(score, axis=0)
-    right = rights[best[group], np.arange(len(group))]
-    best_pieces = pieces[best, np.arange(len(cut_at))]
-    todo = active & (best_pieces > 2)  # two connected sides is the best any cut can do
-    if len(every) <= FIRST_CANDIDATES or not todo.any():
-        return right
-    gsel = np.flatnonzero(todo)
-    keep = todo[group]
-    sub_inner = _induced(inner, keep)
-    gmap = np.cumsum(todo) - 1
-    sub_group = gmap[group[keep]]
-    more = [(col[gsel], s) for col, s in every[FIRST_CANDIDATES:]]
-    r2, _, s2 = _try_cuts(
-        sub_inner, sub_group, feat[keep], cut_at[gsel], active[gsel], more, similar[keep[inner[2]]]
-    )
-    b2 = np.argmin(s2, axis=0)
-    better = s2[b2, np.arange(len(gsel))] < score[best[gsel], gsel]
-    faces = np.flatnonzero(keep)
-    upd = better[sub_group]
-    right[faces[upd]] = r2[b2[sub_group], np.arange(len(faces))][upd]
+    n, n_g = len(group), len(cut_at)
+    right = np.zeros(n, dtype=bool)
+    best_score, best_pieces = np.full(n_g, np.inf), np.zeros(n_g, dtype=np.int64)
+    faces, gsel, sub_feat = np.arange(n), np.arange(n_g), feat  # the groups still to try, renumbered
+    start = 0
+    for size in CANDIDATE_STAGES:
+        cands = [(col[gsel], s) for col, s in every[start : start + size]]
+        start += size
+        if not cands:
+            break
+        rights, pieces, score = _try_cuts(inner, group, sub_feat, cut_at[gsel], active[gsel], cands, similar)
+        b = np.argmin(score, axis=0)  # ties: the first candidate
+        sc, pc = score[b, np.arange(len(gsel))], pieces[b, np.arange(len(gsel))]
+        better = sc < best_score[gsel]
+        upd = better[group]
+        right[faces[upd]] = rights[b[group], np.arange(len(faces))][upd]
+        best_score[gsel[better]], best_pieces[gsel[better]] = sc[better], pc[better]
+        still = active[gsel] & (best_pieces[gsel] > 2)
+        if not still.any():
+            break
+        if not still.all():
+            keep = still[group]
+            similar = similar[keep[inner[2]]]
+            inner = _induced(inner, keep)
+            group = (np.cumsum(still) - 1)[group[keep]]
+            faces, gsel, sub_feat = faces[keep], gsel[still], sub_feat[keep]
     return right
 
 

@@ -84,6 +84,8 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
             break
         changed = False
         comp_size = np.bincount(comp)
+        by_comp = np.argsort(comp, kind="stable")  # the faces of piece c: by_comp[c_start[c]:][:size]
+        c_start = np.cumsum(comp_size) - comp_size
         bad = np.flatnonzero(~ok[labels])  # faces in patches with more than one piece
         # main piece of each patch = its largest component (ties: the smallest id)
         by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
@@ -105,7 +107,8 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
             if len(nb_lab) == 0:
                 continue  # a separate mesh component: nothing to attach it to
             q = int(np.bincount(nb_lab).argmax())
-            give = _border_faces(labels, indptr, indices, q, p, int(main_of[p]), comp, len(frag))
+            m = int(main_of[p])
+            give = _border_faces(labels, indptr, indices, q, p, by_comp[c_start[m] :][: comp_size[m]], len(frag))
             if give is None:
                 continue
             labels[frag] = q
@@ -116,13 +119,11 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
     return labels
 
 
-def _border_faces(labels, indptr, indices, q, p, p_main, comp, s) -> NDArray | None:
-    """``s`` faces of patch q nearest (breadth-first) to p's main piece, or None if q does not touch it."""
-    owner, nb = _neighbours(indptr, indices, np.flatnonzero(labels == q))
-    touch = (labels[nb] == p) & (comp[nb] == p_main)
-    mark = np.zeros(len(labels), dtype=bool)
-    mark[owner[touch]] = True
-    seeds = np.flatnonzero(mark)
+def _border_faces(labels, indptr, indices, q, p, main, s) -> NDArray | None:
+    """``s`` faces of patch q nearest (breadth-first) to p's main piece (faces ``main``, those still
+    in p), or None if q does not touch it. Seeds go in index order."""
+    _, nb = _neighbours(indptr, indices, main[labels[main] == p])
+    seeds = np.unique(nb[labels[nb] == q])
     if len(seeds) == 0:
         return None
     seen = set(seeds.tolist())
