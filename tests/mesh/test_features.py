@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dreamcs.mesh.features import face_features, patch_centers, patch_features
+from dreamcs.mesh.features import N_FEATURES, face_features, patch_centers, patch_features
 
 
 def test_right_triangle_by_hand():
@@ -117,3 +117,16 @@ def test_float32_matches_float64_on_small_faces():
     (out32 * w.float()).sum().backward()
     scale = v64.grad.abs().max()
     assert (v32.grad.double() - v64.grad).abs().max() < 1e-4 * scale
+
+
+def test_output_can_be_modified_in_place_before_backward():
+    # the features are a transposed view of the autograd.Function's output: in-place edits must
+    # still backpropagate correctly (a view returned by the Function itself would forbid them)
+    v, f = _wavy_grid(5, 0.2, torch.float64)
+    scale = torch.linspace(0.5, 2.0, N_FEATURES, dtype=torch.float64)
+    v1, v2 = v.clone().requires_grad_(True), v.clone().requires_grad_(True)
+    out = face_features(v1, f)
+    out *= scale
+    out.sum().backward()
+    (face_features(v2, f) * scale).sum().backward()
+    torch.testing.assert_close(v1.grad, v2.grad)

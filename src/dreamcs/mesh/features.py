@@ -111,7 +111,7 @@ def _sort3_bwd(g: Tensor, w: Tensor) -> Tensor:
 
 
 class _FaceFeatures(torch.autograd.Function):
-    """(B, V, 3) vertices, (3F,) corner-major vertex indices -> (B, F, 10) features."""
+    """(B, V, 3) vertices, (3F,) corner-major vertex indices -> (B, 10, F) features."""
 
     @staticmethod
     def forward(ctx, v: Tensor, cidx: Tensor) -> Tensor:  # type: ignore[override]
@@ -124,12 +124,14 @@ class _FaceFeatures(torch.autograd.Function):
         torch.sub(p[:, :, :1], p[:, :, 2:], out=e[:, :, 2:])
         del p
 
-        # results go to contiguous channel rows, transposed to (B, F, 10) by one copy at the end:
-        # elementwise ops writing strided outputs (or reading strided inputs) are several times slower
+        # results go to contiguous channel rows, (B, 10, F), which face_features hands out as a
+        # transposed view: elementwise ops writing strided outputs (or reading strided inputs) are
+        # several times slower, and a transposing copy costs as much as a third of the forward
         res = e.new_empty(b, N_FEATURES, n_faces)
         # cross(e2, e0) = cross(b - a, c - a): the face normal times twice the area
         cross = _cross(e[:, :, 2], e[:, :, 0])
-        normal, length, inv = _masked_unit(cross, EPS_NORM, out=res[:, 1:4])
+        normal, length, inv = _masked_unit(cross, EPS_NORM)
+        res[:, 1:4] = normal  # a copy: saved tensors must not share memory with the returned view
         torch.mul(length, 0.5, out=res[:, 0])
 
         # corner k lies between edge k (leaving it) and edge k-1 (arriving): angle = atan2(|u x w|, u . w),
@@ -170,7 +172,7 @@ class _FaceFeatures(torch.autograd.Function):
         w = _sort3_fwd(sorted_in, res[:, 4:10].view(b, 2, 3, n_faces))
         ctx.save_for_backward(cidx, e, normal, length, inv, x, y, vnormal, vinv, cvn, w)
         ctx.extra = (defined, undefined, n_undef, n_verts)
-        return res.transpose(1, 2).contiguous()
+        return res
 
     @staticmethod
     @once_differentiable
@@ -178,7 +180,7 @@ class _FaceFeatures(torch.autograd.Function):
         cidx, e, normal, length, inv, x, y, vnormal, vinv, cvn, w = ctx.saved_tensors
         defined, undefined, n_undef, n_verts = ctx.extra
         b, n_faces = e.shape[0], e.shape[-1]
-        g = grad.transpose(1, 2)  # (B, 10, F), strided
+        g = grad  # (B, 10, F); contiguous when the loss was computed on the transposed view
         g_sorted = g[:, 4:10].contiguous().view(b, 2, 3, n_faces)
         g_sorted = _sort3_bwd(g_sorted, w)  # (B, 2, 3, F)
         g_ang, g_vd = g_sorted[:, 0], g_sorted[:, 1]
@@ -228,13 +230,15 @@ def face_features(vertices: Tensor, faces: Tensor) -> Tensor:
         faces: (F, 3) long vertex indices.
 
     Returns:
-        (..., F, 10) features in MeshMAE's channel order (see the module docstring).
+        (..., F, 10) features in MeshMAE's channel order (see the module docstring); a transposed
+        view of a (..., 10, F) buffer, so not contiguous.
     """
     faces = _check_faces(vertices, faces)
     lead, n_verts = vertices.shape[:-2], vertices.shape[-2]
     corner_idx = torch.cat(faces.unbind(1))  # corner-major: all first corners, then second, then third
-    out = _FaceFeatures.apply(vertices.reshape(-1, n_verts, 3), corner_idx)
-    return out.reshape(*lead, faces.shape[0], N_FEATURES)
+    out = _FaceFeatures.apply(vertices.reshape(-1, n_verts, 3), corner_idx)  # (B, 10, F)
+    # a transposed view (not contiguous); patch_features' reshape makes its own copy
+    return out.transpose(1, 2).reshape(*lead, faces.shape[0], N_FEATURES)
 
 
 def patch_features(vertices: Tensor, faces: Tensor) -> Tensor:
