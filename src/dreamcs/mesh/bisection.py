@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-__all__ = ["bisect_faces", "subgraph"]
+__all__ = ["bisect_faces", "neighbours", "subgraph"]
 
 # A normal column's spread, in units of the group's spatial extent, competes with the centroid
 # columns for the cut direction. 0 (position only) gave the most connected patches over the shared
@@ -127,23 +127,32 @@ def _grow_ranks(
     return rank.reshape(c, n)
 
 
+def neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArray, NDArray]:
+    """All (face, neighbour) pairs of the given faces, vectorised over the CSR arrays."""
+    start, cnt = indptr[faces], indptr[faces + 1] - indptr[faces]
+    offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return np.repeat(faces, cnt), indices[np.repeat(start, cnt) + offs]
+
+
 def _smooth_cut(
     inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right: NDArray, active: NDArray
 ) -> NDArray:
     """Swap isolated right faces ("teeth" a breadth-first cut leaves) with left faces that stick out
     into the right part, pairwise within a group, so both sides keep their sizes."""
-    _, cols, rows = inner
+    ptr, cols, rows = inner
     n = len(group)
     n_g = int(group.max()) + 1
-    deg = np.bincount(rows, minlength=n)
+    deg = np.diff(ptr)
+    act = active[group]
+    n_right = np.bincount(rows[right[cols]], minlength=n)  # kept up to date as faces flip
     for _ in range(3):
-        n_right = np.bincount(rows[right[cols]], minlength=n)
         n_left = deg - n_right
-        tooth = right & (n_right == 0) & (deg > 0) & active[group]
-        bump = ~right & (n_left <= 1) & (n_right >= 2) & active[group]
+        tooth = right & (n_right == 0) & (deg > 0) & act
+        bump = ~right & (n_left <= 1) & (n_right >= 2) & act
         swaps = np.minimum(np.bincount(group[tooth], minlength=n_g), np.bincount(group[bump], minlength=n_g))
         if not swaps.any():
             break
+        flipped = []
         for mask, to_right in ((tooth, False), (bump, True)):
             idx = np.flatnonzero(mask)
             g = group[idx]
@@ -153,6 +162,10 @@ def _smooth_cut(
             run_start = np.repeat(start, np.diff(np.r_[start, len(g)]))
             chosen = idx[(np.arange(len(g)) - run_start) < swaps[g]]
             right[chosen] = to_right
+            flipped.append(chosen)
+        # each flipped face changes its neighbours' right counts by one
+        owner, nb = neighbours(ptr, cols, np.concatenate(flipped))
+        np.add.at(n_right, nb, np.where(right[owner], 1, -1))
     return right
 
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from dreamcs.mesh.bisection import bisect_faces, subgraph
+from dreamcs.mesh.bisection import bisect_faces, neighbours, subgraph
 
 __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 
@@ -63,13 +63,6 @@ def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, ND
     return comp, np.bincount(label_of_comp, minlength=int(labels.max()) + 1) == 1
 
 
-def _neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArray, NDArray]:
-    """All (face, neighbour) pairs of the given faces, vectorised over the CSR arrays."""
-    start, cnt = indptr[faces], indptr[faces + 1] - indptr[faces]
-    offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    return np.repeat(faces, cnt), indices[np.repeat(start, cnt) + offs]
-
-
 def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
     """Make patches edge-connected where possible, keeping every patch size unchanged.
 
@@ -101,7 +94,7 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
             p = int(labels[frag[0]])
             if (labels[frag] != p).any():
                 continue  # touched by an earlier move in this pass
-            _, nb = _neighbours(indptr, indices, frag)
+            _, nb = neighbours(indptr, indices, frag)
             nb_lab = labels[nb]
             nb_lab = nb_lab[nb_lab != p]
             if len(nb_lab) == 0:
@@ -122,7 +115,7 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
 def _border_faces(labels, indptr, indices, q, p, main, s) -> NDArray | None:
     """``s`` faces of patch q nearest (breadth-first) to p's main piece (faces ``main``, those still
     in p), or None if q does not touch it. Seeds go in index order."""
-    _, nb = _neighbours(indptr, indices, main[labels[main] == p])
+    _, nb = neighbours(indptr, indices, main[labels[main] == p])
     seeds = np.unique(nb[labels[nb] == q])
     if len(seeds) == 0:
         return None

@@ -170,7 +170,7 @@ def _split_round(
     length = np.linalg.norm(verts[edges[first, 0]] - verts[edges[first, 1]], axis=1)
     # each face's longest edge (ties: the larger key, so the choice is deterministic)
     rank = np.empty(len(uniq), dtype=np.int64)
-    rank[np.lexsort((uniq, length))] = np.arange(len(uniq))
+    rank[np.argsort(length, kind="stable")] = np.arange(len(uniq))  # uniq is sorted: ties by key
     face_rank = rank[inv].reshape(3, n_faces)
     longest = inv.reshape(3, n_faces)[face_rank.argmax(0), np.arange(n_faces)]
     cand = np.flatnonzero(np.bincount(longest, minlength=len(uniq)) == counts)
