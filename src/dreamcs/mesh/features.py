@@ -10,12 +10,15 @@ Vertex normals are **area-weighted**: the sum of the (unnormalised) cross produc
 around a vertex, then normalised. They are computed over all faces passed in, so
 ``patch_features`` sees the same vertex normals as ``face_features`` on the flattened faces.
 
-Degenerate faces (zero area, repeated vertices) give finite values and finite gradients: norms go
-through a "double where" so that sqrt never sees 0 in the backward pass; a face of zero area has
+Degenerate faces (zero area, repeated vertices) give finite values and finite gradients: lengths
+at or below ``EPS_NORM`` count as zero, with zero gradient; a face of zero area has
 area 0 and normal (0, 0, 0); a corner whose two edges do not both have length above ``EPS_LEN``
 has no defined angle and gets an equal share of what the defined corners leave of pi (a face with
 two coincident vertices has angles (0, pi/2, pi/2)). Lengths are absolute, so features are meant
 for meshes normalised into [-1, 1]^3.
+
+The gradient is hand-written (a ``torch.autograd.Function``, checked against float64 gradcheck in
+the tests) for speed; it is first-order only (``once_differentiable``): no double backward.
 """
 
 from __future__ import annotations
