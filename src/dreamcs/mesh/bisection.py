@@ -64,6 +64,8 @@ def _stack(inner: tuple[NDArray, NDArray, NDArray], n: int, c: int) -> tuple[NDA
     indptr, indices, rows = inner
     nnz = len(indices)
     dt = np.int32 if c * max(nnz, n + 1) < 2**31 else np.int64
+    if c == 1 and indptr.dtype == indices.dtype == rows.dtype == dt:
+        return inner  # nothing to repeat: no copies
     off = (np.arange(c, dtype=dt) * n)[:, None]
     ptr = np.empty(c * n + 1, dtype=dt)
     ptr[:-1] = (indptr[:-1].astype(dt)[None, :] + (np.arange(c, dtype=dt) * nnz)[:, None]).reshape(-1)
