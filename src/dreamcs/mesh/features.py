@@ -86,14 +86,16 @@ def _sort3_fwd(x: Tensor, out: Tensor) -> Tensor:
     """
     a, b, c = x.unbind(-2)
     w = torch.empty_like(x)  # w[0]: a <= b, w[1]: min(a, b) <= c, w[2]: max(a, b) <= max(min(a, b), c)
-    torch.le(a, b, out=w[..., 0, :])
+    w0, w1, w2 = w.unbind(-2)
+    s0, s1, s2 = out.unbind(-2)
+    torch.le(a, b, out=w0)
     lo, hi = torch.minimum(a, b), torch.maximum(a, b)
-    torch.le(lo, c, out=w[..., 1, :])
-    torch.minimum(lo, c, out=out[..., 0, :])
+    torch.le(lo, c, out=w1)
+    torch.minimum(lo, c, out=s0)
     t = torch.maximum(lo, c)
-    torch.le(hi, t, out=w[..., 2, :])
-    torch.minimum(hi, t, out=out[..., 1, :])
-    torch.maximum(hi, t, out=out[..., 2, :])
+    torch.le(hi, t, out=w2)
+    torch.minimum(hi, t, out=s1)
+    torch.maximum(hi, t, out=s2)
     return w
 
 
@@ -107,9 +109,10 @@ def _sort3_bwd(g: Tensor, w: Tensor) -> Tensor:
     g_hi, g_t = torch.lerp(g2, g1, w2), torch.lerp(g1, g2, w2)
     g_lo = torch.lerp(g_t, g0, w1)
     out = torch.empty(g.shape, dtype=g.dtype, device=g.device)  # contiguous, whatever g's strides
-    torch.lerp(g0, g_t, w1, out=out[..., 2, :])
-    torch.lerp(g_hi, g_lo, w0, out=out[..., 0, :])
-    torch.lerp(g_lo, g_hi, w0, out=out[..., 1, :])
+    ga, gb, gc = out.unbind(-2)
+    torch.lerp(g0, g_t, w1, out=gc)
+    torch.lerp(g_hi, g_lo, w0, out=ga)
+    torch.lerp(g_lo, g_hi, w0, out=gb)
     return out
 
 
@@ -190,8 +193,8 @@ class _FaceFeatures(torch.autograd.Function):
 
         # vertex normal dots: vdots_k = normal . vnormal[corner k]
         g_n = torch.empty_like(normal).copy_(g[:, 1:4])  # (B, 3, F)
-        for k in range(3):
-            g_n.addcmul_(cvn[:, :, k], g_vd[:, k : k + 1])
+        for cvn_k, g_vd_k in zip(cvn.unbind(2), g_vd.unsqueeze(1).unbind(2), strict=True):
+            g_n.addcmul_(cvn_k, g_vd_k)
         g_cvn = g_vd.unsqueeze(1) * normal.unsqueeze(2)  # (B, xyz, corner, F)
         g_vn = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device)
         g_vn = g_vn.index_add_(1, cidx, g_cvn.view(b * 3, -1)).view(b, 3, n_verts)
@@ -204,22 +207,24 @@ class _FaceFeatures(torch.autograd.Function):
             g_ang = (g_ang - ((undefined * g_ang).sum(1) / n_undef).unsqueeze(1)) * defined
         g_pre = g_ang / (x * x + y * y)
         g_len = (g_pre * x).sum(1).add_(g[:, 0], alpha=0.5)
-        g_dot = g_pre * y  # gradient of e_k . e_{k-1}
+        gd = (g_pre * y).unsqueeze(1).unbind(2)  # gradient of e_k . e_{k-1}, (B, 1, F) each
+        es = e.unbind(2)
         g_e = torch.empty_like(e)
+        ge = g_e.unbind(2)
         for k in range(3):
-            torch.mul(e[:, :, k - 1], g_dot[:, k : k + 1], out=g_e[:, :, k])
-            g_e[:, :, k].addcmul_(e[:, :, (k + 1) % 3], g_dot[:, (k + 1) % 3 : (k + 1) % 3 + 1])
+            k1 = (k + 1) % 3
+            torch.mul(es[k - 1], gd[k], out=ge[k]).addcmul_(es[k1], gd[k1])
 
         # normal = cross / |cross|, length = |cross| (both zero, with zero gradient, when degenerate)
         n_dot = (normal * g_n).sum(1, keepdim=True)
         g_cross += (g_n - normal * n_dot) * inv.unsqueeze(1) + normal * g_len.unsqueeze(1)
         # cross = e2 x e0
-        g_e[:, :, 2] += _cross(e[:, :, 0], g_cross)
-        g_e[:, :, 0] += _cross(g_cross, e[:, :, 2])
+        ge[2].add_(_cross(es[0], g_cross))
+        ge[0].add_(_cross(g_cross, es[2]))
 
         g_p = torch.empty_like(e)
-        for k in range(3):  # e_k = p_{k+1} - p_k
-            torch.sub(g_e[:, :, k - 1], g_e[:, :, k], out=g_p[:, :, k])
+        for k, g_p_k in enumerate(g_p.unbind(2)):  # e_k = p_{k+1} - p_k
+            torch.sub(ge[k - 1], ge[k], out=g_p_k)
         g_v = torch.zeros(b * 3, n_verts, dtype=e.dtype, device=e.device)
         g_v.index_add_(1, cidx, g_p.view(b * 3, -1))
         return g_v.view(b, 3, n_verts).transpose(1, 2), None
