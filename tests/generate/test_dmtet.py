@@ -51,6 +51,19 @@ def test_mlp_init_fits_the_sphere() -> None:
     assert np.abs(r - 0.6).max() < 0.1
 
 
+def test_sphere_bias_is_added_to_the_network_output() -> None:
+    torch.manual_seed(0)
+    cfg = DMTetConfig(grid_resolution=8, parameterization="mlp", hidden_dim=16, init_steps=60, init_radius=0.5,
+                      init_lr=2e-2, sphere_bias=1.0)
+    field = DMTet(cfg)
+    sdf, _ = field.sdf_and_deformation()
+    net = field.net(field.encoding(field.base_vertices))[:, 0]
+    bias = torch.linalg.norm(field.base_vertices, dim=1) - 0.5
+    torch.testing.assert_close(sdf, net + bias)
+    # the fit learns the residual: the network alone stays near zero, the surface is the sphere
+    assert net.abs().mean() < 0.1
+
+
 @pytest.mark.parametrize(
     "cfg",
     [

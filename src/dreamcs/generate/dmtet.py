@@ -63,6 +63,10 @@ class DMTetConfig:
     """MLP width."""
     n_hidden_layers: int = 2
     """MLP hidden layers."""
+    sphere_bias: float = 0.0
+    """MLP: weight of a fixed sphere SDF (radius ``init_radius``) added to the network's output, as
+    threestudio's ``sdf_bias: sphere``. It keeps space far from the centre empty unless the guidance
+    keeps asking for it, so SDS cannot swell the shape into the grid's walls."""
     init_steps: int = 300
     """MLP: Adam steps fitting the initial SDF (the explicit field is set directly)."""
     init_lr: float = 1e-2
@@ -137,7 +141,10 @@ class DMTet(nn.Module):
         if self.config.parameterization == "explicit":
             return self.sdf, torch.tanh(self.deform) * bound
         out = self.net(self.encoding(self.base_vertices))
-        return out[:, 0], torch.tanh(out[:, 1:]) * bound
+        sdf = out[:, 0]
+        if self.config.sphere_bias:
+            sdf = sdf + self.config.sphere_bias * sphere_sdf(self.base_vertices, self.config.init_radius)
+        return sdf, torch.tanh(out[:, 1:]) * bound
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The surface: verts (V, 3) float, faces (F, 3) long, CCW seen from outside."""
