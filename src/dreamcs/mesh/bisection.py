@@ -171,10 +171,11 @@ def _smooth_cut(
     return right
 
 
-def _side_pieces(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, right: NDArray) -> NDArray:
-    """Pieces of the two sides of every group's cut, summed per group (G,)."""
+def _side_pieces(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, same: NDArray) -> NDArray:
+    """Pieces of the two sides of every group's cut, summed per group (G,); ``same`` marks the
+    edges of ``inner`` whose ends lie on the same side."""
     indptr, indices, rows = inner
-    sub_ptr, sub_idx, _ = subgraph(indptr, indices, rows, right[rows] == right[indices])
+    sub_ptr, sub_idx, _ = subgraph(indptr, indices, rows, same)
     n = len(group)
     n_c, comp = connected_components(
         sp.csr_matrix((np.ones(len(sub_idx)), sub_idx, sub_ptr), shape=(n, n)), directed=False
@@ -215,10 +216,11 @@ def _try_cuts(
     group_b = (np.arange(c)[:, None] * n_g + group[None, :]).reshape(-1)
     rank = _grow_ranks(stacked, group, n_g, feat, cands)
     right = _smooth_cut(stacked, group_b, (rank >= cut_at[group]).reshape(-1), np.tile(active, c))
-    similar = np.tile(similar, c)
-    cut = right[erows] != right[cols]
+    same = right[erows] == right[cols]
+    cut = ~same
+    similar = np.tile(similar, c) if c > 1 else similar
     cut_cost = np.bincount(group_b[erows[cut]], weights=similar[cut], minlength=c * n_g).reshape(c, n_g)
-    pieces = _side_pieces(stacked, group_b, right).reshape(c, n_g)
+    pieces = _side_pieces(stacked, group_b, same).reshape(c, n_g)
     return right.reshape(c, n), pieces, pieces * 1e7 + CUT_WEIGHT * cut_cost
 
 
