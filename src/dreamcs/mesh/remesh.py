@@ -34,6 +34,24 @@ def _edge_keys(edges: NDArray, n_vert: int) -> NDArray:
     return lo.astype(np.int64) * n_vert + hi
 
 
+def _unique_keys(keys: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """``np.unique(keys, return_index=True, return_inverse=True, return_counts=True)``, faster: with
+    the position as the last digit every key is unique, so any sort gives the stable order."""
+    n = len(keys)
+    if n and int(keys.max()) < 2**62 // n:
+        order = np.argsort(keys * n + np.arange(n))
+    else:
+        order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(ks[1:], ks[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    inv = np.empty(n, dtype=np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return ks[starts], order[starts], inv, np.diff(np.append(starts, n))
+
+
 def _midpoint_rows(W: sp.csr_matrix, pairs: NDArray) -> sp.csr_matrix:
     """Rows 0.5 * (W[a] + W[b]) for each (a, b) in pairs: (len(pairs) x V_in)."""
     n = len(pairs)
@@ -47,7 +65,7 @@ def subdivide(faces: NDArray, W: sp.csr_matrix) -> tuple[NDArray, sp.csr_matrix]
     n_vert, n_faces = W.shape[0], len(faces)
     edges = _edges(faces)
     keys = _edge_keys(edges, n_vert)
-    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    uniq, first, inv, _ = _unique_keys(keys)
     mid = (n_vert + inv).reshape(3, n_faces)  # midpoint of edge k of face f: mid[k, f]
     a, b, c = faces.T
     m_ab, m_bc, m_ca = mid
@@ -166,7 +184,7 @@ def _split_round(
     n_vert, n_faces = W.shape[0], len(faces)
     edges = _edges(faces)
     keys = _edge_keys(edges, n_vert)
-    uniq, first, inv, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    uniq, first, inv, counts = _unique_keys(keys)
     length = np.linalg.norm(verts[edges[first, 0]] - verts[edges[first, 1]], axis=1)
     # each face's longest edge (ties: the larger key, so the choice is deterministic)
     rank = np.empty(len(uniq), dtype=np.int64)
