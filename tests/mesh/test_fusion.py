@@ -220,3 +220,14 @@ def test_every_shared_mesh_fuses_to_exact_layout(shared_data):
         f"\n{len(paths)} shared meshes: edge-connected patches {np.mean(shares):.1%} mean, "
         f"{np.median(shares):.1%} median, {np.min(shares):.1%} min; fuse median {np.median(times) * 1e3:.0f} ms"
     )
+
+
+def test_unique_keys_matches_numpy():
+    from dreamcs.mesh.remesh import _unique_keys
+
+    rng = np.random.default_rng(0)
+    for n, hi in ((0, 1), (1, 1), (7, 3), (5000, 900), (3000, 2**61)):  # the last: the stable fallback
+        keys = rng.integers(0, hi, n, dtype=np.int64)
+        ref = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+        for a, b in zip(ref, _unique_keys(keys), strict=True):
+            np.testing.assert_array_equal(a.ravel(), b)
