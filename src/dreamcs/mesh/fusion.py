@@ -199,7 +199,7 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
 
 
 def fuse(
-    mesh: trimesh.Trimesh, n_patches: int = 256, faces_per_patch: int = 64, seed: int = 0
+    mesh: trimesh.Trimesh, n_patches: int = 256, faces_per_patch: int = 64, seed: int = 0, _numpy: bool = False
 ) -> PatchedMesh:
     """Fuse a triangle mesh into ``n_patches`` patches of exactly ``faces_per_patch`` faces.
 
@@ -208,6 +208,8 @@ def fuse(
         n_patches, faces_per_patch: the layout (256 x 64 by default).
         seed: accepted for the CLI's ``--seed`` convention; fusion is deterministic and uses no
             randomness, so the same mesh always gives the same result.
+        _numpy: group faces with the numpy / scipy reference instead of the compiled kernels (same
+            result, slower; for the benchmark's speed-up figure and the test comparing them).
 
     Returns:
         PatchedMesh with faces (n_patches, faces_per_patch, 3) and W (V, V_in).
@@ -229,7 +231,7 @@ def fuse(
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
     A = dual_graph(faces)
-    labels = partition(centroids, normals, A, n_patches, faces_per_patch)
+    labels = partition(centroids, normals, A, n_patches, faces_per_patch, _numpy=_numpy)
     order = order_patches(labels, centroids, A, n_patches, faces_per_patch)
     W = W.astype(np.float32).tocsr()
     W.sort_indices()

@@ -11,14 +11,13 @@ follow a Morton curve of their centres. Everything is deterministic for a given 
 
 from __future__ import annotations
 
-from collections import deque
-
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.sparse.csgraph import breadth_first_order, connected_components
+from scipy.sparse.csgraph import breadth_first_order
 
-from dreamcs.mesh.bisection import bisect_faces, neighbours, subgraph
+from dreamcs.mesh import _kernels
+from dreamcs.mesh.bisection import bisect_faces, subgraph
 
 __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 
@@ -49,18 +48,9 @@ def dual_graph(faces: NDArray) -> sp.csr_matrix:
     return A
 
 
-def _components(A: sp.csr_matrix, rows: NDArray, labels: NDArray) -> tuple[int, NDArray]:
-    """Connected components of A restricted to edges whose ends share a label."""
-    keep = labels[rows] == labels[A.indices]
-    indptr = np.r_[0, np.cumsum(np.bincount(rows[keep], minlength=A.shape[0]))]
-    intra = sp.csr_matrix((np.ones(int(keep.sum())), A.indices[keep], indptr), shape=A.shape)
-    return connected_components(intra, directed=False)
-
-
 def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
     """Intra-patch components. Returns (component id per face, bool per patch: one component)."""
-    rows = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
-    n_c, comp = _components(A, rows, labels)
+    n_c, comp = _kernels.components(A.indptr, A.indices, np.asarray(labels, dtype=np.int64))
     label_of_comp = np.zeros(n_c, dtype=np.int64)
     label_of_comp[comp] = labels
     return comp, np.bincount(label_of_comp, minlength=int(labels.max()) + 1) == 1
@@ -70,19 +60,19 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
     """Make patches edge-connected where possible, keeping every patch size unchanged.
 
     A stray fragment of patch p moves to the neighbouring patch q it shares most edges with, and q
-    gives back as many faces, breadth-first from its border with p's main piece.
+    gives back as many faces, breadth-first from its border with p's main piece
+    (``_kernels.move_fragments``; fragments go smallest first, then by piece id).
     """
-    indptr, indices = A.indptr, A.indices
-    labels = labels.copy()
+    labels = labels.astype(np.int64)  # a copy: the kernel edits it in place
     for _ in range(passes):
         comp, ok = connected_patch_mask(labels, A)
         if ok.all():
             break
-        changed = False
         comp_size = np.bincount(comp)
-        # the faces of piece c: by_comp[c_start[c]:][:size] (16-bit keys: numpy's radix sort)
+        # the faces of piece c: by_comp[piece_start[c]:piece_start[c + 1]], ascending
+        # (16-bit keys: numpy's radix sort)
         by_comp = np.argsort(comp.astype(np.uint16) if len(comp_size) < 2**16 else comp, kind="stable")
-        c_start = np.cumsum(comp_size) - comp_size
+        piece_start = np.r_[0, np.cumsum(comp_size)]
         bad = np.flatnonzero(~ok[labels])  # faces in patches with more than one piece
         # main piece of each patch = its largest component (ties: the smallest id)
         by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
@@ -91,56 +81,27 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
         main_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
         main_of[lab_sorted[first]] = comp[bad][by][first]
         stray = bad[comp[bad] != main_of[labels[bad]]]
-        o = np.lexsort((stray, comp[stray], comp_size[comp[stray]]))  # smallest fragments first
-        stray = stray[o]
-        cuts = np.flatnonzero(np.diff(comp[stray])) + 1
-        for frag in np.split(stray, cuts) if len(stray) else []:
-            p = int(labels[frag[0]])
-            if (labels[frag] != p).any():
-                continue  # touched by an earlier move in this pass
-            _, nb = neighbours(indptr, indices, frag)
-            nb_lab = labels[nb]
-            nb_lab = nb_lab[nb_lab != p]
-            if len(nb_lab) == 0:
-                continue  # a separate mesh component: nothing to attach it to
-            q = int(np.bincount(nb_lab).argmax())
-            m = int(main_of[p])
-            give = _border_faces(labels, indptr, indices, q, p, by_comp[c_start[m] :][: comp_size[m]], len(frag))
-            if give is None:
-                continue
-            labels[frag] = q
-            labels[give] = p
-            changed = True
-        if not changed:
+        stray = stray[np.lexsort((stray, comp[stray], comp_size[comp[stray]]))]  # smallest first
+        frag_start = np.r_[0, np.flatnonzero(np.diff(comp[stray])) + 1, len(stray)]
+        if not _kernels.move_fragments(A.indptr, A.indices, labels, stray, frag_start, by_comp, piece_start, main_of):
             break
     return labels
 
 
-def _border_faces(labels, indptr, indices, q, p, main, s) -> NDArray | None:
-    """``s`` faces of patch q nearest (breadth-first) to p's main piece (faces ``main``, those still
-    in p), or None if q does not touch it. Seeds go in index order."""
-    _, nb = neighbours(indptr, indices, main[labels[main] == p])
-    seeds = np.unique(nb[labels[nb] == q])
-    if len(seeds) == 0:
-        return None
-    seen = set(seeds.tolist())
-    queue = deque(seeds.tolist())
-    out: list[int] = []
-    while queue and len(out) < s:
-        f = queue.popleft()
-        out.append(f)
-        for g in indices[indptr[f] : indptr[f + 1]].tolist():
-            if g not in seen and labels[g] == q:
-                seen.add(g)
-                queue.append(g)
-    return np.asarray(out, dtype=np.int64) if len(out) == s else None
+def partition(
+    centroids: NDArray, normals: NDArray, A: sp.csr_matrix, n_patches: int, k: int, _numpy: bool = False
+) -> NDArray:
+    """Labels (F,) in [0, n_patches), each used exactly k times. centroids, normals: (F, 3).
 
-
-def partition(centroids: NDArray, normals: NDArray, A: sp.csr_matrix, n_patches: int, k: int) -> NDArray:
-    """Labels (F,) in [0, n_patches), each used exactly k times. centroids, normals: (F, 3)."""
+    _numpy: the numpy / scipy reference (``_reference``) instead of the compiled kernels; same labels.
+    """
     if len(centroids) != n_patches * k:
         raise ValueError(f"need exactly {n_patches * k} faces, got {len(centroids)}")
-    labels = bisect_faces(np.concatenate([centroids, normals], 1), n_patches, k, A.tocsr())
+    labels = bisect_faces(np.concatenate([centroids, normals], 1), n_patches, k, A.tocsr(), _numpy=_numpy)
+    if _numpy:
+        from dreamcs.mesh._reference import repair
+
+        return repair(labels, A, REPAIR_PASSES)
     return _repair(labels, A, REPAIR_PASSES)
 
 
