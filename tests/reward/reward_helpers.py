@@ -133,3 +133,32 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out_dir}/rank{rank}.safetensors")
     finally:
         torch.distributed.destroy_process_group()
+
+
+def cs_gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """One process of the CS-gather test: this rank's uneven share of a fixed batch through
+    ``compute_loss``; writes d_cs and the gradient of its embeddings."""
+    from safetensors.torch import save_file
+
+    from dreamcs.reward.train import TrainConfig, compute_loss
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        emb, label, score = cs_gather_batch()
+        idx = torch.tensor([0, 1, 2, 5, 6]) if rank == 0 else torch.tensor([3, 4, 7, 8])  # 5 + 4 items
+        e = emb[idx].clone().requires_grad_(True)
+        batch = {"label": label[idx], "score": score[idx]}
+        loss, logs = compute_loss(score[idx], e, batch, TrainConfig(lambda_cs=1.0))
+        loss.backward()
+        save_file({"grad": e.grad, "d_cs": torch.tensor([logs["d_cs"]])}, f"{out_dir}/cs{rank}.safetensors")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def cs_gather_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed batch: embeddings (9, 8), labels (9,) with 4 preferred, scores (9,)."""
+    g = torch.Generator().manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(9, 8, generator=g), dim=1)
+    label = torch.tensor([1, 0, 1, 0, 1, 0, 0, 1, 0])
+    return emb, label, label.float() * 3 + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.multiprocessing as mp
-from reward_helpers import ddp_worker, tiny_train_config
+from reward_helpers import cs_gather_batch, cs_gather_worker, ddp_worker, tiny_train_config
 from safetensors.torch import load_file
 
 
@@ -28,3 +28,22 @@ def test_two_process_gloo_in_sync(tmp_path):
     seed_everything(0)
     init = RewardCS(tiny_train_config().model).state_dict()
     assert any(not torch.equal(init[k], a[k]) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
+def test_cs_term_spans_all_ranks_like_one_device(tmp_path):
+    # Ranks hold 5 and 4 items of one batch: D_CS and its gradient must be those of the whole batch
+    # on one device (each rank's gradient is world x its share; DDP's averaging divides it back).
+    from dreamcs.reward.train import TrainConfig, compute_loss
+
+    mp.spawn(cs_gather_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    emb, label, score = cs_gather_batch()
+    e = emb.clone().requires_grad_(True)
+    loss, logs = compute_loss(score, e, {"label": label, "score": score}, TrainConfig(lambda_cs=1.0))
+    loss.backward()
+    for rank, idx in ((0, [0, 1, 2, 5, 6]), (1, [3, 4, 7, 8])):
+        out = load_file(str(tmp_path / f"cs{rank}.safetensors"))
+        assert abs(float(out["d_cs"]) - logs["d_cs"]) < 1e-6
+        torch.testing.assert_close(out["grad"] / 2, e.grad[idx], atol=1e-6, rtol=1e-5)
+    assert e.grad.abs().sum() > 0

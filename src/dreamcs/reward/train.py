@@ -113,6 +113,9 @@ def compute_loss(out_reward: Tensor, embedding: Tensor, batch: dict[str, Any], c
     mse = F.mse_loss(out_reward, score)
     logs["loss_mse"] = float(mse.detach())
     loss = mse
+    # D_CS is a property of the two sets, not of a rank's share of them: under DDP it is taken over
+    # every rank's embeddings (gathered with their gradients), as on one device with the whole batch
+    embedding, label = gather_across_ranks(embedding), gather_across_ranks(label)
     pos, neg = embedding[label == 1], embedding[label == 0]
     if len(pos) and len(neg):
         d = cs_divergence(pos, neg, sigma=cfg.sigma)
@@ -162,6 +165,30 @@ def check_dataset(dataset: Dataset, model_cfg: RewardCSConfig) -> None:
         )
 
 
+def gather_across_ranks(x: Tensor) -> Tensor:
+    """x (B_r, ...) of every rank concatenated in rank order (sum_r B_r, ...); ``x`` itself outside
+    DDP. Differentiable: each rank's slice receives the gradient summed over the ranks' (identical)
+    losses, i.e. world x its share, which DDP's gradient averaging then brings back to the
+    single-device gradient. B_r may differ between ranks (the samplers split classes unevenly)."""
+    rank, world = _dist()
+    if world == 1:
+        return x
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], dtype=torch.long, device=x.device))
+    n = [int(s) for s in sizes]
+    pad = max(n) - x.shape[0]
+    xp = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
+    if x.requires_grad:
+        parts = all_gather(xp)
+    else:
+        parts = [torch.empty_like(xp) for _ in range(world)]
+        dist.all_gather(parts, xp.contiguous())
+    return torch.cat([p[:k] for p, k in zip(parts, n, strict=True)])
+
+
 def _dist() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -173,7 +200,7 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
 
     Under torchrun, call ``torch.distributed.init_process_group`` first (``init_distributed()``):
     each rank takes its share of every batch (both classes on each rank), DDP averages gradients,
-    and only rank 0 writes files. The CS term is computed on each rank's local embeddings.
+    and only rank 0 writes files. The CS term is taken over all ranks' embeddings (gathered).
     """
     out = Path(out_dir)
     rank, world = _dist()
