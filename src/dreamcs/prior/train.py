@@ -32,7 +32,8 @@ from dreamcs.prior.data import ViewDataConfig, ViewDataset, build_view_dataset, 
 from dreamcs.utils import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 
 CKPT_FORMAT = "dreamcs-prior-checkpoint-1"
-DEFAULT_CARD_PROMPTS = ["a chair", "a table", "a sphere", "a bed", "a door", "a tree", "a horse", "a lamp"]
+DEFAULT_CARD_PROMPTS = ["a chair", "a table", "a sphere", "a bed", "a door", "a tree", "a horse", "a lamp", "a vase",
+                        "a pyramid"]
 
 
 def default_cache_dir() -> Path:
