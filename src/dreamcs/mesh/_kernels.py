@@ -54,138 +54,202 @@ def components(indptr, indices, labels):
 
 
 @_jit
-def grow_ranks(indptr, indices, group, todo, vals, sign):
-    """Rank (F,) of each face inside its group (-1 outside the groups ``todo`` (G,) bool): breadth-
-    first over the intra-group graph from the group's extreme face by ``vals`` (F,) (the smallest
-    value, lowest index, for sign > 0; the largest, highest index, otherwise); faces the growth
-    cannot reach (other mesh components) follow by ``sign * vals``, ties by index."""
-    n, n_g = len(group), len(todo)
-    seed = np.full(n_g, -1, dtype=np.int64)
-    for f in range(n):
-        g = group[f]
-        if todo[g] and (seed[g] < 0 or (vals[f] < vals[seed[g]] if sign > 0 else vals[f] >= vals[seed[g]])):
-            seed[g] = f
-    rank = np.full(n, -1, dtype=np.int64)
-    count = np.zeros(n_g, dtype=np.int64)
-    seen = np.zeros(n, dtype=np.bool_)
-    queue = np.empty(n, dtype=np.int64)
-    tail = 0
-    for f in range(n):  # seeds queued in face order, as from a virtual root linked to all of them
-        if todo[group[f]] and seed[group[f]] == f:
-            seen[f] = True
-            queue[tail] = f
-            tail += 1
-    head = 0
-    while head < tail:
+def group_faces(group, n_g):
+    """Faces by group, ascending inside each: group g's faces are order[start[g]:start[g + 1]]."""
+    start = np.zeros(n_g + 1, dtype=np.int64)
+    for f in range(len(group)):
+        start[group[f] + 1] += 1
+    for g in range(n_g):
+        start[g + 1] += start[g]
+    fill = start[:-1].copy()
+    order = np.empty(len(group), dtype=np.int64)
+    for f in range(len(group)):
+        order[fill[group[f]]] = f
+        fill[group[f]] += 1
+    return order, start
+
+
+@_jit
+def _grow_group(indptr, indices, group, faces, vals, sign, stop, seen, queue):
+    """The first ``stop`` faces of one group's growth, in order, into ``queue[:stop]``.
+
+    ``faces``: the group's, ascending. Breadth-first from the extreme face by ``vals`` (F,) (the
+    smallest value, lowest index, for sign > 0; the largest, highest index, otherwise); faces the
+    growth cannot reach (other mesh components) follow by ``sign * vals``, ties by index. ``seen``
+    (F,) bool scratch, False on the group's faces. Stops as soon as ``stop`` faces are placed.
+    """
+    seed = faces[0]
+    for f in faces[1:]:
+        if (vals[f] < vals[seed]) if sign > 0 else (vals[f] >= vals[seed]):
+            seed = f
+    g = group[seed]
+    seen[seed] = True
+    queue[0] = seed
+    head, tail = 0, 1
+    while head < tail and head < stop:
         f = queue[head]
         head += 1
-        g = group[f]
-        rank[f] = count[g]
-        count[g] += 1
         for e in range(indptr[f], indptr[f + 1]):
             h = indices[e]
             if not seen[h] and group[h] == g:
                 seen[h] = True
                 queue[tail] = h
                 tail += 1
-    rest = np.empty(n, dtype=np.int64)
-    n_rest = 0
-    for f in range(n):
-        if todo[group[f]] and not seen[f]:
-            rest[n_rest] = f
-            n_rest += 1
-    if n_rest:
-        rest = rest[:n_rest]
-        key = np.empty(n_rest, dtype=np.float64)
-        for i in range(n_rest):
+    if head < stop and tail < len(faces):  # the growth ran out: the unreachable rest, by value
+        rest = np.empty(len(faces) - tail, dtype=np.int64)
+        i = 0
+        for f in faces:
+            if not seen[f]:
+                rest[i] = f
+                i += 1
+        key = np.empty(len(rest), dtype=np.float64)
+        for i in range(len(rest)):
             key[i] = sign * vals[rest[i]]
-        for f in rest[np.argsort(key, kind="mergesort")]:
-            rank[f] = count[group[f]]
-            count[group[f]] += 1
+        queue[tail : tail + len(rest)] = rest[np.argsort(key, kind="mergesort")]
+
+
+@_jit
+def grow_ranks(indptr, indices, group, order, start, vals):
+    """Rank (F,) of each face inside its group (``group_faces``'s order, start), grown from the face
+    with the smallest ``vals`` (F,) (``_grow_group``); every prefix of one group's ranks is
+    edge-connected as far as the group's faces are."""
+    n = len(group)
+    rank = np.empty(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=np.bool_)
+    queue = np.empty(n, dtype=np.int64)
+    for g in range(len(start) - 1):
+        size = start[g + 1] - start[g]
+        if size:
+            _grow_group(indptr, indices, group, order[start[g] : start[g + 1]], vals, 1.0, size, seen, queue)
+            for i in range(size):
+                rank[queue[i]] = i
     return rank
 
 
 @_jit
-def cut_groups(indptr, indices, group, todo, active, right, similar):
-    """Smooth and score the cut ``right`` (F,) bool of every group in ``todo`` (G,) bool, in place.
-
-    Smoothing (groups ``active`` (G,) only, up to 3 rounds): isolated right faces ("teeth") swap
-    sides with left faces sticking out into the right part (one neighbour left, two or more right),
-    pairwise and in face order within a group, so both sides keep their sizes. Returns the pieces of
-    both sides (G,) and the cut cost (G,): ``similar`` (nnz,) summed over the cut edges, in CSR order.
-    """
-    n, n_g = len(group), len(todo)
-    deg = np.zeros(n, dtype=np.int64)
-    n_right = np.zeros(n, dtype=np.int64)
-    for f in range(n):
-        if todo[group[f]]:
-            for e in range(indptr[f], indptr[f + 1]):
-                h = indices[e]
-                if group[h] == group[f]:
-                    deg[f] += 1
-                    n_right[f] += right[h]
-    n_tooth = np.zeros(n_g, dtype=np.int64)
-    n_bump = np.zeros(n_g, dtype=np.int64)
-    kind = np.zeros(n, dtype=np.int8)  # 1: tooth, 2: bump (from this round's counts)
-    flipped = np.empty(n, dtype=np.int64)
+def _smooth(indptr, indices, group, faces, right, deg, n_right, flipped):
+    """Up to 3 rounds: isolated right faces ("teeth") swap sides with left faces sticking out into
+    the right part (one neighbour left, two or more right), pairwise and in face order, so both
+    sides keep their sizes. ``faces``: one group's, ascending; deg, n_right: scratch (F,)."""
+    g = group[faces[0]]
+    for f in faces:
+        deg[f] = 0
+        n_right[f] = 0
+        for e in range(indptr[f], indptr[f + 1]):
+            h = indices[e]
+            if group[h] == g:
+                deg[f] += 1
+                n_right[f] += right[h]
     for _ in range(3):
-        n_tooth[:] = 0
-        n_bump[:] = 0
-        for f in range(n):
-            kind[f] = 0
-            g = group[f]
-            if not (todo[g] and active[g]):
-                continue
+        n_tooth, n_bump = 0, 0
+        for f in faces:  # from this round's counts
             if right[f] and n_right[f] == 0 and deg[f] > 0:
-                kind[f] = 1
-                n_tooth[g] += 1
+                n_tooth += 1
             elif not right[f] and deg[f] - n_right[f] <= 1 and n_right[f] >= 2:
-                kind[f] = 2
-                n_bump[g] += 1
-        swaps = np.minimum(n_tooth, n_bump)
-        if not swaps.any():
+                n_bump += 1
+        swaps = min(n_tooth, n_bump)
+        if swaps == 0:
             break
-        n_flip = 0
-        # the first swaps[g] teeth and bumps of each group, in face order
-        done_t = np.zeros(n_g, dtype=np.int64)
-        done_b = np.zeros(n_g, dtype=np.int64)
-        for f in range(n):
-            g = group[f]
-            if kind[f] == 1 and done_t[g] < swaps[g]:
-                done_t[g] += 1
-                right[f] = False
+        n_flip, done_t, done_b = 0, 0, 0
+        for f in faces:  # the first ``swaps`` teeth and bumps, decided on the counts before any flip
+            if done_t < swaps and right[f] and n_right[f] == 0 and deg[f] > 0:
                 flipped[n_flip] = f
                 n_flip += 1
-            elif kind[f] == 2 and done_b[g] < swaps[g]:
-                done_b[g] += 1
-                right[f] = True
+                done_t += 1
+            elif done_b < swaps and not right[f] and deg[f] - n_right[f] <= 1 and n_right[f] >= 2:
                 flipped[n_flip] = f
                 n_flip += 1
+                done_b += 1
+        for i in range(n_flip):
+            right[flipped[i]] = not right[flipped[i]]
         for i in range(n_flip):  # a flipped face changes its neighbours' right counts by one
             f = flipped[i]
             d = 1 if right[f] else -1
             for e in range(indptr[f], indptr[f + 1]):
-                if group[indices[e]] == group[f]:
+                if group[indices[e]] == g:
                     n_right[indices[e]] += d
-    cost = np.zeros(n_g, dtype=np.float64)
-    for f in range(n):
-        g = group[f]
-        if todo[g]:
-            for e in range(indptr[f], indptr[f + 1]):
-                h = indices[e]
-                if group[h] == g and right[h] != right[f]:
-                    cost[g] += similar[e]
-    pieces = np.zeros(n_g, dtype=np.int64)
-    side = np.empty(n, dtype=np.int64)
-    for f in range(n):
-        side[f] = 2 * group[f] + right[f] if todo[group[f]] else -1
-    n_c, comp = components(indptr, indices, side)
-    counted = np.zeros(n_c, dtype=np.bool_)
-    for f in range(n):
-        if side[f] >= 0 and not counted[comp[f]]:
-            counted[comp[f]] = True
-            pieces[group[f]] += 1
+
+
+@_jit
+def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, stages, cut_weight):
+    """right (F,) bool: every group's chosen cut at rank ``cut_at`` (G,), as ``bisection._split_level``
+    describes. Candidate c grows from column ``dims[g, c // 2]`` of ``feat`` (F, D), from its low
+    end for even c and its high end for odd c; ``stages`` (S,) candidates per stage, a stage tried
+    only while the best cut so far leaves a side in more than 2 pieces (``active`` (G,) groups).
+    The lowest score (pieces * 1e7 + cut_weight * cost) wins, ties the earlier candidate.
+    """
+    n, n_g = len(group), len(cut_at)
+    order, start = group_faces(group, n_g)
+    seen = np.zeros(n, dtype=np.bool_)
+    side = np.zeros(n, dtype=np.bool_)
+    queue = np.empty(n, dtype=np.int64)
+    deg = np.empty(n, dtype=np.int64)
+    n_right = np.empty(n, dtype=np.int64)
+    parent = np.empty(n, dtype=np.int64)
+    right = np.zeros(n, dtype=np.bool_)
+    n_cand = 2 * dims.shape[1]
+    for g in range(n_g):
+        faces = order[start[g] : start[g + 1]]
+        if len(faces) == 0:
+            continue
+        stop = min(cut_at[g], len(faces))
+        best_score, best_pieces, c = np.inf, 0, 0
+        for size in stages:
+            for _ in range(min(size, n_cand - c)):
+                vals = feat[:, dims[g, c // 2]]
+                sign = 1.0 if c % 2 == 0 else -1.0
+                c += 1
+                for f in faces:
+                    seen[f] = False
+                _grow_group(indptr, indices, group, faces, vals, sign, stop, seen, queue)
+                for f in faces:
+                    side[f] = True
+                for i in range(stop):
+                    side[queue[i]] = False
+                if active[g]:
+                    _smooth(indptr, indices, group, faces, side, deg, n_right, queue)
+                pieces, cost = _score(indptr, indices, group, faces, side, similar, parent)
+                score = pieces * 1e7 + cut_weight * cost
+                if score < best_score:
+                    best_score, best_pieces = score, pieces
+                    for f in faces:
+                        right[f] = side[f]
+            if not (active[g] and best_pieces > 2):
+                break
+    return right
+
+
+@_jit
+def _score(indptr, indices, group, faces, right, similar, parent):
+    """(pieces of both sides, cut cost) of one group's cut: ``similar`` (nnz,) summed over the cut
+    edges in CSR order (the reference's order, so the same float), pieces by union-find."""
+    g = group[faces[0]]
+    cost = 0.0
+    for f in faces:
+        parent[f] = f
+    for f in faces:
+        for e in range(indptr[f], indptr[f + 1]):
+            h = indices[e]
+            if group[h] != g:
+                continue
+            if right[h] != right[f]:
+                cost += similar[e]
+            elif h < f:
+                a, b = _root(parent, f), _root(parent, h)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    pieces = 0
+    for f in faces:
+        pieces += parent[f] == f
     return pieces, cost
+
+
+@_jit
+def _root(parent, f):
+    while parent[f] != f:  # path halving
+        parent[f] = parent[parent[f]]
+        f = parent[f]
+    return f
 
 
 @_jit

@@ -95,28 +95,10 @@ def _split_level(
     whose best cut so far leaves a side in more than one piece (two connected sides is the best any
     cut can do). The cut with the fewest pieces wins, then the lowest cut cost, then the first.
     """
-    every = [(dims[:, d], s) for d in range(dims.shape[1]) for s in (1.0, -1.0)]
-    n, n_g = len(group), len(cut_at)
-    right = np.zeros(n, dtype=bool)
-    best_score, best_pieces = np.full(n_g, np.inf), np.zeros(n_g, dtype=np.int64)
-    todo = np.ones(n_g, dtype=bool)  # the groups still to try
-    faces = np.arange(n)
-    start = 0
-    for size in CANDIDATE_STAGES:
-        for col, sign in every[start : start + size]:
-            rank = _kernels.grow_ranks(A.indptr, A.indices, group, todo, feat[faces, col[group]], sign)
-            cand = rank >= cut_at[group]
-            pieces, cost = _kernels.cut_groups(A.indptr, A.indices, group, todo, active, cand, similar)
-            score = pieces * 1e7 + CUT_WEIGHT * cost
-            better = todo & (score < best_score)  # ties: the earlier candidate
-            upd = better[group]
-            right[upd] = cand[upd]
-            best_score[better], best_pieces[better] = score[better], pieces[better]
-        start += size
-        todo &= active & (best_pieces > 2)
-        if not todo.any():
-            break
-    return right
+    stages = np.asarray(CANDIDATE_STAGES, dtype=np.int64)
+    return _kernels.split_level(
+        A.indptr, A.indices, group, feat, dims, cut_at, active, similar, stages, CUT_WEIGHT
+    )
 
 
 def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy: bool = False) -> NDArray:
@@ -147,7 +129,7 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
         zeros = np.zeros(len(sizes), dtype=np.int64)
         rank = ref._grow_ranks(ref._stack(inner, n, 1), comp, len(sizes), feat, [(zeros, 1.0)])[0]
     else:
-        rank = _kernels.grow_ranks(A.indptr, A.indices, comp, np.ones(n_comp, dtype=bool), feat[:, 0], 1.0)
+        rank = _kernels.grow_ranks(A.indptr, A.indices, comp, *_kernels.group_faces(comp, n_comp), feat[:, 0])
     pooled = rank < take[comp]
     group = np.where(pooled, len(sizes), comp)
     counts = np.r_[counts, int(pooled.sum()) // k]
