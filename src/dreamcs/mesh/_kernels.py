@@ -70,35 +70,61 @@ def group_faces(group, n_g):
 
 
 @_jit
-def _grow_group(indptr, indices, group, faces, vals, sign, stop, seen, queue):
+def _local_graph(indptr, indices, group, order):
+    """The intra-group graph renumbered so that each group is a contiguous range: local face i is
+    face ``order[i]`` (``group_faces``). The renumbering keeps the face order inside a group, so
+    neighbour and tie orders (and every result) are unchanged. Returns (ptr (F+1,), idx (m,),
+    entry (m,): each local edge's entry in ``indices``)."""
+    n = len(order)
+    pos = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        pos[order[i]] = i
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    idx = np.empty(len(indices), dtype=np.int64)
+    entry = np.empty(len(indices), dtype=np.int64)
+    m = 0
+    for i in range(n):
+        f = order[i]
+        for e in range(indptr[f], indptr[f + 1]):
+            h = indices[e]
+            if group[h] == group[f]:
+                idx[m] = pos[h]
+                entry[m] = e
+                m += 1
+        ptr[i + 1] = m
+    return ptr, idx[:m], entry[:m]
+
+
+@_jit
+def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, queue):
     """The first ``stop`` faces of one group's growth, in order, into ``queue[:stop]``.
 
-    ``faces``: the group's, ascending. Breadth-first from the extreme face by ``vals`` (F,) (the
-    smallest value, lowest index, for sign > 0; the largest, highest index, otherwise); faces the
-    growth cannot reach (other mesh components) follow by ``sign * vals``, ties by index. ``seen``
-    (F,) bool scratch, False on the group's faces. Stops as soon as ``stop`` faces are placed.
+    The group is local faces lo..hi-1 (``_local_graph``). Breadth-first from the extreme face by
+    ``vals`` (the smallest value, lowest index, for sign > 0; the largest, highest index, otherwise);
+    faces the growth cannot reach (other mesh components) follow by ``sign * vals``, ties by index.
+    ``seen`` bool scratch, reset here. Stops as soon as ``stop`` faces are placed.
     """
-    seed = faces[0]
-    for f in faces[1:]:
+    seed = lo
+    for f in range(lo + 1, hi):
         if (vals[f] < vals[seed]) if sign > 0 else (vals[f] >= vals[seed]):
             seed = f
-    g = group[seed]
+    seen[lo:hi] = False
     seen[seed] = True
     queue[0] = seed
     head, tail = 0, 1
     while head < tail and head < stop:
         f = queue[head]
         head += 1
-        for e in range(indptr[f], indptr[f + 1]):
-            h = indices[e]
-            if not seen[h] and group[h] == g:
+        for e in range(ptr[f], ptr[f + 1]):
+            h = idx[e]
+            if not seen[h]:
                 seen[h] = True
                 queue[tail] = h
                 tail += 1
-    if head < stop and tail < len(faces):  # the growth ran out: the unreachable rest, by value
-        rest = np.empty(len(faces) - tail, dtype=np.int64)
+    if head < stop and tail < hi - lo:  # the growth ran out: the unreachable rest, by value
+        rest = np.empty(hi - lo - tail, dtype=np.int64)
         i = 0
-        for f in faces:
+        for f in range(lo, hi):
             if not seen[f]:
                 rest[i] = f
                 i += 1
@@ -109,40 +135,39 @@ def _grow_group(indptr, indices, group, faces, vals, sign, stop, seen, queue):
 
 
 @_jit
-def grow_ranks(indptr, indices, group, order, start, vals):
-    """Rank (F,) of each face inside its group (``group_faces``'s order, start), grown from the face
-    with the smallest ``vals`` (F,) (``_grow_group``); every prefix of one group's ranks is
-    edge-connected as far as the group's faces are."""
+def grow_ranks(indptr, indices, group, vals):
+    """Rank (F,) of each face inside its group, grown from the face with the smallest ``vals`` (F,)
+    (``_grow_group``); every prefix of one group's ranks is edge-connected as far as the group is."""
     n = len(group)
+    order, start = group_faces(group, np.int64(group.max()) + 1)
+    ptr, idx, _ = _local_graph(indptr, indices, group, order)
+    local_vals = vals[order]
     rank = np.empty(n, dtype=np.int64)
     seen = np.zeros(n, dtype=np.bool_)
     queue = np.empty(n, dtype=np.int64)
     for g in range(len(start) - 1):
-        size = start[g + 1] - start[g]
-        if size:
-            _grow_group(indptr, indices, group, order[start[g] : start[g + 1]], vals, 1.0, size, seen, queue)
-            for i in range(size):
-                rank[queue[i]] = i
+        lo, hi = start[g], start[g + 1]
+        if hi > lo:
+            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, queue)
+            for i in range(hi - lo):
+                rank[order[queue[i]]] = i
     return rank
 
 
 @_jit
-def _smooth(indptr, indices, group, faces, right, deg, n_right, flipped):
+def _smooth(ptr, idx, lo, hi, right, deg, n_right, flipped):
     """Up to 3 rounds: isolated right faces ("teeth") swap sides with left faces sticking out into
     the right part (one neighbour left, two or more right), pairwise and in face order, so both
-    sides keep their sizes. ``faces``: one group's, ascending; deg, n_right: scratch (F,)."""
-    g = group[faces[0]]
-    for f in faces:
-        deg[f] = 0
-        n_right[f] = 0
-        for e in range(indptr[f], indptr[f + 1]):
-            h = indices[e]
-            if group[h] == g:
-                deg[f] += 1
-                n_right[f] += right[h]
+    sides keep their sizes. The group: local faces lo..hi-1; deg, n_right, flipped: scratch."""
+    for f in range(lo, hi):
+        deg[f] = ptr[f + 1] - ptr[f]
+        c = 0
+        for e in range(ptr[f], ptr[f + 1]):
+            c += right[idx[e]]
+        n_right[f] = c
     for _ in range(3):
         n_tooth, n_bump = 0, 0
-        for f in faces:  # from this round's counts
+        for f in range(lo, hi):  # from this round's counts
             if right[f] and n_right[f] == 0 and deg[f] > 0:
                 n_tooth += 1
             elif not right[f] and deg[f] - n_right[f] <= 1 and n_right[f] >= 2:
@@ -151,7 +176,7 @@ def _smooth(indptr, indices, group, faces, right, deg, n_right, flipped):
         if swaps == 0:
             break
         n_flip, done_t, done_b = 0, 0, 0
-        for f in faces:  # the first ``swaps`` teeth and bumps, decided on the counts before any flip
+        for f in range(lo, hi):  # the first ``swaps`` teeth and bumps, on the counts before any flip
             if done_t < swaps and right[f] and n_right[f] == 0 and deg[f] > 0:
                 flipped[n_flip] = f
                 n_flip += 1
@@ -165,9 +190,38 @@ def _smooth(indptr, indices, group, faces, right, deg, n_right, flipped):
         for i in range(n_flip):  # a flipped face changes its neighbours' right counts by one
             f = flipped[i]
             d = 1 if right[f] else -1
-            for e in range(indptr[f], indptr[f + 1]):
-                if group[indices[e]] == g:
-                    n_right[indices[e]] += d
+            for e in range(ptr[f], ptr[f + 1]):
+                n_right[idx[e]] += d
+
+
+@_jit
+def _score(ptr, idx, lo, hi, right, similar, parent):
+    """(pieces of both sides, cut cost) of one group's cut: ``similar`` (per local edge) summed over
+    the cut edges in CSR order (the reference's order, so the same float), pieces by union-find."""
+    cost = 0.0
+    for f in range(lo, hi):
+        parent[f] = f
+    for f in range(lo, hi):
+        for e in range(ptr[f], ptr[f + 1]):
+            h = idx[e]
+            if right[h] != right[f]:
+                cost += similar[e]
+            elif h < f:
+                a, b = _root(parent, f), _root(parent, h)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    pieces = 0
+    for f in range(lo, hi):
+        pieces += parent[f] == f
+    return pieces, cost
+
+
+@_jit
+def _root(parent, f):
+    while parent[f] != f:  # path halving
+        parent[f] = parent[parent[f]]
+        f = parent[f]
+    return f
 
 
 @_jit
@@ -180,6 +234,9 @@ def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, sta
     """
     n, n_g = len(group), len(cut_at)
     order, start = group_faces(group, n_g)
+    ptr, idx, entry = _local_graph(indptr, indices, group, order)
+    sim = similar[entry]
+    local_feat = np.ascontiguousarray(feat[order].T)  # (D, F): one contiguous column per direction
     seen = np.zeros(n, dtype=np.bool_)
     side = np.zeros(n, dtype=np.bool_)
     queue = np.empty(n, dtype=np.int64)
@@ -189,67 +246,32 @@ def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, sta
     right = np.zeros(n, dtype=np.bool_)
     n_cand = 2 * dims.shape[1]
     for g in range(n_g):
-        faces = order[start[g] : start[g + 1]]
-        if len(faces) == 0:
+        lo, hi = start[g], start[g + 1]
+        if hi == lo:
             continue
-        stop = min(cut_at[g], len(faces))
+        stop = min(cut_at[g], hi - lo)
         best_score, best_pieces, c = np.inf, 0, 0
         for size in stages:
             for _ in range(min(size, n_cand - c)):
-                vals = feat[:, dims[g, c // 2]]
                 sign = 1.0 if c % 2 == 0 else -1.0
+                _grow_group(ptr, idx, lo, hi, local_feat[dims[g, c // 2]], sign, stop, seen, queue)
                 c += 1
-                for f in faces:
-                    seen[f] = False
-                _grow_group(indptr, indices, group, faces, vals, sign, stop, seen, queue)
-                for f in faces:
-                    side[f] = True
+                side[lo:hi] = True
                 for i in range(stop):
                     side[queue[i]] = False
                 if active[g]:
-                    _smooth(indptr, indices, group, faces, side, deg, n_right, queue)
-                pieces, cost = _score(indptr, indices, group, faces, side, similar, parent)
+                    _smooth(ptr, idx, lo, hi, side, deg, n_right, queue)
+                pieces, cost = _score(ptr, idx, lo, hi, side, sim, parent)
                 score = pieces * 1e7 + cut_weight * cost
                 if score < best_score:
                     best_score, best_pieces = score, pieces
-                    for f in faces:
-                        right[f] = side[f]
+                    right[lo:hi] = side[lo:hi]
             if not (active[g] and best_pieces > 2):
                 break
-    return right
-
-
-@_jit
-def _score(indptr, indices, group, faces, right, similar, parent):
-    """(pieces of both sides, cut cost) of one group's cut: ``similar`` (nnz,) summed over the cut
-    edges in CSR order (the reference's order, so the same float), pieces by union-find."""
-    g = group[faces[0]]
-    cost = 0.0
-    for f in faces:
-        parent[f] = f
-    for f in faces:
-        for e in range(indptr[f], indptr[f + 1]):
-            h = indices[e]
-            if group[h] != g:
-                continue
-            if right[h] != right[f]:
-                cost += similar[e]
-            elif h < f:
-                a, b = _root(parent, f), _root(parent, h)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    pieces = 0
-    for f in faces:
-        pieces += parent[f] == f
-    return pieces, cost
-
-
-@_jit
-def _root(parent, f):
-    while parent[f] != f:  # path halving
-        parent[f] = parent[parent[f]]
-        f = parent[f]
-    return f
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        out[order[i]] = right[i]
+    return out
 
 
 @_jit
@@ -321,3 +343,97 @@ def move_fragments(indptr, indices, labels, stray, frag_start, piece_faces, piec
             labels[queue[j]] = p
         changed = True
     return changed
+
+
+@_jit
+def dual_graph_csr(faces, n_vert):
+    """Face adjacency over shared edges as sorted CSR arrays (indptr (F+1,), indices) without
+    duplicates or self-links: ``patches.dual_graph``'s graph. The faces of an edge are chained in the
+    order of their edge slots (slot k of face f at position k * F + f), as a stable sort by edge key
+    gives; edges are bucketed by their lower vertex instead of sorted globally."""
+    n = len(faces)
+    lo = np.empty(3 * n, dtype=np.int64)
+    hi = np.empty(3 * n, dtype=np.int64)
+    for k in range(3):
+        for f in range(n):
+            a, b = faces[f, k], faces[f, (k + 1) % 3]
+            lo[k * n + f], hi[k * n + f] = min(a, b), max(a, b)
+    start = np.zeros(n_vert + 1, dtype=np.int64)
+    for p in range(3 * n):
+        start[lo[p] + 1] += 1
+    for v in range(n_vert):
+        start[v + 1] += start[v]
+    fill = start[:-1].copy()
+    bucket = np.empty(3 * n, dtype=np.int64)  # positions by lower vertex, ascending inside
+    for p in range(3 * n):
+        bucket[fill[lo[p]]] = p
+        fill[lo[p]] += 1
+    pa = np.empty(3 * n, dtype=np.int64)
+    pb = np.empty(3 * n, dtype=np.int64)
+    m = 0
+    for v in range(n_vert):
+        s, e = start[v], start[v + 1]
+        for i in range(s + 1, e):  # stable insertion sort by the upper vertex (buckets are small)
+            p = bucket[i]
+            j = i
+            while j > s and hi[bucket[j - 1]] > hi[p]:
+                bucket[j] = bucket[j - 1]
+                j -= 1
+            bucket[j] = p
+        for i in range(s, e - 1):
+            p, q = bucket[i], bucket[i + 1]
+            if hi[p] == hi[q] and p % n != q % n:
+                pa[m], pb[m] = p % n, q % n
+                m += 1
+    deg = np.zeros(n + 1, dtype=np.int64)
+    for i in range(m):
+        deg[pa[i] + 1] += 1
+        deg[pb[i] + 1] += 1
+    for f in range(n):
+        deg[f + 1] += deg[f]
+    fill = deg[:-1].copy()
+    nb = np.empty(2 * m, dtype=np.int64)
+    for i in range(m):
+        nb[fill[pa[i]]] = pb[i]
+        fill[pa[i]] += 1
+        nb[fill[pb[i]]] = pa[i]
+        fill[pb[i]] += 1
+    indptr = np.zeros(n + 1, dtype=np.int32)
+    indices = np.empty(2 * m, dtype=np.int32)
+    t = 0
+    for f in range(n):
+        s, e = deg[f], deg[f + 1]
+        for i in range(s + 1, e):  # insertion sort: rows are short
+            x = nb[i]
+            j = i
+            while j > s and nb[j - 1] > x:
+                nb[j] = nb[j - 1]
+                j -= 1
+            nb[j] = x
+        for i in range(s, e):
+            if i == s or nb[i] != nb[i - 1]:  # two faces sharing two edges: one link
+                indices[t] = nb[i]
+                t += 1
+        indptr[f + 1] = t
+    return indptr, indices[:t]
+
+
+@_jit
+def group_var(cols, group, n_g):
+    """Per-group sums of squared deviations (G, D) of the rows of ``cols`` (D, F): sums in face
+    order, as ``np.bincount`` with weights adds them (the same floats as the numpy version)."""
+    n_d, n = cols.shape
+    size = np.zeros(n_g, dtype=np.int64)
+    for f in range(n):
+        size[group[f]] += 1
+    out = np.zeros((n_g, n_d), dtype=np.float64)
+    total = np.zeros(n_g, dtype=np.float64)
+    for d in range(n_d):
+        total[:] = 0.0
+        for f in range(n):
+            total[group[f]] += cols[d, f]
+        mean = total / size
+        for f in range(n):
+            x = cols[d, f] - mean[group[f]]
+            out[group[f], d] += x * x
+    return out

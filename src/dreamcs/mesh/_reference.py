@@ -1,5 +1,6 @@
 """The numpy / scipy versions of face grouping's hot loops that ``_kernels`` compiles with numba:
-one bisection level (``split_level``) and the patch repair (``repair``). They give the same labels;
+the dual graph (``dual_graph``), one bisection level (``split_level``) and the patch repair
+(``repair``). They give the same labels;
 they stay as the reference the benchmark's speed-up and ``tests/mesh/test_fusion_kernels.py`` compare with.
 
 Every bisection step is a whole-array numpy / scipy.sparse.csgraph call over all groups at once,
@@ -16,6 +17,30 @@ from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from dreamcs.mesh.bisection import CANDIDATE_STAGES, CUT_WEIGHT, neighbours, subgraph
+
+
+def dual_graph(faces: NDArray) -> sp.csr_matrix:
+    """Face adjacency over shared edges as a symmetric (F, F) CSR matrix of ones.
+
+    A non-manifold edge with n faces links them in a chain (n - 1 pairs), which keeps the
+    graph sparse and still connects them.
+    """
+    n = len(faces)
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    lo, hi = np.minimum(e[:, 0], e[:, 1]), np.maximum(e[:, 0], e[:, 1])
+    key = lo.astype(np.int64) * (int(faces.max()) + 1) + hi
+    if int(key.max()) < 2**62 // (3 * n):  # unique keys (edge index as the last digit): any sort
+        order = np.argsort(key * (3 * n) + np.arange(3 * n))  # is the stable one, and faster
+    else:
+        order = np.argsort(key, kind="stable")
+    ks = key[order]
+    same = np.flatnonzero(ks[1:] == ks[:-1])
+    a, b = order[same] % n, order[same + 1] % n
+    keep = a != b
+    a, b = a[keep], b[keep]
+    A = sp.csr_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
+    A.data[:] = 1  # duplicate pairs (two faces sharing two edges) collapse to one link
+    return A
 
 
 def _stack(inner: tuple[NDArray, NDArray, NDArray], n: int, c: int) -> tuple[NDArray, NDArray, NDArray]:
@@ -136,6 +161,17 @@ def _side_pieces(inner: tuple[NDArray, NDArray, NDArray], group: NDArray, same: 
     group_of_comp = np.zeros(n_c, dtype=np.int64)
     group_of_comp[comp] = group
     return np.bincount(group_of_comp, minlength=int(group.max()) + 1)
+
+
+def _group_var(cols: list[NDArray], group: NDArray, n_g: int) -> NDArray:
+    """Per-group variances (G, D) of the contiguous (F,) columns ``cols``, with bincount (much
+    faster than ufunc.at)."""
+    sizes = np.bincount(group, minlength=n_g)
+    out = []
+    for c in cols:
+        mean = np.bincount(group, weights=c, minlength=n_g) / sizes
+        out.append(np.bincount(group, weights=(c - mean[group]) ** 2, minlength=n_g))
+    return np.stack(out, 1)
 
 
 def _try_cuts(

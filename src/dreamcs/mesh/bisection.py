@@ -67,17 +67,6 @@ def neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArr
     return np.repeat(faces, cnt), indices[np.repeat(start, cnt) + offs]
 
 
-def _group_var(cols: list[NDArray], group: NDArray, n_g: int) -> NDArray:
-    """Per-group variances (G, D) of the contiguous (F,) columns ``cols``, with bincount (much
-    faster than ufunc.at)."""
-    sizes = np.bincount(group, minlength=n_g)
-    out = []
-    for c in cols:
-        mean = np.bincount(group, weights=c, minlength=n_g) / sizes
-        out.append(np.bincount(group, weights=(c - mean[group]) ** 2, minlength=n_g))
-    return np.stack(out, 1)
-
-
 def _split_level(
     A: sp.csr_matrix,
     group: NDArray,
@@ -115,7 +104,7 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     n = len(feat)
     rows = np.repeat(np.arange(n, dtype=A.indices.dtype), np.diff(A.indptr))
     # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
-    stat_cols = [np.ascontiguousarray(c) for c in (feat.T if NORMAL_WEIGHT else feat[:, :3].T)]
+    stat_cols = np.ascontiguousarray(feat.T if NORMAL_WEIGHT else feat[:, :3].T)  # (D, F)
     n_comp, comp = _kernels.components(A.indptr, A.indices, np.zeros(n, dtype=np.int64))
     sizes = np.bincount(comp, minlength=n_comp)
     counts = sizes // k
@@ -129,7 +118,7 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
         zeros = np.zeros(len(sizes), dtype=np.int64)
         rank = ref._grow_ranks(ref._stack(inner, n, 1), comp, len(sizes), feat, [(zeros, 1.0)])[0]
     else:
-        rank = _kernels.grow_ranks(A.indptr, A.indices, comp, *_kernels.group_faces(comp, n_comp), feat[:, 0])
+        rank = _kernels.grow_ranks(A.indptr, A.indices, comp, feat[:, 0])
     pooled = rank < take[comp]
     group = np.where(pooled, len(sizes), comp)
     counts = np.r_[counts, int(pooled.sum()) // k]
@@ -137,7 +126,11 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     group = (np.cumsum(keep) - 1)[group]
     counts = counts[keep]
     while (counts > 1).any():
-        var = _group_var(stat_cols, group, len(counts))
+        var = (
+            ref._group_var(stat_cols, group, len(counts))
+            if _numpy
+            else _kernels.group_var(stat_cols, group, len(counts))
+        )
         var = var if NORMAL_WEIGHT else np.concatenate([var, np.zeros_like(var)], 1)
         eff = _effective_var(var)
         dims = np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS]

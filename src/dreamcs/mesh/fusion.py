@@ -230,7 +230,12 @@ def fuse(
     centroids = tri.mean(1)
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-300)
-    A = dual_graph(faces)
+    if _numpy:
+        from dreamcs.mesh._reference import dual_graph as ref_dual_graph
+
+        A = ref_dual_graph(faces)
+    else:
+        A = dual_graph(faces)
     labels = partition(centroids, normals, A, n_patches, faces_per_patch, _numpy=_numpy)
     order = order_patches(labels, centroids, A, n_patches, faces_per_patch)
     W = W.astype(np.float32).tocsr()

@@ -25,27 +25,15 @@ REPAIR_PASSES = 3
 
 
 def dual_graph(faces: NDArray) -> sp.csr_matrix:
-    """Face adjacency over shared edges as a symmetric (F, F) CSR matrix of ones.
+    """Face adjacency over shared edges as a symmetric (F, F) CSR matrix of ones, rows sorted.
 
     A non-manifold edge with n faces links them in a chain (n - 1 pairs), which keeps the
     graph sparse and still connects them.
     """
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    indptr, indices = _kernels.dual_graph_csr(faces, int(faces.max()) + 1)
     n = len(faces)
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    lo, hi = np.minimum(e[:, 0], e[:, 1]), np.maximum(e[:, 0], e[:, 1])
-    key = lo.astype(np.int64) * (int(faces.max()) + 1) + hi
-    if int(key.max()) < 2**62 // (3 * n):  # unique keys (edge index as the last digit): any sort
-        order = np.argsort(key * (3 * n) + np.arange(3 * n))  # is the stable one, and faster
-    else:
-        order = np.argsort(key, kind="stable")
-    ks = key[order]
-    same = np.flatnonzero(ks[1:] == ks[:-1])
-    a, b = order[same] % n, order[same + 1] % n
-    keep = a != b
-    a, b = a[keep], b[keep]
-    A = sp.csr_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
-    A.data[:] = 1  # duplicate pairs (two faces sharing two edges) collapse to one link
-    return A
+    return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(n, n))
 
 
 def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
