@@ -102,7 +102,8 @@ def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, queue):
     The group is local faces lo..hi-1 (``_local_graph``). Breadth-first from the extreme face by
     ``vals`` (the smallest value, lowest index, for sign > 0; the largest, highest index, otherwise);
     faces the growth cannot reach (other mesh components) follow by ``sign * vals``, ties by index.
-    ``seen`` bool scratch, reset here. Stops as soon as ``stop`` faces are placed.
+    ``seen`` bool scratch, reset here. Stops as soon as ``stop`` faces are placed. Returns whether
+    the growth placed them all (then they are edge-connected), not the unreachable rest.
     """
     seed = lo
     for f in range(lo + 1, hi):
@@ -132,6 +133,8 @@ def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, queue):
         for i in range(len(rest)):
             key[i] = sign * vals[rest[i]]
         queue[tail : tail + len(rest)] = rest[np.argsort(key, kind="mergesort")]
+        return False
+    return True
 
 
 @_jit
@@ -155,33 +158,31 @@ def grow_ranks(indptr, indices, group, vals):
 
 
 @_jit
-def _smooth(ptr, idx, lo, hi, right, deg, n_right, flipped):
+def _smooth(ptr, idx, lo, hi, right, n_right, flipped):
     """Up to 3 rounds: isolated right faces ("teeth") swap sides with left faces sticking out into
     the right part (one neighbour left, two or more right), pairwise and in face order, so both
-    sides keep their sizes. The group: local faces lo..hi-1; deg, n_right, flipped: scratch."""
-    for f in range(lo, hi):
-        deg[f] = ptr[f + 1] - ptr[f]
-        c = 0
-        for e in range(ptr[f], ptr[f + 1]):
-            c += right[idx[e]]
-        n_right[f] = c
+    sides keep their sizes. The group: local faces lo..hi-1; ``n_right`` (each face's right
+    neighbours) is kept up to date; flipped: scratch. Returns the number of faces flipped."""
+    total = 0
     for _ in range(3):
         n_tooth, n_bump = 0, 0
         for f in range(lo, hi):  # from this round's counts
-            if right[f] and n_right[f] == 0 and deg[f] > 0:
+            deg = ptr[f + 1] - ptr[f]
+            if right[f] and n_right[f] == 0 and deg > 0:
                 n_tooth += 1
-            elif not right[f] and deg[f] - n_right[f] <= 1 and n_right[f] >= 2:
+            elif not right[f] and deg - n_right[f] <= 1 and n_right[f] >= 2:
                 n_bump += 1
         swaps = min(n_tooth, n_bump)
         if swaps == 0:
             break
         n_flip, done_t, done_b = 0, 0, 0
         for f in range(lo, hi):  # the first ``swaps`` teeth and bumps, on the counts before any flip
-            if done_t < swaps and right[f] and n_right[f] == 0 and deg[f] > 0:
+            deg = ptr[f + 1] - ptr[f]
+            if done_t < swaps and right[f] and n_right[f] == 0 and deg > 0:
                 flipped[n_flip] = f
                 n_flip += 1
                 done_t += 1
-            elif done_b < swaps and not right[f] and deg[f] - n_right[f] <= 1 and n_right[f] >= 2:
+            elif done_b < swaps and not right[f] and deg - n_right[f] <= 1 and n_right[f] >= 2:
                 flipped[n_flip] = f
                 n_flip += 1
                 done_b += 1
@@ -192,36 +193,46 @@ def _smooth(ptr, idx, lo, hi, right, deg, n_right, flipped):
             d = 1 if right[f] else -1
             for e in range(ptr[f], ptr[f + 1]):
                 n_right[idx[e]] += d
+        total += n_flip
+    return total
 
 
 @_jit
-def _score(ptr, idx, lo, hi, right, similar, parent):
-    """(pieces of both sides, cut cost) of one group's cut: ``similar`` (per local edge) summed over
-    the cut edges in CSR order (the reference's order, so the same float), pieces by union-find."""
+def _cut_cost(ptr, idx, lo, hi, right, n_right, similar):
+    """``similar`` (per local edge) summed over one group's cut edges in CSR order (the reference's
+    order, so the same float); only faces on the cut (by ``n_right``) have their edges visited."""
     cost = 0.0
     for f in range(lo, hi):
-        parent[f] = f
-    for f in range(lo, hi):
-        for e in range(ptr[f], ptr[f + 1]):
-            h = idx[e]
-            if right[h] != right[f]:
-                cost += similar[e]
-            elif h < f:
-                a, b = _root(parent, f), _root(parent, h)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    pieces = 0
-    for f in range(lo, hi):
-        pieces += parent[f] == f
-    return pieces, cost
+        if (n_right[f] < ptr[f + 1] - ptr[f]) if right[f] else (n_right[f] > 0):
+            for e in range(ptr[f], ptr[f + 1]):
+                if right[idx[e]] != right[f]:
+                    cost += similar[e]
+    return cost
 
 
 @_jit
-def _root(parent, f):
-    while parent[f] != f:  # path halving
-        parent[f] = parent[parent[f]]
-        f = parent[f]
-    return f
+def _pieces(ptr, idx, lo, hi, right, which, seen, queue):
+    """Edge-connected pieces of one group's side ``which`` (True: right), breadth-first."""
+    for f in range(lo, hi):
+        seen[f] = False
+    pieces = 0
+    for s in range(lo, hi):
+        if seen[s] or right[s] != which:
+            continue
+        pieces += 1
+        seen[s] = True
+        queue[0] = s
+        head, tail = 0, 1
+        while head < tail:
+            f = queue[head]
+            head += 1
+            for e in range(ptr[f], ptr[f + 1]):
+                h = idx[e]
+                if not seen[h] and right[h] == which:
+                    seen[h] = True
+                    queue[tail] = h
+                    tail += 1
+    return pieces
 
 
 @_jit
@@ -240,9 +251,7 @@ def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, sta
     seen = np.zeros(n, dtype=np.bool_)
     side = np.zeros(n, dtype=np.bool_)
     queue = np.empty(n, dtype=np.int64)
-    deg = np.empty(n, dtype=np.int64)
     n_right = np.empty(n, dtype=np.int64)
-    parent = np.empty(n, dtype=np.int64)
     right = np.zeros(n, dtype=np.bool_)
     n_cand = 2 * dims.shape[1]
     for g in range(n_g):
@@ -254,14 +263,26 @@ def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, sta
         for size in stages:
             for _ in range(min(size, n_cand - c)):
                 sign = 1.0 if c % 2 == 0 else -1.0
-                _grow_group(ptr, idx, lo, hi, local_feat[dims[g, c // 2]], sign, stop, seen, queue)
+                grown = _grow_group(ptr, idx, lo, hi, local_feat[dims[g, c // 2]], sign, stop, seen, queue)
                 c += 1
-                side[lo:hi] = True
+                # the first ``stop`` faces go left; right neighbour counts from one pass over them
+                for f in range(lo, hi):
+                    side[f] = True
+                    n_right[f] = ptr[f + 1] - ptr[f]
                 for i in range(stop):
                     side[queue[i]] = False
-                if active[g]:
-                    _smooth(ptr, idx, lo, hi, side, deg, n_right, queue)
-                pieces, cost = _score(ptr, idx, lo, hi, side, sim, parent)
+                    n_right[queue[i]] = 0
+                for i in range(stop):
+                    f = queue[i]
+                    for e in range(ptr[f], ptr[f + 1]):
+                        if side[idx[e]]:
+                            n_right[f] += 1
+                            n_right[idx[e]] -= 1
+                flips = _smooth(ptr, idx, lo, hi, side, n_right, queue) if active[g] else 0
+                cost = _cut_cost(ptr, idx, lo, hi, side, n_right, sim)
+                # a breadth-first prefix is one piece until smoothing flips faces
+                pieces = 1 if grown and flips == 0 else _pieces(ptr, idx, lo, hi, side, False, seen, queue)
+                pieces += _pieces(ptr, idx, lo, hi, side, True, seen, queue)
                 score = pieces * 1e7 + cut_weight * cost
                 if score < best_score:
                     best_score, best_pieces = score, pieces
@@ -436,4 +457,20 @@ def group_var(cols, group, n_g):
         for f in range(n):
             x = cols[d, f] - mean[group[f]]
             out[group[f], d] += x * x
+    return out
+
+
+@_jit
+def similar_normals(indptr, indices, normals):
+    """(nnz,) 0.5 * (1 + n_f . n_h) for every entry (f, h) of the CSR graph: ~1 between faces of
+    similar unit normals (F, 3), ~0 across a sharp crease. The dot product adds its terms in order, as
+    numpy's ``(a * b).sum(1)`` does, so the floats are the same."""
+    out = np.empty(len(indices), dtype=np.float64)
+    for f in range(len(indptr) - 1):
+        for e in range(indptr[f], indptr[f + 1]):
+            h = indices[e]
+            p0 = normals[f, 0] * normals[h, 0]
+            p1 = normals[f, 1] * normals[h, 1]
+            p2 = normals[f, 2] * normals[h, 2]
+            out[e] = 0.5 * (1.0 + ((p0 + p1) + p2))
     return out

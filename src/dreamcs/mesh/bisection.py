@@ -102,7 +102,6 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     benchmark's speed-up figure and the test that compares them).
     """
     n = len(feat)
-    rows = np.repeat(np.arange(n, dtype=A.indices.dtype), np.diff(A.indptr))
     # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
     stat_cols = np.ascontiguousarray(feat.T if NORMAL_WEIGHT else feat[:, :3].T)  # (D, F)
     n_comp, comp = _kernels.components(A.indptr, A.indices, np.zeros(n, dtype=np.int64))
@@ -110,14 +109,16 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
     # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
-    similar = 0.5 * (1.0 + (feat[rows, 3:] * feat[A.indices, 3:]).sum(1))
     if _numpy:
         from dreamcs.mesh import _reference as ref
 
+        rows = np.repeat(np.arange(n, dtype=A.indices.dtype), np.diff(A.indptr))
+        similar = 0.5 * (1.0 + (feat[rows, 3:] * feat[A.indices, 3:]).sum(1))
         inner = subgraph(A.indptr, A.indices, rows, comp[rows] == comp[A.indices])
         zeros = np.zeros(len(sizes), dtype=np.int64)
         rank = ref._grow_ranks(ref._stack(inner, n, 1), comp, len(sizes), feat, [(zeros, 1.0)])[0]
     else:
+        similar = _kernels.similar_normals(A.indptr, A.indices, np.ascontiguousarray(feat[:, 3:]))
         rank = _kernels.grow_ranks(A.indptr, A.indices, comp, feat[:, 0])
     pooled = rank < take[comp]
     group = np.where(pooled, len(sizes), comp)
@@ -133,7 +134,8 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
         )
         var = var if NORMAL_WEIGHT else np.concatenate([var, np.zeros_like(var)], 1)
         eff = _effective_var(var)
-        dims = np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS]
+        # contiguous: one compiled signature for every level (a one-group slice is C-ordered)
+        dims = np.ascontiguousarray(np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS])
         left = np.maximum(counts // 2, 1)
         if _numpy:
             intra = group[rows] == group[A.indices]
