@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import trimesh
 from scipy.sparse.csgraph import connected_components
 
-from dreamcs.mesh import _kernels
+from dreamcs.mesh import _graph_kernels
 from dreamcs.mesh.fusion import fuse
 
 
@@ -49,7 +49,7 @@ def test_components_match_scipy():
     A = sp.csr_matrix((np.ones(2 * m), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
     A.sum_duplicates()
     labels = rng.integers(0, 3, n)
-    n_c, comp = _kernels.components(A.indptr, A.indices, labels)
+    n_c, comp = _graph_kernels.components(A.indptr, A.indices, labels)
     rows = np.repeat(np.arange(n), np.diff(A.indptr))
     keep = labels[rows] == labels[A.indices]
     intra = sp.csr_matrix((np.ones(keep.sum()), (rows[keep], A.indices[keep])), shape=(n, n))

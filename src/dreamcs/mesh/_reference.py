@@ -16,7 +16,28 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from dreamcs.mesh.bisection import CANDIDATE_STAGES, CUT_WEIGHT, neighbours, subgraph
+from dreamcs.mesh.bisection import CANDIDATE_STAGES, CUT_WEIGHT
+
+
+def subgraph(
+    indptr: NDArray, indices: NDArray, rows: NDArray, keep: NDArray
+) -> tuple[NDArray, NDArray, NDArray]:
+    """The CSR arrays (indptr, indices) and entry rows of a graph keeping only entries ``keep``.
+
+    Built straight from sorted CSR arrays (no re-sorting): neighbours stay in index order.
+    """
+    n = len(indptr) - 1
+    sub_ptr = np.zeros(n + 1, dtype=np.int32)  # int32 throughout: scipy then skips its index scans
+    sub_rows = rows[keep]
+    np.cumsum(np.bincount(sub_rows, minlength=n), out=sub_ptr[1:])
+    return sub_ptr, indices[keep], sub_rows
+
+
+def neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArray, NDArray]:
+    """All (face, neighbour) pairs of the given faces, vectorised over the CSR arrays."""
+    start, cnt = indptr[faces], indptr[faces + 1] - indptr[faces]
+    offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return np.repeat(faces, cnt), indices[np.repeat(start, cnt) + offs]
 
 
 def dual_graph(faces: NDArray) -> sp.csr_matrix:
@@ -215,7 +236,7 @@ def _induced(inner: tuple[NDArray, NDArray, NDArray], keep: NDArray) -> tuple[ND
     return ptr, new_id[indices[e]].astype(indices.dtype), sub_rows
 
 
-def split_level(
+def _split_level(
     inner: tuple[NDArray, NDArray, NDArray],
     group: NDArray,
     feat: NDArray,
@@ -259,6 +280,36 @@ def split_level(
             group = (np.cumsum(still) - 1)[group[keep]]
             faces, gsel, sub_feat = faces[keep], gsel[still], sub_feat[keep]
     return right
+
+
+def similar_normals(A: sp.csr_matrix, feat: NDArray) -> NDArray:
+    """(nnz,) 0.5 * (1 + n_f . n_h) per entry of A; feat (F, 6) centroids and unit normals."""
+    rows = np.repeat(np.arange(A.shape[0], dtype=A.indices.dtype), np.diff(A.indptr))
+    return 0.5 * (1.0 + (feat[rows, 3:] * feat[A.indices, 3:]).sum(1))
+
+
+def grow_ranks(A: sp.csr_matrix, comp: NDArray, feat: NDArray) -> NDArray:
+    """Rank (F,) of each face in its component, grown from its smallest ``feat[:, 0]``."""
+    rows = np.repeat(np.arange(A.shape[0], dtype=A.indices.dtype), np.diff(A.indptr))
+    inner = subgraph(A.indptr, A.indices, rows, comp[rows] == comp[A.indices])
+    zeros = np.zeros(int(comp.max()) + 1, dtype=np.int64)
+    return _grow_ranks(_stack(inner, len(comp), 1), comp, len(zeros), feat, [(zeros, 1.0)])[0]
+
+
+def split_level(
+    A: sp.csr_matrix,
+    group: NDArray,
+    feat: NDArray,
+    dims: NDArray,
+    cut_at: NDArray,
+    active: NDArray,
+    similar: NDArray,
+) -> NDArray:
+    """``bisection._split_level`` over the intra-group graph of A; similar: (nnz,) per entry of A."""
+    rows = np.repeat(np.arange(A.shape[0], dtype=A.indices.dtype), np.diff(A.indptr))
+    intra = group[rows] == group[A.indices]
+    inner = subgraph(A.indptr, A.indices, rows, intra)
+    return _split_level(inner, group, feat, dims, cut_at, active, similar[intra])
 
 
 def _components(A: sp.csr_matrix, rows: NDArray, labels: NDArray) -> tuple[int, NDArray]:

@@ -11,9 +11,9 @@ widest from either end) tried too. Each group keeps the cut whose sides fall int
 edge-connected pieces, then the one cutting the fewest edges between faces of similar normals (so
 cuts prefer creases and patches stay near-planar).
 
-Speed: one candidate cut of every group at once is two compiled passes over the face-adjacency
-CSR arrays (``_kernels``: growth, then smoothing + cut cost + piece count); the numpy / scipy version
-they replace stays in ``_reference`` as the reference (``bisect_faces(..., _numpy=True)``).
+Speed: a level is one compiled call (``_kernels.split_level``) that cuts the groups one by one
+(growth, smoothing, cut cost and pieces in a few passes over each group's edges); the numpy / scipy
+version stays in ``_reference`` as the reference (``bisect_faces(..., _numpy=True)``: same labels).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from dreamcs.mesh import _kernels
+from dreamcs.mesh import _graph_kernels, _kernels
 
-__all__ = ["bisect_faces", "neighbours", "subgraph"]
+__all__ = ["bisect_faces"]
 
 # A normal column's spread, in units of the group's spatial extent, competes with the centroid
 # columns for the cut direction. 0 (position only) gave the most connected patches over the shared
@@ -44,27 +44,6 @@ def _effective_var(var: NDArray) -> NDArray:
     """
     spatial = var[:, :3].sum(1, keepdims=True)
     return np.concatenate([var[:, :3], NORMAL_WEIGHT**2 * spatial * var[:, 3:]], 1)
-
-
-def subgraph(
-    indptr: NDArray, indices: NDArray, rows: NDArray, keep: NDArray
-) -> tuple[NDArray, NDArray, NDArray]:
-    """The CSR arrays (indptr, indices) and entry rows of a graph keeping only entries ``keep``.
-
-    Built straight from sorted CSR arrays (no re-sorting): neighbours stay in index order.
-    """
-    n = len(indptr) - 1
-    sub_ptr = np.zeros(n + 1, dtype=np.int32)  # int32 throughout: scipy then skips its index scans
-    sub_rows = rows[keep]
-    np.cumsum(np.bincount(sub_rows, minlength=n), out=sub_ptr[1:])
-    return sub_ptr, indices[keep], sub_rows
-
-
-def neighbours(indptr: NDArray, indices: NDArray, faces: NDArray) -> tuple[NDArray, NDArray]:
-    """All (face, neighbour) pairs of the given faces, vectorised over the CSR arrays."""
-    start, cnt = indptr[faces], indptr[faces + 1] - indptr[faces]
-    offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    return np.repeat(faces, cnt), indices[np.repeat(start, cnt) + offs]
 
 
 def _split_level(
@@ -104,7 +83,7 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     n = len(feat)
     # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
     stat_cols = np.ascontiguousarray(feat.T if NORMAL_WEIGHT else feat[:, :3].T)  # (D, F)
-    n_comp, comp = _kernels.components(A.indptr, A.indices, np.zeros(n, dtype=np.int64))
+    n_comp, comp = _graph_kernels.components(A.indptr, A.indices, np.zeros(n, dtype=np.int64))
     sizes = np.bincount(comp, minlength=n_comp)
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
@@ -112,11 +91,8 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     if _numpy:
         from dreamcs.mesh import _reference as ref
 
-        rows = np.repeat(np.arange(n, dtype=A.indices.dtype), np.diff(A.indptr))
-        similar = 0.5 * (1.0 + (feat[rows, 3:] * feat[A.indices, 3:]).sum(1))
-        inner = subgraph(A.indptr, A.indices, rows, comp[rows] == comp[A.indices])
-        zeros = np.zeros(len(sizes), dtype=np.int64)
-        rank = ref._grow_ranks(ref._stack(inner, n, 1), comp, len(sizes), feat, [(zeros, 1.0)])[0]
+        similar = ref.similar_normals(A, feat)
+        rank = ref.grow_ranks(A, comp, feat)
     else:
         similar = _kernels.similar_normals(A.indptr, A.indices, np.ascontiguousarray(feat[:, 3:]))
         rank = _kernels.grow_ranks(A.indptr, A.indices, comp, feat[:, 0])
@@ -138,9 +114,7 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
         dims = np.ascontiguousarray(np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS])
         left = np.maximum(counts // 2, 1)
         if _numpy:
-            intra = group[rows] == group[A.indices]
-            inner = subgraph(A.indptr, A.indices, rows, intra)
-            right = ref.split_level(inner, group, feat, dims, left * k, counts > 1, similar[intra])
+            right = ref.split_level(A, group, feat, dims, left * k, counts > 1, similar)
         else:
             right = _split_level(A, group, feat, dims, left * k, counts > 1, similar)
         new_counts = np.stack([left, counts - left], 1).reshape(-1)

@@ -1,0 +1,209 @@
+"""Compiled (numba) graph loops of mesh fusion's patch stage: the dual graph, pieces per label,
+the patch repair's fragment moves, the in-patch breadth-first order.
+
+Same conventions and on-disk cache as ``_kernels`` (CSR arrays in, int arrays out; results equal
+the numpy / scipy versions in ``_reference``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dreamcs.mesh._kernels import _jit
+
+
+@_jit
+def components(indptr, indices, labels):
+    """Edge-connected pieces of each label: (n_pieces, piece id (F,)). Edges join faces of equal
+    label only; ids follow each piece's lowest face (scipy's ``connected_components`` order)."""
+    n = len(labels)
+    comp = np.full(n, -1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)
+    n_c = 0
+    for s in range(n):
+        if comp[s] >= 0:
+            continue
+        comp[s] = n_c
+        queue[0] = s
+        head, tail = 0, 1
+        while head < tail:
+            f = queue[head]
+            head += 1
+            for e in range(indptr[f], indptr[f + 1]):
+                g = indices[e]
+                if comp[g] < 0 and labels[g] == labels[f]:
+                    comp[g] = n_c
+                    queue[tail] = g
+                    tail += 1
+        n_c += 1
+    return n_c, comp
+
+
+@_jit
+def move_fragments(indptr, indices, labels, stray, frag_start, piece_faces, piece_start, main_of):
+    """One repair pass over the stray fragments, in place on ``labels`` (F,); returns whether any
+    fragment moved.
+
+    Fragment i is ``stray[frag_start[i]:frag_start[i + 1]]`` (faces of one patch p outside its main
+    piece). It moves to the patch q its faces share most edges with (ties: the lowest label), and q
+    gives back as many faces, breadth-first from q's faces next to p's main piece (``piece_faces``
+    from ``piece_start[main_of[p]]``, ascending, until the next piece), seeds in face order. A
+    fragment some earlier move touched, or with no such q or not enough q faces, stays.
+    """
+    n = len(labels)
+    n_lab = len(main_of)
+    votes = np.zeros(n_lab, dtype=np.int64)
+    mark = np.full(n, -1, dtype=np.int64)  # mark[f] == i: f is queued for fragment i
+    queue = np.empty(n, dtype=np.int64)
+    changed = False
+    for i in range(len(frag_start) - 1):
+        frag = stray[frag_start[i] : frag_start[i + 1]]
+        p = labels[frag[0]]
+        if (labels[frag] != p).any():
+            continue  # touched by an earlier move in this pass
+        q = -1
+        for f in frag:
+            for e in range(indptr[f], indptr[f + 1]):
+                lab = labels[indices[e]]
+                if lab != p:
+                    votes[lab] += 1
+                    if q < 0 or votes[lab] > votes[q] or (votes[lab] == votes[q] and lab < q):
+                        q = lab
+        for f in frag:  # reset only what was counted
+            for e in range(indptr[f], indptr[f + 1]):
+                votes[labels[indices[e]]] = 0
+        if q < 0:
+            continue  # a separate mesh component: nothing to attach it to
+        m = main_of[p]
+        tail = 0
+        for j in range(piece_start[m], piece_start[m + 1]):
+            f = piece_faces[j]
+            if labels[f] != p:
+                continue
+            for e in range(indptr[f], indptr[f + 1]):
+                g = indices[e]
+                if labels[g] == q and mark[g] != i:
+                    mark[g] = i
+                    queue[tail] = g
+                    tail += 1
+        if tail == 0:
+            continue  # q does not touch p's main piece
+        queue[:tail].sort()  # seeds in face order
+        s = len(frag)
+        head = 0
+        while head < tail and head < s:
+            f = queue[head]
+            head += 1
+            for e in range(indptr[f], indptr[f + 1]):
+                g = indices[e]
+                if labels[g] == q and mark[g] != i:
+                    mark[g] = i
+                    queue[tail] = g
+                    tail += 1
+        if head < s:
+            continue  # not enough faces of q within reach
+        for f in frag:
+            labels[f] = q
+        for j in range(s):
+            labels[queue[j]] = p
+        changed = True
+    return changed
+
+
+@_jit
+def dual_graph_csr(faces, n_vert):
+    """Face adjacency over shared edges as sorted CSR arrays (indptr (F+1,), indices) without
+    duplicates or self-links: ``patches.dual_graph``'s graph. The faces of an edge are chained in the
+    order of their edge slots (slot k of face f at position k * F + f), as a stable sort by edge key
+    gives; edges are bucketed by their lower vertex instead of sorted globally."""
+    n = len(faces)
+    lo = np.empty(3 * n, dtype=np.int64)
+    hi = np.empty(3 * n, dtype=np.int64)
+    for k in range(3):
+        for f in range(n):
+            a, b = faces[f, k], faces[f, (k + 1) % 3]
+            lo[k * n + f], hi[k * n + f] = min(a, b), max(a, b)
+    start = np.zeros(n_vert + 1, dtype=np.int64)
+    for p in range(3 * n):
+        start[lo[p] + 1] += 1
+    for v in range(n_vert):
+        start[v + 1] += start[v]
+    fill = start[:-1].copy()
+    bucket = np.empty(3 * n, dtype=np.int64)  # positions by lower vertex, ascending inside
+    for p in range(3 * n):
+        bucket[fill[lo[p]]] = p
+        fill[lo[p]] += 1
+    pa = np.empty(3 * n, dtype=np.int64)
+    pb = np.empty(3 * n, dtype=np.int64)
+    m = 0
+    for v in range(n_vert):
+        s, e = start[v], start[v + 1]
+        for i in range(s + 1, e):  # stable insertion sort by the upper vertex (buckets are small)
+            p = bucket[i]
+            j = i
+            while j > s and hi[bucket[j - 1]] > hi[p]:
+                bucket[j] = bucket[j - 1]
+                j -= 1
+            bucket[j] = p
+        for i in range(s, e - 1):
+            p, q = bucket[i], bucket[i + 1]
+            if hi[p] == hi[q] and p % n != q % n:
+                pa[m], pb[m] = p % n, q % n
+                m += 1
+    deg = np.zeros(n + 1, dtype=np.int64)
+    for i in range(m):
+        deg[pa[i] + 1] += 1
+        deg[pb[i] + 1] += 1
+    for f in range(n):
+        deg[f + 1] += deg[f]
+    fill = deg[:-1].copy()
+    nb = np.empty(2 * m, dtype=np.int64)
+    for i in range(m):
+        nb[fill[pa[i]]] = pb[i]
+        fill[pa[i]] += 1
+        nb[fill[pb[i]]] = pa[i]
+        fill[pb[i]] += 1
+    indptr = np.zeros(n + 1, dtype=np.int32)
+    indices = np.empty(2 * m, dtype=np.int32)
+    t = 0
+    for f in range(n):
+        s, e = deg[f], deg[f + 1]
+        for i in range(s + 1, e):  # insertion sort: rows are short
+            x = nb[i]
+            j = i
+            while j > s and nb[j - 1] > x:
+                nb[j] = nb[j - 1]
+                j -= 1
+            nb[j] = x
+        for i in range(s, e):
+            if i == s or nb[i] != nb[i - 1]:  # two faces sharing two edges: one link
+                indices[t] = nb[i]
+                t += 1
+        indptr[f + 1] = t
+    return indptr, indices[:t]
+
+
+@_jit
+def bfs_order(indptr, indices, labels, seeds):
+    """Faces in breadth-first order over same-label edges from all ``seeds`` at once (queued in the
+    given order, as from a virtual root linked to them); faces no seed reaches are left out."""
+    n = len(labels)
+    seen = np.zeros(n, dtype=np.bool_)
+    queue = np.empty(n, dtype=np.int64)
+    tail = 0
+    for s in seeds:
+        if not seen[s]:
+            seen[s] = True
+            queue[tail] = s
+            tail += 1
+    head = 0
+    while head < tail:
+        f = queue[head]
+        head += 1
+        for e in range(indptr[f], indptr[f + 1]):
+            h = indices[e]
+            if not seen[h] and labels[h] == labels[f]:
+                seen[h] = True
+                queue[tail] = h
+                tail += 1
+    return queue[:tail]
