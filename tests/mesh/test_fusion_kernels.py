@@ -56,3 +56,18 @@ def test_components_match_scipy():
     ref_n, ref = connected_components(intra, directed=False)
     assert n_c == ref_n
     np.testing.assert_array_equal(comp, ref)  # numbered by each piece's lowest face, like scipy
+
+
+def test_first_copy_matches_a_dict():
+    rng = np.random.default_rng(2)
+    v = rng.integers(-3, 4, (4000, 3)).astype(np.float64) * 0.5  # many exact repeats, zeros included
+    v[rng.random(v.shape) < 0.2] *= -1.0  # -0.0 must match 0.0, as in float comparisons
+    first: dict[tuple[float, ...], int] = {}
+    ref = np.array([first.setdefault(tuple(row), i) for i, row in enumerate(v.tolist())])
+    np.testing.assert_array_equal(
+        _graph_kernels.first_copy(np.ascontiguousarray(v + 0.0).view(np.int64)), ref
+    )
+    f = rng.integers(0, 20, (3000, 3))
+    first_f: dict[tuple[int, ...], int] = {}
+    ref_f = np.array([first_f.setdefault(tuple(row), i) for i, row in enumerate(f.tolist())])
+    np.testing.assert_array_equal(_graph_kernels.first_copy(f), ref_f)

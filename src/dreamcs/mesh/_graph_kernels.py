@@ -207,3 +207,32 @@ def bfs_order(indptr, indices, labels, seeds):
                 queue[tail] = h
                 tail += 1
     return queue[:tail]
+
+
+@_jit
+def first_copy(rows):
+    """(N,) index of the first row equal to each row of ``rows`` (N, 3) int64 (for float rows, their
+    bit patterns), by open-addressing hashing in index order: linear time, no sort."""
+    n = len(rows)
+    size = 1
+    while size < 2 * n:
+        size *= 2
+    table = np.full(size, -1, dtype=np.int64)
+    rep = np.empty(n, dtype=np.int64)
+    mask = np.uint64(size - 1)
+    for i in range(n):
+        h = np.uint64(rows[i, 0]) * np.uint64(0x9E3779B97F4A7C15)
+        h = (h ^ np.uint64(rows[i, 1])) * np.uint64(0xC2B2AE3D27D4EB4F)
+        h = (h ^ np.uint64(rows[i, 2])) * np.uint64(0x165667B19E3779F9)
+        slot = (h ^ (h >> np.uint64(29))) & mask
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = i
+                rep[i] = i
+                break
+            if rows[j, 0] == rows[i, 0] and rows[j, 1] == rows[i, 1] and rows[j, 2] == rows[i, 2]:
+                rep[i] = j
+                break
+            slot = (slot + np.uint64(1)) & mask
+    return rep

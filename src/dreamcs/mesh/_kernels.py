@@ -46,18 +46,18 @@ def group_faces(group, n_g):
 
 
 @_jit
-def _local_graph(indptr, indices, group, order):
+def _local_graph(indptr, indices, group, order, weights):
     """The intra-group graph renumbered so that each group is a contiguous range: local face i is
     face ``order[i]`` (``group_faces``). The renumbering keeps the face order inside a group, so
     neighbour and tie orders (and every result) are unchanged. Returns (ptr (F+1,), idx (m,),
-    entry (m,): each local edge's entry in ``indices``)."""
+    the ``weights`` (nnz,) of the edges kept (m,))."""
     n = len(order)
     pos = np.empty(n, dtype=np.int64)
     for i in range(n):
         pos[order[i]] = i
     ptr = np.zeros(n + 1, dtype=np.int64)
     idx = np.empty(len(indices), dtype=np.int64)
-    entry = np.empty(len(indices), dtype=np.int64)
+    kept = np.empty(len(indices), dtype=weights.dtype)
     m = 0
     for i in range(n):
         f = order[i]
@@ -65,10 +65,10 @@ def _local_graph(indptr, indices, group, order):
             h = indices[e]
             if group[h] == group[f]:
                 idx[m] = pos[h]
-                entry[m] = e
+                kept[m] = weights[e]
                 m += 1
         ptr[i + 1] = m
-    return ptr, idx[:m], entry[:m]
+    return ptr, idx[:m], kept[:m]
 
 
 @_jit
@@ -119,7 +119,7 @@ def grow_ranks(indptr, indices, group, vals):
     (``_grow_group``); every prefix of one group's ranks is edge-connected as far as the group is."""
     n = len(group)
     order, start = group_faces(group, np.int64(group.max()) + 1)
-    ptr, idx, _ = _local_graph(indptr, indices, group, order)
+    ptr, idx, _ = _local_graph(indptr, indices, group, order, np.zeros(len(indices)))  # no weights
     local_vals = vals[order]
     rank = np.empty(n, dtype=np.int64)
     seen = np.zeros(n, dtype=np.bool_)
@@ -221,9 +221,11 @@ def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, sta
     """
     n, n_g = len(group), len(cut_at)
     order, start = group_faces(group, n_g)
-    ptr, idx, entry = _local_graph(indptr, indices, group, order)
-    sim = similar[entry]
-    local_feat = np.ascontiguousarray(feat[order].T)  # (D, F): one contiguous column per direction
+    ptr, idx, sim = _local_graph(indptr, indices, group, order, similar)
+    local_feat = np.empty((feat.shape[1], n), dtype=np.float64)  # (D, F): a contiguous row per column
+    for i in range(n):
+        for d in range(feat.shape[1]):
+            local_feat[d, i] = feat[order[i], d]
     seen = np.zeros(n, dtype=np.bool_)
     side = np.zeros(n, dtype=np.bool_)
     queue = np.empty(n, dtype=np.int64)

@@ -31,6 +31,7 @@ import torch
 import trimesh
 from torch import Tensor
 
+from dreamcs.mesh._graph_kernels import first_copy
 from dreamcs.mesh.errors import MeshError
 from dreamcs.mesh.features import patch_centers, patch_features
 from dreamcs.mesh.patches import connected_patch_mask, dual_graph, order_patches, partition
@@ -152,21 +153,6 @@ class PatchedMesh:
         return cls(vertices=v.astype(np.float32), faces=f.astype(np.int64), W=W)
 
 
-def _first_copy(v: np.ndarray) -> np.ndarray:
-    """(V,) index of the first vertex at exactly the same position as each vertex.
-
-    A stable lexsort plus a run scan: much faster than ``np.unique(axis=0)`` on large meshes.
-    """
-    order = np.lexsort(v.T[::-1])
-    sv = v[order]
-    new_run = np.ones(len(v), dtype=bool)
-    new_run[1:] = (sv[1:] != sv[:-1]).any(1)
-    run_first = order[np.flatnonzero(new_run)]  # stable sort: the smallest index of each run
-    rep = np.empty(len(v), dtype=np.int64)
-    rep[order] = run_first[np.cumsum(new_run) - 1]
-    return rep
-
-
 def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
     """Input checks; exact duplicate vertices merged (W points at the first copy); faces with a
     repeated vertex dropped. Returns (v_in (V_in, 3) float64, faces over W's rows, W)."""
@@ -181,14 +167,12 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
         raise MeshError(name, "NaN or inf vertex coordinates")
     if faces.min() < 0 or faces.max() >= len(v_in):
         raise MeshError(name, "face indices out of range")
-    faces = _first_copy(v_in)[faces]
+    # each vertex -> the first vertex at exactly its position (rows compared as bit patterns, -0.0
+    # made 0.0 first so that it equals 0.0 as it does in float comparisons)
+    faces = first_copy(np.ascontiguousarray(v_in + 0.0).view(np.int64))[faces]
     faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
     # duplicate faces (the same three vertices, either winding): keep the first
-    srt = np.sort(faces, axis=1)
-    order = np.lexsort(srt.T[::-1])
-    dup = np.zeros(len(faces), dtype=bool)
-    dup[order[1:]] = (srt[order[1:]] == srt[order[:-1]]).all(1)
-    faces = faces[~dup]
+    faces = faces[first_copy(np.sort(faces, axis=1)) == np.arange(len(faces))]
     if len(faces) == 0:
         raise MeshError(name, "all faces are degenerate")
     used = np.flatnonzero(np.bincount(faces.reshape(-1), minlength=len(v_in)))
