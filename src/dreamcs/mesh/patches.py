@@ -126,9 +126,10 @@ def order_patches(labels: NDArray, centroids: NDArray, A: sp.csr_matrix, n_patch
     # BFS over intra-patch edges from every seed at once; the CSR arrays are sorted, so neighbours
     # are visited in index order: deterministic
     bfs = _graph_kernels.bfs_order(A.indptr, A.indices, labels.astype(np.int64), seeds)
-    pos = np.full(n, n, dtype=np.int64)
-    pos[bfs] = np.arange(len(bfs))
-    unreached = pos == n
-    pos[unreached] = n + np.argsort(np.argsort(dist[unreached], kind="stable"), kind="stable")
-    # keys are unique (pos is a permutation), so any sort gives the same order
-    return np.argsort(patch_rank[labels] * (2 * n) + pos).reshape(n_patches, k)
+    unreached = np.ones(n, dtype=bool)
+    unreached[bfs] = False
+    unreached = np.flatnonzero(unreached)
+    seq = np.concatenate([bfs, unreached[np.argsort(dist[unreached], kind="stable")]])  # by position
+    # patches by rank, faces in sequence order inside (a stable sort of small keys: radix)
+    key = patch_rank[labels[seq]].astype(np.int16 if n_patches < 32768 else np.int64)
+    return seq[np.argsort(key, kind="stable")].reshape(n_patches, k)
