@@ -335,6 +335,8 @@ def repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
     A stray fragment of patch p moves to the neighbouring patch q it shares most edges with, and q
     gives back as many faces, breadth-first from its border with p's main piece.
     """
+    from dreamcs.mesh.patches import stray_fragments  # patches imports this module's callers
+
     indptr, indices = A.indptr, A.indices
     labels = labels.copy()
     for _ in range(passes):
@@ -342,20 +344,8 @@ def repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
         if ok.all():
             break
         changed = False
-        comp_size = np.bincount(comp)
-        # the faces of piece c: by_comp[c_start[c]:][:size] (16-bit keys: numpy's radix sort)
-        by_comp = np.argsort(comp.astype(np.uint16) if len(comp_size) < 2**16 else comp, kind="stable")
-        c_start = np.cumsum(comp_size) - comp_size
-        bad = np.flatnonzero(~ok[labels])  # faces in patches with more than one piece
-        # main piece of each patch = its largest component (ties: the smallest id)
-        by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
-        lab_sorted = labels[bad][by]
-        first = np.r_[True, lab_sorted[1:] != lab_sorted[:-1]]
-        main_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-        main_of[lab_sorted[first]] = comp[bad][by][first]
-        stray = bad[comp[bad] != main_of[labels[bad]]]
-        o = np.lexsort((stray, comp[stray], comp_size[comp[stray]]))  # smallest fragments first
-        stray = stray[o]
+        comp_size, by_comp, main_of, stray = stray_fragments(labels, comp, ok)
+        c_start = np.cumsum(comp_size) - comp_size  # the faces of piece c: by_comp[c_start[c]:][:size]
         cuts = np.flatnonzero(np.diff(comp[stray])) + 1
         for frag in np.split(stray, cuts) if len(stray) else []:
             p = int(labels[frag[0]])

@@ -43,6 +43,24 @@ def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, ND
     return comp, np.bincount(label_of_comp, minlength=int(labels.max()) + 1) == 1
 
 
+def stray_fragments(labels: NDArray, comp: NDArray, ok: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """What a repair pass moves: faces (F,) with patch ``labels``, piece ids ``comp`` and the
+    per-patch connectivity ``ok`` -> piece sizes, faces sorted by piece (stable; the faces of piece
+    c are contiguous), each patch's main piece (its largest, ties: smallest id; -1 where unused) and
+    the stray faces (not in their patch's main piece), smallest fragments first, then by piece id."""
+    comp_size = np.bincount(comp)
+    # 16-bit keys where they fit: numpy's radix sort
+    by_comp = np.argsort(comp.astype(np.uint16) if len(comp_size) < 2**16 else comp, kind="stable")
+    bad = np.flatnonzero(~ok[labels])  # faces in patches with more than one piece
+    by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
+    lab_sorted = labels[bad][by]
+    first = np.r_[True, lab_sorted[1:] != lab_sorted[:-1]]
+    main_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    main_of[lab_sorted[first]] = comp[bad][by][first]
+    stray = bad[comp[bad] != main_of[labels[bad]]]
+    return comp_size, by_comp, main_of, stray[np.lexsort((stray, comp[stray], comp_size[comp[stray]]))]
+
+
 def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
     """Make patches edge-connected where possible, keeping every patch size unchanged.
 
@@ -55,20 +73,8 @@ def _repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
         comp, ok = connected_patch_mask(labels, A)
         if ok.all():
             break
-        comp_size = np.bincount(comp)
-        # the faces of piece c: by_comp[piece_start[c]:piece_start[c + 1]], ascending
-        # (16-bit keys: numpy's radix sort)
-        by_comp = np.argsort(comp.astype(np.uint16) if len(comp_size) < 2**16 else comp, kind="stable")
+        comp_size, by_comp, main_of, stray = stray_fragments(labels, comp, ok)
         piece_start = np.r_[0, np.cumsum(comp_size)]
-        bad = np.flatnonzero(~ok[labels])  # faces in patches with more than one piece
-        # main piece of each patch = its largest component (ties: the smallest id)
-        by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
-        lab_sorted = labels[bad][by]
-        first = np.r_[True, lab_sorted[1:] != lab_sorted[:-1]]
-        main_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
-        main_of[lab_sorted[first]] = comp[bad][by][first]
-        stray = bad[comp[bad] != main_of[labels[bad]]]
-        stray = stray[np.lexsort((stray, comp[stray], comp_size[comp[stray]]))]  # smallest first
         frag_start = np.r_[0, np.flatnonzero(np.diff(comp[stray])) + 1, len(stray)]
         if not _graph_kernels.move_fragments(A.indptr, A.indices, labels, stray, frag_start, by_comp, piece_start, main_of):
             break
