@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamcs.mesh._kernels import _jit
+from dreamcs.mesh._numba import jit
 
 
-@_jit
+@jit
 def components(indptr, indices, labels):
     """Edge-connected pieces of each label: (n_pieces, piece id (F,)). Edges join faces of equal
     label only; ids follow each piece's lowest face (scipy's ``connected_components`` order)."""
@@ -39,7 +39,7 @@ def components(indptr, indices, labels):
     return n_c, comp
 
 
-@_jit
+@jit
 def move_fragments(indptr, indices, labels, stray, frag_start, piece_faces, piece_start, main_of):
     """One repair pass over the stray fragments, in place on ``labels`` (F,); returns whether any
     fragment moved.
@@ -110,7 +110,7 @@ def move_fragments(indptr, indices, labels, stray, frag_start, piece_faces, piec
     return changed
 
 
-@_jit
+@jit
 def dual_graph_csr(faces, n_vert):
     """Face adjacency over shared edges as sorted CSR arrays (indptr (F+1,), indices) without
     duplicates or self-links: ``patches.dual_graph``'s graph. The faces of an edge are chained in the
@@ -183,7 +183,7 @@ def dual_graph_csr(faces, n_vert):
     return indptr, indices[:t]
 
 
-@_jit
+@jit
 def bfs_order(indptr, indices, labels, seeds):
     """Faces in breadth-first order over same-label edges from all ``seeds`` at once (queued in the
     given order, as from a virtual root linked to them); faces no seed reaches are left out."""
@@ -209,7 +209,7 @@ def bfs_order(indptr, indices, labels, seeds):
     return queue[:tail]
 
 
-@_jit
+@jit
 def first_copy(rows):
     """(N,) index of the first row equal to each row of ``rows`` (N, 3) int64 (for float rows, their
     bit patterns), by open-addressing hashing in index order: linear time, no sort."""
@@ -236,3 +236,25 @@ def first_copy(rows):
                 break
             slot = (slot + np.uint64(1)) & mask
     return rep
+
+
+@jit
+def face_frames(verts, faces):
+    """Face centroids and unit normals (F, 3) each, of ``verts`` (V, 3) float64 and ``faces`` (F, 3).
+
+    The same floats as numpy's ``verts[faces].mean(1)`` and the cross product over its norm (terms
+    added in the same order); one pass, where numpy's small-axis mean alone costs ~2 ms at 16k faces.
+    A zero-area face gets a zero normal."""
+    n = len(faces)
+    cen = np.empty((n, 3), dtype=np.float64)
+    nrm = np.empty((n, 3), dtype=np.float64)
+    for f in range(n):
+        i, j, k = faces[f, 0], faces[f, 1], faces[f, 2]
+        for d in range(3):
+            cen[f, d] = ((verts[i, d] + verts[j, d]) + verts[k, d]) / 3.0
+        a0, a1, a2 = verts[j, 0] - verts[i, 0], verts[j, 1] - verts[i, 1], verts[j, 2] - verts[i, 2]
+        b0, b1, b2 = verts[k, 0] - verts[i, 0], verts[k, 1] - verts[i, 1], verts[k, 2] - verts[i, 2]
+        c0, c1, c2 = a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0
+        norm = max(np.sqrt((c0 * c0 + c1 * c1) + c2 * c2), 1e-300)
+        nrm[f, 0], nrm[f, 1], nrm[f, 2] = c0 / norm, c1 / norm, c2 / norm
+    return cen, nrm
