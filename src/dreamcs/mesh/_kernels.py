@@ -3,33 +3,21 @@
 Kernels take the face-adjacency graph as CSR arrays (``indptr`` (F+1,), ``indices`` (nnz,), rows
 sorted, as ``patches.dual_graph`` builds them) plus per-face ``group`` ints, and return int / bool
 arrays. A bisection level first copies the intra-group graph with each group's faces contiguous
-(``_local_graph``; the face order inside a group is kept), then cuts the groups one by one. Queues
-visit neighbours in CSR order and ties go by face index, so every result is deterministic and equals
-the numpy / scipy version in ``_reference`` exactly (``tests/mesh/test_fusion_kernels.py``).
-
-Compiling every kernel takes ~30 s of one core, once: the machine code is cached on disk
-(``cache=True``) and later processes load it in under a second. numba picks the first usable
-place: ``NUMBA_CACHE_DIR`` if set, else ``__pycache__`` beside this file if writable, else its
-user-wide dir (``~/.cache/numba``), so a read-only install still caches. If none is writable numba
-refuses ``cache=True`` when the module is imported; ``_jit`` then compiles without a cache (every
-process pays the compile on its first fuse).
+(``_local_graph``; the face order inside a group is kept), then cuts the groups one by one, each
+candidate cut evaluated by ``_cut_kernels``. Queues visit neighbours in CSR order and ties go by
+face index, so every result is deterministic and equals the numpy / scipy version in ``_reference``
+exactly (``tests/mesh/test_fusion_kernels.py``). Compiled once, then cached on disk (``_numba``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from dreamcs.mesh import _cut_kernels as cut
+from dreamcs.mesh._numba import jit
 
 
-def _jit(fn):
-    """``njit(cache=True)``, or plain ``njit`` where numba finds no writable cache location."""
-    try:
-        return njit(cache=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return njit(fn)
-
-
-@_jit
+@jit
 def group_faces(group, n_g):
     """Faces by group, ascending inside each: group g's faces are order[start[g]:start[g + 1]]."""
     start = np.zeros(n_g + 1, dtype=np.int64)
@@ -45,7 +33,7 @@ def group_faces(group, n_g):
     return order, start
 
 
-@_jit
+@jit
 def _local_graph(indptr, indices, group, order, weights):
     """The intra-group graph renumbered so that each group is a contiguous range: local face i is
     face ``order[i]`` (``group_faces``). The renumbering keeps the face order inside a group, so
@@ -55,8 +43,8 @@ def _local_graph(indptr, indices, group, order, weights):
     pos = np.empty(n, dtype=np.int64)
     for i in range(n):
         pos[order[i]] = i
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    idx = np.empty(len(indices), dtype=np.int64)
+    ptr = np.zeros(n + 1, dtype=np.int32)  # int32: half the memory traffic of the searches
+    idx = np.empty(len(indices), dtype=np.int32)
     kept = np.empty(len(indices), dtype=weights.dtype)
     m = 0
     for i in range(n):
@@ -71,22 +59,24 @@ def _local_graph(indptr, indices, group, order, weights):
     return ptr, idx[:m], kept[:m]
 
 
-@_jit
-def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, queue):
+@jit
+def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, gen, queue, ordered):
     """The first ``stop`` faces of one group's growth, in order, into ``queue[:stop]``.
 
     The group is local faces lo..hi-1 (``_local_graph``). Breadth-first from the extreme face by
     ``vals`` (the smallest value, lowest index, for sign > 0; the largest, highest index, otherwise);
     faces the growth cannot reach (other mesh components) follow by ``sign * vals``, ties by index.
-    ``seen`` bool scratch, reset here. Stops as soon as ``stop`` faces are placed. Returns whether
-    the growth placed them all (then they are edge-connected), not the unreachable rest.
+    ``seen``: int scratch, ``seen[f] == gen`` once the search found f (``gen`` new per call). Stops
+    as soon as ``stop`` faces are placed; ``ordered`` False: when the growth runs out, only which
+    faces complete ``queue[:stop]`` is kept, not their order. Returns (whether the growth placed them
+    all, so that they are edge-connected, not the unreachable rest; ``tail``: the faces found so far
+    are ``queue[:tail]``).
     """
     seed = lo
     for f in range(lo + 1, hi):
         if (vals[f] < vals[seed]) if sign > 0 else (vals[f] >= vals[seed]):
             seed = f
-    seen[lo:hi] = False
-    seen[seed] = True
+    seen[seed] = gen
     queue[0] = seed
     head, tail = 0, 1
     while head < tail and head < stop:
@@ -94,26 +84,41 @@ def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, queue):
         head += 1
         for e in range(ptr[f], ptr[f + 1]):
             h = idx[e]
-            if not seen[h]:
-                seen[h] = True
+            if seen[h] != gen:
+                seen[h] = gen
                 queue[tail] = h
                 tail += 1
     if head < stop and tail < hi - lo:  # the growth ran out: the unreachable rest, by value
         rest = np.empty(hi - lo - tail, dtype=np.int64)
         i = 0
         for f in range(lo, hi):
-            if not seen[f]:
+            if seen[f] != gen:
                 rest[i] = f
                 i += 1
         key = np.empty(len(rest), dtype=np.float64)
         for i in range(len(rest)):
             key[i] = sign * vals[rest[i]]
-        queue[tail : tail + len(rest)] = rest[np.argsort(key, kind="mergesort")]
-        return False
-    return True
+        need = stop - tail
+        if ordered or need >= len(rest):
+            queue[tail : tail + len(rest)] = rest[np.argsort(key, kind="mergesort")]
+            return False, hi - lo
+        # only which faces fill the prefix matters to a cut: the ``need`` smallest keys, ties by
+        # index (the set a stable sort would place first), by selection instead of a sort
+        kth = np.partition(key, need - 1)[need - 1]
+        j = tail
+        for i in range(len(rest)):
+            if key[i] < kth:
+                queue[j] = rest[i]
+                j += 1
+        for i in range(len(rest)):
+            if j < stop and key[i] == kth:
+                queue[j] = rest[i]
+                j += 1
+        return False, stop
+    return True, tail
 
 
-@_jit
+@jit
 def grow_ranks(indptr, indices, group, vals):
     """Rank (F,) of each face inside its group, grown from the face with the smallest ``vals`` (F,)
     (``_grow_group``); every prefix of one group's ranks is edge-connected as far as the group is."""
@@ -122,179 +127,202 @@ def grow_ranks(indptr, indices, group, vals):
     ptr, idx, _ = _local_graph(indptr, indices, group, order, np.zeros(len(indices)))  # no weights
     local_vals = vals[order]
     rank = np.empty(n, dtype=np.int64)
-    seen = np.zeros(n, dtype=np.bool_)
+    seen = np.zeros(n, dtype=np.int64)
     queue = np.empty(n, dtype=np.int64)
     for g in range(len(start) - 1):
         lo, hi = start[g], start[g + 1]
         if hi > lo:
-            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, queue)
+            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, g + 1, queue, True)
             for i in range(hi - lo):
                 rank[order[queue[i]]] = i
     return rank
 
 
-@_jit
-def _smooth(ptr, idx, lo, hi, right, n_right, flipped):
-    """Up to 3 rounds: isolated right faces ("teeth") swap sides with left faces sticking out into
-    the right part (one neighbour left, two or more right), pairwise and in face order, so both
-    sides keep their sizes. The group: local faces lo..hi-1; ``n_right`` (each face's right
-    neighbours) is kept up to date; flipped: scratch. Returns the number of faces flipped."""
-    total = 0
-    for _ in range(3):
-        n_tooth, n_bump = 0, 0
-        for f in range(lo, hi):  # from this round's counts
-            deg = ptr[f + 1] - ptr[f]
-            if right[f] and n_right[f] == 0 and deg > 0:
-                n_tooth += 1
-            elif not right[f] and deg - n_right[f] <= 1 and n_right[f] >= 2:
-                n_bump += 1
-        swaps = min(n_tooth, n_bump)
-        if swaps == 0:
+@jit
+def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, ctr, right):
+    """One group's chosen cut into ``right[lo:hi]``, as ``bisection`` describes: candidate c grows
+    from row ``dims[c // 2]`` of ``feat`` (D, F local), from its low end for even c and its high end
+    for odd c; ``stages`` (S,) candidates per stage, a stage tried only while the best cut so far
+    leaves a side in more than 2 pieces and in more pieces than the group has components (no cut can
+    do better). The lowest score (pieces * 1e7 + cut_weight * cost) wins, ties the earlier one.
+    ws: (7, F) int32 workspace (stamps and queues, ``_cut_kernels``); ctr: [candidate id, search
+    generation], both only ever increase, so stamps never need a reset."""
+    left, mark, seen, queue, scratch, touched, n_right = ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6]
+    n_cand = 2 * len(dims)
+    best_score, best_pieces, best_cost, c, n_comp = np.inf, 0, np.inf, 0, -1
+    for size in stages:
+        for _ in range(min(size, n_cand - c)):
+            sign = 1.0 if c % 2 == 0 else -1.0
+            ctr[1] += 1
+            grown, tail = _grow_group(ptr, idx, lo, hi, feat[dims[c // 2]], sign, stop, seen, ctr[1], queue, False)
+            c += 1
+            ctr[0] += 1
+            cid = ctr[0]
+            # the first ``stop`` faces go left; after this only the faces on the cut are visited
+            n_t = cut.cut_from_prefix(ptr, idx, lo, hi, queue, stop, tail, grown, left, cid, n_right, mark, touched)
+            flips, n_t = cut.smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, scratch)
+            cost = cut_weight * cut.cut_cost(ptr, idx, left, cid, n_right, sim, touched, n_t)
+            # more pieces than the best cannot win while costs stay far below the 1e7 per piece
+            limit = best_pieces if best_cost < 1e6 and cost >= 0.0 else hi - lo
+            pieces = 1  # a breadth-first prefix is one piece until smoothing flips faces
+            if not grown or flips:
+                ctr[1] += 1
+                pieces = cut.pieces(ptr, idx, lo, hi, left, cid, True, seen, ctr[1], queue, limit)
+            ctr[1] += 1
+            pieces += cut.pieces(ptr, idx, lo, hi, left, cid, False, seen, ctr[1], queue, limit - pieces)
+            if pieces > limit:
+                continue
+            score = pieces * 1e7 + cost
+            if score < best_score:
+                best_score, best_pieces, best_cost = score, pieces, cost
+                for f in range(lo, hi):
+                    right[f] = left[f] != cid
+        if best_pieces <= 2:
             break
-        n_flip, done_t, done_b = 0, 0, 0
-        for f in range(lo, hi):  # the first ``swaps`` teeth and bumps, on the counts before any flip
-            deg = ptr[f + 1] - ptr[f]
-            if done_t < swaps and right[f] and n_right[f] == 0 and deg > 0:
-                flipped[n_flip] = f
-                n_flip += 1
-                done_t += 1
-            elif done_b < swaps and not right[f] and deg - n_right[f] <= 1 and n_right[f] >= 2:
-                flipped[n_flip] = f
-                n_flip += 1
-                done_b += 1
-        for i in range(n_flip):
-            right[flipped[i]] = not right[flipped[i]]
-        for i in range(n_flip):  # a flipped face changes its neighbours' right counts by one
-            f = flipped[i]
-            d = 1 if right[f] else -1
-            for e in range(ptr[f], ptr[f + 1]):
-                n_right[idx[e]] += d
-        total += n_flip
-    return total
+        if n_comp < 0:
+            ctr[1] += 1
+            n_comp = cut.n_components(ptr, idx, lo, hi, seen, ctr[1], queue)
+        if best_pieces <= n_comp:
+            break
 
 
-@_jit
-def _cut_cost(ptr, idx, lo, hi, right, n_right, similar):
-    """``similar`` (per local edge) summed over one group's cut edges in CSR order (the reference's
-    order, so the same float); only faces on the cut (by ``n_right``) have their edges visited."""
-    cost = 0.0
-    for f in range(lo, hi):
-        if (n_right[f] < ptr[f + 1] - ptr[f]) if right[f] else (n_right[f] > 0):
-            for e in range(ptr[f], ptr[f + 1]):
-                if right[idx[e]] != right[f]:
-                    cost += similar[e]
-    return cost
+@jit
+def _cut_dims(feat, n_stat, lo, hi, normal_weight, n_dirs):
+    """The ``n_dirs`` rows of ``feat`` (D, F local) a group is cut along: its widest, by the spread
+    (sum of squared deviations, summed in face order) of the first ``n_stat`` rows; rows 3.. (the
+    normals) count in units of the group's spatial spread times ``normal_weight ** 2``, rows past
+    ``n_stat`` as 0; ties go to the lower row (numpy's stable argsort of ``bisection``'s reference)."""
+    n_row = feat.shape[0]
+    var = np.zeros(n_row, dtype=np.float64)
+    for d in range(n_stat):
+        total = 0.0
+        for f in range(lo, hi):
+            total += feat[d, f]
+        mean = total / (hi - lo)
+        for f in range(lo, hi):
+            x = feat[d, f] - mean
+            var[d] += x * x
+    spatial = (var[0] + var[1]) + var[2]
+    for d in range(3, n_row):
+        var[d] = normal_weight**2 * spatial * var[d]
+    dims = np.empty(n_dirs, dtype=np.int64)
+    taken = np.zeros(n_row, dtype=np.bool_)
+    for r in range(n_dirs):
+        best = -1
+        for d in range(n_row):
+            if not taken[d] and (best < 0 or var[d] > var[best]):
+                best = d
+        taken[best] = True
+        dims[r] = best
+    return dims
 
 
-@_jit
-def _pieces(ptr, idx, lo, hi, right, which, seen, queue):
-    """Edge-connected pieces of one group's side ``which`` (True: right), breadth-first."""
-    for f in range(lo, hi):
-        seen[f] = False
-    pieces = 0
-    for s in range(lo, hi):
-        if seen[s] or right[s] != which:
-            continue
-        pieces += 1
-        seen[s] = True
-        queue[0] = s
-        head, tail = 0, 1
-        while head < tail:
-            f = queue[head]
-            head += 1
-            for e in range(ptr[f], ptr[f + 1]):
-                h = idx[e]
-                if not seen[h] and right[h] == which:
-                    seen[h] = True
-                    queue[tail] = h
-                    tail += 1
-    return pieces
-
-
-@_jit
-def split_level(indptr, indices, group, feat, dims, cut_at, active, similar, stages, cut_weight):
-    """right (F,) bool: every group's chosen cut at rank ``cut_at`` (G,), as ``bisection._split_level``
-    describes. Candidate c grows from column ``dims[g, c // 2]`` of ``feat`` (F, D), from its low
-    end for even c and its high end for odd c; ``stages`` (S,) candidates per stage, a stage tried
-    only while the best cut so far leaves a side in more than 2 pieces (``active`` (G,) groups).
-    The lowest score (pieces * 1e7 + cut_weight * cost) wins, ties the earlier candidate.
-    """
-    n, n_g = len(group), len(cut_at)
-    order, start = group_faces(group, n_g)
-    ptr, idx, sim = _local_graph(indptr, indices, group, order, similar)
-    local_feat = np.empty((feat.shape[1], n), dtype=np.float64)  # (D, F): a contiguous row per column
-    for i in range(n):
-        for d in range(feat.shape[1]):
-            local_feat[d, i] = feat[order[i], d]
-    seen = np.zeros(n, dtype=np.bool_)
-    side = np.zeros(n, dtype=np.bool_)
-    queue = np.empty(n, dtype=np.int64)
-    n_right = np.empty(n, dtype=np.int64)
-    right = np.zeros(n, dtype=np.bool_)
-    n_cand = 2 * dims.shape[1]
+@jit
+def _next_level(ptr, idx, sim, feat, order, start, counts, right):
+    """Split every group of ``counts`` > 1 into its left part then its right part (each in the old
+    local order, so faces stay ascending inside a group) and drop the cut edges. Returns the new
+    (ptr, idx, sim, feat, order, start, counts), as ``_local_graph`` would build them afresh, except
+    that groups of one patch (finished: never cut again) keep no edges."""
+    n, n_g = len(order), len(counts)
+    n_new = n_g + int((counts > 1).sum())
+    pos = np.empty(n, dtype=np.int64)  # old local -> new local
+    g_of = np.empty(n, dtype=np.int64)  # old local -> old group
+    new_start = np.zeros(n_new + 1, dtype=np.int64)
+    new_counts = np.empty(n_new, dtype=np.int64)
+    j, t = 0, 0
     for g in range(n_g):
         lo, hi = start[g], start[g + 1]
-        if hi == lo:
+        g_of[lo:hi] = g
+        if counts[g] <= 1:
+            for f in range(lo, hi):
+                pos[f] = t
+                t += 1
+            new_counts[j] = counts[g]
+            j += 1
+            new_start[j] = t
             continue
-        stop = min(cut_at[g], hi - lo)
-        best_score, best_pieces, c = np.inf, 0, 0
-        for size in stages:
-            for _ in range(min(size, n_cand - c)):
-                sign = 1.0 if c % 2 == 0 else -1.0
-                grown = _grow_group(ptr, idx, lo, hi, local_feat[dims[g, c // 2]], sign, stop, seen, queue)
-                c += 1
-                # the first ``stop`` faces go left; right neighbour counts from one pass over them
-                for f in range(lo, hi):
-                    side[f] = True
-                    n_right[f] = ptr[f + 1] - ptr[f]
-                for i in range(stop):
-                    side[queue[i]] = False
-                    n_right[queue[i]] = 0
-                for i in range(stop):
-                    f = queue[i]
-                    for e in range(ptr[f], ptr[f + 1]):
-                        if side[idx[e]]:
-                            n_right[f] += 1
-                            n_right[idx[e]] -= 1
-                flips = _smooth(ptr, idx, lo, hi, side, n_right, queue) if active[g] else 0
-                cost = _cut_cost(ptr, idx, lo, hi, side, n_right, sim)
-                # a breadth-first prefix is one piece until smoothing flips faces
-                pieces = 1 if grown and flips == 0 else _pieces(ptr, idx, lo, hi, side, False, seen, queue)
-                pieces += _pieces(ptr, idx, lo, hi, side, True, seen, queue)
-                score = pieces * 1e7 + cut_weight * cost
-                if score < best_score:
-                    best_score, best_pieces = score, pieces
-                    right[lo:hi] = side[lo:hi]
-            if not (active[g] and best_pieces > 2):
-                break
-    out = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        out[order[i]] = right[i]
-    return out
-
-
-@_jit
-def group_var(cols, group, n_g):
-    """Per-group sums of squared deviations (G, D) of the rows of ``cols`` (D, F): sums in face
-    order, as ``np.bincount`` with weights adds them (the same floats as the numpy version)."""
-    n_d, n = cols.shape
-    size = np.zeros(n_g, dtype=np.int64)
+        for want in (False, True):
+            for f in range(lo, hi):
+                if right[f] == want:
+                    pos[f] = t
+                    t += 1
+            half = max(counts[g] // 2, 1)
+            new_counts[j] = counts[g] - half if want else half
+            j += 1
+            new_start[j] = t
+    inv = np.empty(n, dtype=np.int64)
     for f in range(n):
-        size[group[f]] += 1
-    out = np.zeros((n_g, n_d), dtype=np.float64)
-    total = np.zeros(n_g, dtype=np.float64)
-    for d in range(n_d):
-        total[:] = 0.0
-        for f in range(n):
-            total[group[f]] += cols[d, f]
-        mean = total / size
-        for f in range(n):
-            x = cols[d, f] - mean[group[f]]
-            out[group[f], d] += x * x
-    return out
+        inv[pos[f]] = f
+    new_order = order[inv]
+    new_feat = np.empty_like(feat)
+    for d in range(feat.shape[0]):  # row by row: sequential writes
+        for i in range(n):
+            new_feat[d, i] = feat[d, inv[i]]
+    new_ptr = np.zeros(n + 1, dtype=np.int32)
+    new_idx = np.empty(len(idx), dtype=np.int32)
+    new_sim = np.empty(len(idx), dtype=np.float64)
+    m = 0
+    for i in range(n):
+        f = inv[i]
+        if counts[g_of[f]] > 1:  # a finished group's edges are never followed again
+            for e in range(ptr[f], ptr[f + 1]):
+                h = idx[e]
+                if right[h] == right[f]:
+                    new_idx[m] = pos[h]
+                    new_sim[m] = sim[e]
+                    m += 1
+        new_ptr[i + 1] = m
+    return new_ptr, new_idx[:m], new_sim[:m], new_feat, new_order, new_start, new_counts
 
 
-@_jit
+@jit
+def bisect_levels(indptr, indices, group, counts, feat, similar, k, n_stat, normal_weight, n_dirs, stages, cut_weight):
+    """Every bisection level in one call -> labels (F,), each used ``k`` times.
+
+    group (F,): the starting groups (mesh components and the pool), ``counts`` (G,) patches each;
+    feat (F, D) face centroids and normals; similar (nnz,) per entry of the CSR graph. Each level
+    cuts every group of more than one patch at rank ``max(count // 2, 1) * k`` (``_cut_group``,
+    along ``_cut_dims``) and splits it, left part first; the local graph is refined in place of
+    being rebuilt (``_next_level``). Labels number the final groups in order, as the level-by-level
+    numpy reference does.
+    """
+    n = len(group)
+    order, start = group_faces(group, len(counts))
+    ptr, idx, sim = _local_graph(indptr, indices, group, order, similar)
+    lf = np.empty((feat.shape[1], n), dtype=np.float64)  # (D, F): a contiguous row per column
+    for i in range(n):
+        for d in range(feat.shape[1]):
+            lf[d, i] = feat[order[i], d]
+    ws = np.zeros((7, n), dtype=np.int32)
+    ws[0] = -1  # ``left`` and ``mark`` stamps: candidate ids start at 1
+    ws[1] = -1
+    ctr = np.zeros(2, dtype=np.int32)
+    right = np.zeros(n, dtype=np.bool_)
+    counts = counts.copy()
+    while counts.max() > 1:
+        last = counts.max() <= 2  # every group ends at one patch after this level: no next graph
+        for g in range(len(counts)):
+            lo, hi = start[g], start[g + 1]
+            right[lo:hi] = False
+            if counts[g] > 1:
+                dims = _cut_dims(lf, n_stat, lo, hi, normal_weight, n_dirs)
+                stop = min(max(counts[g] // 2, 1) * k, hi - lo)
+                _cut_group(ptr, idx, sim, lo, hi, lf, dims, stop, stages, cut_weight, ws, ctr, right)
+        if last:
+            break
+        ptr, idx, sim, lf, order, start, counts = _next_level(ptr, idx, sim, lf, order, start, counts, right)
+    # labels number the final groups in order: a cut group's left part, then its right part
+    labels = np.empty(n, dtype=np.int64)
+    j = 0
+    for g in range(len(counts)):
+        cut_here = counts[g] > 1
+        for i in range(start[g], start[g + 1]):
+            labels[order[i]] = j + 1 if cut_here and right[i] else j
+        j += 2 if cut_here else 1
+    return labels
+
+
+@jit
 def similar_normals(indptr, indices, normals):
     """(nnz,) 0.5 * (1 + n_f . n_h) for every entry (f, h) of the CSR graph: ~1 between faces of
     similar unit normals (F, 3), ~0 across a sharp crease. The dot product adds its terms in order, as

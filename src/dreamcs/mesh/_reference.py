@@ -249,15 +249,15 @@ def _split_level(
 
     The candidates (the widest direction from its low end, then its high end, then the next widest
     from either end) are tried in stages of ``CANDIDATE_STAGES``; a stage only visits the groups
-    whose best cut so far leaves a side in more than one piece (two connected sides is the best any
-    cut can do). The cut with the fewest pieces wins, then the lowest cut cost, then the first.
+    whose best cut so far leaves more than two pieces, and more than the group has components (no
+    cut can do better). The cut with the fewest pieces wins, then the lowest cut cost, then the first.
     """
     every = [(dims[:, d], s) for d in range(dims.shape[1]) for s in (1.0, -1.0)]
     n, n_g = len(group), len(cut_at)
     right = np.zeros(n, dtype=bool)
     best_score, best_pieces = np.full(n_g, np.inf), np.zeros(n_g, dtype=np.int64)
     faces, gsel, sub_feat = np.arange(n), np.arange(n_g), feat  # the groups still to try, renumbered
-    start = 0
+    start, n_comp = 0, None
     for size in CANDIDATE_STAGES:
         cands = [(col[gsel], s) for col, s in every[start : start + size]]
         start += size
@@ -270,7 +270,9 @@ def _split_level(
         upd = better[group]
         right[faces[upd]] = rights[b[group], np.arange(len(faces))][upd]
         best_score[gsel[better]], best_pieces[gsel[better]] = sc[better], pc[better]
-        still = active[gsel] & (best_pieces[gsel] > 2)
+        if n_comp is None:  # no cut leaves fewer pieces than its group has components
+            n_comp = _side_pieces(inner, group, np.ones(len(inner[1]), dtype=bool))
+        still = active[gsel] & (best_pieces[gsel] > np.maximum(n_comp[gsel], 2))
         if not still.any():
             break
         if not still.all():

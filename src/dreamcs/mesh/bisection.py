@@ -6,14 +6,16 @@ edge-connected. Every group is then cut in two at an exact multiple of K: the fi
 breadth-first over the face-adjacency graph from the group's extreme face along one of its widest
 directions, so it is edge-connected; isolated "teeth" on the cut are swapped pairwise. One
 candidate (the widest direction, from its low end) is tried for every group; only where it leaves
-a side in more than one piece are the other three (that direction from the other end, the next
-widest from either end) tried too. Each group keeps the cut whose sides fall into the fewest
-edge-connected pieces, then the one cutting the fewest edges between faces of similar normals (so
-cuts prefer creases and patches stay near-planar).
+a side in more than one piece (and more pieces than the group has components) are the other three
+(that direction from the other end, the next widest from either end) tried too. Each group keeps
+the cut whose sides fall into the fewest edge-connected pieces, then the one cutting the fewest
+edges between faces of similar normals (so cuts prefer creases and patches stay near-planar).
 
-Speed: a level is one compiled call (``_kernels.split_level``) that cuts the groups one by one
-(growth, smoothing, cut cost and pieces in a few passes over each group's edges); the numpy / scipy
-version stays in ``_reference`` as the reference (``bisect_faces(..., _numpy=True)``: same labels).
+Speed: all levels run in one compiled call (``_kernels.bisect_levels``), which cuts the groups one
+by one and refines its group-contiguous copy of the graph from level to level; a candidate cut
+visits the group once for its growth and once for the pieces of its sides, otherwise only the faces
+on the cut (``_cut_kernels``). The numpy / scipy version stays in ``_reference`` as the reference
+(``bisect_faces(..., _numpy=True)``: the same labels; ``tests/mesh/test_fusion_kernels.py``).
 """
 
 from __future__ import annotations
@@ -46,35 +48,13 @@ def _effective_var(var: NDArray) -> NDArray:
     return np.concatenate([var[:, :3], NORMAL_WEIGHT**2 * spatial * var[:, 3:]], 1)
 
 
-def _split_level(
-    A: sp.csr_matrix,
-    group: NDArray,
-    feat: NDArray,
-    dims: NDArray,
-    cut_at: NDArray,
-    active: NDArray,
-    similar: NDArray,
-) -> NDArray:
-    """right (F,) bool: each group's chosen cut. A: (F, F) face adjacency; the kernels follow only
-    its edges inside a group. similar: (nnz,) per entry of A.
-
-    The candidates (the widest direction from its low end, then its high end, then the next widest
-    from either end) are tried in stages of ``CANDIDATE_STAGES``; a stage only visits the groups
-    whose best cut so far leaves a side in more than one piece (two connected sides is the best any
-    cut can do). The cut with the fewest pieces wins, then the lowest cut cost, then the first.
-    """
-    stages = np.asarray(CANDIDATE_STAGES, dtype=np.int64)
-    return _kernels.split_level(
-        A.indptr, A.indices, group, feat, dims, cut_at, active, similar, stages, CUT_WEIGHT
-    )
-
-
 def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy: bool = False) -> NDArray:
     """Component-aware recursive bisection at exact ranks -> labels (F,), each used k times.
 
     Each mesh component of size n_c * k + r_c first gives r_c faces (grown from its extreme face, so
     connected) to a shared pool (small components go there whole); the pool forms the patches that
-    cannot be connected. Then every group is cut in two at an exact multiple of k (``_split_level``).
+    cannot be connected. Then every group is cut in two at an exact multiple of k, level by level,
+    until each holds one patch.
 
     feat: (F, 6) face centroids and unit normals; A: (F, F) CSR face adjacency (``dual_graph``).
     _numpy: run the numpy / scipy reference instead of the compiled kernels (same labels; for the
@@ -102,21 +82,20 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     keep = counts > 0
     group = (np.cumsum(keep) - 1)[group]
     counts = counts[keep]
-    while (counts > 1).any():
-        var = (
-            ref._group_var(stat_cols, group, len(counts))
-            if _numpy
-            else _kernels.group_var(stat_cols, group, len(counts))
+    if not _numpy:  # every level in one compiled call
+        cols = np.ascontiguousarray(feat if NORMAL_WEIGHT else feat[:, :3])  # the columns a cut may follow
+        stages = np.asarray(CANDIDATE_STAGES, dtype=np.int64)
+        return _kernels.bisect_levels(
+            A.indptr, A.indices, group, counts, cols, similar, k, len(stat_cols), NORMAL_WEIGHT, N_DIRECTIONS, stages,
+            CUT_WEIGHT,
         )
+    while (counts > 1).any():
+        var = ref._group_var(stat_cols, group, len(counts))
         var = var if NORMAL_WEIGHT else np.concatenate([var, np.zeros_like(var)], 1)
         eff = _effective_var(var)
-        # contiguous: one compiled signature for every level (a one-group slice is C-ordered)
-        dims = np.ascontiguousarray(np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS])
+        dims = np.argsort(-eff, axis=1, kind="stable")[:, :N_DIRECTIONS]
         left = np.maximum(counts // 2, 1)
-        if _numpy:
-            right = ref.split_level(A, group, feat, dims, left * k, counts > 1, similar)
-        else:
-            right = _split_level(A, group, feat, dims, left * k, counts > 1, similar)
+        right = ref.split_level(A, group, feat, dims, left * k, counts > 1, similar)
         new_counts = np.stack([left, counts - left], 1).reshape(-1)
         keep = new_counts > 0
         group = (np.cumsum(keep) - 1)[2 * group + right]
