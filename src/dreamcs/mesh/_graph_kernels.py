@@ -258,3 +258,90 @@ def face_frames(verts, faces):
         norm = max(np.sqrt((c0 * c0 + c1 * c1) + c2 * c2), 1e-300)
         nrm[f, 0], nrm[f, 1], nrm[f, 2] = c0 / norm, c1 / norm, c2 / norm
     return cen, nrm
+
+
+@jit
+def patch_face_order(labels, centroids, centers, patch_rank, indptr, indices):
+    """(F,) faces in the patch layout's order: patches by ``patch_rank`` (P,), and inside a patch
+    breadth-first over same-label edges from its face nearest the centre (``centers`` (P, 3); ties:
+    the lowest index), the faces no search reaches after, nearest the centre first (ties: index).
+
+    All seeds start one search together, queued in patch order, as ``bfs_order`` does."""
+    n, n_p = len(labels), len(centers)
+    dist = np.empty(n, dtype=np.float64)
+    seeds = np.full(n_p, -1, dtype=np.int64)
+    for f in range(n):
+        p = labels[f]
+        d0 = centroids[f, 0] - centers[p, 0]
+        d1 = centroids[f, 1] - centers[p, 1]
+        d2 = centroids[f, 2] - centers[p, 2]
+        dist[f] = (d0 * d0 + d1 * d1) + d2 * d2
+        if seeds[p] < 0 or dist[f] < dist[seeds[p]]:
+            seeds[p] = f
+    seq = bfs_order(indptr, indices, labels, seeds[seeds >= 0])
+    reached = np.zeros(n, dtype=np.bool_)
+    reached[seq] = True
+    rest = np.flatnonzero(~reached)
+    rest = rest[np.argsort(dist[rest], kind="mergesort")]
+    # a stable counting sort of bfs-then-rest by patch rank
+    start = np.zeros(n_p + 1, dtype=np.int64)
+    for f in range(n):
+        start[patch_rank[labels[f]] + 1] += 1
+    for r in range(n_p):
+        start[r + 1] += start[r]
+    out = np.empty(n, dtype=np.int64)
+    for part in (seq, rest):
+        for f in part:
+            r = patch_rank[labels[f]]
+            out[start[r]] = f
+            start[r] += 1
+    return out
+
+
+@jit
+def repair_patches(indptr, indices, labels, passes):
+    """``patches._repair``'s passes in one call, in place on ``labels`` (F,) int64.
+
+    Each pass finds every patch's pieces (``components``); where a patch has several, its main piece
+    is its largest (ties: the lowest piece id) and the others are stray fragments, moved smallest
+    first, then by piece id (``move_fragments``), as ``_reference.stray_fragments`` orders them.
+    Stops early once every patch is one piece or a pass moves nothing."""
+    n = len(labels)
+    n_lab = labels.max() + 1
+    for _ in range(passes):
+        n_c, comp = components(indptr, indices, labels)
+        label_of = np.empty(n_c, dtype=np.int64)
+        comp_size = np.zeros(n_c, dtype=np.int64)
+        n_pieces = np.zeros(n_lab, dtype=np.int64)
+        for f in range(n):
+            if comp_size[comp[f]] == 0:
+                label_of[comp[f]] = labels[f]
+                n_pieces[labels[f]] += 1
+            comp_size[comp[f]] += 1
+        if (n_pieces <= 1).all():
+            break
+        main_of = np.full(n_lab, -1, dtype=np.int64)
+        for c in range(n_c):  # ascending ids: ties keep the lowest
+            p = label_of[c]
+            if n_pieces[p] > 1 and (main_of[p] < 0 or comp_size[c] > comp_size[main_of[p]]):
+                main_of[p] = c
+        piece_start = np.zeros(n_c + 1, dtype=np.int64)
+        for c in range(n_c):
+            piece_start[c + 1] = piece_start[c] + comp_size[c]
+        fill = piece_start[:-1].copy()
+        by_comp = np.empty(n, dtype=np.int64)  # faces by piece, ascending inside
+        for f in range(n):
+            by_comp[fill[comp[f]]] = f
+            fill[comp[f]] += 1
+        frags = np.array([c for c in range(n_c) if n_pieces[label_of[c]] > 1 and main_of[label_of[c]] != c])
+        frags = frags[np.argsort(comp_size[frags], kind="mergesort")]  # smallest first, then by id
+        frag_start = np.zeros(len(frags) + 1, dtype=np.int64)
+        for i in range(len(frags)):
+            frag_start[i + 1] = frag_start[i] + comp_size[frags[i]]
+        stray = np.empty(frag_start[-1], dtype=np.int64)
+        for i in range(len(frags)):
+            c = frags[i]
+            stray[frag_start[i] : frag_start[i + 1]] = by_comp[piece_start[c] : piece_start[c + 1]]
+        if not move_fragments(indptr, indices, labels, stray, frag_start, by_comp, piece_start, main_of):
+            break
+    return labels

@@ -337,8 +337,6 @@ def repair(labels: NDArray, A: sp.csr_matrix, passes: int = 3) -> NDArray:
     A stray fragment of patch p moves to the neighbouring patch q it shares most edges with, and q
     gives back as many faces, breadth-first from its border with p's main piece.
     """
-    from dreamcs.mesh.patches import stray_fragments  # patches imports this module's callers
-
     indptr, indices = A.indptr, A.indices
     labels = labels.copy()
     for _ in range(passes):
@@ -391,3 +389,21 @@ def _border_faces(labels, indptr, indices, q, p, main, s) -> NDArray | None:
                 seen.add(g)
                 queue.append(g)
     return np.asarray(out, dtype=np.int64) if len(out) == s else None
+
+
+def stray_fragments(labels: NDArray, comp: NDArray, ok: NDArray) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+    """What a repair pass moves: faces (F,) with patch ``labels``, piece ids ``comp`` and the
+    per-patch connectivity ``ok`` -> piece sizes, faces sorted by piece (stable; the faces of piece
+    c are contiguous), each patch's main piece (its largest, ties: smallest id; -1 where unused) and
+    the stray faces (not in their patch's main piece), smallest fragments first, then by piece id."""
+    comp_size = np.bincount(comp)
+    # 16-bit keys where they fit: numpy's radix sort
+    by_comp = np.argsort(comp.astype(np.uint16) if len(comp_size) < 2**16 else comp, kind="stable")
+    bad = np.flatnonzero(~ok[labels])  # faces in patches with more than one piece
+    by = np.lexsort((comp[bad], -comp_size[comp[bad]], labels[bad]))
+    lab_sorted = labels[bad][by]
+    first = np.r_[True, lab_sorted[1:] != lab_sorted[:-1]]
+    main_of = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    main_of[lab_sorted[first]] = comp[bad][by][first]
+    stray = bad[comp[bad] != main_of[labels[bad]]]
+    return comp_size, by_comp, main_of, stray[np.lexsort((stray, comp[stray], comp_size[comp[stray]]))]
