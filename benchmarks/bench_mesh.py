@@ -75,6 +75,39 @@ def _features_ms(face_features, vertices: np.ndarray, faces: np.ndarray, key: st
     return _ms(step, key)[1]
 
 
+def _features_paths_line(
+    fused: list[tuple[np.ndarray, np.ndarray]], repeats: int = 10, n_meshes: int = 20
+) -> str:
+    """face_features fwd+bwd, torch path vs the compiled numba path (``features.USE_NUMBA``).
+
+    Interleaved call by call in this process (a shared machine slows both alike), each path's min
+    over ``repeats`` calls per mesh, then the median over (up to ``n_meshes``, evenly spread) fused meshes.
+    """
+    from dreamcs.mesh import features
+
+    if not hasattr(features, "USE_NUMBA"):
+        return "features: no numba path to compare"
+    fused = fused[:: -(-len(fused) // n_meshes)]
+    saved, best = features.USE_NUMBA, {False: [], True: []}
+    try:
+        for vertices, faces in fused:
+            mins = {}
+            for _ in range(repeats + 1):  # the first round is a warm-up
+                for numba in (False, True):
+                    features.USE_NUMBA = numba
+                    ms = _features_ms(features.face_features, vertices, faces, key=None)
+                    mins[numba] = min(mins.get(numba, ms), ms)
+            for numba in (False, True):
+                best[numba].append(mins[numba])
+    finally:
+        features.USE_NUMBA = saved
+    old, new = statistics.median(best[False]), statistics.median(best[True])
+    return (
+        f"features fwd+bwd ({len(fused)} fused meshes, min of {repeats} interleaved calls, median): "
+        f"torch path {old:.2f} ms, numba path {new:.2f} ms, {old / new:.2f}x faster"
+    )
+
+
 def main() -> None:
     torch.set_num_threads(1)
     try:  # numpy/scipy BLAS on one thread as well (make bench exports OMP_NUM_THREADS=2)
@@ -103,6 +136,7 @@ def _main() -> None:
     first_call_s = None
     failures = []
     connected = []  # share of edge-connected patches per fused mesh: the quality beside fuse's speed
+    fused = []  # (vertices, faces) of the fused meshes, for _features_paths_line
     warm = False
     for path in files:
         try:
@@ -141,6 +175,7 @@ def _main() -> None:
                 ref_cpu["fuse_16k"].append(ref_cpu["fuse"][-1])
             if face_features is not None:
                 t["features"].append(_features_ms(face_features, pm.vertices, pm.faces, "features"))
+                fused.append((pm.vertices, pm.faces))
         except MeshError as exc:
             failures.append(str(exc))
 
@@ -178,6 +213,8 @@ def _main() -> None:
             if ref_cpu[key]:
                 ref, new = statistics.median(ref_cpu[key]), statistics.median(CPU_MS[key])
                 print(f"fuse ({name}): numpy reference {ref:.1f} ms cpu median, {ref / new:.2f}x slower")
+    if fused:
+        print(_features_paths_line(fused))
     if failures:
         print(f"{len(failures)} meshes failed to load:", *failures[:5], sep="\n  ")
 

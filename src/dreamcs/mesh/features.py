@@ -19,12 +19,18 @@ for meshes normalised into [-1, 1]^3.
 
 The gradient is hand-written (a ``torch.autograd.Function``, checked against float64 gradcheck in
 the tests) for speed; it is first-order only (``once_differentiable``): no double backward.
+
+On CPU, float32 and float64 run compiled numba kernels (``_feature_kernels``: fwd+bwd ~2.1x faster
+at 16k faces; compiled on the first call, ~7 s per dtype, then cached on disk) with the same
+arithmetic; the torch code below serves CUDA and other dtypes and is the reference
+(``USE_NUMBA = False`` forces it everywhere).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -34,6 +40,7 @@ __all__ = ["face_features", "patch_features", "patch_centers", "N_FEATURES"]
 N_FEATURES = 10
 EPS_LEN = 1e-6  # edges shorter than this count as collapsed (meshes live in [-1, 1]^3)
 EPS_NORM = 1e-12  # cross products / normals shorter than this count as zero
+USE_NUMBA = True  # CPU float32/float64 through the compiled kernels; False: the torch path everywhere
 
 
 def _check_faces(vertices: Tensor, faces: Tensor) -> Tensor:
@@ -230,6 +237,56 @@ class _FaceFeatures(torch.autograd.Function):
         return g_v.view(b, 3, n_verts).transpose(1, 2), None
 
 
+def _feature_kernels():
+    """The compiled kernels' module, or None where numba cannot be imported."""
+    try:
+        from dreamcs.mesh import _feature_kernels
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return _feature_kernels
+
+
+def uses_numba(vertices: Tensor) -> bool:
+    """Whether ``face_features(vertices, ...)`` runs the compiled CPU kernels."""
+    return (
+        USE_NUMBA
+        and vertices.device.type == "cpu"
+        and vertices.dtype in (torch.float32, torch.float64)
+        and _feature_kernels() is not None
+    )
+
+
+class _FaceFeaturesNumba(torch.autograd.Function):
+    """(B, V, 3) CPU float vertices, (F, 3) long faces -> (B, F, 10) features; ``_FaceFeatures``'s math."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, faces: Tensor) -> Tensor:  # type: ignore[override]
+        kern = _feature_kernels()
+        # a copy of the positions: the backward recomputes the face geometry from them
+        pos = np.array(v.detach().numpy(), order="C")
+        fn = faces.detach().contiguous().numpy()
+        (b, n_verts), n_faces, dtype = v.shape[:2], fn.shape[0], pos.dtype
+        c = kern.constants(dtype, EPS_NORM, EPS_LEN)
+        out = np.empty((b, n_faces, N_FEATURES), dtype)
+        vnormal, vinv = np.zeros((b, n_verts, 3), dtype), np.empty((b, n_verts), dtype)
+        bits = np.empty((b, n_faces), np.uint8)
+        if not kern.features_fwd(pos, fn, c, out, vnormal, vinv, bits, np.empty((9, n_faces), dtype)):
+            raise IndexError(f"face indices out of range for {n_verts} vertices")
+        ctx.arrays = (pos, fn, c, vnormal, vinv, bits)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        pos, fn, c, vnormal, vinv, bits = ctx.arrays
+        g = np.ascontiguousarray(grad.detach().numpy(), dtype=pos.dtype)  # autograd may hand an expanded grad
+        (b, n_verts), n_faces, dtype = pos.shape[:2], fn.shape[0], pos.dtype
+        gv = np.zeros((b, n_verts, 3), dtype)
+        scratch = (np.empty((n_verts, 3), dtype), np.empty((n_faces, 9), dtype))
+        _feature_kernels().features_bwd(pos, fn, c, g, vnormal, vinv, bits, gv, *scratch)
+        return torch.from_numpy(gv), None
+
+
 def face_features(vertices: Tensor, faces: Tensor) -> Tensor:
     """Per-face MeshMAE features.
 
@@ -238,11 +295,14 @@ def face_features(vertices: Tensor, faces: Tensor) -> Tensor:
         faces: (F, 3) long vertex indices.
 
     Returns:
-        (..., F, 10) features in MeshMAE's channel order (see the module docstring); a transposed
-        view of a (..., 10, F) buffer, so not contiguous.
+        (..., F, 10) features in MeshMAE's channel order (see the module docstring); contiguous on
+        the numba path (``uses_numba``), else a transposed view of a (..., 10, F) buffer.
     """
     faces = _check_faces(vertices, faces)
     lead, n_verts = vertices.shape[:-2], vertices.shape[-2]
+    if uses_numba(vertices):
+        out = _FaceFeaturesNumba.apply(vertices.reshape(-1, n_verts, 3), faces)  # (B, F, 10)
+        return out.view(*lead, faces.shape[0], N_FEATURES)
     corner_idx = torch.cat(faces.unbind(1))  # corner-major: all first corners, then second, then third
     out = _FaceFeatures.apply(vertices.reshape(-1, n_verts, 3), corner_idx)  # (B, 10, F)
     # a transposed view (not contiguous); patch_features' reshape makes its own copy
