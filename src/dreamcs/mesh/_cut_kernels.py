@@ -52,25 +52,36 @@ def cut_from_prefix(ptr, idx, lo, hi, queue, stop, tail, grown, left, cid, n_rig
         for e in range(ptr[f], ptr[f + 1]):
             h = idx[e]
             if left[h] != cid:
-                for x in (f, h):
-                    if mark[x] != cid:
-                        mark[x] = cid
-                        n_right[x] = 0 if x == f else ptr[x + 1] - ptr[x]
-                        touched[n_t] = x
-                        n_t += 1
+                if mark[f] != cid:
+                    mark[f] = cid
+                    n_right[f] = 0
+                    touched[n_t] = f
+                    n_t += 1
+                if mark[h] != cid:
+                    mark[h] = cid
+                    n_right[h] = ptr[h + 1] - ptr[h]
+                    touched[n_t] = h
+                    n_t += 1
                 n_right[f] += 1
                 n_right[h] -= 1
     return n_t
 
 
 @jit
-def smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, flipped):
+def smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, flipped, n_left):
     """Up to 3 rounds: isolated right faces ("teeth") swap sides with left faces sticking out into
     the right part (one neighbour left, two or more right), pairwise and in face order, so both
     sides keep their sizes. Teeth and bumps lie on the cut, so only ``touched[:n_t]`` is scanned;
     the neighbours of flipped faces join it, so it stays a superset of the cut. ``flipped``:
-    scratch. Returns (faces flipped, the new n_t)."""
+    scratch; ``n_left``: the left side's size.
+
+    Returns (faces flipped, the new n_t, whether a connected left side provably stays connected).
+    A round removes bumps, which have at most one left neighbour, so no path between the other
+    left faces runs through one; a tooth it adds had only left neighbours, so it stays attached
+    unless every one of them was a bump of the same round (checked).
+    """
     total = 0
+    stays = True
     for _ in range(3):
         touched[:n_t].sort()  # face order, as a scan of every face visits them
         n_tooth, n_bump = 0, 0
@@ -99,6 +110,14 @@ def smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, flipped):
         for i in range(n_flip):
             f = flipped[i]
             left[f] = -1 if left[f] == cid else cid
+        stays = stays and n_left > swaps
+        for i in range(n_flip):
+            f = flipped[i]
+            if left[f] == cid:  # a tooth: does a left face that stayed left hold it?
+                held = False
+                for e in range(ptr[f], ptr[f + 1]):
+                    held = held or left[idx[e]] == cid
+                stays = stays and held
         for i in range(n_flip):  # a flipped face changes its neighbours' right counts by one
             f = flipped[i]
             d = 1 if left[f] != cid else -1
@@ -111,7 +130,7 @@ def smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, flipped):
                     n_t += 1
                 n_right[h] += d
         total += n_flip
-    return total, n_t
+    return total, n_t, stays
 
 
 @jit

@@ -160,12 +160,12 @@ def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, 
             cid = ctr[0]
             # the first ``stop`` faces go left; after this only the faces on the cut are visited
             n_t = cut.cut_from_prefix(ptr, idx, lo, hi, queue, stop, tail, grown, left, cid, n_right, mark, touched)
-            flips, n_t = cut.smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, scratch)
+            flips, n_t, stays = cut.smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, scratch, stop)
             cost = cut_weight * cut.cut_cost(ptr, idx, left, cid, n_right, sim, touched, n_t)
             # more pieces than the best cannot win while costs stay far below the 1e7 per piece
             limit = best_pieces if best_cost < 1e6 and cost >= 0.0 else hi - lo
-            pieces = 1  # a breadth-first prefix is one piece until smoothing flips faces
-            if not grown or flips:
+            pieces = 1  # a breadth-first prefix is one piece, and smoothing mostly keeps it so
+            if not grown or not stays:
                 ctr[1] += 1
                 pieces = cut.pieces(ptr, idx, lo, hi, left, cid, True, seen, ctr[1], queue, limit)
             ctr[1] += 1
