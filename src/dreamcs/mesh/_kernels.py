@@ -60,6 +60,32 @@ def _local_graph(indptr, indices, group, order, weights):
 
 
 @jit
+def _kth_smallest(a, kth):
+    """The value ``np.partition(a, kth)[kth]`` would give, by quickselect in place on ``a``
+    (numba's ``np.partition`` alone takes ~10 s to compile)."""
+    lo, hi = 0, len(a) - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if kth <= j:
+            hi = j
+        elif kth >= i:
+            lo = i
+        else:
+            return a[kth]
+    return a[kth]
+
+
+@jit
 def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, gen, queue, ordered):
     """The first ``stop`` faces of one group's growth, in order, into ``queue[:stop]``.
 
@@ -104,7 +130,7 @@ def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, gen, queue, ordered):
             return False, hi - lo
         # only which faces fill the prefix matters to a cut: the ``need`` smallest keys, ties by
         # index (the set a stable sort would place first), by selection instead of a sort
-        kth = np.partition(key, need - 1)[need - 1]
+        kth = _kth_smallest(key.copy(), need - 1)
         j = tail
         for i in range(len(rest)):
             if key[i] < kth:
@@ -127,12 +153,12 @@ def grow_ranks(indptr, indices, group, vals):
     ptr, idx, _ = _local_graph(indptr, indices, group, order, np.zeros(len(indices)))  # no weights
     local_vals = vals[order]
     rank = np.empty(n, dtype=np.int64)
-    seen = np.zeros(n, dtype=np.int64)
-    queue = np.empty(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=np.int32)  # the types ``_cut_group`` passes: one compiled growth
+    queue = np.empty(n, dtype=np.int32)
     for g in range(len(start) - 1):
         lo, hi = start[g], start[g + 1]
         if hi > lo:
-            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, g + 1, queue, True)
+            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, np.int32(g + 1), queue, True)
             for i in range(hi - lo):
                 rank[order[queue[i]]] = i
     return rank
