@@ -151,12 +151,14 @@ def cut_cost(ptr, idx, left, cid, n_right, similar, touched, n_t):
 
 
 @jit
-def pieces(ptr, idx, lo, hi, left, cid, want_left, seen, gen, queue, limit):
-    """Edge-connected pieces of one side of the cut (``want_left``: the left one), breadth-first.
-    Stops counting past ``limit`` (the caller then only needs to know it is more)."""
+def pieces(ptr, idx, lo, hi, left, cid, side, seen, gen, queue, limit):
+    """Edge-connected pieces of one side of the cut (``side`` 1: the left one, 0: the right one, -1:
+    the whole group), breadth-first. Stops counting past ``limit`` (the caller then only needs to
+    know it is more)."""
+    want_left, both = side == 1, side < 0
     count = 0
     for s in range(lo, hi):
-        if seen[s] == gen or (left[s] == cid) != want_left:
+        if seen[s] == gen or not (both or (left[s] == cid) == want_left):
             continue
         count += 1
         if count > limit:
@@ -169,30 +171,8 @@ def pieces(ptr, idx, lo, hi, left, cid, want_left, seen, gen, queue, limit):
             head += 1
             for e in range(ptr[f], ptr[f + 1]):
                 h = idx[e]
-                if seen[h] != gen and (left[h] == cid) == want_left:
+                if seen[h] != gen and (both or (left[h] == cid) == want_left):
                     seen[h] = gen
                     queue[tail] = h
-                    tail += 1
-    return count
-
-
-@jit
-def n_components(ptr, idx, lo, hi, seen, gen, queue):
-    """Edge-connected pieces of a whole group (local faces lo..hi-1), breadth-first."""
-    count = 0
-    for s in range(lo, hi):
-        if seen[s] == gen:
-            continue
-        count += 1
-        seen[s] = gen
-        queue[0] = s
-        head, tail = 0, 1
-        while head < tail:
-            f = queue[head]
-            head += 1
-            for e in range(ptr[f], ptr[f + 1]):
-                if seen[idx[e]] != gen:
-                    seen[idx[e]] = gen
-                    queue[tail] = idx[e]
                     tail += 1
     return count

@@ -193,9 +193,9 @@ def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, 
             pieces = 1  # a breadth-first prefix is one piece, and smoothing mostly keeps it so
             if not grown or not stays:
                 ctr[1] += 1
-                pieces = cut.pieces(ptr, idx, lo, hi, left, cid, True, seen, ctr[1], queue, limit)
+                pieces = cut.pieces(ptr, idx, lo, hi, left, cid, 1, seen, ctr[1], queue, limit)
             ctr[1] += 1
-            pieces += cut.pieces(ptr, idx, lo, hi, left, cid, False, seen, ctr[1], queue, limit - pieces)
+            pieces += cut.pieces(ptr, idx, lo, hi, left, cid, 0, seen, ctr[1], queue, limit - pieces)
             if pieces > limit:
                 continue
             score = pieces * 1e7 + cost
@@ -207,7 +207,7 @@ def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, 
             break
         if n_comp < 0:
             ctr[1] += 1
-            n_comp = cut.n_components(ptr, idx, lo, hi, seen, ctr[1], queue)
+            n_comp = cut.pieces(ptr, idx, lo, hi, left, ctr[0], -1, seen, ctr[1], queue, hi - lo)
         if best_pieces <= n_comp:
             break
 
