@@ -245,60 +245,32 @@ def _cut_dims(feat, n_stat, lo, hi, normal_weight, n_dirs):
 
 @jit
 def _next_level(ptr, idx, sim, feat, order, start, counts, right):
-    """Split every group of ``counts`` > 1 into its left part then its right part (each in the old
-    local order, so faces stay ascending inside a group) and drop the cut edges. Returns the new
-    (ptr, idx, sim, feat, order, start, counts), as ``_local_graph`` would build them afresh, except
-    that groups of one patch (finished: never cut again) keep no edges."""
+    """Split every group of ``counts`` > 1 into its left part then its right part and drop the cut
+    edges: the next level's local graph, built by ``group_faces`` and ``_local_graph`` from this one
+    (faces stay ascending inside a group). Returns the new (ptr, idx, sim, feat, order, start,
+    counts)."""
     n, n_g = len(order), len(counts)
-    n_new = n_g + int((counts > 1).sum())
-    pos = np.empty(n, dtype=np.int64)  # old local -> new local
-    g_of = np.empty(n, dtype=np.int64)  # old local -> old group
-    new_start = np.zeros(n_new + 1, dtype=np.int64)
-    new_counts = np.empty(n_new, dtype=np.int64)
-    j, t = 0, 0
+    new_group = np.empty(n, dtype=np.int64)
+    new_counts = np.empty(n_g + int((counts > 1).sum()), dtype=np.int64)
+    j = 0
     for g in range(n_g):
-        lo, hi = start[g], start[g + 1]
-        g_of[lo:hi] = g
         if counts[g] <= 1:
-            for f in range(lo, hi):
-                pos[f] = t
-                t += 1
+            new_group[start[g] : start[g + 1]] = j
             new_counts[j] = counts[g]
             j += 1
-            new_start[j] = t
             continue
-        for want in (False, True):
-            for f in range(lo, hi):
-                if right[f] == want:
-                    pos[f] = t
-                    t += 1
-            half = max(counts[g] // 2, 1)
-            new_counts[j] = counts[g] - half if want else half
-            j += 1
-            new_start[j] = t
-    inv = np.empty(n, dtype=np.int64)
-    for f in range(n):
-        inv[pos[f]] = f
-    new_order = order[inv]
+        for f in range(start[g], start[g + 1]):
+            new_group[f] = j + 1 if right[f] else j
+        new_counts[j] = max(counts[g] // 2, 1)
+        new_counts[j + 1] = counts[g] - new_counts[j]
+        j += 2
+    inv, new_start = group_faces(new_group, len(new_counts))
+    new_ptr, new_idx, new_sim = _local_graph(ptr, idx, new_group, inv, sim)
     new_feat = np.empty_like(feat)
     for d in range(feat.shape[0]):  # row by row: sequential writes
         for i in range(n):
             new_feat[d, i] = feat[d, inv[i]]
-    new_ptr = np.zeros(n + 1, dtype=np.int32)
-    new_idx = np.empty(len(idx), dtype=np.int32)
-    new_sim = np.empty(len(idx), dtype=np.float64)
-    m = 0
-    for i in range(n):
-        f = inv[i]
-        if counts[g_of[f]] > 1:  # a finished group's edges are never followed again
-            for e in range(ptr[f], ptr[f + 1]):
-                h = idx[e]
-                if right[h] == right[f]:
-                    new_idx[m] = pos[h]
-                    new_sim[m] = sim[e]
-                    m += 1
-        new_ptr[i + 1] = m
-    return new_ptr, new_idx[:m], new_sim[:m], new_feat, new_order, new_start, new_counts
+    return new_ptr, new_idx, new_sim, new_feat, order[inv], new_start, new_counts
 
 
 @jit
