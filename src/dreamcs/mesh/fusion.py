@@ -19,7 +19,7 @@ a differentiable (linear) function of the input positions; the topology needs no
 
 The loops are compiled with numba (``_kernels``, ``_cut_kernels``, ``_graph_kernels``): a process's
 first fuse loads them from numba's on-disk cache (under a second) or, the first time after install
-or an edit, compiles them (~45 s of one core; see ``_numba`` for where the cache lives). About 30 ms
+or an edit, compiles them (~45 s of one core; see ``_numba`` for where the cache lives). 30-40 ms
 per 16,384-face mesh on one core after that (``make bench``).
 """
 
