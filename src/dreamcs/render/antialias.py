@@ -1,0 +1,231 @@
+"""Analytic antialiasing of silhouette edges: coverage gradients for outline vertices.
+
+In the spirit of nvdiffrast's ``antialias`` (Laine et al. 2020, "Modular Primitives for
+High-Performance Differentiable Rendering"). A silhouette edge that crosses the segment between
+two adjacent pixel centres, ``in`` (on the edge's covered side) and ``out``, at distance ``t`` in
+[0, 1] from ``in``, blends the two pixels as if each were a box filter over its half of the
+segment: ``out`` takes ``max(t - 0.5, 0)`` of ``in``'s colour and ``in`` takes ``max(0.5 - t, 0)`` of
+``out``'s. The summed coverage then moves by exactly ``dt``, and ``t`` is a smooth function of the
+edge's projected vertices, so gradients reach the outline. Mostly vertical edges are handled on
+horizontal pixel pairs and mostly horizontal ones on vertical pairs, so a moving edge sweeps one
+pixel pair per row (or column) and the gradient of the total coverage is its length times its
+normal speed: exact in expectation over sub-pixel positions.
+
+Unlike nvdiffrast, which tests only the edges of the triangle that covers the nearer pixel centre,
+the crossing is searched among *all* silhouette edges (the edges whose two faces lie on the same
+side of them in screen space, and open boundary edges), nearest first, so sliver triangles along
+the outline (DMTet's) that cover no pixel centre still pass on their gradient.
+
+:func:`find_crossings` (no gradients) picks, per view, the pixel pairs and their edges;
+:func:`crossing_offsets` and :func:`blend_pairs` are the differentiable half.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dreamcs.render.raster import _cross2
+
+_ID_BITS = 24
+_ID_MASK = (1 << _ID_BITS) - 1
+_DEPTH_LEVELS = float(1 << 38)
+_NO_KEY = torch.iinfo(torch.int64).max
+
+
+@dataclass
+class Crossings:
+    """Silhouette edges crossing adjacent pixel pairs, for B views of H x W pixels.
+
+    inner, outer: (P,) long flat pixel indices (b * H * W + row * W + column) of the pair's
+        covered-side and uncovered-side pixel.
+    edge: (P,) long, the crossing edge (index into the mesh's unique edges).
+    vertical: (P,) bool, True for a pair of pixels one above the other.
+    """
+
+    inner: torch.Tensor
+    outer: torch.Tensor
+    edge: torch.Tensor
+    vertical: torch.Tensor
+
+    @staticmethod
+    def empty(device: torch.device | str) -> Crossings:
+        z = torch.zeros(0, dtype=torch.long, device=device)
+        return Crossings(z, z.clone(), z.clone(), torch.zeros(0, dtype=torch.bool, device=device))
+
+
+def silhouette_edges(
+    screen: torch.Tensor, faces: torch.Tensor, edges: torch.Tensor, edge_faces: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which edges are silhouettes in each view, and on which side their surface lies.
+
+    An edge is a silhouette when the opposite corners of its two faces project onto the same side
+    of it (a fold: one face turned away), or when it bounds an open mesh. Needs no consistent
+    winding, so flipped dataset faces still get outlines.
+
+    Args:
+        screen: (B, V, 2) pixel coordinates; faces (F, 3); edges (E, 2); edge_faces (E, 2) (-1 for
+            no second face).
+    Returns:
+        mask (B, E) bool, and side (B, E) float: +1 when the surface lies to the left of a -> b
+        (positive ``cross(b - a, p - a)``), -1 to the right.
+    """
+    a, b = screen[:, edges[:, 0]], screen[:, edges[:, 1]]  # (B, E, 2)
+    f0, f1 = edge_faces[:, 0], edge_faces[:, 1]
+    # the corner of each face that is not on the edge: the sum of its corners minus the edge's
+    apex0 = faces[f0].sum(1) - edges.sum(1)
+    apex1 = faces[f1.clamp(min=0)].sum(1) - edges.sum(1)
+    s0 = _cross2(b - a, screen[:, apex0] - a)
+    s1 = _cross2(b - a, screen[:, apex1] - a)
+    boundary = (f1 < 0).unsqueeze(0)
+    mask = ((s0 * s1 > 0) | boundary) & (s0 != 0)
+    return mask, torch.sign(s0)
+
+
+def _pixel_depth(
+    screen: torch.Tensor, zv: torch.Tensor, faces: torch.Tensor, face_id: torch.Tensor, pix: torch.Tensor
+) -> torch.Tensor:
+    """Camera depth (P,) at flat pixels ``pix`` of (B, H, W) ``face_id``; +inf on background."""
+    _, h, w = face_id.shape
+    fid = face_id.reshape(-1)[pix]
+    out = torch.full(pix.shape, float("inf"), dtype=screen.dtype, device=screen.device)
+    hit = fid >= 0
+    b, rc, f = pix[hit] // (h * w), pix[hit] % (h * w), fid[hit]
+    vid = faces[f]
+    tri, z = screen[b.unsqueeze(1), vid], zv[b.unsqueeze(1), vid]  # (Q, 3, 2), (Q, 3)
+    p = torch.stack([rc % w, rc // w], 1).to(screen.dtype)
+    bary = torch.stack([_cross2(tri[:, (i + 2) % 3] - tri[:, (i + 1) % 3], p - tri[:, (i + 1) % 3]) for i in range(3)], 1)
+    bary = bary / bary.sum(1, keepdim=True)
+    out[hit] = 1.0 / (bary / z).sum(1)
+    return out
+
+
+@torch.no_grad()
+def find_crossings(
+    screen: torch.Tensor,
+    zv: torch.Tensor,
+    faces: torch.Tensor,
+    face_id: torch.Tensor,
+    edges: torch.Tensor,
+    edge_faces: torch.Tensor,
+    near: float = 1e-3,
+) -> Crossings:
+    """The pixel pairs that a visible silhouette edge crosses, one edge per pair (the nearest).
+
+    A pair qualifies when its two face ids differ, its covered-side pixel shows a surface, and the
+    edge at the crossing is nearer than whatever the uncovered-side pixel shows.
+
+    Args:
+        screen: (B, V, 2) pixel coordinates; zv: (B, V) camera depth; faces (F, 3);
+        face_id: (B, H, W) long from the z-buffer; edges (E, 2), edge_faces (E, 2) from
+            :func:`~dreamcs.render.raster.edge_adjacency`.
+    """
+    bsz, h, w = face_id.shape
+    dev = screen.device
+    if edges.shape[0] == 0:
+        return Crossings.empty(dev)
+    screen, zv = screen.double(), zv.double()
+    mask, side = silhouette_edges(screen, faces, edges, edge_faces)
+    za, zb = zv[:, edges[:, 0]], zv[:, edges[:, 1]]
+    mask &= (za > near) & (zb > near)
+    view, eid = mask.nonzero(as_tuple=True)
+    a, b = screen[view, edges[eid, 0]], screen[view, edges[eid, 1]]  # (S, 2)
+    za, zb, side = za[view, eid], zb[view, eid], side[view, eid]
+    d = b - a
+    # mostly vertical edges cross rows (horizontal pairs), mostly horizontal ones columns
+    vert = d[:, 0].abs() > d[:, 1].abs()  # True: the pair is vertical (the edge runs along x)
+    along = torch.where(vert, 0, 1)  # the axis the edge is walked along
+    lo = torch.minimum(a, b).gather(1, along.unsqueeze(1)).squeeze(1).ceil()
+    hi = torch.maximum(a, b).gather(1, along.unsqueeze(1)).squeeze(1).floor()
+    limit = torch.where(vert, w - 1, h - 1).to(lo.dtype)
+    lo, hi = lo.clamp(min=0), torch.minimum(hi, limit)
+    counts = (hi - lo + 1).clamp(min=0).long()
+    total = int(counts.sum())
+    if total == 0:
+        return Crossings.empty(dev)
+    item = torch.repeat_interleave(torch.arange(len(counts), device=dev), counts, output_size=total)
+    step = torch.arange(total, device=dev) - (torch.cumsum(counts, 0) - counts)[item]
+    u = lo[item] + step  # the integer row (or column) crossed
+    ax = along[item]
+    a_i, d_i = a[item], d[item]
+    a_al, d_al = a_i.gather(1, ax.unsqueeze(1)).squeeze(1), d_i.gather(1, ax.unsqueeze(1)).squeeze(1)
+    a_ac, d_ac = a_i.gather(1, (1 - ax).unsqueeze(1)).squeeze(1), d_i.gather(1, (1 - ax).unsqueeze(1)).squeeze(1)
+    s = (u - a_al) / d_al  # position along the edge, in [0, 1]
+    c = a_ac + s * d_ac  # the crossing, across
+    c0 = c.floor()
+    n_across = torch.where(vert[item], h, w).to(c0.dtype)
+    ok = (c0 >= 0) & (c0 + 1 <= n_across - 1)
+    zc = 1.0 / ((1 - s) / za[item] + s / zb[item])  # perspective-correct depth at the crossing
+    # the covered side: sign of cross(d, e_across) tells whether +across is left of a -> b
+    e_sign = torch.where(ax == 1, -d_i[:, 1], d_i[:, 0])  # cross(d, unit vector across)
+    inner_plus = (side[item] * torch.sign(e_sign)) > 0  # the covered side is the +across pixel
+    lo_pix, hi_pix = c0.long(), c0.long() + 1
+    base = view[item] * (h * w)
+    u_l = u.long()
+
+    def flat(across: torch.Tensor) -> torch.Tensor:
+        row = torch.where(vert[item], across, u_l)
+        col = torch.where(vert[item], u_l, across)
+        return base + row.clamp(0, h - 1) * w + col.clamp(0, w - 1)
+
+    inner = flat(torch.where(inner_plus, hi_pix, lo_pix))
+    outer = flat(torch.where(inner_plus, lo_pix, hi_pix))
+    fid = face_id.reshape(-1)
+    ok &= (fid[inner] >= 0) & (fid[inner] != fid[outer])
+    idx = ok.nonzero().squeeze(1)
+    inner, outer, zc = inner[idx], outer[idx], zc[idx]
+    keep = zc < _pixel_depth(screen, zv, faces, face_id, outer)
+    idx, inner, outer, zc = idx[keep], inner[keep], outer[keep], zc[keep]
+    if idx.numel() == 0:
+        return Crossings.empty(dev)
+    # one edge per pair, the nearest: key = (quantised depth, candidate), pair = (outer, inner)
+    pair_key = outer * 4 + _direction(inner, outer, w)
+    uniq, slot = torch.unique(pair_key, return_inverse=True)
+    zmax = float(zc.max())
+    q = (zc / zmax).clamp(0, 1)
+    cand = torch.arange(idx.numel(), device=dev)
+    if idx.numel() >= 1 << _ID_BITS:
+        raise ValueError(f"at most {1 << _ID_BITS} silhouette crossings per batch, got {idx.numel()}")
+    key = (q * _DEPTH_LEVELS).long() << _ID_BITS | cand
+    best = torch.full((uniq.numel(),), _NO_KEY, dtype=torch.int64, device=dev)
+    best.scatter_reduce_(0, slot, key, reduce="amin")
+    pick = best & _ID_MASK
+    sel = idx[pick]
+    return Crossings(inner[pick], outer[pick], eid[item[sel]], vert[item[sel]])
+
+
+def _direction(inner: torch.Tensor, outer: torch.Tensor, w: int) -> torch.Tensor:
+    """0..3: where ``inner`` lies from ``outer`` (left, right, up, down), to tell pairs apart."""
+    diff = inner - outer
+    return torch.where(diff == -1, 0, torch.where(diff == 1, 1, torch.where(diff == -w, 2, 3)))
+
+
+def crossing_offsets(screen: torch.Tensor, edges: torch.Tensor, crossings: Crossings, hw: tuple[int, int]) -> torch.Tensor:
+    """Distance (P,) from each pair's covered-side pixel centre to its edge, along the pair;
+    differentiable in ``screen`` (B, V, 2)."""
+    h, w = hw
+    pix = crossings.inner
+    view, rc = pix // (h * w), pix % (h * w)
+    ends = edges[crossings.edge]
+    a, b = screen[view, ends[:, 0]], screen[view, ends[:, 1]]  # (P, 2)
+    p = torch.stack([rc % w, rc // w], 1).to(screen.dtype)
+    # walk along the edge's long axis to the pixel's row (column), read the crossing across
+    al = crossings.vertical.long().unsqueeze(1)  # horizontal pair: along y (1); vertical: x (0)
+    al = 1 - al
+    pick = lambda t, k: t.gather(1, k).squeeze(1)  # noqa: E731
+    s = (pick(p, al) - pick(a, al)) / (pick(b, al) - pick(a, al))
+    c = pick(a, 1 - al) + s * (pick(b, 1 - al) - pick(a, 1 - al))
+    return (c - pick(p, 1 - al)).abs()
+
+
+def blend_pairs(values: torch.Tensor, crossings: Crossings, offset: torch.Tensor) -> torch.Tensor:
+    """Antialiased ``values`` (N, C) (flat pixels): each pair blends by its crossing ``offset``
+    (P,); the blend deltas are taken from the unblended values and summed, as in nvdiffrast."""
+    if offset.numel() == 0:
+        return values
+    i, o = crossings.inner, crossings.outer
+    diff = values[i] - values[o]  # (P, C)
+    w_out = (offset - 0.5).clamp(min=0).unsqueeze(1)
+    w_in = (0.5 - offset).clamp(min=0).unsqueeze(1)
+    return values.index_add(0, o, w_out * diff).index_add(0, i, -w_in * diff)
