@@ -75,7 +75,7 @@ def silhouette_edges(
     f0, f1 = edge_faces[:, 0], edge_faces[:, 1]
     # the corner of each face that is not on the edge: the sum of its corners minus the edge's
     apex0 = faces[f0].sum(1) - edges.sum(1)
-    apex1 = faces[f1.clamp(min=0)].sum(1) - edges.sum(1)
+    apex1 = torch.where(f1 >= 0, faces[f1.clamp(min=0)].sum(1) - edges.sum(1), apex0)
     s0 = _cross2(b - a, screen[:, apex0] - a)
     s1 = _cross2(b - a, screen[:, apex1] - a)
     boundary = (f1 < 0).unsqueeze(0)
@@ -95,7 +95,10 @@ def _pixel_depth(
     vid = faces[f]
     tri, z = screen[b.unsqueeze(1), vid], zv[b.unsqueeze(1), vid]  # (Q, 3, 2), (Q, 3)
     p = torch.stack([rc % w, rc // w], 1).to(screen.dtype)
-    bary = torch.stack([_cross2(tri[:, (i + 2) % 3] - tri[:, (i + 1) % 3], p - tri[:, (i + 1) % 3]) for i in range(3)], 1)
+    corner = [tri[:, i] for i in range(3)]
+    bary = torch.stack(
+        [_cross2(corner[(i + 2) % 3] - corner[(i + 1) % 3], p - corner[(i + 1) % 3]) for i in range(3)], 1
+    )
     bary = bary / bary.sum(1, keepdim=True)
     out[hit] = 1.0 / (bary / z).sum(1)
     return out
