@@ -101,13 +101,26 @@ def _fd_check(v: torch.Tensor, f: torch.Tensor, cams: Cameras, res: int, cfg: Re
 def test_triangle_over_background_matches_finite_differences() -> None:
     v = torch.tensor([[-0.5, -0.4, 0.0], [0.6, -0.3, 0.1], [0.05, 0.55, -0.1]], dtype=torch.float64)
     cfg = RenderConfig(background=(0.1, 0.2, 0.3))
-    _fd_check(v, torch.tensor([[0, 1, 2]]), Cameras(torch.tensor([5.0, -10.0]), torch.tensor([10.0, 160.0]), 2.6, 50.0), 12, cfg)
+    _fd_check(
+        v,
+        torch.tensor([[0, 1, 2]]),
+        Cameras(torch.tensor([5.0, -10.0]), torch.tensor([10.0, 160.0]), 2.6, 50.0),
+        12,
+        cfg,
+    )
 
 
 def test_two_overlapping_triangles_match_finite_differences() -> None:
     # the nearer triangle's outline crosses the farther one: a silhouette over a surface
     v = torch.tensor(
-        [[-0.6, -0.5, -0.3], [0.5, -0.6, -0.3], [0.0, 0.6, -0.3], [-0.3, -0.2, 0.3], [0.4, 0.0, 0.3], [-0.1, 0.4, 0.3]],
+        [
+            [-0.6, -0.5, -0.3],
+            [0.5, -0.6, -0.3],
+            [0.0, 0.6, -0.3],
+            [-0.3, -0.2, 0.3],
+            [0.4, 0.0, 0.3],
+            [-0.1, 0.4, 0.3],
+        ],
         dtype=torch.float64,
     )
     cfg = RenderConfig(shading="normal", background=(1.0, 1.0, 1.0))
@@ -115,7 +128,9 @@ def test_two_overlapping_triangles_match_finite_differences() -> None:
 
 
 def test_fixed_fragments_gradcheck() -> None:
-    v = torch.tensor([[-0.5, -0.4, 0.0], [0.6, -0.3, 0.1], [0.05, 0.55, -0.1], [0.4, 0.5, 0.2]], dtype=torch.float64)
+    v = torch.tensor(
+        [[-0.5, -0.4, 0.0], [0.6, -0.3, 0.1], [0.05, 0.55, -0.1], [0.4, 0.5, 0.2]], dtype=torch.float64
+    )
     f = torch.tensor([[0, 1, 2], [1, 3, 2]])
     cams = Cameras(0.0, 20.0, 2.6, 50.0)
     cfg = RenderConfig(background=(0.3, 0.3, 0.3))

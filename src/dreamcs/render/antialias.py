@@ -124,7 +124,7 @@ def find_crossings(
         face_id: (B, H, W) long from the z-buffer; edges (E, 2), edge_faces (E, 2) from
             :func:`~dreamcs.render.raster.edge_adjacency`.
     """
-    bsz, h, w = face_id.shape
+    _, h, w = face_id.shape
     dev = screen.device
     if edges.shape[0] == 0:
         return Crossings.empty(dev)
@@ -135,91 +135,75 @@ def find_crossings(
     view, eid = mask.nonzero(as_tuple=True)
     a, b = screen[view, edges[eid, 0]], screen[view, edges[eid, 1]]  # (S, 2)
     za, zb, side = za[view, eid], zb[view, eid], side[view, eid]
-    d = b - a
-    # mostly vertical edges cross rows (horizontal pairs), mostly horizontal ones columns
-    vert = d[:, 0].abs() > d[:, 1].abs()  # True: the pair is vertical (the edge runs along x)
-    along = torch.where(vert, 0, 1)  # the axis the edge is walked along
-    lo = torch.minimum(a, b).gather(1, along.unsqueeze(1)).squeeze(1).ceil()
-    hi = torch.maximum(a, b).gather(1, along.unsqueeze(1)).squeeze(1).floor()
-    limit = torch.where(vert, w - 1, h - 1).to(lo.dtype)
-    lo, hi = lo.clamp(min=0), torch.minimum(hi, limit)
+    # mostly vertical edges cross rows (horizontal pairs), mostly horizontal ones columns;
+    # in (along, across) coordinates both cases read the same
+    vert = (b - a)[:, 0].abs() > (b - a)[:, 1].abs()  # the pair is vertical: the edge runs along x
+    a, b = _along_across(a, vert), _along_across(b, vert)
+    n_along = torch.where(vert, w, h).to(a.dtype)
+    lo = torch.minimum(a[:, 0], b[:, 0]).ceil().clamp(min=0)
+    hi = torch.minimum(torch.maximum(a[:, 0], b[:, 0]).floor(), n_along - 1)
     counts = (hi - lo + 1).clamp(min=0).long()
     total = int(counts.sum())
     if total == 0:
         return Crossings.empty(dev)
     item = torch.repeat_interleave(torch.arange(len(counts), device=dev), counts, output_size=total)
-    step = torch.arange(total, device=dev) - (torch.cumsum(counts, 0) - counts)[item]
-    u = lo[item] + step  # the integer row (or column) crossed
-    ax = along[item]
-    a_i, d_i = a[item], d[item]
-    a_al, d_al = a_i.gather(1, ax.unsqueeze(1)).squeeze(1), d_i.gather(1, ax.unsqueeze(1)).squeeze(1)
-    a_ac, d_ac = a_i.gather(1, (1 - ax).unsqueeze(1)).squeeze(1), d_i.gather(1, (1 - ax).unsqueeze(1)).squeeze(1)
-    s = (u - a_al) / d_al  # position along the edge, in [0, 1]
-    c = a_ac + s * d_ac  # the crossing, across
-    c0 = c.floor()
-    n_across = torch.where(vert[item], h, w).to(c0.dtype)
-    ok = (c0 >= 0) & (c0 + 1 <= n_across - 1)
+    u = lo[item] + torch.arange(total, device=dev) - (torch.cumsum(counts, 0) - counts)[item]
+    a, b, vert_i = a[item], b[item], vert[item]
+    s = (u - a[:, 0]) / (b[:, 0] - a[:, 0])  # position along the edge, in [0, 1]
+    c0 = (a[:, 1] + s * (b[:, 1] - a[:, 1])).floor()  # the pair is (c0, c0 + 1) across
+    ok = (c0 >= 0) & (c0 + 1 <= torch.where(vert_i, h, w) - 1)
     zc = 1.0 / ((1 - s) / za[item] + s / zb[item])  # perspective-correct depth at the crossing
-    # the covered side: sign of cross(d, e_across) tells whether +across is left of a -> b
-    e_sign = torch.where(ax == 1, -d_i[:, 1], d_i[:, 0])  # cross(d, unit vector across)
-    inner_plus = (side[item] * torch.sign(e_sign)) > 0  # the covered side is the +across pixel
-    lo_pix, hi_pix = c0.long(), c0.long() + 1
+    # the covered side is +across when it lies on the same side of a -> b as the +across axis
+    plus_side = (b[:, 0] - a[:, 0]) * torch.where(vert_i, 1.0, -1.0)  # cross(d, +across), swap-aware
+    inner_plus = side[item] * plus_side > 0
+    c0, u = c0.long(), u.long()
     base = view[item] * (h * w)
-    u_l = u.long()
 
     def flat(across: torch.Tensor) -> torch.Tensor:
-        row = torch.where(vert[item], across, u_l)
-        col = torch.where(vert[item], u_l, across)
+        row, col = torch.where(vert_i, across, u), torch.where(vert_i, u, across)
         return base + row.clamp(0, h - 1) * w + col.clamp(0, w - 1)
 
-    inner = flat(torch.where(inner_plus, hi_pix, lo_pix))
-    outer = flat(torch.where(inner_plus, lo_pix, hi_pix))
+    inner = flat(torch.where(inner_plus, c0 + 1, c0))
+    outer = flat(torch.where(inner_plus, c0, c0 + 1))
     fid = face_id.reshape(-1)
     ok &= (fid[inner] >= 0) & (fid[inner] != fid[outer])
     idx = ok.nonzero().squeeze(1)
-    inner, outer, zc = inner[idx], outer[idx], zc[idx]
-    keep = zc < _pixel_depth(screen, zv, faces, face_id, outer)
-    idx, inner, outer, zc = idx[keep], inner[keep], outer[keep], zc[keep]
+    idx = idx[zc[idx] < _pixel_depth(screen, zv, faces, face_id, outer[idx])]
     if idx.numel() == 0:
         return Crossings.empty(dev)
-    # one edge per pair, the nearest: key = (quantised depth, candidate), pair = (outer, inner)
-    pair_key = outer * 4 + _direction(inner, outer, w)
-    uniq, slot = torch.unique(pair_key, return_inverse=True)
-    zmax = float(zc.max())
-    q = (zc / zmax).clamp(0, 1)
-    cand = torch.arange(idx.numel(), device=dev)
     if idx.numel() >= 1 << _ID_BITS:
         raise ValueError(f"at most {1 << _ID_BITS} silhouette crossings per batch, got {idx.numel()}")
-    key = (q * _DEPTH_LEVELS).long() << _ID_BITS | cand
-    best = torch.full((uniq.numel(),), _NO_KEY, dtype=torch.int64, device=dev)
+    # one edge per pixel pair, the nearest: the smallest (quantised depth, candidate) key wins
+    pair = torch.minimum(inner[idx], outer[idx]) * 2 + vert_i[idx]
+    _, slot = torch.unique(pair, return_inverse=True)
+    q = (zc[idx] / float(zc[idx].max())).clamp(0, 1)
+    key = (q * _DEPTH_LEVELS).long() << _ID_BITS | torch.arange(idx.numel(), device=dev)
+    best = torch.full((int(slot.max()) + 1,), _NO_KEY, dtype=torch.int64, device=dev)
     best.scatter_reduce_(0, slot, key, reduce="amin")
-    pick = best & _ID_MASK
-    sel = idx[pick]
-    return Crossings(inner[pick], outer[pick], eid[item[sel]], vert[item[sel]])
+    sel = idx[best & _ID_MASK]
+    return Crossings(inner[sel], outer[sel], eid[item[sel]], vert_i[sel])
 
 
-def _direction(inner: torch.Tensor, outer: torch.Tensor, w: int) -> torch.Tensor:
-    """0..3: where ``inner`` lies from ``outer`` (left, right, up, down), to tell pairs apart."""
-    diff = inner - outer
-    return torch.where(diff == -1, 0, torch.where(diff == 1, 1, torch.where(diff == -w, 2, 3)))
+def _along_across(xy: torch.Tensor, vertical_pair: torch.Tensor) -> torch.Tensor:
+    """(P, 2) screen points -> (along the edge, across the pixel pair): x, y for a vertical pair
+    (the edge runs along x), y, x for a horizontal one."""
+    return torch.where(vertical_pair.unsqueeze(1), xy, xy.flip(1))
 
 
-def crossing_offsets(screen: torch.Tensor, edges: torch.Tensor, crossings: Crossings, hw: tuple[int, int]) -> torch.Tensor:
+def crossing_offsets(
+    screen: torch.Tensor, edges: torch.Tensor, crossings: Crossings, hw: tuple[int, int]
+) -> torch.Tensor:
     """Distance (P,) from each pair's covered-side pixel centre to its edge, along the pair;
     differentiable in ``screen`` (B, V, 2)."""
     h, w = hw
-    pix = crossings.inner
-    view, rc = pix // (h * w), pix % (h * w)
+    view, rc = crossings.inner // (h * w), crossings.inner % (h * w)
     ends = edges[crossings.edge]
-    a, b = screen[view, ends[:, 0]], screen[view, ends[:, 1]]  # (P, 2)
-    p = torch.stack([rc % w, rc // w], 1).to(screen.dtype)
-    # walk along the edge's long axis to the pixel's row (column), read the crossing across
-    al = crossings.vertical.long().unsqueeze(1)  # horizontal pair: along y (1); vertical: x (0)
-    al = 1 - al
-    pick = lambda t, k: t.gather(1, k).squeeze(1)  # noqa: E731
-    s = (pick(p, al) - pick(a, al)) / (pick(b, al) - pick(a, al))
-    c = pick(a, 1 - al) + s * (pick(b, 1 - al) - pick(a, 1 - al))
-    return (c - pick(p, 1 - al)).abs()
+    a = _along_across(screen[view, ends[:, 0]], crossings.vertical)
+    b = _along_across(screen[view, ends[:, 1]], crossings.vertical)
+    p = _along_across(torch.stack([rc % w, rc // w], 1).to(screen.dtype), crossings.vertical)
+    # walk along the edge to the pixel's row (column), read the crossing across
+    s = (p[:, 0] - a[:, 0]) / (b[:, 0] - a[:, 0])
+    return (a[:, 1] + s * (b[:, 1] - a[:, 1]) - p[:, 1]).abs()
 
 
 def blend_pairs(values: torch.Tensor, crossings: Crossings, offset: torch.Tensor) -> torch.Tensor:
