@@ -71,13 +71,16 @@ def silhouette_edges(
         mask (B, E) bool, and side (B, E) float: +1 when the surface lies to the left of a -> b
         (positive ``cross(b - a, p - a)``), -1 to the right.
     """
-    a, b = screen[:, edges[:, 0]], screen[:, edges[:, 1]]  # (B, E, 2)
     f0, f1 = edge_faces[:, 0], edge_faces[:, 1]
     # the corner of each face that is not on the edge: the sum of its corners minus the edge's
     apex0 = faces[f0].sum(1) - edges.sum(1)
     apex1 = torch.where(f1 >= 0, faces[f1.clamp(min=0)].sum(1) - edges.sum(1), apex0)
-    s0 = _cross2(b - a, screen[:, apex0] - a)
-    s1 = _cross2(b - a, screen[:, apex1] - a)
+    # x and y as contiguous (B, V) planes: index_select on them is several times faster
+    sx, sy = screen[..., 0].contiguous(), screen[..., 1].contiguous()
+    ax, ay = sx.index_select(1, edges[:, 0]), sy.index_select(1, edges[:, 0])
+    dx, dy = sx.index_select(1, edges[:, 1]) - ax, sy.index_select(1, edges[:, 1]) - ay
+    s0 = dx * (sy.index_select(1, apex0) - ay) - dy * (sx.index_select(1, apex0) - ax)
+    s1 = dx * (sy.index_select(1, apex1) - ay) - dy * (sx.index_select(1, apex1) - ax)
     boundary = (f1 < 0).unsqueeze(0)
     mask = ((s0 * s1 > 0) | boundary) & (s0 != 0)
     return mask, torch.sign(s0)
@@ -128,13 +131,13 @@ def find_crossings(
     dev = screen.device
     if edges.shape[0] == 0:
         return Crossings.empty(dev)
-    screen, zv = screen.double(), zv.double()
     mask, side = silhouette_edges(screen, faces, edges, edge_faces)
-    za, zb = zv[:, edges[:, 0]], zv[:, edges[:, 1]]
-    mask &= (za > near) & (zb > near)
+    mask &= zv.index_select(1, edges[:, 0]) > near
+    mask &= zv.index_select(1, edges[:, 1]) > near
+    screen, zv = screen.double(), zv.double()
     view, eid = mask.nonzero(as_tuple=True)
     a, b = screen[view, edges[eid, 0]], screen[view, edges[eid, 1]]  # (S, 2)
-    za, zb, side = za[view, eid], zb[view, eid], side[view, eid]
+    za, zb, side = zv[view, edges[eid, 0]], zv[view, edges[eid, 1]], side[view, eid]
     # mostly vertical edges cross rows (horizontal pairs), mostly horizontal ones columns;
     # in (along, across) coordinates both cases read the same
     vert = (b - a)[:, 0].abs() > (b - a)[:, 1].abs()  # the pair is vertical: the edge runs along x
