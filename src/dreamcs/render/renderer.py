@@ -1,12 +1,13 @@
 """A differentiable mesh renderer in plain torch (CPU or GPU).
 
 Two halves: :func:`rasterize` decides, without gradients, which face covers each pixel and which
-silhouette edge is nearest along the outline (:class:`~dreamcs.render.raster.Fragments`);
+silhouette edge crosses each outline pixel pair (:class:`~dreamcs.render.raster.Fragments`);
 :func:`shade` turns those fixed choices into an image whose every value is a smooth function of
 the vertices: perspective-correct barycentrics of the pixel centres, interpolated normals,
-Lambertian or normal-map shading, and a soft silhouette ``sigmoid(+-distance / sigma)`` to the
-nearest outline edge, so that gradients move outline vertices too (SoftRas-like, restricted to a
-one-pixel band around the outline).
+Lambertian or normal-map shading, and analytic antialiasing of the outline
+(:mod:`~dreamcs.render.antialias`, nvdiffrast-style), so that gradients move outline vertices too,
+exact in expectation. The older soft silhouette (``sigmoid(+-distance / sigma)`` to the nearest
+outline edge in a one-pixel band, SoftRas-like) remains as an option.
 
 Defaults match the offline prior's training renders: flat grey Lambertian shading lit from the
 camera, black background, camera at distance 2.6 with a 50 degree field of view, y up.
