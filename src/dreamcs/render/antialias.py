@@ -26,12 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dreamcs.render.raster import _cross2
-
-_ID_BITS = 24
-_ID_MASK = (1 << _ID_BITS) - 1
-_DEPTH_LEVELS = float(1 << 38)
-_NO_KEY = torch.iinfo(torch.int64).max
+# the z-buffer's packed (quantised depth, id) keys, reused to keep the nearest edge per pixel pair
+from dreamcs.render.raster import _DEPTH_LEVELS, _ID_BITS, _ID_MASK, _NO_KEY, _cross2
 
 
 @dataclass
