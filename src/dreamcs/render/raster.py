@@ -10,9 +10,13 @@ so ties go to the lower face id whatever the order of evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from dreamcs.render.antialias import Crossings
 
 _ID_BITS = 24
 _ID_MASK = (1 << _ID_BITS) - 1
@@ -29,12 +33,14 @@ class Fragments:
         pixels, -1 elsewhere.
     edge_face: (B, H, W) long, the front face beside that edge (shades background band pixels).
     edges: (E, 2) long, the mesh's unique edges (vertex pairs).
+    crossings: silhouette edges crossing adjacent pixel pairs (analytic antialiasing), or None.
     """
 
     face_id: torch.Tensor
     edge_id: torch.Tensor
     edge_face: torch.Tensor
     edges: torch.Tensor
+    crossings: Crossings | None = None
 
 
 def to_screen(ndc: torch.Tensor, height: int, width: int) -> torch.Tensor:
