@@ -88,7 +88,7 @@ def harvest_cmd(
     except (ConfigError, PromptFileError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"{out / 'harvest.jsonl'}: {counts['meshes']} meshes; runs done {counts['done']}, "
-               f"skipped {counts['skipped']} (finished before), failed {counts['failed']}")
+               f"skipped {counts['skipped']} (finished before), failed {counts['failed']}; {counts['cpu_seconds']:.0f} CPU s")
     if counts["failed"]:
         typer.echo(f"failures: {out / 'failures.jsonl'} (run the same command again to retry)")
         raise typer.Exit(1)

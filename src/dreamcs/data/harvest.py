@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -185,7 +186,7 @@ def harvest_run(job: HarvestJob, cfg: HarvestConfig, out: str, reference: str | 
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
 
     run_dir = Path(out) / "runs" / job.name
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), _cpu_seconds()
     try:
         gcfg = load_config(GenerateConfig, resolve_config_path(cfg.config), generation_overrides(cfg))
         gcfg.prompt, gcfg.seed = job.prompt, job.seed
@@ -198,9 +199,17 @@ def harvest_run(job: HarvestJob, cfg: HarvestConfig, out: str, reference: str | 
     except Exception as e:  # one bad run must not end a long harvest; recorded and retried next time
         return {"status": "failed", "run": job.name, "prompt": job.prompt, "seed": job.seed,
                 "error": f"{type(e).__name__}: {e}"[:2000]}
-    atomic_write_text(run_dir / RUN_RECORD, json.dumps({"run": job.name, "records": records}, indent=1) + "\n")
+    # wall time depends on what else the machine runs; CPU time is what a harvest plan needs
+    cost = {"seconds": round(time.perf_counter() - t0, 3), "cpu_seconds": round(_cpu_seconds() - cpu0, 3)}
+    atomic_write_text(run_dir / RUN_RECORD, json.dumps({"run": job.name, **cost, "records": records}, indent=1) + "\n")
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)  # the run is final; its meshes are kept
-    return {"status": "ok", "run": job.name, "records": records, "seconds": round(time.perf_counter() - t0, 3)}
+    return {"status": "ok", "run": job.name, "records": records, **cost}
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads (a resumed run counts only this part)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _label_run(job: HarvestJob, cfg: HarvestConfig, run_dir: Path, reference: str | None) -> list[dict[str, Any]]:
@@ -260,9 +269,9 @@ def run_harvest(
     prompts: Sequence[str] | None = None,
     on_step: Callable[[HarvestJob, int], None] | None = None,
     log: Callable[[str], None] = print,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Run (or resume) this shard's jobs into ``out``; returns counts ``done``, ``skipped``, ``failed``,
-    ``meshes`` (in the manifest). ``prompts`` overrides ``cfg.prompts``; ``on_step(job, step)`` is
+    ``meshes`` (in the manifest) and ``cpu_seconds`` (of the runs done now). ``prompts`` overrides ``cfg.prompts``; ``on_step(job, step)`` is
     called after every optimisation step (in-process only, i.e. ``workers == 1``)."""
     from dreamcs.config import load_config
     from dreamcs.data.chamfer_labels import ground_truth_meshes
@@ -282,7 +291,7 @@ def run_harvest(
     _check_settings(out, cfg)
     jobs = plan_jobs(prompts, cfg.seeds, cfg.shard)
     todo = [j for j in jobs if not (out / "runs" / j.name / RUN_RECORD).is_file()]
-    counts = {"done": 0, "skipped": len(jobs) - len(todo), "failed": 0}
+    counts: dict[str, Any] = {"done": 0, "skipped": len(jobs) - len(todo), "failed": 0, "cpu_seconds": 0.0}
     ref_of = {j.name: (str(refs[" ".join(j.prompt.split())]) if " ".join(j.prompt.split()) in refs else None) for j in todo}
     import torch
 
@@ -294,7 +303,9 @@ def run_harvest(
         if res["status"] == "ok":
             counts["done"] += 1
             write_manifest(out)
-            log(f"[{k}/{len(todo)}] {job.name}: {len(res['records'])} meshes in {res['seconds']:.1f} s")
+            counts["cpu_seconds"] += res["cpu_seconds"]
+            log(f"[{k}/{len(todo)}] {job.name}: {len(res['records'])} meshes in {res['seconds']:.1f} s "
+                f"({res['cpu_seconds']:.1f} CPU s)")
         else:
             counts["failed"] += 1
             append_jsonl(out / FAILURES, {k2: res[k2] for k2 in ("run", "prompt", "seed", "error")})
