@@ -94,6 +94,20 @@ def test_killed_harvest_resumes_to_the_same_manifest(harvest_dir, tmp_path):
     assert run_harvest(out, _cfg(), prompts=PROMPTS)["skipped"] == 2
 
 
+def test_a_failing_run_is_recorded_and_retried(tmp_path):
+    def fail_first(job, step):
+        if job.prompt == PROMPTS[0]:
+            raise RuntimeError("injected failure")
+
+    cfg = _cfg("keep_steps=[2]")
+    counts = run_harvest(tmp_path / "h", cfg, prompts=PROMPTS, on_step=fail_first, log=lambda _: None)
+    assert (counts["done"], counts["failed"], counts["meshes"]) == (1, 1, 1)
+    fail = json.loads((tmp_path / "h" / "failures.jsonl").read_text())
+    assert fail["prompt"] == PROMPTS[0] and "RuntimeError: injected failure" in fail["error"]
+    counts = run_harvest(tmp_path / "h", cfg, prompts=PROMPTS, log=lambda _: None)
+    assert (counts["done"], counts["skipped"], counts["failed"], counts["meshes"]) == (1, 1, 0, 2)
+
+
 def test_parallel_workers_give_the_same_manifest(harvest_dir, tmp_path):
     counts = run_harvest(tmp_path / "h", _cfg("workers=2"), prompts=PROMPTS, log=lambda _: None)
     assert counts["done"] == 2
@@ -121,6 +135,18 @@ def test_chamfer_label_maps_ground_truth_to_5_and_far_shapes_lower():
     scores = [chamfer_to_score(c) for c in cds]
     assert all(x >= y for x, y in zip(scores, scores[1:], strict=False)) and scores[-1] < 0.2
     assert chamfer_to_score(float("inf")) == 0.0
+
+
+def test_procedural_objects_are_harvested_with_their_mesh_as_ground_truth(tmp_path):
+    pytest.importorskip("dreamcs.data.procedural")
+    out = tmp_path / "h"
+    counts = run_harvest(out, _cfg("procedural=2", "keep_steps=[2]"), prompts=[], log=lambda _: None)
+    assert (counts["done"], counts["meshes"]) == (2, 2)
+    for r in _manifest(out):
+        ref = out / r["reference"]
+        assert r["reference"].startswith("references/") and ref.is_file()
+        assert json.loads(ref.with_suffix(".json").read_text())["caption"] == r["prompt"]
+        assert 0.0 <= r["scores"]["overall"] < 5.0  # two steps from a sphere is not the object
 
 
 def test_references_file_adds_ground_truths_and_names_bad_input(tmp_path, sample_dir):

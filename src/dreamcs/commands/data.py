@@ -69,7 +69,7 @@ def harvest_cmd(
     workers: int = typer.Option(1, "--workers", min=1, help="Processes, one generation each."),
     shard: str = typer.Option("0/1", "--shard", help="i/n: run only this share of the prompt x seed jobs."),
     config: Path | None = typer.Option(None, "--config", help="YAML with HarvestConfig settings."),
-    overrides: list[str] | None = typer.Argument(None, help="key=value, e.g. keep_steps=[10,40] 'overrides=[lr=0.01]'"),
+    overrides: list[str] | None = typer.Argument(None, help="HarvestConfig key=value, e.g. procedural=200 (procedural objects as extra prompts) chamfer_points=1024"),
 ) -> None:
     """Generate prompts x seeds with the offline SDS generator; keep meshes at early to final steps."""
     from dreamcs.config import ConfigError, load_config

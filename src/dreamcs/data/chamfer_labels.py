@@ -1,9 +1,9 @@
 """Scores from the distance to a ground-truth mesh, for harvested meshes whose prompt has one.
 
 A prompt has a ground truth when it is the caption of exactly one embedded mesh
-(``dreamcs.data.embedded.embedded_ground_truth``: the offline demo's known objects), a procedural
-object's prompt (``dreamcs.data.procedural``, where installed), or a line of a ``--references``
-JSON file ``{prompt: mesh path}``.
+(``dreamcs.data.embedded.embedded_ground_truth``: the offline demo's known objects), the caption of
+a procedural library object (``dreamcs.data.procedural``; ``procedural_references`` writes the
+meshes), or an entry of a references JSON file ``{prompt: mesh path}``.
 
 The score is a monotone (non-increasing) map of the Chamfer distance to the reference under the
 best rotation about y (``dreamcs.evaluate.geometry.compare_to_reference``, both meshes normalised
@@ -49,25 +49,36 @@ def chamfer_to_score(cd: float, floor: float = 0.0, free: float = CD_FREE, tau: 
 
 
 def ground_truth_meshes(references: str | os.PathLike | None = None) -> dict[str, Path]:
-    """``{prompt: mesh path}``: embedded captions, procedural objects (if that module exists) and
-    the optional ``references`` JSON file (its entries win). Prompts are whitespace-normalised."""
+    """``{prompt: mesh path}``: the embedded captions and the optional ``references`` JSON file (its
+    entries win). Prompts are whitespace-normalised."""
     from dreamcs.data.embedded import embedded_ground_truth
 
     gt: dict[str, Path] = dict(embedded_ground_truth())
-    gt.update(_procedural_ground_truth())
     if references is not None:
         gt.update(_read_references(Path(references)))
     return {" ".join(k.split()): Path(v) for k, v in gt.items()}
 
 
-def _procedural_ground_truth() -> dict[str, Path]:
-    # dreamcs.data.procedural is built on another branch; use it when it offers a {prompt: path} map
+def procedural_references(n: int, seed: int, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """``{caption: OBJ path}`` for the first ``n`` objects of ``dreamcs.data.procedural.library(n, seed)``,
+    written once into ``out_dir`` (atomically). A caption shared by two objects keeps the first."""
     try:
-        from dreamcs.data import procedural  # type: ignore[attr-defined]
-    except ImportError:
-        return {}
-    fn = getattr(procedural, "procedural_ground_truth", None)
-    return dict(fn()) if callable(fn) else {}
+        from dreamcs.data.procedural import library_keys, make_object
+    except ImportError as e:
+        raise ValueError(f"procedural={n}: dreamcs.data.procedural is not available ({e})") from None
+    from dreamcs.mesh import save_mesh
+    from dreamcs.utils import atomic_write_text
+
+    out: dict[str, Path] = {}
+    for category, obj_seed in library_keys(n, seed):
+        path, meta = Path(out_dir) / f"{category}-{obj_seed}.obj", Path(out_dir) / f"{category}-{obj_seed}.json"
+        if not (path.is_file() and meta.is_file()):
+            obj = make_object(category, obj_seed)
+            save_mesh(obj.mesh, path)
+            atomic_write_text(meta, json.dumps({"caption": obj.caption, "object_id": obj.object_id}) + "\n")
+        caption = " ".join(json.loads(meta.read_text(encoding="utf-8"))["caption"].split())
+        out.setdefault(caption, path)
+    return out
 
 
 def _read_references(path: Path) -> dict[str, Path]:

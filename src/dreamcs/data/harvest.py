@@ -81,6 +81,10 @@ class HarvestConfig:
     """A prompt file (JSON list or one per line); None: embedded captions with a ground truth + CATEGORY_PROMPTS."""
     references: str | None = None
     """Optional JSON ``{prompt: mesh path}`` of extra ground-truth meshes (added to the embedded ones)."""
+    procedural: int = 0
+    """Also harvest the captions of the first N objects of ``dreamcs.data.procedural.library(N,
+    procedural_seed)``, their meshes (written to ``DIR/references/``) as ground truth."""
+    procedural_seed: int = 0
     chamfer_points: int = 2048
     """Surface points per mesh for the Chamfer label."""
     shard: str = "0/1"
@@ -232,8 +236,11 @@ def _label_run(job: HarvestJob, cfg: HarvestConfig, run_dir: Path, reference: st
         }
         if labeler is not None:
             lab = labeler.label(load_mesh(mesh_path))
+            ref = Path(reference)
+            out = run_dir.parent.parent
+            ref_name = ref.relative_to(out).as_posix() if ref.is_relative_to(out) else str(ref)  # portable
             rec.update(scores={"overall": lab["overall"]}, chamfer=lab["chamfer"], chamfer_floor=lab["floor"],
-                       reference=str(reference), score_provenance="chamfer")
+                       reference=ref_name, score_provenance="chamfer")
         records.append(rec)
     return records
 
@@ -271,28 +278,35 @@ def run_harvest(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run (or resume) this shard's jobs into ``out``; returns counts ``done``, ``skipped``, ``failed``,
-    ``meshes`` (in the manifest) and ``cpu_seconds`` (of the runs done now). ``prompts`` overrides ``cfg.prompts``; ``on_step(job, step)`` is
+    ``meshes`` (in the manifest) and ``cpu_seconds`` (of the runs done now). ``prompts`` replaces
+    ``cfg.prompts`` (procedural captions are still added); ``on_step(job, step)`` is
     called after every optimisation step (in-process only, i.e. ``workers == 1``)."""
     from dreamcs.config import load_config
-    from dreamcs.data.chamfer_labels import ground_truth_meshes
+    from dreamcs.data.chamfer_labels import ground_truth_meshes, procedural_references
     from dreamcs.evaluate.prompts import load_prompts
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
 
     cfg.validate()
+    if on_step is not None and cfg.workers > 1:
+        raise ValueError("on_step runs in this process only; use workers=1 with it")
     out = Path(out)
+    gcfg = load_config(GenerateConfig, resolve_config_path(cfg.config), generation_overrides(cfg))
+    gcfg.prompt = "a prompt"
+    gcfg.validate()  # a bad recipe or override fails here, not in every run
     if prompts is None:
         prompts = load_prompts(cfg.prompts) if cfg.prompts else default_prompts()
-    if not prompts:
-        raise ValueError("no prompts to harvest")
-    gcfg = load_config(GenerateConfig, resolve_config_path(cfg.config), generation_overrides(cfg))
-    gcfg.prompt = prompts[0]
-    gcfg.validate()  # a bad recipe or override fails here, not in every run
     refs = ground_truth_meshes(cfg.references)
     _check_settings(out, cfg)
+    if cfg.procedural:
+        proc = procedural_references(cfg.procedural, cfg.procedural_seed, out / "references")
+        refs.update(proc)
+        prompts = list(dict.fromkeys([*prompts, *proc]))
+    if not prompts:
+        raise ValueError("no prompts to harvest")
     jobs = plan_jobs(prompts, cfg.seeds, cfg.shard)
     todo = [j for j in jobs if not (out / "runs" / j.name / RUN_RECORD).is_file()]
     counts: dict[str, Any] = {"done": 0, "skipped": len(jobs) - len(todo), "failed": 0, "cpu_seconds": 0.0}
-    ref_of = {j.name: (str(refs[" ".join(j.prompt.split())]) if " ".join(j.prompt.split()) in refs else None) for j in todo}
+    ref_of = {j.name: _reference_of(j.prompt, refs) for j in todo}
     import torch
 
     # torch's own setting (OMP_NUM_THREADS) shared out over the workers; the CPU count can be far
@@ -324,6 +338,11 @@ def run_harvest(
     write_manifest(out)
     counts["meshes"] = len(read_jsonl(out / MANIFEST))
     return counts
+
+
+def _reference_of(prompt: str, refs: dict[str, Path]) -> str | None:
+    p = refs.get(" ".join(prompt.split()))
+    return None if p is None else str(p)
 
 
 def _run_pool(todo: list[HarvestJob], cfg: HarvestConfig, out: Path, ref_of: dict[str, str | None], threads: int,
