@@ -81,6 +81,7 @@ def test_killed_harvest_resumes_to_the_same_manifest(harvest_dir, tmp_path):
     with pytest.raises(Killed):
         run_harvest(out, _cfg(), prompts=PROMPTS, on_step=kill_in_second_run)
     assert len(read_run_records(out)) == 2  # the first run finished, the second did not
+    assert {r["prompt"] for r in _manifest(out)} == {PROMPTS[0]}  # the manifest grew by that run
     assert seen[-1] == (PROMPTS[1], 4)
     seen.clear()
     counts = run_harvest(out, _cfg(), prompts=PROMPTS, on_step=lambda job, step: seen.append((job.prompt, step)))

@@ -10,13 +10,16 @@ seeds and keeps the mesh after each of ``keep_steps`` optimisation steps:
     DIR/runs/<slug>-s<seed>/meshes/step_000010.obj   the mesh after 10 steps, ...
     DIR/runs/<slug>-s<seed>/harvest.json  written last, atomically: this run's manifest records
     DIR/harvest.jsonl                     the manifest: every finished run's records, sorted by id
+                                          (rewritten from the run records when a harvest starts and
+                                          ends; in between it grows run by run)
     DIR/failures.jsonl                    runs that raised (a re-run retries them)
 
 A manifest record: ``id`` (``<run>/step_000010``), ``path`` (relative to DIR), ``prompt``, ``step``,
 ``seed``, ``object_id`` (the run), ``source`` (``sds_intermediate``), and for prompts with a ground
 truth (``dreamcs.data.chamfer_labels``) ``scores: {overall}`` from the Chamfer distance plus
 ``chamfer`` and ``reference``; without one, ``scores`` is absent and ``dreamcs data build`` scores the
-mesh with its scorer. Build from it with ``--source harvest:DIR`` (or ``manifest:DIR/harvest.jsonl``).
+mesh with its scorer. Build from it with ``--source harvest:DIR`` (reads the run records, so it is
+right even while shards still write into DIR) or ``--source manifest:DIR/harvest.jsonl``.
 
 Resume: a killed harvest re-run with the same arguments skips runs that have ``harvest.json`` and
 resumes a partial run from its last checkpoint (the pipeline restores field, optimiser and RNG, so
@@ -106,7 +109,7 @@ class HarvestConfig:
 
 
 # settings that may change between a killed harvest and its re-run without changing any mesh
-_RUNTIME_KEYS = ("seeds", "prompts", "shard", "workers", "threads")
+_RUNTIME_KEYS = ("seeds", "prompts", "procedural", "procedural_seed", "shard", "workers", "threads")
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,14 @@ def write_manifest(out: str | os.PathLike) -> Path:
     return atomic_write_text(out / MANIFEST, "".join(json.dumps(r) + "\n" for r in read_run_records(out)))
 
 
+def _append_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Append a run's records in one write (a kill leaves none or all of them, or a torn line)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _worker_init(threads: int) -> None:
     import torch
 
@@ -313,10 +324,12 @@ def run_harvest(
     # above the cores this process may use. Results depend on it (float sums), so pin it to repeat.
     threads = cfg.threads or max(1, torch.get_num_threads() // cfg.workers)
 
+    write_manifest(out)  # whatever a killed harvest had finished, before adding to it
+
     def record(k: int, job: HarvestJob, res: dict[str, Any]) -> None:
         if res["status"] == "ok":
             counts["done"] += 1
-            write_manifest(out)
+            _append_lines(out / MANIFEST, res["records"])  # the manifest grows run by run
             counts["cpu_seconds"] += res["cpu_seconds"]
             log(f"[{k}/{len(todo)}] {job.name}: {len(res['records'])} meshes in {res['seconds']:.1f} s "
                 f"({res['cpu_seconds']:.1f} CPU s)")
