@@ -54,8 +54,8 @@ SOURCE = "sds_intermediate"
 #: Prompts beyond the embedded captions: categories the shipped prior never saw, whose SDS runs fail
 #: in the ways the reward has to learn (blobs, floaters, a sphere that never leaves its start).
 CATEGORY_PROMPTS = (
-    "a chair", "a table", "a sofa", "a bed", "a lamp", "a car", "an airplane", "a boat", "a house",
-    "a mug", "a teapot", "a bottle", "a guitar", "a horse", "a dog", "a rabbit", "a mushroom",
+    "a chair", "a table", "a sofa", "a bed", "a bicycle", "a car", "an airplane", "a boat", "a house",
+    "a mug", "a teapot", "a bottle", "a guitar", "a penguin", "a dog", "a rabbit", "a mushroom",
     "a hamburger", "a shoe", "a rocket",
 )
 
