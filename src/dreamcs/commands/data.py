@@ -1,4 +1,4 @@
-"""`dreamcs data` commands: build, merge, stats, calibrate, review."""
+"""`dreamcs data` commands: build, harvest, merge, stats, calibrate, review."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _fail(msg: str) -> None:
 @data_app.command("build")
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
-    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | embedded (repeatable)."),
+    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | harvest:DIR | embedded (repeatable)."),
     preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
     scorer: str = typer.Option("geometric", "--scorer", help="geometric (offline heuristic) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
@@ -58,6 +58,40 @@ def build_cmd(
         f"{out}: {st['items']} items ({st['preferred']} preferred, {st['dispreferred']} dispreferred, "
         f"{st['middle_left_out']} left out), {st['failures']} failures; {st['computed_now']} computed in {st['build_seconds']} s"
     )
+
+
+@data_app.command("harvest")
+def harvest_cmd(
+    out: Path = typer.Option(..., "--out", help="Harvest folder (re-run the same command to resume)."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="JSON list or one prompt per line (default: embedded captions + categories)."),
+    preset: str = typer.Option("paper", "--preset", help="paper (steps 10,40,80,150 of dmtet-embedded) or fast (2-core CPU)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated seeds, e.g. 0,1,2."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes, one generation each."),
+    shard: str = typer.Option("0/1", "--shard", help="i/n: run only this share of the prompt x seed jobs."),
+    config: Path | None = typer.Option(None, "--config", help="YAML with HarvestConfig settings."),
+    overrides: list[str] | None = typer.Argument(None, help="HarvestConfig key=value, e.g. procedural=200 (procedural objects as extra prompts) chamfer_points=1024"),
+) -> None:
+    """Generate prompts x seeds with the offline SDS generator; keep meshes at early to final steps."""
+    from dreamcs.config import ConfigError, load_config
+    from dreamcs.data.harvest import PRESETS, HarvestConfig, run_harvest
+    from dreamcs.evaluate.prompts import PromptFileError
+    from dreamcs.evaluate.study import parse_seeds
+
+    if preset not in PRESETS:
+        _fail(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    try:
+        ov = [*PRESETS[preset], f"seeds=[{','.join(map(str, parse_seeds(seeds)))}]", f"workers={workers}", f"shard={shard}"]
+        if prompts is not None:
+            ov.append(f"prompts={prompts}")
+        cfg = load_config(HarvestConfig, config, ov + list(overrides or []))
+        counts = run_harvest(out, cfg, log=typer.echo)
+    except (ConfigError, PromptFileError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"{out / 'harvest.jsonl'}: {counts['meshes']} meshes; runs done {counts['done']}, "
+               f"skipped {counts['skipped']} (finished before), failed {counts['failed']}; {counts['cpu_seconds']:.0f} CPU s")
+    if counts["failed"]:
+        typer.echo(f"failures: {out / 'failures.jsonl'} (run the same command again to retry)")
+        raise typer.Exit(1)
 
 
 @data_app.command("merge")

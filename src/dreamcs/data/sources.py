@@ -6,6 +6,8 @@
                                   ``object_id``, ``caption``
     run:RUN_DIR                   a generation run: ``RUN/meshes/step_*.obj`` with the prompt from
                                   ``RUN/config.yaml`` (key ``prompt``), marked ``source=sds_intermediate``
+    harvest:HARVEST_DIR           meshes kept from many SDS runs by ``dreamcs data harvest``
+                                  (``dreamcs.data.harvest``; Chamfer scores where a ground truth exists)
     embedded                      the offline set shipped in ``dreamcs/assets/meshpref`` (clean meshes and
                                   synthesised defects, see ``dreamcs.data.embedded``)
 
@@ -185,11 +187,15 @@ def parse_source(spec: str) -> list[SourceItem]:
         return manifest_items(rest)
     if kind == "run" and rest:
         return run_items(rest)
+    if kind == "harvest" and rest:
+        from dreamcs.data.harvest import harvest_items
+
+        return harvest_items(rest)
     if kind == "embedded" and not rest:
         from dreamcs.data.embedded import embedded_items
 
         return embedded_items()
-    raise SourceError(spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR or embedded")
+    raise SourceError(spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, harvest:DIR or embedded")
 
 
 def collect_items(specs: list[str]) -> list[SourceItem]:
