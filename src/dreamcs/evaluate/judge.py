@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamcs.data.scorers import ScoreError
 from dreamcs.utils import atomic_write_text
 
 JUDGE_CRITERIA = ("alignment", "plausibility", "consistency")

@@ -241,7 +241,7 @@ class LLMScorer:
                     wait_s = retry_after_seconds(e.headers.get("Retry-After") if e.headers else None)
                     continue
                 raise ScoreError(last, raw=detail) from None
-            except (TimeoutError, socket.timeout) as e:
+            except TimeoutError as e:
                 last = f"timeout after {self.cfg.timeout_s}s from {url} ({e})"
                 continue
             except urllib.error.URLError as e:
