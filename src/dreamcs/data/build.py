@@ -5,7 +5,8 @@
 3. Per item, in a process pool: load, normalise, apply a synthetic defect (embedded preset only),
    normalise, simplify to ``max_faces``, score, fuse to the P x K layout; the patched mesh is
    written atomically to ``.work/items/`` and the main process appends one journal line.
-4. Finalize (``dreamcs.data.store.finalize``): labels, splits, shards, Parquet, stats, plots.
+4. Finalize (``dreamcs.data.store.finalize``): the human reviews of ``calibration.jsonl`` re-applied
+   (``dreamcs.data.calibrate.apply_reviews``), labels, splits, shards, Parquet, stats, plots.
 
 Resume: ``DATASET/.work/journal.jsonl`` gets one line per finished item (ok or failed) *after* its
 arrays are on disk, so a killed build loses at most the items in flight and a re-run recomputes
@@ -274,8 +275,11 @@ def build(cfg: BuildConfig, out: str | os.PathLike, workers: int = 1, retry_fail
     finally:
         if prog:
             prog.stop()
-    # 4. finalize
-    rows = [ok[k] for k in sorted(ok) if k in wanted]
+    # 4. finalize: the machine rows, then the human reviews of calibration.jsonl on top
+    from dreamcs.data.calibrate import REVIEW_LOG, apply_reviews
+
+    rows = [dict(ok[k]) for k in sorted(ok) if k in wanted]
+    apply_reviews(rows, read_jsonl(out / REVIEW_LOG))
     fails = [failed[k] for k in sorted(failed) if k in wanted and k not in ok]
     st = _finalize(cfg, out, rows, lambda r: _item_arrays(work, r), fails)
     st["build_seconds"] = round(time.perf_counter() - t0, 2)
@@ -322,5 +326,8 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, A
     cfg = cfgs[0]
     cfg.shard = "0/1"
     out = Path(out)
+    from dreamcs.data.calibrate import REVIEW_LOG, apply_reviews
+
+    apply_reviews(rows, read_jsonl(out / REVIEW_LOG))  # reviews made on an earlier merge survive a re-merge
     save_config(cfg, out / "config.yaml")
     return _finalize(cfg, out, rows, lambda r: load_arrays(where[r["id"]], r), fails)

@@ -31,8 +31,12 @@ from dreamcs.utils import atomic_write_bytes, atomic_write_text
 
 COLUMNS = [
     "id", "prompt", "source", "object_id", "alignment", "realism", "fidelity", "overall", "label",
-    "provenance", "split", "mesh_hash", "n_faces", "caption", "defect", "details", "shard", "shard_index",
+    "provenance", "score_source", "machine_overall", "split", "mesh_hash", "n_faces", "caption", "defect", "details",
+    "shard", "shard_index",
 ]
+#: where a row's scores come from: the scorer (or scores given with the source), a human reviewer
+#: (all three), or a human's overall over the machine's component scores
+SCORE_SOURCES = ("machine", "human", "calibrated")
 SCORE_COLS = ("alignment", "realism", "fidelity", "overall")
 
 
@@ -61,7 +65,7 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
 
     schema = pa.schema(
         [
-            (c, pa.float64() if c in SCORE_COLS else pa.int64() if c in ("label", "n_faces", "shard_index") else pa.string())
+            (c, pa.float64() if c in (*SCORE_COLS, "machine_overall") else pa.int64() if c in ("label", "n_faces", "shard_index") else pa.string())
             for c in COLUMNS
         ]
     )
@@ -159,6 +163,8 @@ def finalize(
     """
     rows = sorted((dict(r) for r in rows), key=lambda r: r["id"])
     for r in rows:
+        if r.get("score_source") is None:  # a machine row (human reviews are applied before this)
+            r["score_source"], r["machine_overall"] = "machine", r["overall"]
         r["label"] = label_for(r["overall"], preferred_min, dispreferred_max)
         r["split"] = split_for(r["object_id"], split_fractions, split_salt)
     shard_dir = out / "shards"
