@@ -125,3 +125,10 @@ def test_recipe_names(config, recipe):
     from dreamcs.evaluate.tables import recipe_of
 
     assert recipe_of(config) == recipe
+
+
+@pytest.mark.parametrize("seconds, text", [(42.4, "42s"), (185, "3m05s"), (3720, "1h02m")])
+def test_study_eta_format(seconds, text):
+    from dreamcs.evaluate.study import _duration
+
+    assert _duration(seconds) == text
