@@ -26,6 +26,9 @@ def test_load_dataset_reads_every_split(built):
             assert not any(r["split"] == ours for r in rows)
             continue
         assert sorted(ds[hub]["id"]) == sorted(r["id"] for r in rows if r["split"] == ours)
+    # the card's configs say the same: the folder alone loads
+    by_card = datasets.load_dataset(str(built), cache_dir=str(built.parent / "hf_cache2"))
+    assert {s: len(by_card[s]) for s in by_card} == {s: len(ds[s]) for s in ds}
     one = next(s for s in ds if len(ds[s]))
     for col in ("prompt", "overall", "label", "license", "origin", "mesh_path", "score_source", "shard"):
         assert col in ds[one].column_names
