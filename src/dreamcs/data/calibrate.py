@@ -184,7 +184,7 @@ def review(dataset: str | os.PathLike, out: str | os.PathLike, limit: int | None
         parts.append(
             f"<tr class='l{r['label']}'><td><code>{html.escape(r['id'])}</code><br>{html.escape(r['source'])} / {r['split']}</td>"
             f"<td>{pics}</td><td>{html.escape(r['prompt'])}</td><td>{sc}<br><b>{lab[r['label']]}</b><br>"
-            f"<small>{html.escape(r['provenance'])}</small></td></tr>"
+            f"<small>{html.escape(r.get('score_source') or 'machine')}: {html.escape(r['provenance'])}</small></td></tr>"
         )
     page = (
         "<!doctype html><meta charset='utf-8'><title>MeshPref review</title><style>"
