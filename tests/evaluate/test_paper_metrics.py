@@ -118,6 +118,8 @@ def test_dropped_judge_connection_is_recorded_and_the_run_goes_on(tmp_path, monk
         assert "dropped" in r["judge_error"] and r["holes"] == 0 and "judge_alignment" not in r
     data = json.loads((tmp_path / "eval" / "table.json").read_text())
     assert len(data["judge_errors"]) == 2 and data["table"]["baseline"]["holes"]["n"] == 2
+    fails = [json.loads(x) for x in (tmp_path / "eval" / "failures.jsonl").read_text().splitlines()]
+    assert sorted(f["prompt"] for f in fails) == ["a ball", "a box"] and all("dropped" in f["judge_error"] for f in fails)
 
 
 @pytest.mark.parametrize("config, recipe", [("dmtet-tiny", "dmtet-tiny"), ("/x/y/sd-vsd.yaml", "sd-vsd"), (None, None)])

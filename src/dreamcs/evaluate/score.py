@@ -4,6 +4,7 @@
     OUT/table.{md,csv,json}  (recipe, variant) x metric, mean +/- std (the recipe, the study's
                          generation config, is named when the studies hold more than one)
     OUT/contact_sheet.png    every asset's turntable, labelled
+    OUT/failures.jsonl       assets that could not be scored, or whose judge failed, with the reason
 
 Per asset: the mesh is loaded and normalised; the geometry metrics and the Janus heuristic come from
 ``evaluate.geometry`` (with the Janus decision ``janus``, whose mean is the Janus ratio); CP (the
@@ -28,7 +29,7 @@ import numpy as np
 
 from dreamcs.evaluate.study import read_manifest
 from dreamcs.evaluate.tables import aggregate, contact_sheet, group_labels, recipe_of, write_tables
-from dreamcs.utils import append_jsonl, read_jsonl
+from dreamcs.utils import append_jsonl, atomic_write_text, read_jsonl
 
 #: 2: CP as the cosine (was 100 x), the Janus decision ``janus``, the recipe of each record
 RECORD_FORMAT = 2
@@ -245,6 +246,9 @@ def score_studies(
     paths = write_tables(out, agg, "table", extra={"settings": asdict(cfg), "n_assets": len(records),
                                                    "errors": [r for r in records if "error" in r],
                                                    "judge_errors": [r for r in records if "judge_error" in r]})
+    fails = [{k: r.get(k) for k in ("study", "run", "prompt", "seed", "variant", "error", "judge_error") if r.get(k) is not None}
+             for r in records if "error" in r or "judge_error" in r]
+    paths["failures"] = atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in fails))
     if sheet and cells:
         paths["sheet"] = contact_sheet(cells, list(agg), out / "contact_sheet.png")
     return {"assets": records, "table": agg, "paths": paths}
