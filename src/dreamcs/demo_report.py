@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,28 @@ def html_table(rows: Sequence[dict[str, Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def stats_summary(st: dict[str, Any]) -> str:
+    """The dataset's ``stats.json`` as a short paragraph and a per-split / per-source HTML table."""
+    if not st:
+        return "<p>not built</p>"
+
+    def share(b: dict[str, Any]) -> str:
+        p = b.get("preferred_share")
+        return "-" if p is None else f"{100 * p:.0f}% / {100 - 100 * p:.0f}%"
+
+    lead = (f"<p>{st['items']} scored items from {st.get('objects', '?')} objects: {st['preferred']} preferred, "
+            f"{st['dispreferred']} dispreferred, {st['middle_left_out']} in the middle band (left out); "
+            f"preferred / dispreferred {share(st)} (the paper's 3D-MeshPref: 47% / 53%); "
+            f"mean overall score {fmt(st.get('mean_overall'))}; {st.get('failures', 0)} failures.</p>")
+    rows = [
+        {"group": f"{kind} {name}", "items": b["items"], "preferred": b["preferred"], "dispreferred": b["dispreferred"],
+         "left out": b["middle_left_out"], "preferred / dispreferred": share(b), "mean overall": b.get("mean_overall")}
+        for kind, key in (("split", "per_split"), ("source", "per_source"))
+        for name, b in (st.get(key) or {}).items()
+    ]
+    return lead + html_table(rows)
 
 
 def _img(png: bytes, alt: str = "") -> str:
@@ -110,7 +131,7 @@ def generation_curves_png(runs: Sequence[dict[str, Any]]) -> bytes | None:
 def _generation_section(gen: dict[str, Any]) -> list[str]:
     if not gen or not gen.get("runs"):
         return ["<p>not run</p>"]
-    from dreamcs.evaluate.tables import markdown_table
+    from dreamcs.evaluate.tables import html_table as html_metrics_table
 
     parts = []
     if gen.get("table"):
@@ -118,8 +139,9 @@ def _generation_section(gen: dict[str, Any]) -> list[str]:
                      "mean +/- std over prompts and seeds. The reward column scores every mesh with the "
                      "demo's RewardCS, which also guided the +RewardCS runs, so it favours them by "
                      "construction; Chamfer and normal consistency to the prompt's ground-truth mesh, the "
-                     "Janus heuristic, floaters and holes are independent of it.</p>")
-        parts.append(f"<pre>{html.escape(markdown_table(gen['table']))}</pre>")
+                     "Janus score (and the Janus ratio: the share of meshes the Janus decision flags), floaters and "
+                     "holes are independent of it.</p>")
+        parts.append(html_metrics_table(gen["table"]))
     variants = list(dict.fromkeys(r["variant"] for r in gen["runs"]))
     cells: dict[tuple[str, int], dict[str, Path]] = {}
     for r in gen["runs"]:
@@ -145,7 +167,7 @@ def write_report(out: Path, sections: dict[str, Any], reward_run: Path) -> Path:
              "</style></head><body>",
              "<h1>dreamcs demo</h1>", f"<p>Total time: {sections['seconds']} s</p>",
              "<h2>1. Mesh core</h2>", html_table(sections["mesh"]),
-             "<h2>2. 3D-MeshPref dataset</h2>", f"<pre>{html.escape(json.dumps(sections['stats'], indent=2))}</pre>",
+             "<h2>2. 3D-MeshPref dataset</h2>", stats_summary(sections["stats"]),
              "<h2>3. RewardCS on the test split</h2>",
              html_table([sections["reward_eval"]] if sections["reward_eval"] else [])]
     curves = reward_curves_png(reward_run)

@@ -136,6 +136,8 @@ def test_two_shards_merged_equal_unsharded(tmp_path, tiny_cfg):
     assert n0 > 0 and n1 > 0 and n0 + n1 == 6
     merge(parts, tmp_path / "merged")
     assert _snapshot(tmp_path / "merged") == _snapshot(tmp_path / "full")
+    for r in read_table(tmp_path / "full"):  # the simplified meshes travel with the merge
+        assert (tmp_path / "merged" / r["mesh_path"]).read_bytes() == (tmp_path / "full" / r["mesh_path"]).read_bytes()
     assert (tmp_path / "merged" / "failures.jsonl").read_text() == (tmp_path / "full" / "failures.jsonl").read_text()
     assert json.loads((tmp_path / "merged" / "stats.json").read_text()) == json.loads((tmp_path / "full" / "stats.json").read_text())
     with pytest.raises(ValueError, match="overlapping"):

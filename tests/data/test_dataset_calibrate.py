@@ -96,7 +96,7 @@ def test_review_page(built, tmp_path):
     page = out.read_text()
     assert n == 2 and page.count("<tr class=") == 2
     assert page.count("data:image/png;base64,") == 4
-    assert read_table(built)[0]["prompt"] in page
+    assert read_table(built)[0]["prompt"] in page and "<small>machine: " in page  # where the scores come from
 
 
 def test_cli_build_stats_and_errors(tmp_path, manifest):

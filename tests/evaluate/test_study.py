@@ -141,7 +141,7 @@ def test_score_two_variants(baseline, guided, tiny_clip_dir, tiny_reward_dir, tm
         assets = read_jsonl(out / "assets.jsonl")
         assert len(assets) == 4 and {a["variant"] for a in assets} == {"baseline", "+RewardCS"}
         for a in assets:
-            assert -100 <= a["clip_score"] <= 100 and isinstance(a["ga"], float) and 0 <= a["janus_score"] <= 1
+            assert -1 <= a["clip_score"] <= 1 and isinstance(a["ga"], float) and 0 <= a["janus_score"] <= 1
         judged = [a for a in assets if "judge_alignment" in a]
         assert len(judged) == 3 and sum("judge_error" in a for a in assets) == 1  # no made-up score
         table = json.loads((out / "table.json").read_text())["table"]

@@ -33,7 +33,7 @@ def test_aggregate_mean_std_and_missing_values():
 def test_markdown_layout():
     md = markdown_table(aggregate(RECORDS), digits=2)
     lines = md.strip().splitlines()
-    assert lines[0] == "| Method | CP ↑ | Janus ↓ | Holes ↓ |"
+    assert lines[0] == "| Method | CP ↑ | Janus score ↓ | Holes ↓ |"
     assert lines[2] == "| baseline | 22.00 ± 2.00 | 0.80 ± 0.00 | 2.00 ± 2.00 |"
     assert lines[3].startswith("| +RewardCS | 25.00 ± 0.00 | 0.30 ± 0.10 |")
 

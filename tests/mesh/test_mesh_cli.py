@@ -73,8 +73,10 @@ def test_prepare_mixed_folder_and_resume(tmp_path, sample_dir):
     result = runner.invoke(app, ["mesh", "prepare", str(src), "--out", str(out), "--n-patches", "16", "--faces-per-patch", "8"])
     assert result.exit_code == 0, result.output
     report = read_jsonl(out / "report.jsonl")
-    assert len(report) == 7  # one line per mesh file found; notes.txt is not a mesh
+    assert len(report) == 8  # one line per mesh file found, and notes.txt listed as skipped
     by_name = {r["input"].rsplit("/", 1)[-1]: r for r in report}
+    assert by_name["notes.txt"]["status"] == "skipped" and "unknown file type ('.txt')" in by_name["notes.txt"]["reason"]
+    assert "skipped" in result.output and "notes.txt" in result.output and "1 skipped" in result.output
     for bad in ("empty.obj", "nan.obj", "garbage.ply", "faces_only.off"):
         assert by_name[bad]["status"] == "error"
         assert bad in by_name[bad]["error"] and by_name[bad]["error_type"] == "MeshError"
@@ -94,7 +96,7 @@ def test_prepare_mixed_folder_and_resume(tmp_path, sample_dir):
     assert result.exit_code == 0, result.output
     assert "3 ok (3 resumed), 4 failed" in result.output
     assert {r["output"]: (out / r["output"]).stat().st_mtime_ns for r in good} == stamps
-    assert len(read_jsonl(out / "report.jsonl")) == 7  # still one line per input
+    assert len(read_jsonl(out / "report.jsonl")) == 8  # still one line per input
 
     # A deleted npz is prepared again.
     (out / good[0]["output"]).unlink()

@@ -19,13 +19,13 @@ def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
     source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | harvest:DIR | embedded (repeatable)."),
     preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
-    scorer: str = typer.Option("geometric", "--scorer", help="geometric (offline heuristic) or llm."),
+    scorer: str | None = typer.Option(None, "--scorer", help="geometric (offline heuristic, the default) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
-    shard: str = typer.Option("0/1", "--shard", help="i/n: build only this part; combine with `dreamcs data merge`."),
+    shard: str | None = typer.Option(None, "--shard", help="i/n: build only this part (default 0/1); combine with `dreamcs data merge`."),
     llm_url: str | None = typer.Option(None, "--llm-url", help="OpenAI-compatible endpoint (key from DREAMCS_LLM_API_KEY)."),
     llm_model: str | None = typer.Option(None, "--llm-model", help="Model name sent to the endpoint."),
     config: Path | None = typer.Option(None, "--config", help="YAML with BuildConfig settings."),
-    seed: int = typer.Option(0, "--seed", help="Seeds the synthetic defects."),
+    seed: int | None = typer.Option(None, "--seed", help="Seeds the synthetic defects (default 0)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Retry items that failed in an earlier run."),
     overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. preferred_min=4.5"),
 ) -> None:
@@ -35,7 +35,8 @@ def build_cmd(
     from dreamcs.data.sources import SourceError
 
     ov = list(overrides or [])
-    ov += [f"scorer={scorer}", f"shard={shard}", f"seed={seed}"]
+    # only the options typed on the command line override the --config file (None = not typed)
+    ov += [f"{k}={v}" for k, v in (("scorer", scorer), ("shard", shard), ("seed", seed)) if v is not None]
     if llm_url:
         ov.append(f"llm.url={llm_url}")
     if llm_model:

@@ -47,11 +47,15 @@ def prepare(
             progress.update(task, advance=1, description=Path(rec["input"]).name)
 
         records = prepare_many(inputs, out, cfg, workers=workers, on_start=on_start, on_result=on_result)
+    skipped = [r for r in records if r["status"] == "skipped"]
+    records = [r for r in records if r["status"] != "skipped"]
+    for r in skipped:
+        console.print(f"[yellow]skipped[/yellow] {r['input']}: {r['reason']}")
     resumed = sum(1 for r in records if r.get("resumed"))
     failed = sum(1 for r in records if r["status"] != "ok")
     console.print(
-        f"{len(records)} inputs: {len(records) - failed} ok ({resumed} resumed), {failed} failed; "
-        f"report: {out / REPORT_NAME}"
+        f"{len(records)} inputs: {len(records) - failed} ok ({resumed} resumed), {failed} failed, "
+        f"{len(skipped)} skipped (not a mesh type); report: {out / REPORT_NAME}"
     )
     if not records:
         console.print("[yellow]no mesh files found in the inputs[/yellow]")

@@ -5,7 +5,8 @@
 3. Per item, in a process pool: load, normalise, apply a synthetic defect (embedded preset only),
    normalise, simplify to ``max_faces``, score, fuse to the P x K layout; the patched mesh is
    written atomically to ``.work/items/`` and the main process appends one journal line.
-4. Finalize (``dreamcs.data.store.finalize``): labels, splits, shards, Parquet, stats, plots.
+4. Finalize (``dreamcs.data.store.finalize``): the human reviews of ``calibration.jsonl`` re-applied
+   (``dreamcs.data.calibrate.apply_reviews``), labels, splits, shards, Parquet, stats, plots.
 
 Resume: ``DATASET/.work/journal.jsonl`` gets one line per finished item (ok or failed) *after* its
 arrays are on disk, so a killed build loses at most the items in flight and a re-run recomputes
@@ -36,7 +37,7 @@ from dreamcs.config import config_to_dict, save_config
 from dreamcs.data.scorers.geometric import GeometricScorerConfig
 from dreamcs.data.scorers.llm import LLMScorerConfig
 from dreamcs.data.sources import SourceItem, collect_items
-from dreamcs.data.store import finalize, read_table
+from dreamcs.data.store import finalize, item_key, read_table
 from dreamcs.utils import append_jsonl, atomic_write_bytes, atomic_write_text, parse_shard, read_jsonl
 
 
@@ -73,11 +74,6 @@ _RUNTIME_KEYS = ("workers",)
 
 def _h(text: str) -> int:
     return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:15], 16)
-
-
-def item_key(item_id: str) -> str:
-    """A file-name-safe key for an item id (ids may hold '/' and '~')."""
-    return hashlib.sha1(item_id.encode("utf-8")).hexdigest()[:20]
 
 
 def mesh_hash(vertices: np.ndarray, faces: np.ndarray) -> str:
@@ -133,13 +129,16 @@ def process_item(item: SourceItem, cfg: BuildConfig, work: str) -> dict[str, Any
             details = res.details
         pm = fuse(mesh, cfg.n_patches, cfg.faces_per_patch)
         buf = io.BytesIO()
-        np.savez_compressed(buf, vertices=pm.vertices.astype(np.float32), faces=pm.faces.astype(np.int32))
+        # the fused layout and the simplified mesh (kept so another encoder can be trained on the data)
+        np.savez_compressed(buf, vertices=pm.vertices.astype(np.float32), faces=pm.faces.astype(np.int32),
+                            mesh_vertices=np.asarray(mesh.vertices, np.float32), mesh_faces=np.asarray(mesh.faces, np.int32))
         atomic_write_bytes(Path(work) / "items" / f"{item_key(item.id)}.npz", buf.getvalue())
         row = {
             "id": item.id, "prompt": item.prompt, "source": item.source, "object_id": item.object_id,
             **{k: (None if v is None else round(float(v), 6)) for k, v in scores.items()},
             "overall": round(float(overall), 6), "provenance": provenance, "mesh_hash": mh,
             "n_faces": int(len(mesh.faces)), "caption": item.caption, "defect": item.defect,
+            "license": item.license or "unknown", "origin": item.origin,
             "details": json.dumps(details, sort_keys=True, default=str),
         }
         return {"status": "ok", "row": row}
@@ -274,10 +273,13 @@ def build(cfg: BuildConfig, out: str | os.PathLike, workers: int = 1, retry_fail
     finally:
         if prog:
             prog.stop()
-    # 4. finalize
-    rows = [ok[k] for k in sorted(ok) if k in wanted]
+    # 4. finalize: the machine rows, then the human reviews of calibration.jsonl on top
+    from dreamcs.data.calibrate import REVIEW_LOG, apply_reviews
+
+    rows = [dict(ok[k]) for k in sorted(ok) if k in wanted]
+    apply_reviews(rows, read_jsonl(out / REVIEW_LOG))
     fails = [failed[k] for k in sorted(failed) if k in wanted and k not in ok]
-    st = _finalize(cfg, out, rows, lambda r: _item_arrays(work, r), fails)
+    st = _finalize(cfg, out, rows, lambda r: _item_arrays(work, r), fails, lambda r: _item_mesh(work, r))
     st["build_seconds"] = round(time.perf_counter() - t0, 2)
     st["computed_now"] = len(todo)
     return st
@@ -288,20 +290,28 @@ def _item_arrays(work: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarra
         return z["vertices"], z["faces"]
 
 
-def _finalize(cfg: BuildConfig, out: Path, rows, arrays, fails) -> dict[str, Any]:
+def _item_mesh(work: Path, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The simplified mesh of an item, or None for items journalled before it was kept."""
+    with np.load(work / "items" / f"{item_key(row['id'])}.npz") as z:
+        if "mesh_vertices" not in z.files:
+            return None
+        return z["mesh_vertices"], z["mesh_faces"]
+
+
+def _finalize(cfg: BuildConfig, out: Path, rows, arrays, fails, meshes=None) -> dict[str, Any]:
     fr = tuple(cfg.split_fractions)
     if len(fr) != 3 or abs(sum(fr) - 1.0) > 1e-6 or min(fr) < 0:
         raise ValueError(f"split_fractions must be three non-negative shares summing to 1, got {list(fr)}")
     return finalize(
         out, rows, arrays, fails, preferred_min=cfg.preferred_min, dispreferred_max=cfg.dispreferred_max,
-        split_fractions=fr, split_salt=cfg.split_salt, shard_size=cfg.shard_size,
+        split_fractions=fr, split_salt=cfg.split_salt, shard_size=cfg.shard_size, meshes=meshes,
     )
 
 
 def merge(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, Any]:
     """Combine finished shard builds (same settings, different ``--shard``) into one dataset."""
     from dreamcs.config import load_config
-    from dreamcs.data.store import load_arrays
+    from dreamcs.data.store import load_arrays, load_mesh_arrays
 
     if not parts:
         raise ValueError("merge needs at least one dataset folder")
@@ -322,5 +332,9 @@ def merge(parts: list[str | os.PathLike], out: str | os.PathLike) -> dict[str, A
     cfg = cfgs[0]
     cfg.shard = "0/1"
     out = Path(out)
+    from dreamcs.data.calibrate import REVIEW_LOG, apply_reviews
+
+    apply_reviews(rows, read_jsonl(out / REVIEW_LOG))  # reviews made on an earlier merge survive a re-merge
     save_config(cfg, out / "config.yaml")
-    return _finalize(cfg, out, rows, lambda r: load_arrays(where[r["id"]], r), fails)
+    return _finalize(cfg, out, rows, lambda r: load_arrays(where[r["id"]], r), fails,
+                     lambda r: load_mesh_arrays(where[r["id"]], r))

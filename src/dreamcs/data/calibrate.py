@@ -3,8 +3,13 @@
 ``calibrate(dataset, "human.csv")`` reads a CSV with a header row, either
 ``id,alignment,realism,fidelity`` (overall becomes their mean) or ``id,overall`` (the scorer's
 component scores are kept, overall is replaced). Each touched row gets ``provenance =
-human:<csv file name>`` and a new label from the build's thresholds; every change is appended to
-``DATASET/calibration.jsonl`` (who, before, after). ``review(dataset, "review.html")`` writes a
+human:<csv file name>``, ``score_source`` ``human`` (all three scores from the reviewer) or
+``calibrated`` (the reviewer's overall over the machine's component scores), and a new label from
+the build's thresholds. Human reviews are kept apart from machine scores: every review is appended
+to ``DATASET/calibration.jsonl`` (who, the reviewer's values, before, after), the machine's overall
+stays in ``machine_overall``, and ``dreamcs data build`` re-applies the log when it rebuilds the
+table from its journal (``apply_reviews``), so a rebuild (``--retry-failed``, a resumed build)
+never loses them. ``review(dataset, "review.html")`` writes a
 self-contained page: multi-view thumbnails (rendered with ``dreamcs.render`` when it is installed,
 else a small built-in orthographic splat) as base64 PNGs, the prompt, scores, label and provenance.
 """
@@ -56,6 +61,45 @@ def _read_overrides(path: Path, known: set[str]) -> dict[str, dict[str, float]]:
     return out
 
 
+REVIEW_LOG = "calibration.jsonl"
+
+
+def _apply_one(row: dict[str, Any], vals: dict[str, float], who: str) -> None:
+    """Put a reviewer's values on a row (label left to the caller); the machine's overall is kept."""
+    row.setdefault("machine_overall", row["overall"])
+    if row.get("machine_overall") is None:
+        row["machine_overall"] = row["overall"]
+    if set(vals) == {"overall"}:
+        row["overall"] = float(vals["overall"])
+        row["score_source"] = "calibrated"
+    else:
+        row.update({k: float(vals[k]) for k in ("alignment", "realism", "fidelity")})
+        row["overall"] = round(float(np.mean([vals["alignment"], vals["realism"], vals["fidelity"]])), 6)
+        row["score_source"] = "human"
+    row["provenance"] = who
+
+
+def apply_reviews(rows: list[dict[str, Any]], log: list[dict[str, Any]]) -> int:
+    """Re-apply the human reviews of a ``calibration.jsonl`` to freshly built rows, in log order
+    (the last review of an item wins); reviews of items not in ``rows`` are ignored. Returns the
+    number of rows touched. Labels are left to the caller (``finalize`` relabels every row)."""
+    by_id = {r["id"]: r for r in rows}
+    touched = set()
+    for rec in log:
+        r = by_id.get(rec.get("id"))
+        if r is None:
+            continue
+        vals = rec.get("human")
+        if vals is None:  # a log written before the reviewer's values were kept: its 'after' holds them
+            after = rec.get("after") or {}
+            vals = {k: after[k] for k in ("alignment", "realism", "fidelity") if after.get(k) is not None}
+            if len(vals) != 3:
+                vals = {"overall": after["overall"]}
+        _apply_one(r, vals, str(rec.get("by") or "human"))
+        touched.add(r["id"])
+    return len(touched)
+
+
 def calibrate(dataset: str | os.PathLike, overrides: str | os.PathLike) -> tuple[int, dict[str, Any]]:
     """Apply human scores from ``overrides``; returns (rows changed, new stats)."""
     import yaml
@@ -69,16 +113,11 @@ def calibrate(dataset: str | os.PathLike, overrides: str | os.PathLike) -> tuple
     for r in rows:
         if r["id"] not in new:
             continue
-        before = {c: r[c] for c in (*SCORE_COLS, "label", "provenance")}
-        vals = new[r["id"]]
-        if "overall" in vals:
-            r["overall"] = vals["overall"]
-        else:
-            r.update(vals)
-            r["overall"] = round(float(np.mean([vals["alignment"], vals["realism"], vals["fidelity"]])), 6)
+        before = {c: r.get(c) for c in (*SCORE_COLS, "label", "provenance", "score_source")}
+        _apply_one(r, new[r["id"]], who)
         r["label"] = label_for(r["overall"], pmin, dmax)
-        r["provenance"] = who
-        append_jsonl(root / "calibration.jsonl", {"id": r["id"], "by": who, "before": before, "after": {c: r[c] for c in (*SCORE_COLS, "label")}})
+        append_jsonl(root / REVIEW_LOG, {"id": r["id"], "by": who, "human": new[r["id"]], "before": before,
+                                         "after": {c: r[c] for c in (*SCORE_COLS, "label", "score_source")}})
     write_table(rows, root / "items.parquet")
     n_fail = sum(1 for line in open(root / "failures.jsonl", encoding="utf-8") if line.strip()) if (root / "failures.jsonl").exists() else 0
     st = stats(rows, n_fail)
@@ -145,7 +184,7 @@ def review(dataset: str | os.PathLike, out: str | os.PathLike, limit: int | None
         parts.append(
             f"<tr class='l{r['label']}'><td><code>{html.escape(r['id'])}</code><br>{html.escape(r['source'])} / {r['split']}</td>"
             f"<td>{pics}</td><td>{html.escape(r['prompt'])}</td><td>{sc}<br><b>{lab[r['label']]}</b><br>"
-            f"<small>{html.escape(r['provenance'])}</small></td></tr>"
+            f"<small>{html.escape(r.get('score_source') or 'machine')}: {html.escape(r['provenance'])}</small></td></tr>"
         )
     page = (
         "<!doctype html><meta charset='utf-8'><title>MeshPref review</title><style>"

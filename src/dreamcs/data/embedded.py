@@ -46,6 +46,23 @@ def _stable_int(text: str) -> int:
     return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16)
 
 
+def embedded_credits(root: str | os.PathLike | None = None) -> dict[str, tuple[str, str]]:
+    """``{id: (origin, licence)}`` from ``CREDITS.md`` (its ``| id | source | licence |`` table)."""
+    root = Path(root) if root is not None else ASSETS
+    path = root / "CREDITS.md"
+    out: dict[str, tuple[str, str]] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("id", "---"):
+            origin, lic = cells[1].replace("`", ""), cells[2]
+            if lic == "same as the GLB source":  # the blockmesh / demo_mesh OBJ conversions
+                lic = "MIT (LICENSES/LICENSE_meshgpt-pytorch_MIT.txt, LICENSES/LICENSE_blockmesh_MIT.txt)"
+            out[cells[0]] = (origin, lic)
+    return out
+
+
 def embedded_items(root: str | os.PathLike | None = None, defects_per_object: tuple[int, int] = DEFECTS_PER_OBJECT) -> list[SourceItem]:
     """Clean items (prompt = own caption) plus between ``defects_per_object[0]`` and ``[1]``
     defective variants per object (a hash of the object id picks the number and the defects).
@@ -59,11 +76,14 @@ def embedded_items(root: str | os.PathLike | None = None, defects_per_object: tu
     captions = _read_cap3d_csv(root / "captions.csv")
     ids = sorted(captions)
     names = DEFECTS.names() + ["wrong_prompt"]
+    credits = embedded_credits(root)
     items: list[SourceItem] = []
     for k, obj in enumerate(ids):
         path = root / "meshes" / f"{obj}.obj"
         cap = captions[obj]
-        items.append(SourceItem(id=obj, path=str(path), prompt=cap, source="embedded_clean", object_id=obj, caption=cap))
+        origin, lic = credits.get(obj, (None, None))
+        items.append(SourceItem(id=obj, path=str(path), prompt=cap, source="embedded_clean", object_id=obj, caption=cap,
+                                license=lic, origin=origin))
         start = _stable_int(obj) % len(names)
         lo, hi = defects_per_object
         for j in range(lo + _stable_int(obj + "~n") % (hi - lo + 1)):
@@ -73,11 +93,13 @@ def embedded_items(root: str | os.PathLike | None = None, defects_per_object: tu
                 off = 1 + _stable_int(obj + "~prompt") % (len(ids) - 1)
                 other = next(captions[ids[(k + off + s) % len(ids)]] for s in range(len(ids)) if captions[ids[(k + off + s) % len(ids)]] != cap)
                 items.append(
-                    SourceItem(id=f"{obj}~{d}", path=str(path), prompt=other, source="embedded_defect", object_id=obj, caption=cap, defect=d)
+                    SourceItem(id=f"{obj}~{d}", path=str(path), prompt=other, source="embedded_defect", object_id=obj, caption=cap, defect=d,
+                               license=lic, origin=origin)
                 )
             else:
                 items.append(
-                    SourceItem(id=f"{obj}~{d}", path=str(path), prompt=cap, source="embedded_defect", object_id=obj, caption=cap, defect=d)
+                    SourceItem(id=f"{obj}~{d}", path=str(path), prompt=cap, source="embedded_defect", object_id=obj, caption=cap, defect=d,
+                               license=lic, origin=origin)
                 )
     return items
 

@@ -3,7 +3,8 @@
     cap3d:MESH_DIR:CAPTIONS.csv   a folder of meshes + a Cap3D CSV (``id,caption``, no header; id = file stem)
     manifest:FILE.jsonl           one JSON object a line: ``path``, ``prompt``, optional ``source``,
                                   ``scores`` ({alignment, realism, fidelity} or {overall}), ``id``,
-                                  ``object_id``, ``caption``
+                                  ``object_id``, ``caption``, ``license`` and ``origin`` (where the
+                                  object comes from, e.g. a URL; both go into the dataset's columns)
     run:RUN_DIR                   a generation run: ``RUN/meshes/step_*.obj`` with the prompt from
                                   ``RUN/config.yaml`` (key ``prompt``), marked ``source=sds_intermediate``
     harvest:HARVEST_DIR           meshes kept from many SDS runs by ``dreamcs data harvest``
@@ -56,6 +57,10 @@ class SourceItem:
     caption: str | None = None
     defect: str | None = None
     scores: dict[str, float] | None = None
+    license: str | None = None
+    """The object's licence (the dataset's ``license`` column; None: unknown)."""
+    origin: str | None = None
+    """Where the object comes from (a repository, URL or dataset id; the ``origin`` column)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +95,8 @@ def cap3d_items(mesh_dir: str | os.PathLike, csv_path: str | os.PathLike, source
         if p.suffix.lower() not in MESH_SUFFIXES or p.stem not in captions:
             continue
         cap = captions[p.stem]
-        items.append(SourceItem(id=p.stem, path=str(p), prompt=cap, source=source, object_id=p.stem, caption=cap))
+        items.append(SourceItem(id=p.stem, path=str(p), prompt=cap, source=source, object_id=p.stem, caption=cap,
+                                origin=f"cap3d:{p.stem}"))  # Objaverse-style assets: licence per object, unknown here
     if not items:
         raise SourceError(mesh_dir, f"no mesh file whose stem has a caption in {csv_path}")
     return items
@@ -145,6 +151,8 @@ def manifest_items(path: str | os.PathLike) -> list[SourceItem]:
                     object_id=str(rec.get("object_id") or item_id),
                     caption=rec.get("caption"),
                     scores=_parse_scores(where, rec["scores"]) if rec.get("scores") is not None else None,
+                    license=str(rec["license"]) if rec.get("license") else None,
+                    origin=str(rec["origin"]) if rec.get("origin") else None,
                 )
             )
     if not items:
@@ -170,7 +178,8 @@ def run_items(run_dir: str | os.PathLike) -> list[SourceItem]:
         raise SourceError(run_dir / "meshes", "no step_*.obj meshes")
     name = run_dir.resolve().name
     return [
-        SourceItem(id=f"{name}/{m.stem}", path=str(m), prompt=prompt.strip(), source="sds_intermediate", object_id=name)
+        SourceItem(id=f"{name}/{m.stem}", path=str(m), prompt=prompt.strip(), source="sds_intermediate", object_id=name,
+                   origin=f"dreamcs run {name}")
         for m in meshes
     ]
 

@@ -1,7 +1,7 @@
 """CP: CLIP similarity between a prompt and multi-view renders of the asset.
 
-``clip_score = 100 * mean_v cos(E_img(view_v), E_txt(prompt))`` over the turntable views (no clamp
-at 0, no 2.5 weight: the raw cosine, scaled as most text-to-3D papers print it).
+``clip_score = mean_v cos(E_img(view_v), E_txt(prompt))`` over the turntable views: the raw cosine
+(no clamp at 0, no 2.5 weight, no x100), as the DreamCS paper reports CP (0.22-0.29 there).
 
     scorer = ClipScorer("openai/clip-vit-base-patch32")   # or a local folder (save_pretrained)
     scorer.score(views_uint8, "a wooden chair")            # views (N, H, W, 3) uint8
@@ -48,6 +48,6 @@ class ClipScorer:
         return torch.nn.functional.normalize(e.float(), dim=-1).cpu()
 
     def score(self, views: np.ndarray, prompt: str) -> float:
-        """100 x the mean cosine similarity of the views to the prompt."""
+        """The mean cosine similarity of the views to the prompt, in [-1, 1] (the paper's CP)."""
         sims = self.image_embeddings(views) @ self.text_embedding(prompt)
-        return float(100.0 * sims.mean())
+        return float(sims.mean())

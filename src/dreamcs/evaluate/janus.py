@@ -6,10 +6,13 @@ For every finished run (in one or more study folders) whose prompt is in the pro
   only prompts that have a ground truth count, and each gets the Chamfer distance and normal
   consistency to it (both normalised, best rotation about y) and ``janus_excess`` = Janus score of
   the asset minus that of the ground truth (cancels objects that are front-back symmetric anyway);
-- the Janus heuristic, floaters, holes (``evaluate.geometry``);
+- the Janus heuristic, floaters, holes (``evaluate.geometry``) and the Janus decision ``janus``
+  (its mean is the paper's Janus ratio): the asset's score reaches ``JANUS_THRESHOLD`` and, with a
+  ground truth, the ground truth's does not (``janus_validation.flag_with_reference``; without
+  one, a genuinely front-back symmetric object is flagged too);
 - the reward of a RewardCS evaluator when ``reward`` is given.
 
-Output: ``janus.md`` / ``janus.json`` (+ ``janus.csv``): variants as rows, mean +/- std over all
+Output: ``janus.md`` / ``janus.json`` (+ ``janus.csv``): (recipe, variant) as rows, mean +/- std over all
 (prompt, seed) assets, then a per-prompt table (mean +/- std over seeds).
 """
 
@@ -24,7 +27,7 @@ from dreamcs.evaluate.study import read_manifest
 from dreamcs.evaluate.tables import aggregate, markdown_table, write_tables
 from dreamcs.utils import atomic_write_text
 
-JANUS_METRICS = ("chamfer", "normal_consistency", "janus_score", "janus_excess", "floaters", "holes", "reward")
+JANUS_METRICS = ("chamfer", "normal_consistency", "janus", "janus_score", "janus_excess", "floaters", "holes", "reward")
 
 
 def load_gt_map(path: str | Path) -> dict[str, Path]:
@@ -68,18 +71,24 @@ def janus_benchmark(
         from dreamcs.reward import RewardCS
 
         model = RewardCS.from_pretrained(resolve_reward_dir(reward))
+    from dreamcs.evaluate.janus_validation import flag_with_reference
+    from dreamcs.evaluate.score import _progress
+    from dreamcs.evaluate.tables import recipe_of
+
     gt_cache: dict[str, tuple[Any, float]] = {}
     records = []
-    for study in map(Path, studies):
-        runs = [r for r in read_manifest(study) if r["prompt"] in wanted]
-        for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"])):
+    jobs = [(study, run) for study in map(Path, studies)
+            for run in sorted((r for r in read_manifest(study) if r["prompt"] in wanted), key=lambda r: (r["prompt"], r["seed"]))]
+    with _progress("janus benchmark", len(jobs)) as advance:
+        for study, run in jobs:
             rec: dict[str, Any] = {"study": str(study), "run": run["run"], "prompt": run["prompt"],
-                                   "seed": run["seed"], "variant": run["variant"]}
+                                   "seed": run["seed"], "variant": run["variant"], "recipe": recipe_of(run.get("config"))}
             try:
                 mesh = normalize(load_mesh(study / run["run"] / "final.obj"))
             except MeshError as e:
                 rec["error"] = str(e)
                 records.append(rec)
+                advance()
                 continue
             log(f"janus {study / run['run']}")
             rec.update(geometry_metrics(mesh, n=points))
@@ -91,6 +100,7 @@ def janus_benchmark(
                 ref, ref_janus = gt_cache[q]
                 rec.update(compare_to_reference(mesh, ref, n=points))
                 rec["janus_excess"] = rec["janus_score"] - ref_janus
+                rec["janus"] = 1.0 if flag_with_reference(rec["janus_score"], ref_janus) else 0.0
             if model is not None:
                 try:
                     pm = fuse(mesh, n_patches=n_patches, faces_per_patch=int(model.config.faces_per_patch))
@@ -98,6 +108,7 @@ def janus_benchmark(
                 except (MeshError, ValueError) as e:
                     rec["reward_error"] = str(e)[:500]
             records.append(rec)
+            advance()
     if not records:
         raise ValueError(f"no finished run in {', '.join(map(str, studies))} has a benchmarked prompt")
     agg = aggregate(records, metrics=JANUS_METRICS)

@@ -6,10 +6,12 @@ scores: ``alignment`` (text-asset alignment), ``plausibility`` (3D plausibility)
 scorer, whose transport is reused (``LLMScorer.request``: timeouts, retries with back-off on
 timeouts, connection errors, 429 and 5xx; the key from ``DREAMCS_LLM_API_KEY``):
 
-- tolerant parsing: a JSON object anywhere in the reply (prose, code fences);
+- tolerant parsing: a JSON object anywhere in the reply (prose, code fences), keys in any case, the
+  last complete object when the model restarts its answer;
 - a missing, non-numeric or out-of-range score raises ``ScoreError`` with the raw reply: the asset
   is recorded as unjudged, a score is never made up;
-- valid replies are cached on disk per (image hash, prompt, model), so a re-run never pays twice.
+- valid replies are cached on disk per (image hash, prompt, model, endpoint, question), so a re-run
+  never pays twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dreamcs.data.scorers import ScoreError
 from dreamcs.utils import atomic_write_text
 
 JUDGE_CRITERIA = ("alignment", "plausibility", "consistency")
@@ -51,27 +52,10 @@ class JudgeConfig:
 
 
 def parse_judgement(reply: str) -> dict[str, float]:
-    """The three 1-5 scores from a reply, or ``ScoreError`` (raw reply kept)."""
-    from dreamcs.data.scorers.llm import _json_objects
+    """The three 1-5 scores from a reply (keys in any case, the last complete object), or ``ScoreError``."""
+    from dreamcs.data.scorers.llm import score_object
 
-    cands = [o for o in _json_objects(reply) if isinstance(o, dict) and any(str(k).lower() in JUDGE_CRITERIA for k in o)]
-    if not cands:
-        raise ScoreError("no JSON object with judge scores in the reply", raw=reply)
-    obj = {str(k).lower(): v for k, v in cands[0].items()}
-    out = {}
-    for k in JUDGE_CRITERIA:
-        v = obj.get(k)
-        if isinstance(v, str):
-            try:
-                v = float(v.strip())
-            except ValueError:
-                raise ScoreError(f"judge score {k!r} is not a number: {v!r}", raw=reply) from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-            raise ScoreError(f"judge score {k!r} missing or not a number", raw=reply)
-        if not 1.0 <= float(v) <= 5.0:
-            raise ScoreError(f"judge score {k!r} = {v} is outside [1, 5]", raw=reply)
-        out[k] = float(v)
-    return out
+    return score_object(reply, JUDGE_CRITERIA, 1.0, 5.0, what="judge score")
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -105,7 +89,11 @@ class VLMJudge:
         png = _png(image)
         cache = None
         if self.cfg.cache_dir:
-            key = hashlib.sha1(json.dumps([hashlib.sha1(png).hexdigest(), prompt, self.cfg.model]).encode()).hexdigest()
+            from dreamcs.data.scorers.llm import _endpoint
+
+            # the endpoint and the question are part of the key: a changed one never gets a stale reply
+            key = hashlib.sha1(json.dumps([hashlib.sha1(png).hexdigest(), prompt, self.cfg.model,
+                                           _endpoint(self.cfg.url), JUDGE_PROMPT]).encode()).hexdigest()
             cache = Path(self.cfg.cache_dir) / f"{key}.json"
         if cache is not None and cache.is_file():
             return parse_judgement(json.loads(cache.read_text(encoding="utf-8"))["reply"])

@@ -1,14 +1,18 @@
 """``evaluate score``: per-asset metrics of one or more studies, aggregated per variant.
 
     OUT/assets.jsonl     one record per asset (run, prompt, seed, variant, every metric, errors)
-    OUT/table.{md,csv,json}  variant x metric, mean +/- std
+    OUT/table.{md,csv,json}  (recipe, variant) x metric, mean +/- std (the recipe, the study's
+                         generation config, is named when the studies hold more than one)
     OUT/contact_sheet.png    every asset's turntable, labelled
+    OUT/failures.jsonl       assets that could not be scored, or whose judge failed, with the reason
 
 Per asset: the mesh is loaded and normalised; the geometry metrics and the Janus heuristic come from
-``evaluate.geometry``; CP needs ``clip``, GA a RewardCS evaluator (``ga_reward``: by the paper's
+``evaluate.geometry`` (with the Janus decision ``janus``, whose mean is the Janus ratio); CP (the
+mean CLIP cosine, as the paper prints it) needs ``clip``, GA a RewardCS evaluator (``ga_reward``: by the paper's
 protocol a model trained with another seed or configuration than the one that guided generation),
-the judge an endpoint. An asset whose mesh cannot be read is recorded with its ``error`` and left
-out of the means. Records are cached in ``assets.jsonl`` under a key of the scoring settings, so a
+the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
+with its ``error`` and left out of the means (the run goes on); a judge that fails (bad reply,
+dropped connection) leaves ``judge_error`` and is asked again on the next run. Records are cached in ``assets.jsonl`` under a key of the scoring settings, so a
 re-run only scores what is new.
 """
 
@@ -24,8 +28,11 @@ from typing import Any
 import numpy as np
 
 from dreamcs.evaluate.study import read_manifest
-from dreamcs.evaluate.tables import aggregate, contact_sheet, write_tables
-from dreamcs.utils import append_jsonl, read_jsonl
+from dreamcs.evaluate.tables import aggregate, contact_sheet, group_labels, recipe_of, write_tables
+from dreamcs.utils import append_jsonl, atomic_write_text, read_jsonl
+
+#: 2: CP as the cosine (was 100 x), the Janus decision ``janus``, the recipe of each record
+RECORD_FORMAT = 2
 
 
 @dataclass
@@ -49,9 +56,11 @@ class ScoreConfig:
     device: str = "cpu"
 
     def key(self) -> str:
-        """A hash of the settings that change a record's numbers (not the device)."""
+        """A hash of the settings that change a record's numbers (not the device), and of the
+        record format (records of an older format, e.g. CP as 100 x cosine, are scored again)."""
         d = asdict(self)
         d.pop("device")
+        d["record_format"] = RECORD_FORMAT
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -117,6 +126,8 @@ class AssetScorer:
             except ScoreError as e:
                 rec["judge_error"] = e.reason[:500]
                 rec["judge_raw"] = (e.raw or "")[:2000]
+            except OSError as e:  # a transport error the client did not turn into a ScoreError
+                rec["judge_error"] = f"{type(e).__name__}: {e}"[:500]
         return rec, views
 
 
@@ -158,6 +169,33 @@ def _warn_same_reward(cfg: ScoreConfig, runs: Sequence[dict[str, Any]], log: Cal
             return
 
 
+class _progress:
+    """A rich progress bar with ETA over ``total`` assets (on stderr; silent when not a terminal)."""
+
+    def __init__(self, what: str, total: int) -> None:
+        self.what, self.total = what, total
+
+    def __enter__(self) -> Callable[[], None]:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn(f"[bold]{self.what}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        task = self.bar.add_task(self.what, total=self.total)
+        self.bar.start()
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+
 def score_studies(
     studies: Sequence[str | Path], out: str | Path, cfg: ScoreConfig, *, log: Callable[[str], None] = print,
     sheet: bool = True,
@@ -169,30 +207,48 @@ def score_studies(
     key = cfg.key()
     cache = {(r["study"], r["run"]): r for r in read_jsonl(out / "assets.jsonl") if r.get("settings") == key}
     scorer: AssetScorer | None = None
-    records, cells = [], {}
+    records, strips = [], []
+    jobs = []
     for study in map(Path, studies):
         runs = read_manifest(study)
         if not runs:
             raise FileNotFoundError(f"{study}: no finished runs in {study / 'manifest.jsonl'}")
         _warn_same_reward(cfg, runs, log)
-        for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"])):
+        jobs += [(study, run) for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"]))]
+    with _progress("scoring assets", len(jobs)) as advance:
+        for study, run in jobs:
             run_dir = study / run["run"]
             views = None
             rec = cache.get((str(study), run["run"]))
             if not _reusable(rec, run_dir / "final.obj"):
                 scorer = scorer or AssetScorer(cfg)
                 log(f"score {run_dir}")
-                metrics, views = scorer.score(run_dir, run["prompt"])
+                crashed = False
+                try:
+                    metrics, views = scorer.score(run_dir, run["prompt"])
+                except Exception as e:  # one asset's failure goes to the errors; the run goes on
+                    metrics, crashed = {"error": f"{type(e).__name__}: {e}"[:2000]}, True
+                    log(f"  failed: {metrics['error'][:200]}")
                 sha = sha1_file(run_dir / "final.obj") if (run_dir / "final.obj").is_file() else None
                 rec = {"study": str(study), "run": run["run"], "prompt": run["prompt"], "seed": run["seed"],
-                       "variant": run["variant"], "settings": key, "mesh_sha1": sha, **metrics}
-                append_jsonl(out / "assets.jsonl", rec)
+                       "variant": run["variant"], "recipe": recipe_of(run.get("config")), "settings": key,
+                       "mesh_sha1": sha, **metrics}
+                if not crashed:
+                    append_jsonl(out / "assets.jsonl", rec)  # a crashed asset is not cached: retried next time
             records.append(rec)
-            if sheet and (strip := _strip(run_dir, views)) is not None:
-                cells.setdefault((rec["prompt"], rec["seed"]), {})[rec["variant"]] = strip
+            strips.append(_strip(run_dir, views) if sheet else None)
+            advance()
+    cells: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    for rec, label, strip in zip(records, group_labels(records), strips, strict=True):
+        if strip is not None:
+            cells.setdefault((rec["prompt"], rec["seed"]), {})[label] = strip
     agg = aggregate(records)
     paths = write_tables(out, agg, "table", extra={"settings": asdict(cfg), "n_assets": len(records),
-                                                   "errors": [r for r in records if "error" in r]})
+                                                   "errors": [r for r in records if "error" in r],
+                                                   "judge_errors": [r for r in records if "judge_error" in r]})
+    fails = [{k: r.get(k) for k in ("study", "run", "prompt", "seed", "variant", "error", "judge_error") if r.get(k) is not None}
+             for r in records if "error" in r or "judge_error" in r]
+    paths["failures"] = atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in fails))
     if sheet and cells:
         paths["sheet"] = contact_sheet(cells, list(agg), out / "contact_sheet.png")
     return {"assets": records, "table": agg, "paths": paths}

@@ -110,6 +110,7 @@ def run_study(
     finished = {r["run"] for r in read_manifest(out)}
     counts = {"done": 0, "skipped": 0, "failed": 0}
     jobs = plan_jobs(prompts, seeds, shard)
+    spent: list[float] = []  # seconds of the runs made by this call, for the ETA
     for k, job in enumerate(jobs, 1):
         rel = f"runs/{job.name}"
         run_dir = out / rel
@@ -121,7 +122,8 @@ def run_study(
         if reward is not None:
             cfg.reward.checkpoint = reward
         resume = (run_dir / "config.yaml").is_file() or (run_dir / "metrics.jsonl").is_file()
-        log(f"[{k}/{len(jobs)}] {'resume' if resume else 'run'} {rel}: {job.prompt!r} seed {job.seed}")
+        eta = f" (ETA {_duration(sum(spent) / len(spent) * (len(jobs) - k + 1))})" if spent else ""
+        log(f"[{k}/{len(jobs)}] {'resume' if resume else 'run'} {rel}: {job.prompt!r} seed {job.seed}{eta}")
         t0 = time.perf_counter()
         try:
             res = GeneratePipeline(cfg, run_dir, show_progress=show_progress)(resume=resume)
@@ -131,6 +133,7 @@ def run_study(
                                           "error": f"{type(e).__name__}: {e}"[:2000]})
             log(f"  failed: {type(e).__name__}: {e}")
             continue
+        spent.append(time.perf_counter() - t0)
         last = res.metrics[-1] if res.metrics else {}
         append_jsonl(out / MANIFEST, {
             "run": rel, "prompt": job.prompt, "seed": job.seed, "variant": variant, "config": str(config),
@@ -139,6 +142,14 @@ def run_study(
         })
         counts["done"] += 1
     return counts
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m`` / ``3m05s`` / ``42s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def _check_study_settings(out: Path, settings: dict[str, Any]) -> None:

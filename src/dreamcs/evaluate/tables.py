@@ -1,5 +1,8 @@
-"""Aggregation and the paper-layout table (rows: variants, columns: metrics, cells: mean +/- std),
-written as Markdown, CSV and JSON; and the contact sheet of every asset."""
+"""Aggregation and the paper-layout table (rows: (recipe, variant), columns: metrics, cells: mean
++/- std), written as Markdown, CSV and JSON and as an HTML table; and the contact sheet of every asset.
+
+CP is the paper's: the mean CLIP cosine (0.22-0.29 in the paper), not 100 x cosine. The Janus
+ratio (share of assets the Janus decision flags) stands beside the continuous Janus score."""
 
 from __future__ import annotations
 
@@ -21,7 +24,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "ga": ("GA", True),
     "chamfer": ("Chamfer", False),
     "normal_consistency": ("NC", True),
-    "janus_score": ("Janus", False),
+    "janus": ("Janus ratio", False),
+    "janus_score": ("Janus score", False),
     "janus_excess": ("Janus excess", False),
     "floaters": ("Floaters", False),
     "holes": ("Holes", False),
@@ -38,19 +42,38 @@ def _finite(values: Sequence[Any]) -> list[float]:
     return [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
 
 
-def aggregate(records: Sequence[dict[str, Any]], group: str = "variant",
+def recipe_of(config: Any) -> str | None:
+    """A study's recipe name from its generation config (a preset name or a YAML path): the stem."""
+    if not config:
+        return None
+    name = str(config).replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:-5] if name.endswith(".yaml") else name[:-4] if name.endswith(".yml") else name
+
+
+def group_labels(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The table row of each record: its ``variant``, as ``recipe / variant`` when the records hold
+    more than one recipe (two backbones' baselines must not pool into one row)."""
+    recipes = {r.get("recipe") for r in records}
+    if len(recipes) <= 1:
+        return [str(r.get("variant")) for r in records]
+    return [f"{r.get('recipe') or '?'} / {r.get('variant')}" for r in records]
+
+
+def aggregate(records: Sequence[dict[str, Any]], group: str | None = None,
               metrics: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
     """{group value: {metric: {mean, std, n}}} over records; std is the population std (ddof 0).
 
+    Grouped by ``group`` (a record key) or, by default, by (recipe, variant) (``group_labels``).
     Missing and non-finite values are left out (``n`` says how many counted); a metric no record of
-    a group has is absent for that group.
+    a group has is absent for that group. A 0/1 metric's mean is a ratio (the Janus ratio).
     """
     metrics = list(metrics or METRICS)
+    labels = group_labels(records) if group is None else [str(r.get(group)) for r in records]
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for rec in records:
-        out.setdefault(str(rec.get(group)), {})
+    for name in labels:
+        out.setdefault(name, {})
     for name in out:
-        rows = [r for r in records if str(r.get(group)) == name]
+        rows = [r for r, lab in zip(records, labels, strict=True) if lab == name]
         for m in metrics:
             vals = _finite([r.get(m) for r in rows])
             if vals:
@@ -77,6 +100,19 @@ def markdown_table(agg: dict[str, dict[str, dict[str, float]]], first: str = "Me
     for name, row in agg.items():
         lines.append("| " + " | ".join([name] + [_cell(row.get(c), digits) for c in cols]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def html_table(agg: dict[str, dict[str, dict[str, float]]], first: str = "Method", digits: int = 3) -> str:
+    """The same table as ``markdown_table`` as an HTML ``<table>`` (escaped)."""
+    import html
+
+    cols = _columns(agg)
+    head = [first] + [f"{METRICS.get(c, (c, True))[0]} {'↑' if METRICS.get(c, (c, True))[1] else '↓'}" for c in cols]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for name, row in agg.items():
+        rows.append("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in [name] + [_cell(row.get(c), digits) for c in cols])
+                    + "</tr>")
+    return "<table class='metrics'>" + "".join(rows) + "</table>"
 
 
 def csv_table(agg: dict[str, dict[str, dict[str, float]]], first: str = "variant") -> str:

@@ -1,7 +1,8 @@
 """Batch preparation: mesh files to patched ``.npz`` files and a ``report.jsonl``.
 
 ``prepare_file`` is the per-file work (load -> normalize -> simplify -> fuse -> save), usable from
-Python; ``prepare_many`` runs it over files and folders, one bad file never stopping the batch,
+Python; ``prepare_many`` runs it over files and folders (files of an unknown type in a folder are
+reported as ``status: skipped`` with the reason), one bad file never stopping the batch,
 optionally over a process pool, and resumes: inputs already ``ok`` in ``report.jsonl`` whose
 ``.npz`` still exists are skipped. ``report.jsonl`` holds one line per input (the latest attempt),
 appended as results arrive and compacted atomically at the end.
@@ -111,14 +112,24 @@ def _save_atomic(patched: Any, out_path: Path) -> None:
             tmp.unlink()
 
 
-def collect_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+def collect_inputs(inputs: Iterable[str | os.PathLike], skipped: list[dict[str, Any]] | None = None) -> list[Path]:
     """Files named directly (any extension: a bad one gets its error line) plus mesh files found
-    recursively in folders, sorted within each folder; duplicates removed, order kept."""
+    recursively in folders, sorted within each folder; duplicates removed, order kept.
+
+    Files in those folders that are not of a mesh type are appended to ``skipped`` (when given) as
+    ``{"input", "status": "skipped", "reason"}`` records, so a report can say what was left out."""
+    from dreamcs.mesh.io import MESH_EXTENSIONS
+
     out: list[Path] = []
     seen: set[Path] = set()
     for item in inputs:
         p = Path(item)
         found = sorted(q for q in p.rglob("*") if q.is_file() and is_mesh_file(q)) if p.is_dir() else [p]
+        if p.is_dir() and skipped is not None:
+            for q in sorted(q for q in p.rglob("*") if q.is_file() and not is_mesh_file(q)):
+                kind = f"'{q.suffix}'" if q.suffix else "no extension"
+                skipped.append({"input": str(q.resolve()), "status": "skipped",
+                                "reason": f"unknown file type ({kind}); mesh types: {', '.join(sorted(MESH_EXTENSIONS))}"})
         for q in found:
             key = q.resolve()
             if key not in seen:
@@ -175,14 +186,17 @@ def prepare_many(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Prepare every input into ``out_dir``; returns one record per input (resumed ones included,
-    marked ``"resumed": True``). ``on_start(n_total, n_todo)`` and ``on_result(record)`` drive a
+    marked ``"resumed": True``), then one ``status: skipped`` record per non-mesh file of a folder. ``on_start(n_total, n_todo)`` and ``on_result(record)`` drive a
     progress display. ``workers > 1`` uses a process pool; the parent alone writes the report.
     """
     cfg = cfg or PrepareConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = out / REPORT_NAME
-    files = collect_inputs(inputs)
+    skipped: list[dict[str, Any]] = []
+    files = collect_inputs(inputs, skipped)
+    own = {str(report.resolve())}  # the report itself when OUT lies inside an input folder
+    skipped = [r for r in skipped if r["input"] not in own and not r["input"].endswith(".tmp.npz")]
     previous = {r.get("input"): r for r in read_jsonl(report)}
     reserved = {r["output"]: i for i, r in previous.items() if r.get("status") == "ok" and r.get("output")}
     names = output_names(files, reserved)
@@ -224,8 +238,9 @@ def prepare_many(
                     }
                 _record(rec)
 
-    # One line per input, inputs of earlier runs that were not named this time kept as they were.
-    final = {**previous, **results}
+    # One line per input, inputs of earlier runs that were not named this time kept as they were;
+    # files of an unknown type found in the folders are listed as skipped, with the reason.
+    final = {**previous, **{r["input"]: r for r in skipped}, **results}
     atomic_write_text(report, "".join(json.dumps(r) + "\n" for r in final.values()))
-    return [done.get(str(f.resolve())) or results[str(f.resolve())] for f in files]
+    return [done.get(str(f.resolve())) or results[str(f.resolve())] for f in files] + skipped
 

@@ -10,13 +10,16 @@
    or out-of-range score raises ``ScoreError`` with the raw reply kept: no score is ever made up.
 
 Transport: stdlib ``urllib`` only; a timeout per request, retries with exponential back-off on
-timeouts, connection errors, 429 and 5xx. Valid replies are cached on disk, one JSON file per
-(mesh hash, prompt, model), so a re-run or a resumed build never pays twice.
+timeouts, refused or dropped connections, 429 and 5xx (a ``Retry-After`` header, in seconds or as
+an HTTP date, is honoured up to ``max_retry_after_s``). Valid replies are cached on disk, one JSON
+file per (mesh hash, prompt, model, endpoint, prompt template, bins, max faces, sampling settings),
+so a re-run or a resumed build never pays twice and a changed setting never gets a stale reply.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -67,6 +70,8 @@ class LLMScorerConfig:
     """Extra attempts after a timeout, connection error, 429 or 5xx."""
     backoff_s: float = 1.0
     """First back-off delay; doubles after each failed attempt."""
+    max_retry_after_s: float = 120.0
+    """Cap on a server's ``Retry-After`` wait (seconds or HTTP date), so one header cannot stall a build."""
     max_tokens: int = 256
     temperature: float = 0.0
     cache_dir: str | None = None
@@ -116,26 +121,56 @@ def _json_objects(text: str) -> list[Any]:
     return found
 
 
-def parse_scores(reply: str) -> dict[str, float]:
-    """The three scores from a model reply, or ``ScoreError`` (raw reply kept) when any is bad."""
-    candidates = [o for o in _json_objects(reply) if isinstance(o, dict) and any(k in o for k in SCORE_NAMES)]
-    if not candidates:
-        raise ScoreError("no JSON object with scores in the reply", raw=reply)
-    obj = {str(k).lower(): v for k, v in candidates[0].items()}
+def score_object(reply: str, names: tuple[str, ...], lo: float, hi: float, what: str = "score") -> dict[str, float]:
+    """``{name: value}`` from the reply's score object, or ``ScoreError`` (raw reply kept).
+
+    Keys are matched case-insensitively (``"Alignment"`` counts). Of several objects the last one
+    holding every name wins (a model that restarts its answer, or a partial object followed by a
+    full one); with none complete, the last one holding any name is checked, to say what is wrong.
+    """
+    objs = [{str(k).strip().lower(): v for k, v in o.items()} for o in _json_objects(reply) if isinstance(o, dict)]
+    cands = [o for o in objs if any(k in o for k in names)]
+    if not cands:
+        raise ScoreError(f"no JSON object with {what}s in the reply", raw=reply)
+    full = [o for o in cands if all(k in o for k in names)]
+    obj = (full or cands)[-1]
     out = {}
-    for k in SCORE_NAMES:
+    for k in names:
         v = obj.get(k)
         if isinstance(v, str):
             try:
                 v = float(v.strip())
             except ValueError:
-                raise ScoreError(f"score {k!r} is not a number: {v!r}", raw=reply) from None
+                raise ScoreError(f"{what} {k!r} is not a number: {v!r}", raw=reply) from None
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-            raise ScoreError(f"score {k!r} missing or not a number", raw=reply)
-        if not 0.0 <= float(v) <= 5.0:
-            raise ScoreError(f"score {k!r} = {v} is outside [0, 5]", raw=reply)
+            raise ScoreError(f"{what} {k!r} missing or not a number", raw=reply)
+        if not lo <= float(v) <= hi:
+            raise ScoreError(f"{what} {k!r} = {v} is outside [{lo:g}, {hi:g}]", raw=reply)
         out[k] = float(v)
     return out
+
+
+def parse_scores(reply: str) -> dict[str, float]:
+    """The three 0-5 scores from a model reply, or ``ScoreError`` (raw reply kept) when any is bad."""
+    return score_object(reply, SCORE_NAMES, 0.0, 5.0)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _endpoint(url: str) -> str:
@@ -169,7 +204,9 @@ class LLMScorer:
     def _cache_path(self, mesh_hash: str, prompt: str) -> Path | None:
         if not self.cfg.cache_dir:
             return None
-        key = hashlib.sha1(json.dumps([mesh_hash, prompt, self.cfg.model]).encode()).hexdigest()
+        c = self.cfg  # everything that changes the question or the answer; not timeouts or retries
+        key = hashlib.sha1(json.dumps([mesh_hash, prompt, c.model, _endpoint(c.url), SYSTEM_PROMPT, USER_PROMPT,
+                                       c.bins, c.max_faces, c.temperature, c.max_tokens]).encode()).hexdigest()
         return Path(self.cfg.cache_dir) / f"{key}.json"
 
     def request(self, messages: list[dict[str, str]]) -> str:
@@ -187,9 +224,12 @@ class LLMScorer:
             headers["Authorization"] = f"Bearer {key}"
         url = _endpoint(self.cfg.url)
         last = "no attempt"
+        wait_s: float | None = None  # a server's Retry-After for the next attempt
         for attempt in range(self.cfg.retries + 1):
             if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
+                backoff = self.cfg.backoff_s * 2 ** (attempt - 1)
+                time.sleep(backoff if wait_s is None else max(backoff, min(wait_s, self.cfg.max_retry_after_s)))
+            wait_s = None
             try:
                 req = urllib.request.Request(url, data=body, headers=headers, method="POST")
                 with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
@@ -198,6 +238,7 @@ class LLMScorer:
                 detail = e.read().decode("utf-8", errors="replace")[:500]
                 last = f"HTTP {e.code} from {url}: {detail}"
                 if e.code == 429 or e.code >= 500:
+                    wait_s = retry_after_seconds(e.headers.get("Retry-After") if e.headers else None)
                     continue
                 raise ScoreError(last, raw=detail) from None
             except TimeoutError as e:
@@ -207,6 +248,11 @@ class LLMScorer:
                 last = f"cannot reach {url}: {e.reason}"
                 if isinstance(e.reason, (TimeoutError, socket.timeout)):
                     last = f"timeout after {self.cfg.timeout_s}s from {url}"
+                continue
+            except (http.client.HTTPException, ConnectionError) as e:
+                # a dropped connection (RemoteDisconnected, ConnectionResetError, IncompleteRead) is
+                # raised by urlopen/read unwrapped: as retryable as a timeout
+                last = f"connection to {url} dropped: {type(e).__name__}: {e}"
                 continue
             try:
                 return str(json.loads(payload)["choices"][0]["message"]["content"])
