@@ -39,8 +39,9 @@ class StableDiffusionGuidance(Guidance):
             raise OSError(f"{path}: could not load Stable Diffusion components: {e}".split("\n")[0]) from e
         for m in (self.text_encoder, self.vae, self.unet):
             m.requires_grad_(False).eval()
-        self.to(device)
+        # the schedule buffer first, so that .to() moves it with the weights (indexed by CUDA timesteps)
         self._set_schedule(scheduler)
+        self.to(device)
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
     def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
