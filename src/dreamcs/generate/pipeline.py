@@ -167,23 +167,35 @@ class GeneratePipeline:
 
     # 3. one step -----------------------------------------------------------------------------
     def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
-        """Sample B cameras and render: images (B, H, W, 3) in [0, 1], view suffixes, shading."""
+        """Sample B cameras (and lights) and render: images (B, H, W, 3) in [0, 1] (or (B, H, W, 4)
+        normal + mask latents in the ``normal+mask`` warm-up), view suffixes, shading."""
         from dreamcs import render
+        from dreamcs.generate.appearance import (
+            LATENT_SHADING,
+            normal_mask_latents,
+            pick_shading,
+            sample_lights,
+        )
 
         r = self.cfg.render
         res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
-        shading = r.shading
-        if shading == "mixed":
-            shading = "normal" if float(torch.rand(())) < r.normal_prob else "diffuse"
+        shading = pick_shading(r, step)
         cams = render.sample_cameras(r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
                                      distance_range=r.distance_range, fov_range=r.fov_range)
-        rcfg = render.RenderConfig(shading=shading, normals=r.normals, background=tuple(r.background))
-        out = render.render(verts, faces, cams.to(verts.device), res, rcfg)
+        lights = sample_lights(cams, r)
+        latent = shading == LATENT_SHADING
+        colored = self.field.has_albedo and shading in ("albedo", "lambertian", "diffuse")
+        rcfg = render.RenderConfig(
+            shading="normal" if latent else shading, normals=r.normals, ambient=r.ambient, backend=r.backend,
+            cull_backfaces=r.cull_backfaces, background=(0.0, 0.0, 0.0) if latent else tuple(r.background))
+        out = render.render(verts, faces, cams.to(verts.device), res, rcfg,
+                            albedo=self.field.albedo if colored else None,
+                            light_positions=None if lights is None else lights.to(verts.device))
         if r.view_dependent_prompting:
             suffixes = [f"{d} view" for d in render.view_directions(cams)]
         else:
             suffixes = [""] * len(cams)
-        return out["image"], suffixes, shading
+        return (normal_mask_latents(out) if latent else out["image"]), suffixes, shading
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One optimisation step at ``step`` (0-based); returns its metrics record."""
@@ -205,7 +217,7 @@ class GeneratePipeline:
             img = images.detach().requires_grad_(True)
             t2 = time.perf_counter()
             text = self.guidance.encode_prompts(cfg.prompt, suffixes)
-            sds = self.guidance.sds_loss(img, text, step)
+            sds = self.guidance.sds_loss(img, text, step, as_latents=img.shape[-1] == 4)
             lam = C(lw.lambda_sds, step, "loss.lambda_sds")
             (lam * sds["loss_sds"]).backward()
             t3 = time.perf_counter()
@@ -267,12 +279,14 @@ class GeneratePipeline:
 
         verts, faces = self.field()
         r = self.cfg.render
+        # vertex colours from the albedo field (None for a geometry-only run)
+        colors = self.field.albedo(verts) if self.field.has_albedo and verts.shape[0] else None
         return {
-            "final_obj": outputs.write_mesh(verts, faces, self.run_dir / "final.obj"),
-            "final_glb": outputs.write_mesh(verts, faces, self.run_dir / "final.glb"),
+            "final_obj": outputs.write_mesh(verts, faces, self.run_dir / "final.obj", colors),
+            "final_glb": outputs.write_mesh(verts, faces, self.run_dir / "final.glb", colors),
             "turntable": save_turntable_png(
                 self.run_dir / "turntable.png", verts.cpu(), faces.cpu(), r.turntable_views, r.turntable_resolution,
-                config=RenderConfig(normals=r.normals)),
+                config=RenderConfig(normals=r.normals), colors=None if colors is None else colors.cpu()),
         }
 
     # 5. the run ----------------------------------------------------------------------------------

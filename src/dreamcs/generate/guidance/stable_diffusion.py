@@ -54,6 +54,11 @@ class StableDiffusionGuidance(Guidance):
         hidden = self.text_encoder(ids)[0].float().cpu()
         return [(hidden[i], None) for i in range(len(texts))]
 
+    def latent_shape(self) -> tuple[int, int]:
+        # each VAE down block but the last halves the image: 512 px -> 64 latents for SD 1.5 / 2.1
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return int(self.unet.config.in_channels), self.cfg.image_size // factor
+
     def encode_images(self, images: Tensor) -> Tensor:
         x = resize_images(images.to(self.device, torch.float32), self.cfg.image_size)
         if x.shape[1] == 1:

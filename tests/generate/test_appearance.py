@@ -1,0 +1,108 @@
+"""Colour: the albedo field, point-light shading, the shading schedule, and a coloured export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from dreamcs.config import load_config
+from dreamcs.generate.appearance import pick_shading, sample_lights
+from dreamcs.generate.config import GenerateConfig, RenderSettings, resolve_config_path
+from dreamcs.generate.dmtet import DMTet, DMTetConfig
+from dreamcs.generate.pipeline import GeneratePipeline
+from dreamcs.render import Cameras, render, render_views
+
+
+def _sphere() -> tuple[torch.Tensor, torch.Tensor]:
+    m = trimesh.creation.icosphere(2, radius=0.8)
+    return torch.tensor(m.vertices, dtype=torch.float32), torch.tensor(m.faces, dtype=torch.long)
+
+
+FRONT = Cameras(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([2.6]), torch.tensor([50.0]))
+
+
+def test_per_vertex_colours_and_world_positions() -> None:
+    v, f = _sphere()
+    red = torch.tensor([1.0, 0.0, 0.0]).expand_as(v)
+    out = render(v, f, FRONT, 32, albedo=red, shading="albedo")
+    mask = out["mask"][0, ..., 0] > 0
+    img = out["image"][0][out["alpha"][0, ..., 0] > 0.999]  # inside the soft outline
+    assert torch.allclose(img, torch.tensor([1.0, 0.0, 0.0]).expand_as(img), atol=1e-4)
+    r = out["position"][0][mask].norm(dim=-1)  # points on the (flat-faceted) sphere of radius 0.8
+    assert r.max() < 0.8 + 1e-4 and r.min() > 0.75
+    assert out["position"][0][~mask].abs().max() == 0
+    with pytest.raises(ValueError, match="needs colours"):
+        render(v, f, FRONT, 16, shading="albedo")
+
+
+def test_point_light_lights_the_side_it_faces() -> None:
+    v, f = _sphere()
+    grey = torch.full_like(v, 0.5)
+    right = render(v, f, FRONT, 32, albedo=grey, shading="lambertian", ambient=0.0, two_sided=False,
+                   light_positions=torch.tensor([[3.0, 0.0, 0.0]]))["image"][0, 16, :, 0]
+    assert right[:16].max() == 0 and right[16:].max() > 0.25  # +x is the image's right: lit, the left dark
+    textureless = render(v, f, FRONT, 16, albedo=torch.zeros_like(v), shading="textureless")["image"]
+    assert textureless.max() > 0.5  # the colours are ignored: grey surface under the light
+
+
+def test_dmtet_albedo_field_gets_gradients() -> None:
+    torch.manual_seed(0)
+    field = DMTet(DMTetConfig(grid_resolution=8, appearance="albedo"))
+    assert field.has_albedo and not DMTet(DMTetConfig(grid_resolution=4)).has_albedo
+    verts, faces = field()
+    out = render(verts, faces, FRONT, 24, albedo=field.albedo, shading="lambertian")
+    out["image"][..., 0].mean().backward()
+    grads = [p.grad for p in field.albedo_net.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    with pytest.raises(ValueError, match="appearance"):
+        DMTet(DMTetConfig(grid_resolution=4, appearance="rgb"))
+
+
+def test_dreamfusion_shading_schedule_and_lights() -> None:
+    r = RenderSettings(shading="dreamfusion", ambient_only_steps=5, light="random")
+    torch.manual_seed(0)
+    assert {pick_shading(r, s) for s in range(5)} == {"albedo"}
+    later = [pick_shading(r, 100) for _ in range(400)]
+    share = {k: later.count(k) / 400 for k in ("albedo", "textureless", "lambertian")}
+    assert abs(share["albedo"] - 0.25) < 0.07 and abs(share["textureless"] - 0.375) < 0.07
+    cams = Cameras(torch.zeros(64), torch.zeros(64), torch.full((64,), 2.5), torch.full((64,), 50.0))
+    lights = sample_lights(cams, r)
+    d = lights.norm(dim=-1)
+    assert lights.shape == (64, 3) and d.min() >= 0.8 - 1e-5 and d.max() <= 1.5 + 1e-5
+    assert lights[:, 2].mean() > 0.2  # around the camera (at +z)
+    assert sample_lights(cams, RenderSettings()) is None
+
+
+def test_colour_shading_without_albedo_is_a_config_error() -> None:
+    cfg = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), ["prompt=a chair", "render.shading=lambertian"])
+    with pytest.raises(ValueError, match="appearance=albedo"):
+        cfg.validate()
+
+
+def test_colour_run_exports_a_coloured_glb(tmp_path) -> None:
+    cfg = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), [
+        "prompt=a red chair", "steps=3", "save_every=3", "mesh_every=0", "geometry.grid_resolution=8",
+        "geometry.appearance=albedo", "render.shading=dreamfusion", "render.ambient_only_steps=1",
+        "render.light=random", "render.batch_size=1", "render.resolution=32", "guidance.channels=3",
+        "render.turntable_views=2", "render.turntable_resolution=32"])
+    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()
+    assert out.metrics[0]["shading"] == "albedo" and all(np.isfinite(r["loss"]) for r in out.metrics)
+    glb = trimesh.load(out.final_glb, force="mesh", process=False)
+    assert glb.visual.kind == "vertex"
+    rgb = np.asarray(glb.visual.vertex_colors)[:, :3].astype(float)
+    assert len(np.unique(rgb, axis=0)) > 10 and rgb.std(0).max() > 2.0  # not one constant colour (0-255)
+    obj = (tmp_path / "run" / "final.obj").read_text().splitlines()
+    assert len(next(ln for ln in obj if ln.startswith("v ")).split()) == 7  # v x y z r g b
+
+
+def test_turntable_frames_the_whole_mesh() -> None:
+    # a wide, off-centre box (a bed): the fitted turntable keeps it off the image border
+    box = trimesh.creation.box(extents=(2.0, 0.6, 1.2))
+    box.apply_translation((0.3, 0.2, 0.0))
+    imgs = render_views(box.vertices, box.faces, n_views=4, resolution=48)
+    border = np.concatenate([imgs[:, 0], imgs[:, -1], imgs[:, :, 0], imgs[:, :, -1]], 1)
+    assert border.max() == 0 and imgs.max() > 0
+    cut = render_views(box.vertices, box.faces, n_views=4, resolution=48, distance=2.0)
+    assert np.concatenate([cut[:, :, 0], cut[:, :, -1]], 1).max() > 0  # the old fixed framing cuts it
