@@ -2,7 +2,7 @@
 
 Any scalar documented as a *schedule* takes a number or ``[start_step, start_value, end_value,
 end_step]`` (see ``dreamcs.schedule.C``). Presets ship as YAML in ``dreamcs/configs/``
-(``dmtet-sd``, ``dmtet-tiny``); ``resolve_config_path`` finds them by name.
+(``dmtet-sd``, ``fantasia3d-sd``, ``magic3d-refine-sd``, ``dmtet-tiny``); ``resolve_config_path`` finds them by name.
 """
 
 from __future__ import annotations
@@ -152,6 +152,8 @@ class GenerateConfig:
             raise ValueError(f"render.light: {r.light!r} is not camera or random")
         if r.backend not in ("torch", "nvdiffrast"):
             raise ValueError(f"render.backend: {r.backend!r} is not torch or nvdiffrast")
+        if r.backend == "nvdiffrast" and not self.device.startswith("cuda"):
+            raise ValueError(f"render.backend: nvdiffrast needs device=cuda, not {self.device!r}")
         if r.latent_steps < 0 or r.ambient_only_steps < 0:
             raise ValueError("render.latent_steps and render.ambient_only_steps must be >= 0")
         if r.latent_steps and self.guidance.name != "stable-diffusion":
