@@ -9,7 +9,7 @@ import torch
 from dreamcs.device_audit import misplaced_tensors
 from dreamcs.generate.dmtet import DMTet, DMTetConfig
 from dreamcs.generate.guidance import GuidanceConfig, build_guidance
-from tests.generate.test_guidance import build_tiny_sd
+from dreamcs.generate.guidance.tiny_sd import save_tiny_stable_diffusion as build_tiny_sd
 
 
 @pytest.fixture(scope="module")
