@@ -13,8 +13,8 @@ from PIL import Image
 from dreamcs.config import load_config
 from dreamcs.generate.config import GenerateConfig, resolve_config_path
 from dreamcs.generate.guidance import GuidanceConfig, build_guidance
-from dreamcs.generate.pipeline import GeneratePipeline
 from dreamcs.generate.guidance.tiny_sd import save_tiny_stable_diffusion as build_tiny_sd
+from dreamcs.generate.pipeline import GeneratePipeline
 
 SMALL = ["steps=3", "save_every=3", "mesh_every=0", "device=cpu", "geometry.grid_resolution=8",
          "geometry.hash_levels=2", "geometry.hash_log2_table_size=8", "geometry.hash_max_resolution=16",
