@@ -106,3 +106,42 @@ def test_turntable_frames_the_whole_mesh() -> None:
     assert border.max() == 0 and imgs.max() > 0
     cut = render_views(box.vertices, box.faces, n_views=4, resolution=48, distance=2.0)
     assert np.concatenate([cut[:, :, 0], cut[:, :, -1]], 1).max() > 0  # the old fixed framing cuts it
+
+
+def test_ray_directions_and_the_learned_background() -> None:
+    from dreamcs.generate.background import Background, ray_directions
+
+    cams = Cameras(torch.tensor([20.0]), torch.tensor([30.0]), torch.tensor([2.6]), torch.tensor([50.0]))
+    d = ray_directions(cams, 9, 9)
+    _, _, up, forward = cams.frames()
+    assert torch.allclose(d[0, 4, 4], forward[0], atol=1e-6)  # the centre pixel looks ahead
+    assert (d[0, 0, 4] @ up[0]) > 0 > (d[0, 8, 4] @ up[0])  # row 0 is the top
+    half = float(torch.rad2deg(torch.acos((d[0, 0, 4] @ forward[0]).clamp(max=1))))
+    assert abs(half - 25.0 * 8 / 9) < 0.6  # the top row's centre is (8/9) of fov/2 away from the axis
+    bg = Background("mlp", (0.5, 0.5, 0.5))
+    rgb = bg(cams, 8, 8)
+    assert rgb.shape == (1, 8, 8, 3) and (rgb - 0.5).abs().max() < 0.2  # starts near the solid colour
+    rgb.mean().backward()
+    assert bg.net[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="background_model"):
+        Background("image")
+
+
+def test_colour_run_with_learned_background_resumes_exactly(tmp_path) -> None:
+    over = ["prompt=a red chair", "steps=4", "save_every=2", "mesh_every=0", "geometry.grid_resolution=8",
+            "geometry.appearance=albedo", "render.shading=lambertian", "render.light=random",
+            "render.background_model=mlp", "render.batch_size=1", "render.resolution=24", "guidance.channels=3",
+            "render.turntable_views=2", "render.turntable_resolution=24"]
+    full = GeneratePipeline(load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), over), tmp_path / "a",
+                            show_progress=False)()
+    half = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), [*over, "steps=2"])
+    GeneratePipeline(half, tmp_path / "b", show_progress=False)()
+    resumed = GeneratePipeline(load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), over), tmp_path / "b",
+                               show_progress=False)(resume=True)
+    from safetensors import safe_open
+
+    with safe_open(str(sorted((tmp_path / "b" / "checkpoints").glob("*.safetensors"))[-1]), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("model.background.net") for k in keys)
+    assert any(k.startswith("model.field.albedo_net") for k in keys)
+    assert [r["loss"] for r in resumed.metrics] == pytest.approx([r["loss"] for r in full.metrics], rel=1e-5)

@@ -71,6 +71,9 @@ class RenderSettings:
     """With ``mixed``: the chance of a normal-map step."""
     background: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     """Background colour in [0, 1]."""
+    background_model: str = "solid"
+    """``solid`` (``background``) or ``mlp``: a tiny trainable MLP of the view direction behind the
+    coloured renders (threestudio's neural environment map; normal renders stay on ``background``)."""
     view_dependent_prompting: bool = True
     """Append DreamFusion's view suffixes (front / side / back / overhead view) to the prompt."""
     turntable_views: int = 8
@@ -148,6 +151,8 @@ class GenerateConfig:
         r = self.render
         if r.shading in COLOR_SHADINGS and self.geometry.appearance != "albedo":
             raise ValueError(f"render.shading: {r.shading!r} needs colours; set geometry.appearance=albedo")
+        if r.background_model not in ("solid", "mlp"):
+            raise ValueError(f"render.background_model: {r.background_model!r} is not solid or mlp")
         if r.light not in ("camera", "random"):
             raise ValueError(f"render.light: {r.light!r} is not camera or random")
         if r.backend not in ("torch", "nvdiffrast"):

@@ -151,8 +151,15 @@ class GeneratePipeline:
         from dreamcs.generate import dmtet
 
         self.device = torch.device(self.cfg.device)
+        from dreamcs.generate.background import Background
+
         self.field = dmtet.build_field(self.cfg.geometry, device=self.device)
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.cfg.lr)
+        r = self.cfg.render
+        self.background = Background(r.background_model, r.background).to(self.device)
+        # the modules a checkpoint holds (a learned background only when there is one)
+        self.modules = {"field": self.field, **({"background": self.background} if r.background_model == "mlp" else {})}
+        params = [p for m in self.modules.values() for p in m.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
 
     def prepare_guidance(self) -> None:
         self.guidance = self._guidance or build_guidance(self.cfg.guidance, device=self.device)
@@ -188,9 +195,14 @@ class GeneratePipeline:
         rcfg = render.RenderConfig(
             shading="normal" if latent else shading, normals=r.normals, ambient=r.ambient, backend=r.backend,
             cull_backfaces=r.cull_backfaces, background=(0.0, 0.0, 0.0) if latent else tuple(r.background))
+        learned_bg = r.background_model == "mlp" and shading not in ("normal", LATENT_SHADING)
+        if learned_bg:
+            rcfg.background = (0.0, 0.0, 0.0)  # composited over the learned background below
         out = render.render(verts, faces, cams.to(verts.device), res, rcfg,
                             albedo=self.field.albedo if colored else None,
                             light_positions=None if lights is None else lights.to(verts.device))
+        if learned_bg:
+            out["image"] = out["image"] + (1.0 - out["alpha"]) * self.background(cams, res, res)
         if r.view_dependent_prompting:
             suffixes = [f"{d} view" for d in render.view_directions(cams)]
         else:
@@ -306,7 +318,7 @@ class GeneratePipeline:
         start = 0
         found = ckpt.list_checkpoints(ckpt_dir) if resume else []
         if found:
-            start, _ = ckpt.load_checkpoint(found[-1], {"field": self.field}, self.optimizer)
+            start, _ = ckpt.load_checkpoint(found[-1], self.modules, self.optimizer)
         outputs.truncate_metrics(metrics_path, start)
         save_config(cfg, self.run_dir / "config.yaml")
         # 6. optimisation loop
@@ -336,7 +348,7 @@ class GeneratePipeline:
                 append_jsonl(metrics_path, rec)
                 done = step + 1
                 if done % cfg.save_every == 0 or done == cfg.steps:
-                    ckpt.save_checkpoint(ckpt_dir, done, {"field": self.field}, self.optimizer)
+                    ckpt.save_checkpoint(ckpt_dir, done, self.modules, self.optimizer)
                 info = f"loss {rec['loss']:.4g}" + (f" reward {rec['reward']:.3f}" if rec["reward"] is not None else "")
                 bar.update(task, completed=done, info=info)
                 if callback is not None:
