@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -87,7 +89,8 @@ def test_colour_run_exports_a_coloured_glb(tmp_path) -> None:
         "prompt=a red chair", "steps=3", "save_every=3", "mesh_every=0", "geometry.grid_resolution=8",
         "geometry.appearance=albedo", "render.shading=dreamfusion", "render.ambient_only_steps=1",
         "render.light=random", "render.batch_size=1", "render.resolution=32", "guidance.channels=3",
-        "render.turntable_views=2", "render.turntable_resolution=32"])
+        "render.turntable_views=2", "render.turntable_resolution=32",
+        *(["texture_size=64"] if importlib.util.find_spec("xatlas") else [])])
     out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()
     assert out.metrics[0]["shading"] == "albedo" and all(np.isfinite(r["loss"]) for r in out.metrics)
     glb = trimesh.load(out.final_glb, force="mesh", process=False)
@@ -96,6 +99,8 @@ def test_colour_run_exports_a_coloured_glb(tmp_path) -> None:
     assert len(np.unique(rgb, axis=0)) > 10 and rgb.std(0).max() > 2.0  # not one constant colour (0-255)
     obj = (tmp_path / "run" / "final.obj").read_text().splitlines()
     assert len(next(ln for ln in obj if ln.startswith("v ")).split()) == 7  # v x y z r g b
+    if cfg.texture_size:
+        assert trimesh.load(tmp_path / "run" / "textured.glb", force="mesh").visual.kind == "texture"
 
 
 def test_turntable_frames_the_whole_mesh() -> None:
@@ -146,3 +151,29 @@ def test_colour_run_with_learned_background_resumes_exactly(tmp_path) -> None:
     assert any(k.startswith("model.background.net") for k in keys)
     assert any(k.startswith("model.field.albedo_net") for k in keys)
     assert [r["loss"] for r in resumed.metrics] == pytest.approx([r["loss"] for r in full.metrics], rel=1e-5)
+
+
+def test_baked_texture_matches_the_field(tmp_path) -> None:
+    pytest.importorskip("xatlas")
+    from PIL import Image
+
+    from dreamcs.generate.texture import bake_texture, write_textured
+
+    v, f = _sphere()
+    mesh = bake_texture(v, f, lambda p: (p + 1) / 2, size=128)
+    paths = write_textured(mesh, tmp_path / "textured")
+    assert {"obj", "mtl", "png", "glb"} <= set(paths)
+    assert "map_Kd" in paths["mtl"].read_text()
+    back = trimesh.load(paths["obj"], force="mesh", process=False)
+    img = np.asarray(Image.open(paths["png"])).astype(float) / 255
+    uv = back.visual.uv[back.faces].mean(1)  # face centres: inside their chart
+    rows, cols = ((1 - uv[:, 1]) * 128).astype(int), (uv[:, 0] * 128).astype(int)
+    expect = (back.vertices[back.faces].mean(1) + 1) / 2
+    assert np.abs(img[rows, cols] - expect).max() < 0.05  # the texel holds the field at that point
+    assert trimesh.load(paths["glb"], force="mesh").visual.kind == "texture"
+
+
+def test_texture_size_needs_colours() -> None:
+    cfg = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), ["prompt=a chair", "texture_size=64"])
+    with pytest.raises(ValueError, match="texture_size"):
+        cfg.validate()

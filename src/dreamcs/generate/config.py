@@ -130,6 +130,10 @@ class GenerateConfig:
     """Checkpoint every N steps (and at the end)."""
     mesh_every: int = 100
     """Write ``meshes/step_*.obj`` every N steps (the data stage ingests them); 0 = never."""
+    texture_size: int = 0
+    """With colours: also bake the albedo into a UV texture of this many pixels a side (xatlas,
+    ``pip install dreamcs[texture]``): ``textured.obj`` + ``.mtl`` + ``.png`` and ``textured.glb``.
+    0 = vertex colours only."""
     geometry: DMTetConfig = field(default_factory=DMTetConfig)
     """The DMTet field (``dreamcs.generate.dmtet``): grid, parameterisation, initialisation."""
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -149,6 +153,8 @@ class GenerateConfig:
         if self.render.shading not in SHADINGS:
             raise ValueError(f"render.shading: {self.render.shading!r} is not one of {', '.join(SHADINGS)}")
         r = self.render
+        if self.texture_size < 0 or (self.texture_size and self.geometry.appearance != "albedo"):
+            raise ValueError(f"texture_size: {self.texture_size} needs geometry.appearance=albedo (or 0 for none)")
         if r.shading in COLOR_SHADINGS and self.geometry.appearance != "albedo":
             raise ValueError(f"render.shading: {r.shading!r} needs colours; set geometry.appearance=albedo")
         if r.background_model not in ("solid", "mlp"):

@@ -4,8 +4,9 @@
     RUN/metrics.jsonl          one record per step
     RUN/checkpoints/           step_*.safetensors (see ``checkpoint.py``)
     RUN/meshes/step_*.obj      intermediate meshes every ``mesh_every`` steps
-    RUN/final.obj, final.glb   the final mesh
-    RUN/turntable.png          a strip of views around the final mesh
+    RUN/final.obj, final.glb   the final mesh (with vertex colours when the field has colours)
+    RUN/textured.{obj,mtl,glb} + material_0.png   a baked UV texture (``texture_size`` > 0)
+    RUN/turntable.png          a strip of views around the final mesh (coloured with colours)
 """
 
 from __future__ import annotations

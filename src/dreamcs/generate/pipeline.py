@@ -145,6 +145,11 @@ class GeneratePipeline:
             raise FileExistsError(f"{self.run_dir}: already holds a run; pass --resume or choose another --out")
         if resume:
             outputs.check_resume_config(self.run_dir, self.cfg)
+        if self.cfg.texture_size:
+            import importlib.util
+
+            if importlib.util.find_spec("xatlas") is None:  # fail now, not after the run
+                raise ImportError("texture_size needs the xatlas package: pip install 'dreamcs[texture]'")
 
     # 2. components ---------------------------------------------------------------------------
     def prepare_field(self) -> None:
@@ -293,7 +298,14 @@ class GeneratePipeline:
         r = self.cfg.render
         # vertex colours from the albedo field (None for a geometry-only run)
         colors = self.field.albedo(verts) if self.field.has_albedo and verts.shape[0] else None
+        paths: dict[str, Path] = {}
+        if colors is not None and self.cfg.texture_size:
+            from dreamcs.generate.texture import bake_texture, write_textured
+
+            textured = bake_texture(verts, faces, self.field.albedo, self.cfg.texture_size)
+            paths.update({f"textured_{k}": p for k, p in write_textured(textured, self.run_dir / "textured").items()})
         return {
+            **paths,
             "final_obj": outputs.write_mesh(verts, faces, self.run_dir / "final.obj", colors),
             "final_glb": outputs.write_mesh(verts, faces, self.run_dir / "final.glb", colors),
             "turntable": save_turntable_png(
