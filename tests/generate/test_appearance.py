@@ -177,3 +177,12 @@ def test_texture_size_needs_colours() -> None:
     cfg = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), ["prompt=a chair", "texture_size=64"])
     with pytest.raises(ValueError, match="texture_size"):
         cfg.validate()
+
+
+def test_a_grey_prior_warns_that_colours_learn_only_grey(tmp_path) -> None:
+    cfg = load_config(GenerateConfig, resolve_config_path("dmtet-tiny"), [
+        "prompt=a chair", "steps=1", "save_every=1", "mesh_every=0", "geometry.grid_resolution=6",
+        "geometry.appearance=albedo", "render.batch_size=1", "render.resolution=16", "render.turntable_views=1",
+        "render.turntable_resolution=16"])  # dmtet-tiny's prior has channels: 1
+    with pytest.warns(UserWarning, match="grey level"):
+        GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()

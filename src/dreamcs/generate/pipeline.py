@@ -168,6 +168,11 @@ class GeneratePipeline:
 
     def prepare_guidance(self) -> None:
         self.guidance = self._guidance or build_guidance(self.cfg.guidance, device=self.device)
+        if self.field.has_albedo and self.guidance.latent_shape()[0] == 1:
+            import warnings
+
+            warnings.warn(f"guidance {self.cfg.guidance.name!r} sees grey images: the albedo field learns only "
+                          "its grey level (use an RGB prior, e.g. stable-diffusion, for colour)", stacklevel=2)
 
     def prepare_reward(self) -> None:
         model, rcfg = self._reward_model, self.cfg.reward
