@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench gpu-check lint clean
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -25,6 +25,10 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/run.py
+
+# one GPU, under 5 minutes: tiny SD-shaped runs (with/without reward, colour, nvdiffrast, DREAMCS_SD_PATH)
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
 
 lint: setup
 	.venv/bin/ruff check src tests benchmarks

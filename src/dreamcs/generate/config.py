@@ -2,7 +2,7 @@
 
 Any scalar documented as a *schedule* takes a number or ``[start_step, start_value, end_value,
 end_step]`` (see ``dreamcs.schedule.C``). Presets ship as YAML in ``dreamcs/configs/``
-(``dmtet-sd``, ``dmtet-tiny``); ``resolve_config_path`` finds them by name.
+(``dmtet-sd``, ``fantasia3d-sd``, ``magic3d-refine-sd``, ``dmtet-tiny``); ``resolve_config_path`` finds them by name.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from dreamcs.generate.guidance.base import GuidanceConfig
 from dreamcs.schedule import validate_schedule
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-SHADINGS = ("normal", "diffuse", "mixed")
+SHADINGS = ("normal", "diffuse", "mixed", "albedo", "lambertian", "textureless", "dreamfusion")
+#: shadings that read the field's colours (geometry.appearance: albedo)
+COLOR_SHADINGS = ("albedo", "lambertian", "dreamfusion")
 
 
 @dataclass
@@ -36,13 +38,42 @@ class RenderSettings:
     fov_range: list[float] = field(default_factory=lambda: [40.0, 60.0])
     """Vertical field of view in degrees."""
     shading: str = "mixed"
-    """``normal`` (normal maps), ``diffuse`` (grey Lambertian) or ``mixed`` (each step picks one)."""
+    """``normal`` (normal maps), ``diffuse`` (grey Lambertian) or ``mixed`` (each step picks one);
+    with colours (``geometry.appearance: albedo``): ``albedo``, ``lambertian``, ``textureless`` or
+    ``dreamfusion`` (each step picks one of the three as threestudio's diffuse-with-point-light:
+    albedo only for ``ambient_only_steps``, then albedo with 1 - ``diffuse_prob``, else
+    textureless with ``textureless_prob``, else lambertian)."""
+    ambient: float = 0.2
+    """Share of the light that is ambient (threestudio: 0.1 ambient, 0.9 diffuse)."""
+    ambient_only_steps: int = 1000
+    """``dreamfusion``: the first steps render the albedo only."""
+    diffuse_prob: float = 0.75
+    """``dreamfusion``: the chance of a lit (textureless or lambertian) step after the ambient-only steps."""
+    textureless_prob: float = 0.5
+    """``dreamfusion``: the chance that a lit step is textureless (grey)."""
+    light: str = "camera"
+    """``camera`` (a headlight) or ``random``: a point light per view, DreamFusion's sampling (the
+    direction of the camera position plus N(0, light_position_perturb) noise, at a uniform distance)."""
+    light_distance_range: list[float] = field(default_factory=lambda: [0.8, 1.5])
+    """``random`` light: distance of the light from the origin."""
+    light_position_perturb: float = 1.0
+    """``random`` light: std of the noise added to the camera direction."""
+    latent_steps: int = 0
+    """Fantasia3D's warm-up: the first N steps feed the normal map (n, in [-1, 1]) and the mask
+    straight to the guidance as its 4-channel latents (stable-diffusion only)."""
+    backend: str = "torch"
+    """Rasteriser for the face ids: ``torch`` or ``nvdiffrast`` (CUDA, imported only when chosen)."""
+    cull_backfaces: bool = False
+    """Skip back faces when rasterising (DMTet surfaces are closed and outward-wound)."""
     normals: str = "flat"
     """``flat`` (face normals, as the offline prior's training renders) or ``smooth`` (interpolated)."""
     normal_prob: float = 0.5
     """With ``mixed``: the chance of a normal-map step."""
     background: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     """Background colour in [0, 1]."""
+    background_model: str = "solid"
+    """``solid`` (``background``) or ``mlp``: a tiny trainable MLP of the view direction behind the
+    coloured renders (threestudio's neural environment map; normal renders stay on ``background``)."""
     view_dependent_prompting: bool = True
     """Append DreamFusion's view suffixes (front / side / back / overhead view) to the prompt."""
     turntable_views: int = 8
@@ -99,6 +130,10 @@ class GenerateConfig:
     """Checkpoint every N steps (and at the end)."""
     mesh_every: int = 100
     """Write ``meshes/step_*.obj`` every N steps (the data stage ingests them); 0 = never."""
+    texture_size: int = 0
+    """With colours: also bake the albedo into a UV texture of this many pixels a side (xatlas,
+    ``pip install dreamcs[texture]``): ``textured.obj`` + ``.mtl`` + ``.png`` and ``textured.glb``.
+    0 = vertex colours only."""
     geometry: DMTetConfig = field(default_factory=DMTetConfig)
     """The DMTet field (``dreamcs.generate.dmtet``): grid, parameterisation, initialisation."""
     render: RenderSettings = field(default_factory=RenderSettings)
@@ -117,11 +152,32 @@ class GenerateConfig:
             raise ValueError("mesh_every must be >= 0 and reward.every >= 1")
         if self.render.shading not in SHADINGS:
             raise ValueError(f"render.shading: {self.render.shading!r} is not one of {', '.join(SHADINGS)}")
+        r = self.render
+        if self.texture_size < 0 or (self.texture_size and self.geometry.appearance != "albedo"):
+            raise ValueError(f"texture_size: {self.texture_size} needs geometry.appearance=albedo (or 0 for none)")
+        if r.shading in COLOR_SHADINGS and self.geometry.appearance != "albedo":
+            raise ValueError(f"render.shading: {r.shading!r} needs colours; set geometry.appearance=albedo")
+        if r.background_model not in ("solid", "mlp"):
+            raise ValueError(f"render.background_model: {r.background_model!r} is not solid or mlp")
+        if r.light not in ("camera", "random"):
+            raise ValueError(f"render.light: {r.light!r} is not camera or random")
+        if r.backend not in ("torch", "nvdiffrast"):
+            raise ValueError(f"render.backend: {r.backend!r} is not torch or nvdiffrast")
+        if r.backend == "nvdiffrast" and not self.device.startswith("cuda"):
+            raise ValueError(f"render.backend: nvdiffrast needs device=cuda, not {self.device!r}")
+        if r.latent_steps < 0 or r.ambient_only_steps < 0:
+            raise ValueError("render.latent_steps and render.ambient_only_steps must be >= 0")
+        if r.latent_steps and self.guidance.name != "stable-diffusion":
+            raise ValueError(f"render.latent_steps: the normal + mask warm-up needs 4-channel latents "
+                             f"(guidance.name=stable-diffusion), not {self.guidance.name!r}")
+        for key in ("ambient", "diffuse_prob", "textureless_prob"):
+            if not 0.0 <= getattr(r, key) <= 1.0:
+                raise ValueError(f"render.{key} must be in [0, 1], got {getattr(r, key)}")
         if self.render.normals not in ("flat", "smooth"):
             raise ValueError(f"render.normals: {self.render.normals!r} is not flat or smooth")
         if self.render.batch_size < 1:
             raise ValueError(f"render.batch_size must be at least 1, got {self.render.batch_size}")
-        for key in ("elevation_range", "azimuth_range", "distance_range", "fov_range"):
+        for key in ("elevation_range", "azimuth_range", "distance_range", "fov_range", "light_distance_range"):
             r = getattr(self.render, key)
             if len(r) != 2 or r[0] > r[1]:
                 raise ValueError(f"render.{key} must be [low, high], got {r}")

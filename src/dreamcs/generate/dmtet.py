@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dreamcs.generate.encoding import FourierEncoding, HashGridEncoding, TcnnEncoding, mlp
-from dreamcs.generate.tetgrid import load_tetgrid
+from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
 
 
 @dataclass
@@ -71,6 +71,9 @@ class DMTetConfig:
     """MLP: Adam steps fitting the initial SDF (the explicit field is set directly)."""
     init_lr: float = 1e-2
     """MLP: learning rate of the initial fit."""
+    appearance: Literal["none", "albedo"] = "none"
+    """``none``: geometry only; ``albedo``: also a colour field beside the SDF (the same encoding
+    kind, its own weights, sigmoid RGB), queried at surface points by the renderer and export."""
     cache_dir: Optional[str] = None  # noqa: UP045 (OmegaConf structured configs want Optional)
     """Where tet grids are cached (default ~/.cache/dreamcs/tetgrids)."""
 
@@ -88,15 +91,19 @@ class DMTet(nn.Module):
         self.config = cfg = config or DMTetConfig()
         if cfg.parameterization not in ("explicit", "mlp"):
             raise ValueError(f"parameterization {cfg.parameterization!r}: choose explicit or mlp")
+        if cfg.appearance not in ("none", "albedo"):
+            raise ValueError(f"appearance {cfg.appearance!r}: choose none or albedo")
         if not 0.0 <= cfg.deform_scale < 0.5:
             raise ValueError(f"deform_scale must be in [0, 0.5) of a cell, got {cfg.deform_scale}")
-        self.grid = load_tetgrid(
-            cfg.grid_resolution, scale=cfg.grid_scale, cache_dir=cfg.cache_dir, device=device
-        )
-        # the grid is rebuilt from the config, so it stays out of checkpoints
-        self.register_buffer("base_vertices", self.grid.vertices, persistent=False)
-        self.register_buffer("grid_edges", self.grid.edges, persistent=False)
-        n = self.grid.num_vertices
+        grid = load_tetgrid(cfg.grid_resolution, scale=cfg.grid_scale, cache_dir=cfg.cache_dir, device=device)
+        # Buffers, so that .to(device) moves the whole grid; non-persistent: the grid is rebuilt from
+        # the config, so it stays out of checkpoints.
+        self.register_buffer("base_vertices", grid.vertices, persistent=False)
+        self.register_buffer("grid_edges", grid.edges, persistent=False)
+        self.register_buffer("grid_tets", grid.tets, persistent=False)
+        self.register_buffer("grid_tet_edges", grid.tet_edges, persistent=False)
+        self._grid_size = (grid.resolution, grid.scale)
+        n = grid.num_vertices
         if cfg.parameterization == "explicit":
             self.sdf = nn.Parameter(torch.zeros(n, device=device))
             self.deform = nn.Parameter(torch.zeros(n, 3, device=device))
@@ -105,6 +112,12 @@ class DMTet(nn.Module):
             self.net = mlp(self.encoding.out_dim, 4, cfg.hidden_dim, cfg.n_hidden_layers).to(device)
         self._last_sdf: torch.Tensor | None = None
         self.initialize()
+        # built after the SDF's initial fit, so a geometry-only run and a coloured one start alike
+        self.albedo_encoding: nn.Module | None = None
+        self.albedo_net: nn.Module | None = None
+        if cfg.appearance == "albedo":
+            self.albedo_encoding = self._build_encoding().to(device)
+            self.albedo_net = mlp(self.albedo_encoding.out_dim, 3, cfg.hidden_dim, cfg.n_hidden_layers).to(device)
 
     def _build_encoding(self) -> nn.Module:
         cfg, bound = self.config, self.config.grid_scale
@@ -134,6 +147,12 @@ class DMTet(nn.Module):
             bound,
         )
 
+    @property
+    def grid(self) -> TetGrid:
+        """The tet grid as a view of this module's buffers (it follows ``.to(device)``)."""
+        res, scale = self._grid_size
+        return TetGrid(res, scale, self.base_vertices, self.grid_tets, self.grid_edges, self.grid_tet_edges)
+
     # -- the field ---------------------------------------------------------------------------
     def sdf_and_deformation(self) -> tuple[torch.Tensor, torch.Tensor]:
         """SDF (N,) and bounded offsets (N, 3) at the grid vertices."""
@@ -145,6 +164,16 @@ class DMTet(nn.Module):
         if self.config.sphere_bias:
             sdf = sdf + self.config.sphere_bias * sphere_sdf(self.base_vertices, self.config.init_radius)
         return sdf, torch.tanh(out[:, 1:]) * bound
+
+    @property
+    def has_albedo(self) -> bool:
+        return self.albedo_net is not None
+
+    def albedo(self, points: torch.Tensor) -> torch.Tensor:
+        """Colours (N, 3) in (0, 1) at world points (N, 3); needs ``appearance: albedo``."""
+        if self.albedo_net is None or self.albedo_encoding is None:
+            raise RuntimeError("this field has no colours (geometry.appearance is none)")
+        return torch.sigmoid(self.albedo_net(self.albedo_encoding(points)))
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The surface: verts (V, 3) float, faces (F, 3) long, CCW seen from outside."""

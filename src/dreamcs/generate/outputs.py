@@ -4,8 +4,9 @@
     RUN/metrics.jsonl          one record per step
     RUN/checkpoints/           step_*.safetensors (see ``checkpoint.py``)
     RUN/meshes/step_*.obj      intermediate meshes every ``mesh_every`` steps
-    RUN/final.obj, final.glb   the final mesh
-    RUN/turntable.png          a strip of views around the final mesh
+    RUN/final.obj, final.glb   the final mesh (with vertex colours when the field has colours)
+    RUN/textured.{obj,mtl,glb} + material_0.png   a baked UV texture (``texture_size`` > 0)
+    RUN/turntable.png          a strip of views around the final mesh (coloured with colours)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -20,24 +22,30 @@ from dreamcs.config import config_to_dict
 from dreamcs.utils import atomic_write_text, read_jsonl
 
 # keys a resumed run may change without invalidating its checkpoint
-RESUMABLE_CHANGES = {"steps", "device", "save_every", "mesh_every"}
+RESUMABLE_CHANGES = {"steps", "device", "save_every", "mesh_every", "texture_size", "render.backend"}
 
 
-def to_trimesh(verts: torch.Tensor, faces: torch.Tensor) -> Any:
-    """verts (V, 3), faces (F, 3) -> an unprocessed ``trimesh.Trimesh`` (vertex order kept)."""
+def to_trimesh(verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor | None = None) -> Any:
+    """verts (V, 3), faces (F, 3), optional colours (V, 3) in [0, 1] -> an unprocessed
+    ``trimesh.Trimesh`` (vertex order kept; colours as uint8 RGBA vertex colours)."""
     import trimesh
 
+    vc = None
+    if colors is not None:
+        rgb = (colors.detach().cpu().float().clamp(0, 1).numpy() * 255.0 + 0.5).astype("uint8")
+        vc = np.concatenate([rgb, np.full((rgb.shape[0], 1), 255, np.uint8)], 1)
     return trimesh.Trimesh(
         vertices=verts.detach().cpu().double().numpy(), faces=faces.detach().cpu().numpy(), process=False,
-        validate=False,
+        validate=False, vertex_colors=vc,
     )
 
 
-def write_mesh(verts: torch.Tensor, faces: torch.Tensor, path: str | Path) -> Path:
-    """Write a mesh atomically (format from the extension: .obj, .glb, .ply)."""
+def write_mesh(verts: torch.Tensor, faces: torch.Tensor, path: str | Path, colors: torch.Tensor | None = None) -> Path:
+    """Write a mesh atomically (format from the extension: .obj, .glb, .ply); ``colors`` (V, 3)
+    in [0, 1] become vertex colours (GLB ``COLOR_0``, PLY ``red/green/blue``, OBJ ``v x y z r g b``)."""
     from dreamcs.mesh import save_mesh
 
-    return save_mesh(to_trimesh(verts, faces), path)
+    return save_mesh(to_trimesh(verts, faces, colors), path)
 
 
 def check_resume_config(run_dir: Path, cfg: Any) -> None:

@@ -145,17 +145,34 @@ class GeneratePipeline:
             raise FileExistsError(f"{self.run_dir}: already holds a run; pass --resume or choose another --out")
         if resume:
             outputs.check_resume_config(self.run_dir, self.cfg)
+        if self.cfg.texture_size:
+            import importlib.util
+
+            if importlib.util.find_spec("xatlas") is None:  # fail now, not after the run
+                raise ImportError("texture_size needs the xatlas package: pip install 'dreamcs[texture]'")
 
     # 2. components ---------------------------------------------------------------------------
     def prepare_field(self) -> None:
         from dreamcs.generate import dmtet
 
         self.device = torch.device(self.cfg.device)
+        from dreamcs.generate.background import Background
+
         self.field = dmtet.build_field(self.cfg.geometry, device=self.device)
-        self.optimizer = torch.optim.Adam(self.field.parameters(), lr=self.cfg.lr)
+        r = self.cfg.render
+        self.background = Background(r.background_model, r.background).to(self.device)
+        # the modules a checkpoint holds (a learned background only when there is one)
+        self.modules = {"field": self.field, **({"background": self.background} if r.background_model == "mlp" else {})}
+        params = [p for m in self.modules.values() for p in m.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.lr)
 
     def prepare_guidance(self) -> None:
         self.guidance = self._guidance or build_guidance(self.cfg.guidance, device=self.device)
+        if self.field.has_albedo and self.guidance.latent_shape()[0] == 1:
+            import warnings
+
+            warnings.warn(f"guidance {self.cfg.guidance.name!r} sees grey images: the albedo field learns only "
+                          "its grey level (use an RGB prior, e.g. stable-diffusion, for colour)", stacklevel=2)
 
     def prepare_reward(self) -> None:
         model, rcfg = self._reward_model, self.cfg.reward
@@ -167,23 +184,40 @@ class GeneratePipeline:
 
     # 3. one step -----------------------------------------------------------------------------
     def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
-        """Sample B cameras and render: images (B, H, W, 3) in [0, 1], view suffixes, shading."""
+        """Sample B cameras (and lights) and render: images (B, H, W, 3) in [0, 1] (or (B, H, W, 4)
+        normal + mask latents in the ``normal+mask`` warm-up), view suffixes, shading."""
         from dreamcs import render
+        from dreamcs.generate.appearance import (
+            LATENT_SHADING,
+            normal_mask_latents,
+            pick_shading,
+            sample_lights,
+        )
 
         r = self.cfg.render
         res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
-        shading = r.shading
-        if shading == "mixed":
-            shading = "normal" if float(torch.rand(())) < r.normal_prob else "diffuse"
+        shading = pick_shading(r, step)
         cams = render.sample_cameras(r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
                                      distance_range=r.distance_range, fov_range=r.fov_range)
-        rcfg = render.RenderConfig(shading=shading, normals=r.normals, background=tuple(r.background))
-        out = render.render(verts, faces, cams.to(verts.device), res, rcfg)
+        lights = sample_lights(cams, r)
+        latent = shading == LATENT_SHADING
+        colored = self.field.has_albedo and shading in ("albedo", "lambertian", "diffuse")
+        rcfg = render.RenderConfig(
+            shading="normal" if latent else shading, normals=r.normals, ambient=r.ambient, backend=r.backend,
+            cull_backfaces=r.cull_backfaces, background=(0.0, 0.0, 0.0) if latent else tuple(r.background))
+        learned_bg = r.background_model == "mlp" and shading not in ("normal", LATENT_SHADING)
+        if learned_bg:
+            rcfg.background = (0.0, 0.0, 0.0)  # composited over the learned background below
+        out = render.render(verts, faces, cams.to(verts.device), res, rcfg,
+                            albedo=self.field.albedo if colored else None,
+                            light_positions=None if lights is None else lights.to(verts.device))
+        if learned_bg:
+            out["image"] = out["image"] + (1.0 - out["alpha"]) * self.background(cams, res, res)
         if r.view_dependent_prompting:
             suffixes = [f"{d} view" for d in render.view_directions(cams)]
         else:
             suffixes = [""] * len(cams)
-        return out["image"], suffixes, shading
+        return (normal_mask_latents(out) if latent else out["image"]), suffixes, shading
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One optimisation step at ``step`` (0-based); returns its metrics record."""
@@ -205,7 +239,7 @@ class GeneratePipeline:
             img = images.detach().requires_grad_(True)
             t2 = time.perf_counter()
             text = self.guidance.encode_prompts(cfg.prompt, suffixes)
-            sds = self.guidance.sds_loss(img, text, step)
+            sds = self.guidance.sds_loss(img, text, step, as_latents=img.shape[-1] == 4)
             lam = C(lw.lambda_sds, step, "loss.lambda_sds")
             (lam * sds["loss_sds"]).backward()
             t3 = time.perf_counter()
@@ -267,12 +301,21 @@ class GeneratePipeline:
 
         verts, faces = self.field()
         r = self.cfg.render
+        # vertex colours from the albedo field (None for a geometry-only run)
+        colors = self.field.albedo(verts) if self.field.has_albedo and verts.shape[0] else None
+        paths: dict[str, Path] = {}
+        if colors is not None and self.cfg.texture_size:
+            from dreamcs.generate.texture import bake_texture, write_textured
+
+            textured = bake_texture(verts, faces, self.field.albedo, self.cfg.texture_size)
+            paths.update({f"textured_{k}": p for k, p in write_textured(textured, self.run_dir / "textured").items()})
         return {
-            "final_obj": outputs.write_mesh(verts, faces, self.run_dir / "final.obj"),
-            "final_glb": outputs.write_mesh(verts, faces, self.run_dir / "final.glb"),
+            **paths,
+            "final_obj": outputs.write_mesh(verts, faces, self.run_dir / "final.obj", colors),
+            "final_glb": outputs.write_mesh(verts, faces, self.run_dir / "final.glb", colors),
             "turntable": save_turntable_png(
                 self.run_dir / "turntable.png", verts.cpu(), faces.cpu(), r.turntable_views, r.turntable_resolution,
-                config=RenderConfig(normals=r.normals)),
+                config=RenderConfig(normals=r.normals), colors=None if colors is None else colors.cpu()),
         }
 
     # 5. the run ----------------------------------------------------------------------------------
@@ -292,7 +335,7 @@ class GeneratePipeline:
         start = 0
         found = ckpt.list_checkpoints(ckpt_dir) if resume else []
         if found:
-            start, _ = ckpt.load_checkpoint(found[-1], {"field": self.field}, self.optimizer)
+            start, _ = ckpt.load_checkpoint(found[-1], self.modules, self.optimizer)
         outputs.truncate_metrics(metrics_path, start)
         save_config(cfg, self.run_dir / "config.yaml")
         # 6. optimisation loop
@@ -322,7 +365,7 @@ class GeneratePipeline:
                 append_jsonl(metrics_path, rec)
                 done = step + 1
                 if done % cfg.save_every == 0 or done == cfg.steps:
-                    ckpt.save_checkpoint(ckpt_dir, done, {"field": self.field}, self.optimizer)
+                    ckpt.save_checkpoint(ckpt_dir, done, self.modules, self.optimizer)
                 info = f"loss {rec['loss']:.4g}" + (f" reward {rec['reward']:.3f}" if rec["reward"] is not None else "")
                 bar.update(task, completed=done, info=info)
                 if callback is not None:

@@ -16,6 +16,7 @@ camera, black background, camera at distance 2.6 with a 50 degree field of view,
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,13 +40,15 @@ from dreamcs.render.raster import (
 class RenderConfig:
     """How to render."""
 
-    shading: Literal["diffuse", "shaded", "normal"] = "diffuse"
-    """``diffuse`` (alias ``shaded``): grey Lambertian lit from the camera; ``normal``: world
-    normals as (n + 1) / 2."""
+    shading: Literal["diffuse", "shaded", "lambertian", "textureless", "albedo", "normal"] = "diffuse"
+    """``diffuse`` (aliases ``shaded``, ``lambertian``): the albedo (grey ``albedo`` unless colours
+    are given) times ambient + diffuse light; ``textureless``: the same light on the grey albedo,
+    colours ignored; ``albedo``: the colours unlit; ``normal``: world normals as (n + 1) / 2.
+    The light is a point light at ``light_positions`` when given, else a headlight from the camera."""
     normals: Literal["flat", "smooth"] = "flat"
     """Face normals, or area-weighted vertex normals interpolated across faces."""
     albedo: float = 0.8
-    """Grey level of a surface lit head-on."""
+    """Grey level of an uncoloured surface (and of every surface in ``textureless``)."""
     ambient: float = 0.2
     """Fraction of the albedo seen on a surface at grazing light."""
     two_sided: bool = True
@@ -162,18 +165,73 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return F.normalize(out, dim=-1, eps=1e-12)
 
 
+#: colours of a surface: a callable world points (N, 3) -> (N, 3), or per-vertex colours (V, 3) / (B, V, 3)
+AlbedoSource = Callable[[torch.Tensor], torch.Tensor] | torch.Tensor
+LIT_SHADINGS = ("diffuse", "shaded", "lambertian", "textureless")
+
+
+def _surface_color(
+    cfg: RenderConfig,
+    cams: Cameras,
+    n: torch.Tensor,
+    position: torch.Tensor,
+    persp: torch.Tensor,
+    vidx: torch.Tensor,
+    bidx: torch.Tensor,
+    albedo: AlbedoSource | None,
+    light_positions: torch.Tensor | None,
+) -> torch.Tensor:
+    """Colours (P, 3) of shaded pixels: normals n (P, 3), world points (P, 3), perspective-correct
+    barycentrics (P, 3) of faces vidx (P, 3) in views bidx (P,)."""
+    if cfg.shading == "normal":
+        return (n + 1.0) / 2.0
+    if cfg.shading not in (*LIT_SHADINGS, "albedo"):
+        raise ValueError(f"unknown shading {cfg.shading!r}; choose one of {', '.join((*LIT_SHADINGS, 'albedo', 'normal'))}")
+    base = None
+    if albedo is not None and cfg.shading != "textureless":
+        if callable(albedo) and not isinstance(albedo, torch.Tensor):
+            base = albedo(position)
+        else:
+            cols = albedo.to(position)
+            tri = cols[vidx] if cols.ndim == 2 else cols[bidx.unsqueeze(1), vidx]  # (P, 3, 3)
+            base = (persp.unsqueeze(-1) * tri).sum(1)
+        if base.shape != position.shape:
+            raise ValueError(f"albedo must give (N, 3) colours, got {tuple(base.shape)} for {position.shape[0]} points")
+    if cfg.shading == "albedo":
+        if base is None:
+            raise ValueError("shading 'albedo' needs colours: pass albedo= (a colour field or per-vertex colours)")
+        return base
+    if light_positions is None:  # a headlight, as the offline prior's training renders
+        _, _, _, forward = cams.frames()
+        light_dir = -forward[bidx]
+    else:
+        light_dir = F.normalize(light_positions.to(position)[bidx] - position, dim=-1, eps=1e-12)
+    ndotl = (n * light_dir).sum(-1)
+    ndotl = ndotl.abs() if cfg.two_sided else ndotl.clamp(min=0)
+    light = (cfg.ambient + (1.0 - cfg.ambient) * ndotl).unsqueeze(1)  # (P, 1)
+    if base is None:
+        return (cfg.albedo * light).expand(-1, 3)
+    return base.clamp(0.0, 1.0) * light
+
+
 def shade(
     vertices: torch.Tensor,
     faces: torch.Tensor,
     cameras: Cameras,
     fragments: Fragments,
     config: RenderConfig | None = None,
+    *,
+    albedo: AlbedoSource | None = None,
+    light_positions: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The differentiable half: images from fixed fragments; gradients reach ``vertices``.
+    """The differentiable half: images from fixed fragments; gradients reach ``vertices`` (and
+    ``albedo``: a callable's parameters or the per-vertex colours).
 
+    ``albedo``: a callable world points (N, 3) -> colours (N, 3) in [0, 1], or per-vertex colours
+    (V, 3) / (B, V, 3); ``light_positions``: (B, 3) world positions of one point light per view.
     Returns image (B, H, W, 3), alpha (B, H, W, 1) soft, mask (B, H, W, 1) hard coverage,
     depth (B, H, W, 1) camera depth (0 on background), normals (B, H, W, 3) world space,
-    face_id (B, H, W) long.
+    position (B, H, W, 3) world surface points (0 on background), face_id (B, H, W) long.
     """
     cfg = config or RenderConfig()
     faces = faces.long()
@@ -220,16 +278,9 @@ def shade(
         vn = vertex_normals(vertices, faces)
         vn_tri = vn[vidx] if vn.ndim == 2 else vn[bidx.unsqueeze(1), vidx]
         n = F.normalize((persp.unsqueeze(-1) * vn_tri).sum(1), dim=-1, eps=1e-12)
-    if cfg.shading in ("diffuse", "shaded"):
-        _, _, _, forward = cams.frames()
-        ndotl = (n * -forward[bidx]).sum(-1)
-        ndotl = ndotl.abs() if cfg.two_sided else ndotl.clamp(min=0)
-        grey = cfg.albedo * (cfg.ambient + (1.0 - cfg.ambient) * ndotl)
-        color = grey.unsqueeze(1).expand(-1, 3)
-    elif cfg.shading == "normal":
-        color = (n + 1.0) / 2.0
-    else:
-        raise ValueError(f"unknown shading {cfg.shading!r}; choose diffuse or normal")
+    v_tri = vertices[vidx] if vertices.ndim == 2 else vertices[bidx.unsqueeze(1), vidx]  # (P, 3, 3)
+    position = (persp.unsqueeze(-1) * v_tri).sum(1)  # (P, 3) world points of the pixel centres
+    color = _surface_color(cfg, cams, n, position, persp, vidx, bidx, albedo, light_positions)
 
     # 3. Soft silhouette: sigmoid of the signed distance to the nearest outline edge.
     alpha = torch.ones_like(depth)
@@ -257,12 +308,14 @@ def shade(
     cov = torch.zeros(n_pix, dtype=dt, device=dev).index_put((pix,), covered.to(dt))
     depth_img = torch.zeros(n_pix, dtype=dt, device=dev).index_put((pix,), depth * covered)
     normal_img = torch.zeros(n_pix, 3, dtype=dt, device=dev).index_put((pix,), n * covered.unsqueeze(1))
+    position_img = torch.zeros(n_pix, 3, dtype=dt, device=dev).index_put((pix,), position * covered.unsqueeze(1))
     return {
         "image": image.view(b_, h, w, 3),
         "alpha": alpha_img.view(b_, h, w, 1),
         "mask": cov.view(b_, h, w, 1),
         "depth": depth_img.view(b_, h, w, 1),
         "normals": normal_img.view(b_, h, w, 3),
+        "position": position_img.view(b_, h, w, 3),
         "face_id": fragments.face_id,
     }
 
@@ -273,13 +326,17 @@ def render(
     cameras: Cameras,
     resolution: int | tuple[int, int] = 64,
     config: RenderConfig | None = None,
+    *,
+    albedo: AlbedoSource | None = None,
+    light_positions: torch.Tensor | None = None,
     **overrides: Any,
 ) -> dict[str, torch.Tensor]:
     """Render a mesh from every camera: :func:`rasterize` then :func:`shade` (see there).
 
     vertices (V, 3) or (B, V, 3) float, differentiable; faces (F, 3) long, CCW from outside.
+    ``albedo`` / ``light_positions``: colours and point lights, see :func:`shade`.
     ``overrides`` replace fields of ``config``, e.g. ``shading="normal", background=[1, 1, 1]``.
     """
     config = make_config(config, **overrides)
     frags = rasterize(vertices, faces, cameras, resolution, config)
-    return shade(vertices, faces, cameras, frags, config)
+    return shade(vertices, faces, cameras, frags, config, albedo=albedo, light_positions=light_positions)

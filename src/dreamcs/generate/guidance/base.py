@@ -124,7 +124,21 @@ class Guidance(nn.Module):
         """images (B, H, W, C) in [0, 1] -> latents (B, c, h, w), differentiable."""
         raise NotImplementedError
 
+    def latent_shape(self) -> tuple[int, int]:
+        """(channels, size) of the UNet's square latents."""
+        raise NotImplementedError
+
     # -- shared ---------------------------------------------------------------------------------
+    def images_as_latents(self, images: Tensor) -> Tensor:
+        """Fantasia3D's geometry warm-up input: images (B, H, W, c) used directly as latents,
+        resized to (B, c, h, w) without the encoder (e.g. normal * 2 - 1 and mask for SD's 4 channels)."""
+        c, size = self.latent_shape()
+        if images.shape[-1] != c:
+            raise ValueError(f"{self.cfg.name} guidance takes {c}-channel latents, got images with {images.shape[-1]} "
+                             "channels (render.latent_steps needs a 4-channel latent prior: stable-diffusion)")
+        x = images.to(self.device, torch.float32).permute(0, 3, 1, 2)
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
@@ -217,9 +231,11 @@ class Guidance(nn.Module):
         return eps_u + guidance_scale * (eps_c - eps_u)
 
     def sds_loss(
-        self, images: Tensor, text: TextConditioning, step: int, guidance_scale: float | None = None
+        self, images: Tensor, text: TextConditioning, step: int, guidance_scale: float | None = None,
+        as_latents: bool = False,
     ) -> dict[str, Any]:
-        """SDS on rendered images (B, H, W, C) in [0, 1] with B text embeddings.
+        """SDS on rendered images (B, H, W, C) in [0, 1] with B text embeddings (``as_latents``:
+        images are the latents themselves, see :meth:`images_as_latents`).
 
         Returns ``loss_sds`` (scalar, differentiable in ``images``), ``grad_norm``, ``t`` (B,),
         ``min_step``/``max_step``, ``n_nonfinite`` (entries the NaN guard zeroed) and ``grad``
@@ -230,7 +246,7 @@ class Guidance(nn.Module):
         if len(text) != images.shape[0]:
             raise ValueError(f"sds_loss got {images.shape[0]} images but {len(text)} text embeddings")
         scale = self.cfg.guidance_scale if guidance_scale is None else guidance_scale
-        latents = self.encode_images(images).float()
+        latents = (self.images_as_latents(images) if as_latents else self.encode_images(images)).float()
         bad = ~torch.isfinite(latents)
         n_bad = int(bad.sum())
         if n_bad:

@@ -90,6 +90,9 @@ class PixelGuidance(Guidance):
             out.append(pad_tokens(real.float().cpu(), self.max_tokens))
         return out
 
+    def latent_shape(self) -> tuple[int, int]:
+        return self.channels, self.image_size
+
     def encode_images(self, images: Tensor) -> Tensor:
         x = resize_images(images.to(self.device, torch.float32), self.image_size)
         if self.channels == 1 and x.shape[1] != 1:

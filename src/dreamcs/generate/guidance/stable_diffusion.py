@@ -39,8 +39,9 @@ class StableDiffusionGuidance(Guidance):
             raise OSError(f"{path}: could not load Stable Diffusion components: {e}".split("\n")[0]) from e
         for m in (self.text_encoder, self.vae, self.unet):
             m.requires_grad_(False).eval()
-        self.to(device)
+        # the schedule buffer first, so that .to() moves it with the weights (indexed by CUDA timesteps)
         self._set_schedule(scheduler)
+        self.to(device)
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
     def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
@@ -52,6 +53,11 @@ class StableDiffusionGuidance(Guidance):
         ids = batch.input_ids.to(self.text_encoder.device)
         hidden = self.text_encoder(ids)[0].float().cpu()
         return [(hidden[i], None) for i in range(len(texts))]
+
+    def latent_shape(self) -> tuple[int, int]:
+        # each VAE down block but the last halves the image: 512 px -> 64 latents for SD 1.5 / 2.1
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return int(self.unet.config.in_channels), self.cfg.image_size // factor
 
     def encode_images(self, images: Tensor) -> Tensor:
         x = resize_images(images.to(self.device, torch.float32), self.cfg.image_size)

@@ -1,0 +1,204 @@
+"""``make gpu-check``: does generation work on this machine's GPU? Under 5 minutes on one GPU.
+
+Each row builds tiny models from the shipped recipes (a tiny random Stable Diffusion folder in the
+diffusers layout, small grids) and runs a few real steps on the device:
+
+    cuda                 torch sees a GPU
+    device audit         guidance, field and reward keep every tensor on the device after .to()
+    dmtet-sd             3 SD-shaped steps (VAE encode, CFG UNet, SDS) without the reward
+    dmtet-sd + reward    the same with a (random) RewardCS scoring every step, alpha > 0
+    fantasia3d-sd        normal + mask latent warm-up, then a normal render through the VAE
+    magic3d-refine-sd    colour: albedo field, point lights, a GLB with vertex colours
+    nvdiffrast           the same face ids as the torch rasteriser, and a run on it (if installed)
+    real SD weights      one 512 px SDS step in float16 (if DREAMCS_SD_PATH names a local folder)
+
+Prints a pass / fail / skipped table; exits 1 when a row fails. Without CUDA every row is
+skipped and it exits 0. ``--device cpu`` runs the same rows on the CPU (for testing this script).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table  # noqa: E402
+
+SMALL = ["steps=3", "save_every=3", "mesh_every=0", "geometry.grid_resolution=16", "geometry.hash_levels=4",
+         "geometry.hash_log2_table_size=12", "geometry.hash_max_resolution=64", "geometry.init_steps=100",
+         "render.batch_size=2", "render.resolution=64", "render.turntable_views=2", "render.turntable_resolution=64",
+         "guidance.image_size=64"]
+
+
+class Skip(Exception):
+    """A row that cannot run here (a missing package or weights)."""
+
+
+class Checks:
+    def __init__(self, device: str, work: Path) -> None:
+        self.device, self.work = device, work
+        self._sd: Path | None = None
+
+    def tiny_sd(self) -> Path:
+        from dreamcs.generate.guidance.tiny_sd import save_tiny_stable_diffusion
+
+        if self._sd is None:
+            self._sd = save_tiny_stable_diffusion(self.work / "tiny-sd")
+        return self._sd
+
+    def run(self, recipe: str, name: str, *overrides: str, reward: bool = False) -> list[dict]:
+        from dreamcs.config import load_config
+        from dreamcs.generate.config import GenerateConfig, resolve_config_path
+        from dreamcs.generate.pipeline import GeneratePipeline
+
+        cfg = load_config(GenerateConfig, resolve_config_path(recipe), [
+            "prompt=a wooden chair", f"device={self.device}", *SMALL, f"guidance.pretrained={self.tiny_sd()}", *overrides])
+        model = None
+        if reward:
+            from dreamcs.reward import RewardCS, preset
+
+            cfg.reward.every, cfg.reward.alpha, cfg.reward.n_patches = 1, 1.0, 16
+            model = RewardCS(preset("tiny", faces_per_patch=16, text_encoder="hash:32"))
+        out = GeneratePipeline(cfg, self.work / name, reward_model=model, show_progress=False)()
+        bad = [r["step"] for r in out.metrics if not torch.isfinite(torch.tensor(r["loss"]))]
+        if bad:
+            raise AssertionError(f"non-finite loss at steps {bad}")
+        self.last_output = out
+        return out.metrics
+
+    # -- rows ------------------------------------------------------------------------------------
+    def cuda(self) -> str:
+        if self.device == "cpu":
+            return "cpu run (--device cpu)"
+        p = torch.cuda.get_device_properties(0)
+        return f"{p.name}, {p.total_memory / 2**30:.0f} GiB, torch {torch.__version__}"
+
+    def device_audit(self) -> str:
+        from dreamcs.device_audit import misplaced_tensors
+        from dreamcs.generate.dmtet import DMTet, DMTetConfig
+        from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+        from dreamcs.reward import RewardCS, preset
+
+        modules = {
+            "stable-diffusion": build_guidance(GuidanceConfig(name="stable-diffusion", pretrained=str(self.tiny_sd()),
+                                                              image_size=32), device=self.device),
+            "dmtet": DMTet(DMTetConfig(grid_resolution=8, parameterization="mlp", encoding="hashgrid", hash_levels=2,
+                                       hash_log2_table_size=8, init_steps=5, appearance="albedo"), device=self.device),
+            "reward": RewardCS(preset("tiny", faces_per_patch=16, text_encoder="hash:32")).to(self.device),
+        }
+        wrong = [f"{k}: {p}" for k, m in modules.items() for p in misplaced_tensors(m, self.device)]
+        if wrong:
+            raise AssertionError("; ".join(wrong[:5]))
+        return f"{len(modules)} modules, every tensor on {self.device}"
+
+    def sd_run(self) -> str:
+        m = self.run("dmtet-sd", "sd")
+        return f"{len(m)} steps, {sum(r['time_step'] for r in m[1:]) / max(len(m) - 1, 1):.2f} s/step"
+
+    def sd_reward_run(self) -> str:
+        m = self.run("dmtet-sd", "sd-reward", reward=True)
+        scored = [r["reward"] for r in m if r["reward"] is not None]
+        if not scored:
+            raise AssertionError("the reward never scored the mesh: " + str(m[-1].get("reward_error", "")))
+        return f"reward {scored[-1]:.3f}, reward branch {m[-1]['time_reward']:.2f} s"
+
+    def fantasia3d(self) -> str:
+        m = self.run("fantasia3d-sd", "fantasia3d", "render.latent_steps=2", "render.batch_size=1")
+        shadings = [r.get("shading") for r in m]
+        if shadings != ["normal+mask", "normal+mask", "normal"]:
+            raise AssertionError(f"shadings {shadings}")
+        return "2 latent warm-up steps + 1 VAE step"
+
+    def magic3d(self) -> str:
+        import numpy as np
+        import trimesh
+
+        self.run("magic3d-refine-sd", "magic3d", "render.batch_size=1")
+        glb = trimesh.load(self.last_output.final_glb, force="mesh", process=False)
+        if glb.visual.kind != "vertex":
+            raise AssertionError("final.glb has no vertex colours")
+        return f"GLB with {len(np.unique(glb.visual.vertex_colors, axis=0))} distinct vertex colours"
+
+    def nvdiffrast(self) -> str:
+        from dreamcs.render import nvdiff
+
+        if not nvdiff.available():
+            raise Skip("nvdiffrast not installed (pip install nvdiffrast)")
+        import trimesh
+
+        from dreamcs.render import RenderConfig, rasterize, sample_cameras
+
+        m = trimesh.creation.icosphere(3, radius=0.7)
+        v = torch.tensor(m.vertices, dtype=torch.float32, device=self.device)
+        f = torch.tensor(m.faces, dtype=torch.long, device=self.device)
+        cams = sample_cameras(4, generator=torch.Generator().manual_seed(0))
+        ids = [rasterize(v, f, cams, 128, RenderConfig(backend=b)).face_id for b in ("torch", "nvdiffrast")]
+        agree = float((ids[0] == ids[1]).float().mean())
+        if agree < 0.98:  # pixel centres exactly on an edge may break ties differently
+            raise AssertionError(f"face ids agree on only {agree:.1%} of pixels")
+        self.run("dmtet-sd", "nvdiffrast", "render.backend=nvdiffrast")
+        return f"face ids agree on {agree:.2%} of pixels; run ok"
+
+    def real_sd(self) -> str:
+        path = os.environ.get("DREAMCS_SD_PATH")
+        if not path:
+            raise Skip("set DREAMCS_SD_PATH to a local SD 1.5 / 2.1 base folder")
+        from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+
+        g = build_guidance(GuidanceConfig(name="stable-diffusion", pretrained=path), device=self.device)
+        img = torch.rand(1, 512, 512, 3, device=self.device, requires_grad=True)
+        t0 = time.perf_counter()
+        out = g.sds_loss(img, g.encode_prompts("a hamburger", ["front view"]), step=0)
+        out["loss_sds"].backward()
+        if not (torch.isfinite(out["loss_sds"]) and torch.isfinite(img.grad).all()):
+            raise AssertionError("non-finite SDS loss or gradient")
+        return f"one SDS step {time.perf_counter() - t0:.2f} s, grad norm {float(out['grad_norm']):.3g}"
+
+
+ROWS: list[tuple[str, str]] = [
+    ("cuda", "cuda"), ("device audit", "device_audit"), ("dmtet-sd", "sd_run"), ("dmtet-sd + reward", "sd_reward_run"),
+    ("fantasia3d-sd", "fantasia3d"), ("magic3d-refine-sd", "magic3d"), ("nvdiffrast", "nvdiffrast"),
+    ("real SD weights", "real_sd"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda", help="cuda (default) or cpu (to test this script)")
+    args = ap.parse_args(argv)
+    results: list[list[object]] = []
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("CUDA is not available here: every GPU check is skipped.")
+        results = [[name, "skipped", "-", "no CUDA device"] for name, _ in ROWS]
+        print_table("dreamcs gpu-check", ["check", "result", "seconds", "detail"], results)
+        return 0
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory(prefix="dreamcs-gpu-check-") as tmp:
+        checks = Checks(args.device, Path(tmp))
+        for name, method in ROWS:
+            fn: Callable[[], str] = getattr(checks, method)
+            t0 = time.perf_counter()
+            try:
+                detail, result = fn(), "pass"
+            except Skip as e:
+                detail, result = str(e), "skipped"
+            except Exception as e:  # a failing row is reported, the others still run
+                detail, result = f"{type(e).__name__}: {e}"[:200], "FAIL"
+                traceback.print_exc(limit=3)
+            results.append([name, result, f"{time.perf_counter() - t0:.1f}", detail])
+    print_table(f"dreamcs gpu-check ({args.device})", ["check", "result", "seconds", "detail"], results)
+    failed = [r[0] for r in results if r[1] == "FAIL"]
+    print(f"{len(failed)} failed: {', '.join(failed)}" if failed else "all checks passed or skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
