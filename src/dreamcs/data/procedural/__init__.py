@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from dreamcs.data.procedural import furniture, seating, vessels  # noqa: F401  (registers)
+from dreamcs.data.procedural import buildings, fixtures, furniture, nature, seating, vehicles, vessels  # noqa: F401  (registers)
 from dreamcs.data.procedural.catalog import GENERATORS
 from dreamcs.data.procedural.parts import Part, Style, draw_style
 
