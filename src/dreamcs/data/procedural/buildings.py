@@ -13,16 +13,17 @@ STONE = ("stone", "brick", "wooden", "white")
 
 def gable_roof(w: float, d: float, y: float, h: float, over: float):
     """A triangular prism roof along z over a w x d footprint at height y, ridge h above."""
-    x, z = w / 2 + over, d / 2 + over
-    pts = [[-x, y, -z], [x, y, -z], [0, y + h, -z], [-x, y, z], [x, y, z], [0, y + h, z]]
-    return hull(pts)
+    x, z, f = w / 2 + over, d / 2 + over, 0.25  # f: fascia depth, so the eaves are not a razor edge
+    pts = [[s * x, y + dy, sz * z] for s in (-1, 1) for dy in (-f, 0.0) for sz in (-1, 1)]
+    return hull(pts + [[0, y + h, -z], [0, y + h, z]])
 
 
 def hip_roof(w: float, d: float, y: float, h: float, over: float):
     """A hipped roof: the ridge is shorter than the house, every side slopes."""
     x, z = w / 2 + over, d / 2 + over
     r = max(z - x, 0.0) if d > w else 0.0
-    return hull([[-x, y, -z], [x, y, -z], [-x, y, z], [x, y, z], [0, y + h, -r], [0, y + h, r + 1e-3]])
+    eaves = [[s * x, y + dy, sz * z] for s in (-1, 1) for dy in (-0.25, 0.0) for sz in (-1, 1)]
+    return hull(eaves + [[0, y + h, -r], [0, y + h, r + 1e-3]])
 
 
 def windows_on_front(asm: Assembly, xs, y: float, z: float, ww: float, wh: float) -> None:
@@ -170,6 +171,7 @@ def castle(rng: np.random.Generator, style: Style):
             tower(0, -D * 0.1, kr, th * rng.uniform(1.2, 1.6), roofs)
             with_.append("a central keep")
             n_towers += 1
+        asm.add("ground", box([W + 2 * tr + 2, 0.5, D + 2 * tr + 2], [0, -0.25, 0], "sharp"))
         asm.add("gate", box([4, 5, 2.2], [0, 2.5, D / 2 + 0.2], "sharp"))
         asm.add(
             "gate_arch",

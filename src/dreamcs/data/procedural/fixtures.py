@@ -41,7 +41,7 @@ def lamp(rng: np.random.Generator, style: Style):
     else:
         asm.add("base", lathe([(0, 0), (br, 0), (br * 0.9, 0.03), (0, 0.035)], style.sections))
     with_: list[str] = []
-    open_shade = rng.random() < 0.6
+    open_shade = rng.random() < 0.5
     if kind == "desk":  # an articulated arm ending in a cone head pointing down
         elbow = np.array([0.0, H * 0.55, -0.05])
         head = np.array([0.0, H * 0.9, H * rng.uniform(0.35, 0.5)])
@@ -75,6 +75,13 @@ def lamp(rng: np.random.Generator, style: Style):
         rt = rb * rng.uniform(0.5, 0.75) if cone else rb
         asm.add("shade", shade(rng, style, rt, rb, sh, H - sh * 0.8, open_shade), closed=not open_shade)
         asm.add("bulb", sphere(0.03, [0, H - sh * 0.5, 0], style.sphere_subdiv))
+        if open_shade:  # a harp: spokes from the pole top to the shade's upper rim hold the shade
+            n_sp = int(rng.choice([2, 3, 4]))
+            yt = H - sh * 0.8 + sh * 0.97
+            for k in range(n_sp):
+                a = 2 * np.pi * k / n_sp
+                rim = [np.cos(a) * rt * 0.98, yt, np.sin(a) * rt * 0.98]
+                asm.add("harp", cylinder(0.004, [0, H - 0.01, 0], rim, 5))
         shape_word = "conical" if cone else "drum"
     with_.insert(0, f"a {shape_word} shade")
     if square_base:

@@ -20,9 +20,14 @@ from dreamcs.data.procedural.words import caption, plural
 
 
 def blob(rng: np.random.Generator, radius, center, subdiv: int, jitter: float):
-    """An icosphere with radially jittered vertices: a lumpy foliage clump (still watertight)."""
+    """An icosphere with smooth radial lumps (a few low-frequency bumps, not per-vertex noise,
+    which would read as the "noise" defect)."""
     m = sphere(1.0, (0, 0, 0), subdiv)
-    m.vertices = m.vertices * (1 + jitter * rng.uniform(-1, 1, (len(m.vertices), 1)))
+    v = np.asarray(m.vertices)
+    dirs = rng.normal(size=(5, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    bumps = np.clip(v @ dirs.T, 0, None) ** 4 @ rng.uniform(0.5, 1.0, 5)
+    m.vertices = v * (1 + jitter * 2 * (bumps[:, None] - 0.3))
     m.vertices = m.vertices * np.asarray(radius, float) + np.asarray(center, float)
     return m
 
@@ -63,8 +68,9 @@ def tree(rng: np.random.Generator, style: Style):
             mid = top + d * L * 0.5 + [0, L * 0.15, 0]
             tip = top + d * L + [0, -L * 0.35, 0]
             side = np.cross(d, [0, 1, 0]) * L * 0.12
-            asm.add("frond", hull([top, mid + side, mid - side, mid + [0, 0.05, 0], tip]))
-            asm.add("frond", hull([top, mid + side, mid - side, mid - [0, 0.05, 0]]))
+            th = np.array([0, L * 0.03, 0])  # thickness, so the leaf has no razor edges
+            leaf = np.array([top + d * tr, mid + side, mid - side, tip])
+            asm.add("frond", hull(np.concatenate([leaf + th, leaf - th])))
         shape = ["tall"] if H > 8 else []
         noun = "palm tree"
         with_ = ["a curved trunk"] if lean > 0.1 * H else []
@@ -91,7 +97,7 @@ def tree(rng: np.random.Generator, style: Style):
             tips.append(tip)
         if kind == "broadleaf":
             R = H * rng.uniform(0.2, 0.3)
-            jitter = rng.uniform(0.0, 0.15)
+            jitter = rng.uniform(0.0, 0.2)
             crown = np.array([0, th + R * 0.8, 0])
             asm.add("foliage", blob(rng, [R * 1.1, R, R * 1.1], crown, style.sphere_subdiv, jitter))
             for tip in tips[: int(rng.integers(0, len(tips) + 1))]:
@@ -119,7 +125,7 @@ def mushroom(rng: np.random.Generator, style: Style):
         H, sr = s * rng.uniform(0.6, 1.2), s * rng.uniform(0.08, 0.15)
         cr = s * rng.uniform(0.3, 0.6)
         cr0 = cr0 or cr
-        a = 2 * np.pi * k / max(n, 1) + 0.5  # the small ones stand beside the first, caps clear of its cap
+        a = 0.2 + 1.6 * (k - 1)  # the small ones stand beside the first (right, front), caps clear of its cap
         off = np.array([np.cos(a), 0, np.sin(a)]) * (0.0 if k == 0 else (cr0 + cr) * rng.uniform(0.8, 1.0))
         bend = rng.uniform(-0.1, 0.1) * H
         path = np.c_[np.linspace(0, bend, 4), np.linspace(0, H, 4), np.zeros(4)] + off
@@ -148,6 +154,14 @@ def mushroom(rng: np.random.Generator, style: Style):
                     "spot",
                     sphere([cr * 0.12, cr * 0.05, cr * 0.12], top + [np.cos(u) * r, y, np.sin(u) * r], 1),
                 )
+    if n > 1:  # a cluster grows from one mossy mound that joins the stems
+        reach = max(
+            np.abs(
+                np.asarray([p.mesh.vertices[:, [0, 2]].max(0) for p in asm.parts if p.name == "stem"])
+            ).max(),
+            0.3,
+        )
+        asm.add("mound", sphere([reach * 1.3, 0.08, reach * 1.3], [0, 0.0, 0], style.sphere_subdiv))
     shape = {"dome": "dome-capped", "flat": "flat-capped", "cone": "cone-capped"}[kinds[0]]
     with_ = ["white spots"] if spotted else []
     if n == 1:

@@ -63,7 +63,7 @@ def chair(rng: np.random.Generator, style: Style):
     asm.add("seat", box([w, t, d], [0, h - t / 2, 0], style.bevel, 0.4 * t, style.detail))
     if office:
         ys = h - t
-        asm.add("column", ycylinder(0.03, ys - 0.12, [0, 0.1, 0], style.sections))
+        asm.add("column", ycylinder(0.03, ys - 0.08, [0, 0.1, 0], style.sections))  # reaches into the seat
         n = int(rng.choice([4, 5]))
         for k in range(n):
             a = 2 * np.pi * k / n
@@ -298,9 +298,9 @@ def sofa(rng: np.random.Generator, style: Style):
         for sx in (-1, 1):
             asm.add(
                 "arm",
-                box(
-                    [aw, h - leg_h + ah, d],
-                    [sx * (W - aw) / 2, leg_h + (h - leg_h + ah) / 2, 0],
+                box(  # 5 mm below the base, 1 cm deeper: no corner shared (a vertex merge would be non-manifold)
+                    [aw, h - leg_h + ah + 0.005, d + 0.01],
+                    [sx * (W - aw) / 2, leg_h - 0.005 + (h - leg_h + ah + 0.005) / 2, 0],
                     bev,
                     r,
                     style.detail,

@@ -142,12 +142,20 @@ def airplane(rng: np.random.Generator, style: Style):
     high = wy > 0
     for sx in (-1, 1):
         tip = chord * rng.uniform(0.3, 0.5)
+        x0 = sx * R * 0.3  # root inside the fuselage, off the centre line: the two wings share no vertex
         pts = np.array(
-            [[0, 0, 0], [0, 0, -chord], [sx * span / 2, 0, -sweep - tip], [sx * span / 2, 0, -sweep]]
+            [[x0, 0, 0], [x0, 0, -chord], [sx * span / 2, 0, -sweep - tip], [sx * span / 2, 0, -sweep]]
         )
         asm.add("wing", hull(np.concatenate([pts + [0, wy + R * 0.06, wz], pts + [0, wy - R * 0.06, wz]])))
         ts, tc = span * 0.18, chord * 0.5
-        tpts = np.array([[0, 0, 0], [0, 0, -tc], [sx * ts, 0, -tc * 0.8 - ts * 0.4], [sx * ts, 0, -ts * 0.4]])
+        tpts = np.array(
+            [
+                [x0 * 0.5, 0, 0],
+                [x0 * 0.5, 0, -tc],
+                [sx * ts, 0, -tc * 0.8 - ts * 0.4],
+                [sx * ts, 0, -ts * 0.4],
+            ]
+        )
         asm.add(
             "stabiliser",
             hull(
@@ -217,7 +225,9 @@ def boat(rng: np.random.Generator, style: Style):
     t = np.linspace(-1, 1, 2 * k + 1)
     half = B / 2 * np.sqrt(np.clip(1 - ((t + 1) / 2) ** 3, 0, 1)) * np.where(t < -0.8, 0.85, 1)
     deck = np.c_[np.r_[half, -half], np.full(2 * len(t), D), np.r_[t, t] * L / 2]
-    keel = np.c_[np.r_[half, -half] * 0.15, np.zeros(2 * len(t)), np.r_[t, t] * L / 2 * 0.9]
+    keel = np.c_[
+        np.r_[half, -half] * 0.15, np.zeros(2 * len(t)), np.r_[t, t] * L / 2 * 0.7
+    ]  # shorter: bow and stern rise
     asm.add("hull", hull(np.concatenate([deck, keel])))
     with_: list[str] = []
     if kind == "sail":
@@ -281,33 +291,60 @@ def boat(rng: np.random.Generator, style: Style):
 @register("rocket", "spaceship", "missile")
 def rocket(rng: np.random.Generator, style: Style):
     asm = Assembly()
-    R, H = rng.uniform(0.3, 0.6), rng.uniform(4, 9)
-    nose = H * rng.uniform(0.15, 0.3)
+    R = rng.uniform(0.3, 0.6)
+    H = R * rng.uniform(6, 22)
+    nose = H * rng.uniform(0.1, 0.25)
     n = style.rings
-    ogive = [
-        (R * np.cos(np.pi / 2 * k / n) ** 0.7, H - nose + nose * np.sin(np.pi / 2 * k / n))
-        for k in range(n + 1)
-    ]
-    prof = [(0.0, 0.0), (R, 0.0)] + ogive[:-1] + [(0.0, H)]
+    conical = rng.random() < 0.4
+    staged = rng.random() < 0.4  # a narrower upper stage above an interstage taper
+    r_up = R * rng.uniform(0.6, 0.8) if staged else R
+    y_st = H * rng.uniform(0.4, 0.6)
+    prof = [(0.0, 0.0), (R, 0.0)]
+    if staged:
+        prof += [(R, y_st), (r_up, y_st + R * 0.6)]
+    if conical:
+        prof += [(r_up, H - nose), (0.0, H)]
+    else:  # ogive: radius falls off as a cosine power
+        prof += [
+            (r_up * np.cos(np.pi / 2 * k / n) ** 0.7, H - nose + nose * np.sin(np.pi / 2 * k / n))
+            for k in range(n)
+        ]
+        prof += [(0.0, H)]
     asm.add("body", lathe(prof, style.sections))
-    n_fins = int(rng.choice([3, 4, 4, 6]))
-    fh, fw = H * rng.uniform(0.15, 0.3), R * rng.uniform(0.8, 1.6)
+    n_fins = int(rng.choice([0, 3, 4, 4, 6]))
+    fh, fw = H * rng.uniform(0.1, 0.25), R * rng.uniform(0.6, 1.6)
+    sweep = rng.uniform(-0.15, 0.4)
     for k in range(n_fins):
         a = 2 * np.pi * k / n_fins
         fin = prism(
-            [(R * 0.8, 0.0), (R + fw, -fh * 0.15), (R + fw, fh * 0.2), (R * 0.8, fh)], -R * 0.04, R * 0.04
+            [(R * 0.8, 0.0), (R + fw, -fh * sweep), (R + fw, fh * (0.35 - sweep)), (R * 0.8, fh)],
+            -R * 0.04,
+            R * 0.04,
         )
-        c, s = np.cos(a), np.sin(a)
-        fin.apply_transform(np.array([[c, 0, -s, 0], [0, 1, 0, 0], [s, 0, c, 0], [0, 0, 0, 1.0]]))
+        c, s_ = np.cos(a), np.sin(a)
+        fin.apply_transform(np.array([[c, 0, -s_, 0], [0, 1, 0, 0], [s_, 0, c, 0], [0, 0, 0, 1.0]]))
         asm.add("fin", fin)
     asm.add(
-        "nozzle",
-        lathe([(R * 0.4, 0.0), (R * 0.7, -R * 0.6)][::-1], style.sections, closed=False),
-        closed=False,
+        "nozzle", lathe([(R * 0.7, -R * 0.6), (R * 0.4, 0.0)], style.sections, closed=False), closed=False
     )
-    with_ = [plural(n_fins, "fin"), "a pointed nose cone"]
+    n_boost = int(rng.choice([0, 0, 2, 4]))
+    br, bh = R * rng.uniform(0.3, 0.45), H * rng.uniform(0.3, 0.5)
+    for k in range(n_boost):
+        a = 2 * np.pi * (k + 0.5) / n_boost
+        c = np.array([np.cos(a), 0, np.sin(a)]) * (R + br * 0.9)
+        asm.add("booster", lathe([(0, 0), (br, 0), (br, bh * 0.85), (0, bh)], style.sections, base=c))
+    with_ = ([plural(n_fins, "fin")] if n_fins else []) + [
+        "a conical nose" if conical else "a rounded nose cone"
+    ]
+    if n_boost:
+        with_.append(f"{plural(n_boost, 'side booster')}")
+    if staged:
+        with_.append("two stages")
     if rng.random() < 0.4:
-        asm.add("window", sphere([R * 0.25, R * 0.25, R * 0.08], [0, H * 0.6, R * 0.97], style.sphere_subdiv))
+        asm.add(
+            "window",
+            sphere([r_up * 0.25, r_up * 0.25, r_up * 0.08], [0, H * 0.7, r_up * 0.97], style.sphere_subdiv),
+        )
         with_.append("a round window")
     shape = ["tall", "slender"] if H > 14 * R else ["stubby"] if H < 9 * R else []
     cap = caption(
@@ -318,4 +355,4 @@ def rocket(rng: np.random.Generator, style: Style):
         with_,
         low_poly=style.low_poly,
     )
-    return asm, cap, {"n_fins": n_fins, "height": H, "radius": R}
+    return asm, cap, {"n_fins": n_fins, "height": H, "radius": R, "boosters": n_boost, "staged": staged}
