@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -110,7 +113,11 @@ def test_procedural_source_yields_items(tmp_path, monkeypatch):
         assert it.source == "procedural" and it.prompt == it.caption and it.object_id in it.id
         m = load_mesh(it.path)
         assert len(m.faces) > 0 and np.abs(m.vertices).max() <= 1.0 + 1e-6
-    assert [it.id for it in parse_source("procedural:4:2")] == [it.id for it in items]
+    # a second parse reads the sidecars instead of regenerating, and gives the same items
+    again = parse_source("procedural:4:2")
+    assert [(it.id, it.caption, it.path) for it in again] == [(it.id, it.caption, it.path) for it in items]
+    side = json.loads(Path(items[0].path).with_suffix(".json").read_text())
+    assert side["caption"] == items[0].caption and side["category"] == items[0].extra["category"]
 
 
 @pytest.mark.parametrize(

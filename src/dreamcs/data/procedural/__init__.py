@@ -24,7 +24,15 @@ from dreamcs.data.procedural import buildings, fixtures, furniture, nature, seat
 from dreamcs.data.procedural.catalog import GENERATORS
 from dreamcs.data.procedural.parts import Part, Style, draw_style
 
-__all__ = ["CATEGORIES", "MAX_FACES", "ProceduralObject", "make_object", "library", "synonyms"]
+__all__ = [
+    "CATEGORIES",
+    "MAX_FACES",
+    "ProceduralObject",
+    "make_object",
+    "library",
+    "library_keys",
+    "synonyms",
+]
 
 MAX_FACES = 8000
 CATEGORIES: tuple[str, ...] = tuple(sorted(GENERATORS))
@@ -68,9 +76,14 @@ def make_object(category: str, seed: int) -> ProceduralObject:
     return ProceduralObject(mesh, cap, category, params, f"{category}-{int(seed)}", parts)
 
 
+def library_keys(n: int, seed: int = 0, categories: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """The (category, object seed) pairs of ``library(n, seed, categories)``, without generating."""
+    cats = tuple(categories or CATEGORIES)
+    return [(cats[i % len(cats)], seed * 1_000_000 + i // len(cats)) for i in range(int(n))]
+
+
 def library(n: int, seed: int = 0, categories: tuple[str, ...] | None = None) -> Iterator[ProceduralObject]:
     """``n`` objects, round-robin over ``categories`` (default all): item i is category
     ``i % K`` with object seed ``seed * 1_000_000 + i // K``, so libraries of different seeds differ."""
-    cats = tuple(categories or CATEGORIES)
-    for i in range(int(n)):
-        yield make_object(cats[i % len(cats)], seed * 1_000_000 + i // len(cats))
+    for category, obj_seed in library_keys(n, seed, categories):
+        yield make_object(category, obj_seed)

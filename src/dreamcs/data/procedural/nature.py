@@ -49,7 +49,7 @@ def tree(rng: np.random.Generator, style: Style):
             y = th + (H - th) * k / tiers * 0.85
             r = R * (1 - k / (tiers + 0.5))
             asm.add("foliage", ycone(r, (H - th) / tiers * 1.8, [0, y, 0], style.sections))
-        shape = ["tall"] if H > 8 else ["small"]
+        shape = ["slender"] if R < 0.22 * H else ["broad"]  # proportions survive normalisation, size does not
         noun, with_ = (
             str(rng.choice(["pine tree", "fir tree", "christmas tree"] if tiers > 2 else ["pine tree"])),
             [plural(tiers, "tier") + " of branches"],
@@ -71,7 +71,7 @@ def tree(rng: np.random.Generator, style: Style):
             th = np.array([0, L * 0.03, 0])  # thickness, so the leaf has no razor edges
             leaf = np.array([top + d * tr, mid + side, mid - side, tip])
             asm.add("frond", hull(np.concatenate([leaf + th, leaf - th])))
-        shape = ["tall"] if H > 8 else []
+        shape = [] if lean < 0.1 * H else ["leaning"]
         noun = "palm tree"
         with_ = ["a curved trunk"] if lean > 0.1 * H else []
     else:
@@ -230,7 +230,7 @@ def cactus(rng: np.random.Generator, style: Style):
     with_ = [plural(n_arms, "arm")] if n_arms else []
     if potted:
         with_.append("a pot")
-    shape = ["tall"] if H > 2.2 else []
+    shape = ["tall", "slender"] if r < 0.07 * H else []
     cap = caption(
         rng,
         str(rng.choice(["cactus", "cactus", "saguaro cactus"])),

@@ -279,7 +279,7 @@ def teapot(rng: np.random.Generator, style: Style):
     )
     hp[[0, -1], 0] = -R * 0.8
     asm.add("handle", tube(hp, 0.007, max(6, style.sections // 2)))
-    shape = ["round"] if squash < 0.2 else ["squat"]
+    shape = ["squat"] if H < 1.2 * R else ["round"] if H < 1.8 * R else ["tall"]
     noun = str(rng.choice(["teapot", "teapot", "kettle"]))
     cap = caption(
         rng,
