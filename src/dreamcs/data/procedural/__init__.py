@@ -5,14 +5,16 @@
     for obj in library(n=3000, seed=0): ...   # round-robin over CATEGORIES, deterministic
 
 Map: ``parts.py`` primitives, the part assembly and the tessellation ``Style``; ``words.py``
-caption words; ``catalog.py`` the category table; one module per family (``furniture``,
-``vessels``, ``fixtures``, ``vehicles``, ``buildings``, ``nature``) holding the generators;
-``sheet.py`` a labelled contact sheet. Objects are y-up, front towards +z, normalised into
-[-1, 1]^3 (bounding box centred, longest side 2), under ``MAX_FACES`` faces.
+caption words; ``catalog.py`` the category table; one module per family (``FAMILIES``:
+seating, furniture, vessels, household, fixtures, vehicles, buildings, nature) of generators;
+``sheet.py`` a labelled contact sheet; ``source.py`` the ``procedural:N[:SEED]`` build source.
+Objects are y-up, front towards +z, normalised into [-1, 1]^3 (bounding box centred, longest side
+2), under ``MAX_FACES`` faces.
 """
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,9 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from dreamcs.data.procedural import buildings, fixtures, furniture, nature, seating, vehicles, vessels  # noqa: F401  (registers)
 from dreamcs.data.procedural.catalog import GENERATORS
 from dreamcs.data.procedural.parts import Part, Style, draw_style
+
+FAMILIES = ("seating", "furniture", "vessels", "household", "fixtures", "vehicles", "buildings", "nature")
+for _family in FAMILIES:  # importing a family module registers its categories
+    importlib.import_module(f"dreamcs.data.procedural.{_family}")
 
 __all__ = [
     "CATEGORIES",
