@@ -73,6 +73,8 @@ def test_style_varies_across_seeds(objects):
     details = {objects[k].params["detail"] for k in objects}
     bevels = {objects[k].params["bevel"] for k in objects}
     assert details == {0, 1, 2, 3} and len(bevels) == 3
+    dense = [objects[k].params["dense"] for k in objects]
+    assert 0.15 < np.mean(dense) < 0.45, np.mean(dense)  # DENSE_SHARE = 0.3 of the objects subdivided
     assert any(not p.closed for o in objects.values() for p in o.parts), "no open surfaces at all"
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import trimesh
 
 from dreamcs.data.procedural.catalog import GENERATORS
-from dreamcs.data.procedural.parts import Part, Style, draw_style
+from dreamcs.data.procedural.parts import Part, Style, densify, draw_style
 
 FAMILIES = ("seating", "furniture", "vessels", "household", "fixtures", "vehicles", "buildings", "nature")
 for _family in FAMILIES:  # importing a family module registers its categories
@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 MAX_FACES = 8000
+DENSE_SHARE = 0.3  # objects whose coarse parts are subdivided towards MAX_FACES (see parts.densify)
 CATEGORIES: tuple[str, ...] = tuple(sorted(GENERATORS))
 
 
@@ -76,8 +77,13 @@ def make_object(category: str, seed: int) -> ProceduralObject:
         if asm.n_faces < MAX_FACES or style.detail == 0:
             break
         style = Style(detail=style.detail - 1, bevel=style.bevel)  # too dense: coarser, same shape
+    # a separate stream, so that the shape draws above do not depend on it
+    dense_rng = np.random.default_rng([zlib.crc32(category.encode()), int(seed), 1])
+    dense = bool(dense_rng.random() < DENSE_SHARE)
+    if dense:
+        densify(asm, int(dense_rng.integers(max(asm.n_faces, 2000), MAX_FACES)))
     mesh, parts = asm.normalised()
-    params = {**params, "detail": style.detail, "bevel": style.bevel, "n_parts": len(parts)}
+    params = {**params, "detail": style.detail, "bevel": style.bevel, "dense": dense, "n_parts": len(parts)}
     return ProceduralObject(mesh, cap, category, params, f"{category}-{int(seed)}", parts)
 
 

@@ -151,7 +151,7 @@ def wine_glass(rng: np.random.Generator, style: Style):
     wall = 0.002
     inner = [(max(r_ - wall, 0.001), y) for r_, y in outer[::-1] if y > stem + 0.01]
     prof = (
-        [(0.0, 0.0), (foot, 0.0), (foot * 0.9, 0.004), (0.005, 0.012), (0.004, stem)]
+        [(0.0, 0.0), (foot, 0.0), (foot, 0.003), (foot * 0.85, 0.006), (0.005, 0.012), (0.004, stem)]
         + outer
         + inner
         + [(0.0, stem + 0.01)]
@@ -301,10 +301,9 @@ def bicycle(rng: np.random.Generator, style: Style):
         n_sp = 8 if style.detail < 2 else 12
         for j in range(n_sp):  # spokes from hub to rim (each overlaps both)
             a = 2 * np.pi * j / n_sp
-            asm.add(
-                "spoke",
-                cylinder(0.003, c, c + [0, np.sin(a) * (wr - tire * 0.5), np.cos(a) * (wr - tire * 0.5)], 3),
-            )
+            d = np.array([0, np.sin(a), np.cos(a)])
+            hub_end = c + d * 0.02 + [0.02 * (-1) ** j, 0, 0]  # from alternate hub flanges: no shared vertex
+            asm.add("spoke", cylinder(0.003, hub_end, c + d * (wr - tire * 0.5), 3))
     bb = np.array([0, wr * 0.9, -0.05])  # bottom bracket
     seat = np.array([0, wr + 0.55, -0.2])
     head = np.array([0, wr + 0.5, wb / 2 - 0.2])
