@@ -118,9 +118,12 @@ def test_library_round_robin_and_deterministic():
     assert [o.caption for o in b] == [o.caption for o in a[:3]]
 
 
-def test_unknown_category_is_a_clear_error():
+def test_unknown_category_or_bad_seed_is_a_clear_error():
     with pytest.raises(KeyError, match="unknown procedural category 'spaceship'"):
         make_object("spaceship", 0)
+    for seed in (-1, 1.5, "3"):
+        with pytest.raises(ValueError, match="non-negative integer"):
+            make_object("chair", seed)
 
 
 def test_procedural_source_yields_items(tmp_path, monkeypatch):

@@ -66,6 +66,8 @@ def make_object(category: str, seed: int) -> ProceduralObject:
     """The object ``category`` / ``seed``: identical output for identical arguments."""
     if category not in GENERATORS:
         raise KeyError(f"unknown procedural category {category!r}; known: {', '.join(CATEGORIES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"procedural seed must be a non-negative integer, got {seed!r}")
     gen = GENERATORS[category]
     # crc32, not hash(): Python salts str hashes per process
     base = np.random.default_rng([zlib.crc32(category.encode()), int(seed)])
