@@ -137,7 +137,7 @@ def wine_glass(rng: np.random.Generator, style: Style):
     stem = {"wine": 0.08, "flute": 0.07, "goblet": 0.05, "martini": 0.08}[kind] * rng.uniform(0.8, 1.2)
     cup_h = {"wine": 0.1, "flute": 0.15, "goblet": 0.08, "martini": 0.07}[kind] * rng.uniform(0.85, 1.15)
     cup_r = {"wine": 0.045, "flute": 0.028, "goblet": 0.05, "martini": 0.065}[kind] * rng.uniform(0.85, 1.15)
-    foot = cup_r * rng.uniform(0.8, 1.1)
+    foot = min(cup_r, 0.045) * rng.uniform(0.75, 1.0)
     k = max(4, style.rings)
     s = np.linspace(0, 1, k)
     if kind == "martini":
