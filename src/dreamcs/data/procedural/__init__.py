@@ -79,6 +79,8 @@ def make_object(category: str, seed: int) -> ProceduralObject:
         if asm.n_faces < MAX_FACES or style.detail == 0:
             break
         style = Style(detail=style.detail - 1, bevel=style.bevel)  # too dense: coarser, same shape
+    if asm.n_faces >= MAX_FACES:  # a generator bug, not bad luck: say which object
+        raise RuntimeError(f"procedural {category}-{seed}: {asm.n_faces} faces even at the coarsest detail")
     # a separate stream, so that the shape draws above do not depend on it
     dense_rng = np.random.default_rng([zlib.crc32(category.encode()), int(seed), 1])
     dense = bool(dense_rng.random() < DENSE_SHARE)
