@@ -11,6 +11,9 @@
                                   (``dreamcs.data.harvest``; Chamfer scores where a ground truth exists)
     embedded                      the offline set shipped in ``dreamcs/assets/meshpref`` (clean meshes and
                                   synthesised defects, see ``dreamcs.data.embedded``)
+    procedural:N[:SEED]           N generated objects of ``dreamcs.data.procedural.library(N, SEED)``,
+                                  written once as OBJ to a cache folder (``$DREAMCS_PROCEDURAL_CACHE``
+                                  or the temp dir), keyed by a hash of the generators' source
 
 Every source yields ``SourceItem`` records; malformed input raises ``SourceError`` naming the file
 (and line) and the reason.
@@ -200,11 +203,17 @@ def parse_source(spec: str) -> list[SourceItem]:
         from dreamcs.data.harvest import harvest_items
 
         return harvest_items(rest)
+    if kind == "procedural" and rest:
+        from dreamcs.data.procedural.source import procedural_items
+
+        return procedural_items(spec, rest)
     if kind == "embedded" and not rest:
         from dreamcs.data.embedded import embedded_items
 
         return embedded_items()
-    raise SourceError(spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, harvest:DIR or embedded")
+    raise SourceError(
+        spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, harvest:DIR, procedural:N[:SEED] or embedded"
+    )
 
 
 def collect_items(specs: list[str]) -> list[SourceItem]:
