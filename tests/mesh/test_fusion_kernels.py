@@ -8,8 +8,7 @@ import scipy.sparse as sp
 import trimesh
 from scipy.sparse.csgraph import connected_components
 
-from dreamcs.mesh import _graph_kernels
-from dreamcs.mesh.fusion import fuse
+from dreamcs.mesh.fusion import _graph_kernels, fuse
 
 
 def _meshes() -> dict[str, trimesh.Trimesh]:

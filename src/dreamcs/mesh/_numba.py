@@ -1,4 +1,4 @@
-"""The one numba decorator of the mesh core's compiled kernels (fusion: ``_kernels``,
+"""The one numba decorator of the mesh core's compiled kernels (``fusion``'s ``_kernels``,
 ``_cut_kernels``, ``_graph_kernels``; features: ``_feature_kernels``), with its on-disk cache.
 
 Compiling fusion's kernels takes ~45 s of one core, the features' ~6 s per float dtype, once: the

@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from dreamcs.mesh import _graph_kernels
-from dreamcs.mesh.bisection import bisect_faces
+from dreamcs.mesh.fusion import _graph_kernels
+from dreamcs.mesh.fusion.bisection import bisect_faces
 
 __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 
@@ -65,7 +65,7 @@ def partition(
         raise ValueError(f"need exactly {n_patches * k} faces, got {len(centroids)}")
     labels = bisect_faces(np.concatenate([centroids, normals], 1), n_patches, k, A.tocsr(), _numpy=_numpy)
     if _numpy:
-        from dreamcs.mesh._reference import repair
+        from dreamcs.mesh.fusion._reference import repair
 
         return repair(labels, A, REPAIR_PASSES)
     return _repair(labels, A, REPAIR_PASSES)

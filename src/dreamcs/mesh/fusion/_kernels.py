@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamcs.mesh import _cut_kernels as cut
 from dreamcs.mesh._numba import jit
+from dreamcs.mesh.fusion import _cut_kernels as cut
 
 
 @jit

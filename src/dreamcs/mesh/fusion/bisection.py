@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from dreamcs.mesh import _graph_kernels, _kernels
+from dreamcs.mesh.fusion import _graph_kernels, _kernels
 
 __all__ = ["bisect_faces"]
 
@@ -69,7 +69,7 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     take = sizes - counts * k  # faces each component gives to the pool
     # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
     if _numpy:
-        from dreamcs.mesh import _reference as ref
+        from dreamcs.mesh.fusion import _reference as ref
 
         similar = ref.similar_normals(A, feat)
         rank = ref.grow_ranks(A, comp, feat)

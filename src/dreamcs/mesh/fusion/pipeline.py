@@ -36,11 +36,11 @@ import torch
 import trimesh
 from torch import Tensor
 
-from dreamcs.mesh._graph_kernels import face_frames, first_copy
 from dreamcs.mesh.errors import MeshError
 from dreamcs.mesh.features import patch_centers, patch_features
-from dreamcs.mesh.patches import connected_patch_mask, dual_graph, order_patches, partition
-from dreamcs.mesh.remesh import remesh_to_count
+from dreamcs.mesh.fusion._graph_kernels import face_frames, first_copy
+from dreamcs.mesh.fusion.patches import connected_patch_mask, dual_graph, order_patches, partition
+from dreamcs.mesh.fusion.remesh import remesh_to_count
 
 __all__ = ["PatchedMesh", "fuse"]
 
@@ -219,7 +219,7 @@ def fuse(
     verts = W @ v_in
     centroids, normals = face_frames(verts, faces)
     if _numpy:
-        from dreamcs.mesh._reference import dual_graph as ref_dual_graph
+        from dreamcs.mesh.fusion._reference import dual_graph as ref_dual_graph
 
         A = ref_dual_graph(faces)
     else:

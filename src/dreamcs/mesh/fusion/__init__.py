@@ -1,0 +1,17 @@
+"""Mesh fusion: any triangle mesh to the fixed patch layout (P patches x K faces, 256 x 64).
+
+The parts, in the order a mesh goes through them:
+
+- ``pipeline``: ``fuse`` (clean -> exact face count -> grouping -> order) and ``PatchedMesh``
+  (the result, with its sparse map ``W`` from input vertices, save/load as ``.npz``).
+- ``remesh``: exact face count (QEM simplification or subdivision + longest-edge bisection).
+- ``patches``: the face-adjacency graph, the grouping's repair pass and the patch / face order.
+- ``bisection``: the component-aware recursive bisection at exact ranks behind the grouping.
+- ``_kernels`` (bisection levels), ``_cut_kernels`` (one candidate cut), ``_graph_kernels``
+  (graph, components, repair, order): the numba-compiled loops.
+- ``_reference``: the numpy / scipy version of the grouping, kept to test the kernels against.
+"""
+
+from dreamcs.mesh.fusion.pipeline import PatchedMesh, fuse
+
+__all__ = ["PatchedMesh", "fuse"]
