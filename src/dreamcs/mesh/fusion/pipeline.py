@@ -18,9 +18,10 @@ The result keeps a sparse map ``W`` with ``vertices == W @ input_vertices``, so 
 a differentiable (linear) function of the input positions; the topology needs no gradients.
 
 The loops are compiled with numba (``_kernels``, ``_cut_kernels``, ``_graph_kernels``): a process's
-first fuse loads them from numba's on-disk cache (under a second) or, the first time after install
-or an edit, compiles them (~45 s of one core; see ``_numba`` for where the cache lives). 30-40 ms
-per 16,384-face mesh on one core after that (``make bench``).
+first fuse loads them from numba's on-disk cache (under a second). The first time after install or
+an edit, a background process compiles them (~35 s of one core; ``_warmup``) while fuse runs their
+numpy / scipy versions (the same patches, ~2x slower): the first call takes a fraction of a second
+either way. 30-40 ms per 16,384-face mesh on one core after that (``make bench``).
 """
 
 from __future__ import annotations
