@@ -99,3 +99,19 @@ def test_pipeline_kernels_match_their_numpy_versions(name):
     order = _graph_kernels.patch_face_order(*args)
     np.testing.assert_array_equal(order, _reference_steps.patch_face_order(*args))
     assert sorted(order.tolist()) == list(range(len(faces)))
+
+
+def test_sort_kernels_match_numpy():
+    from dreamcs.mesh.fusion._sort_kernels import sort_prefix, stable_argsort
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 7, 1000):
+        key = rng.integers(0, 5, n).astype(np.float64)  # many ties: order by index among equals
+        np.testing.assert_array_equal(stable_argsort(key), np.argsort(key, kind="stable"))
+        key = rng.standard_normal(n)
+        np.testing.assert_array_equal(stable_argsort(key), np.argsort(key, kind="stable"))
+        for dtype in (np.int32, np.int64):
+            a = rng.integers(-50, 50, n + 5).astype(dtype)
+            want = np.r_[np.sort(a[:n]), a[n:]]
+            sort_prefix(a, n)
+            np.testing.assert_array_equal(a, want)  # the prefix sorted, the rest untouched

@@ -15,6 +15,7 @@ import numpy as np
 
 from dreamcs.mesh._numba import jit
 from dreamcs.mesh.fusion import _cut_kernels as cut
+from dreamcs.mesh.fusion._sort_kernels import stable_argsort
 
 
 @jit
@@ -126,7 +127,9 @@ def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, gen, queue, ordered):
             key[i] = sign * vals[rest[i]]
         need = stop - tail
         if ordered or need >= len(rest):
-            queue[tail : tail + len(rest)] = rest[np.argsort(key, kind="mergesort")]
+            by_key = stable_argsort(key)
+            for i in range(len(rest)):  # a loop, not a slice copy: numba's shape check is slow to compile
+                queue[tail + i] = rest[by_key[i]]
             return False, hi - lo
         # only which faces fill the prefix matters to a cut: the ``need`` smallest keys, ties by
         # index (the set a stable sort would place first), by selection instead of a sort
