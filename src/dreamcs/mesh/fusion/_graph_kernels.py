@@ -89,7 +89,7 @@ def move_fragments(indptr, indices, labels, stray, frag_start, piece_faces, piec
                     tail += 1
         if tail == 0:
             continue  # q does not touch p's main piece
-        sort_prefix(queue, tail)  # seeds in face order
+        sort_prefix(queue, np.int64(tail))  # seeds in face order
         s = len(frag)
         head = 0
         while head < tail and head < s:

@@ -1,6 +1,10 @@
 """Two small sorts for the compiled kernels, in place of numba's ``np.argsort(kind="mergesort")``
 and ``ndarray.sort``: those compile numba's generic sort machinery once per dtype and layout (~10 s
 of fusion's first-time compile); these compile in well under a second each.
+
+numba compiles a kernel once per argument type, and a constant argument is typed as its literal
+value (``Literal[int](0)``): callers wrap constants (``np.int64(0)``, ``np.bool_(True)``) so that
+each kernel compiles once.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def sort_prefix(a, n):
         _sift_down(a, start, n)
     for end in range(n - 1, 0, -1):
         a[0], a[end] = a[end], a[0]
-        _sift_down(a, 0, end)
+        _sift_down(a, np.int64(0), end)
 
 
 @jit
