@@ -123,6 +123,9 @@ def test_empty_and_bad_inputs() -> None:
     g = load_tetgrid(4)
     v, f, t = g.extract(torch.ones(g.num_vertices))
     assert v.shape == (0, 3) and f.shape == (0, 3) and t.shape == (0,)
+    for sdf in (torch.ones(g.num_vertices), -torch.ones(g.num_vertices)):  # the generic path, uncut
+        v, f, t = marching_tetrahedra(g.vertices, g.tets, sdf)
+        assert v.shape == (0, 3) and f.shape == (0, 3) and t.shape == (0,)
     with pytest.raises(ValueError, match="sdf must be"):
         marching_tetrahedra(g.vertices, g.tets, torch.ones(3))
 
