@@ -12,6 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DREAMCS_SHARED_DATA", REPO.parent / "shared" / "data"))
 SAMPLES = REPO / "src" / "dreamcs" / "assets" / "samples"
 
+# Fusion's kernels compile in the test process on first use, not in a background warm-up: no
+# process outlives the run (tests/mesh/test_fusion_warmup.py tests the warm-up itself).
+os.environ.setdefault("DREAMCS_FUSE_WARMUP", "0")
+
 # torch reads OMP_NUM_THREADS itself (the Makefile sets it); without it, at most 2 threads.
 if not os.environ.get("OMP_NUM_THREADS"):
     torch.set_num_threads(min(2, os.cpu_count() or 1))

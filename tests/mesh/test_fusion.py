@@ -12,7 +12,7 @@ import trimesh
 
 from dreamcs.mesh import MeshError
 from dreamcs.mesh.fusion import PatchedMesh, fuse
-from dreamcs.mesh.remesh import closest_point_barycentric, remesh_to_count
+from dreamcs.mesh.fusion.remesh import closest_point_barycentric, remesh_to_count
 
 
 def _boxes(n: int, seed: int = 0) -> trimesh.Trimesh:
@@ -223,7 +223,7 @@ def test_every_shared_mesh_fuses_to_exact_layout(shared_data):
 
 
 def test_unique_keys_matches_numpy():
-    from dreamcs.mesh.remesh import _unique_keys
+    from dreamcs.mesh.fusion.remesh import _unique_keys
 
     rng = np.random.default_rng(0)
     for n, hi in ((0, 1), (1, 1), (7, 3), (5000, 900), (3000, 2**61)):  # the last: the stable fallback

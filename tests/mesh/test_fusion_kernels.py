@@ -8,8 +8,8 @@ import scipy.sparse as sp
 import trimesh
 from scipy.sparse.csgraph import connected_components
 
-from dreamcs.mesh import _graph_kernels
-from dreamcs.mesh.fusion import fuse
+from dreamcs.mesh.fusion import _graph_kernels, _reference_steps, fuse
+from dreamcs.mesh.fusion.patches import dual_graph
 
 
 def _meshes() -> dict[str, trimesh.Trimesh]:
@@ -36,7 +36,7 @@ def _meshes() -> dict[str, trimesh.Trimesh]:
 @pytest.mark.parametrize("layout", [(64, 32), (37, 11)])
 def test_kernels_match_numpy_reference(name, layout):
     mesh = _meshes()[name]
-    fast = fuse(mesh, *layout)
+    fast = fuse(mesh, *layout, _numpy=False)
     ref = fuse(mesh, *layout, _numpy=True)
     np.testing.assert_array_equal(fast.faces, ref.faces)
     np.testing.assert_array_equal(fast.vertices, ref.vertices)
@@ -71,3 +71,47 @@ def test_first_copy_matches_a_dict():
     first_f: dict[tuple[int, ...], int] = {}
     ref_f = np.array([first_f.setdefault(tuple(row), i) for i, row in enumerate(f.tolist())])
     np.testing.assert_array_equal(_graph_kernels.first_copy(f), ref_f)
+    np.testing.assert_array_equal(_reference_steps.first_copy(f), ref_f)
+    np.testing.assert_array_equal(_reference_steps.first_copy(np.ascontiguousarray(v + 0.0).view(np.int64)), ref)
+
+
+@pytest.mark.parametrize("name", list(_meshes()))
+def test_pipeline_kernels_match_their_numpy_versions(name):
+    """face_frames, components and patch_face_order: the same floats and orders in numpy."""
+    mesh = _meshes()[name]
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    verts = np.asarray(mesh.vertices, dtype=np.float64)
+    verts = verts + 1e-3 * np.random.default_rng(3).standard_normal(verts.shape)
+    faces = np.r_[faces, faces[:5, [0, 0, 1]]]  # zero-area faces: zero normals in both
+    for got, ref in zip(_graph_kernels.face_frames(verts, faces), _reference_steps.face_frames(verts, faces), strict=True):
+        np.testing.assert_array_equal(got, ref)
+    A = dual_graph(faces)
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 7, len(faces))  # fragmented "patches": many unreached faces
+    got, ref = (m.components(A.indptr, A.indices, labels) for m in (_graph_kernels, _reference_steps))
+    assert got[0] == ref[0] > 7
+    np.testing.assert_array_equal(got[1], ref[1])
+    cen, _ = _reference_steps.face_frames(verts, faces)
+    centers = rng.standard_normal((7, 3)) * 0.1
+    centers[3] = cen[labels == 3][0]  # an exact tie at distance 0 is possible: the lowest index wins
+    rank = rng.permutation(7)
+    args = (labels, cen, centers, rank, A.indptr, A.indices)
+    order = _graph_kernels.patch_face_order(*args)
+    np.testing.assert_array_equal(order, _reference_steps.patch_face_order(*args))
+    assert sorted(order.tolist()) == list(range(len(faces)))
+
+
+def test_sort_kernels_match_numpy():
+    from dreamcs.mesh.fusion._sort_kernels import sort_prefix, stable_argsort
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 7, 1000):
+        key = rng.integers(0, 5, n).astype(np.float64)  # many ties: order by index among equals
+        np.testing.assert_array_equal(stable_argsort(key), np.argsort(key, kind="stable"))
+        key = rng.standard_normal(n)
+        np.testing.assert_array_equal(stable_argsort(key), np.argsort(key, kind="stable"))
+        for dtype in (np.int32, np.int64):
+            a = rng.integers(-50, 50, n + 5).astype(dtype)
+            want = np.r_[np.sort(a[:n]), a[n:]]
+            sort_prefix(a, n)
+            np.testing.assert_array_equal(a, want)  # the prefix sorted, the rest untouched

@@ -11,12 +11,15 @@ Three ways in, fastest first:
 - ``grid=`` a :class:`~dreamcs.generate.tetgrid.TetGrid`: the lattice path. Cut cubes and cut
   edges are found by slicing the (R+1)^3 sign array; only tets of cut cubes are touched.
 - ``edges`` / ``tet_edges`` precomputed for any tet mesh: one pass over the edges, no sorting.
-- neither: the straightforward way (``torch.unique`` over the cut tets' edges, as threestudio and
-  kaolin do), kept for arbitrary tet meshes and as the benchmark's baseline.
+- neither: any tet mesh (e.g. threestudio's, :func:`~dreamcs.generate.tetgrid.load_tets`). Cut tets
+  are found with one int32 test per tet; only the edges their sign codes cut are keyed
+  (``min * N + max``) and deduplicated by one 1-D ``torch.unique``. The straightforward version
+  (threestudio / kaolin: all six edges of every cut tet) is ``bench_generate``'s baseline.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -29,7 +32,7 @@ _REF_TET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float
 # Which diagonal splits the quad of a 2-2 sign code; kaolin's choice, so that the published kaolin
 # cases come out triangle for triangle (either diagonal gives a valid surface).
 _QUAD_DIAGONAL = {3: (1, 4), 12: (1, 4), 6: (1, 4), 9: (1, 4), 5: (2, 3), 10: (2, 3)}
-_BITS = torch.tensor([1, 2, 4, 8], dtype=torch.uint8)
+_ALL_INSIDE = 0x01010101  # a tet's 4 corner bytes read as one int32, all corners inside
 _SHIFTS = torch.arange(7, dtype=torch.uint8)
 
 
@@ -69,6 +72,8 @@ TRI_TABLE_NP, NUM_TRI_NP = _triangle_table()
 _TRI_TABLE = torch.from_numpy(TRI_TABLE_NP)
 _NUM_TRI = torch.from_numpy(NUM_TRI_NP)
 _PAIRS = torch.tensor(TET_EDGE_PAIRS, dtype=torch.long)
+# (16, 6): whether sign code c cuts local edge e
+_CUT_EDGES = torch.tensor([[(c >> i & 1) != (c >> j & 1) for i, j in TET_EDGE_PAIRS] for c in range(16)])
 _LATTICE_CACHE: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
 
@@ -108,16 +113,15 @@ def _interpolate(vertices: torch.Tensor, sdf: torch.Tensor, a: torch.Tensor, b: 
     return _ZeroCrossing.apply(vertices, sdf, a, b)
 
 
-def _faces_from_codes(
-    code: torch.Tensor, slot_ids: torch.Tensor, tet_ids: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triangles from sign codes (Q,), per-tet edge -> output vertex ids (Q, 6) and tet ids (Q,)."""
+def _faces_from_codes(code: torch.Tensor, slot_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triangles (F, 3) from sign codes (Q,) and per-tet edge -> output vertex ids (Q, 6), and
+    which of the Q tets each comes from (F,)."""
     dev = code.device
     table = _TRI_TABLE.to(dev).index_select(0, code)  # (Q, 6)
     ntri = _NUM_TRI.to(dev).index_select(0, code)
     faces = slot_ids.gather(1, table.clamp(min=0)).view(-1, 3)  # two candidate triangles per tet
     keep = (torch.arange(2, device=dev).unsqueeze(0) < ntri.unsqueeze(1)).view(-1).nonzero().squeeze(1)
-    return faces.index_select(0, keep), tet_ids.index_select(0, keep // 2)
+    return faces.index_select(0, keep), keep // 2
 
 
 def _lattice_tables(resolution: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -183,8 +187,47 @@ def _lattice_topology(
     tet_ids = cubes.index_select(0, sel // 6) * 6 + local
     keys = base.index_select(0, sel // 6).unsqueeze(1) + edge_off.index_select(0, local)  # (Q, 6)
     slot_ids = vmap.index_select(0, keys.view(-1)).view(-1, 6)
-    faces, tet_index = _faces_from_codes(code.index_select(0, sel), slot_ids, tet_ids)
-    return a, b, faces, tet_index
+    faces, from_tet = _faces_from_codes(code.index_select(0, sel), slot_ids)
+    return a, b, faces, tet_ids.index_select(0, from_tet)
+
+
+@torch.no_grad()
+def _cut_tets(inside: torch.Tensor, tets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tets with corners on both sides: ids (Q,) and 4-bit sign codes (Q,) long.
+
+    ``inside``: (N,) uint8. The (T, 4) corner bytes are read as one int32 per tet (byte j = corner
+    j inside), so the test over all T tets is two compares (0 and 0x01010101 are the uncut tets) and
+    the codes are computed for the Q cut tets only.
+    """
+    c = inside.index_select(0, tets.reshape(-1))
+    if sys.byteorder != "little":  # the int32 view below assumes corner 0 in the low byte
+        c = c.view(-1, 4).flip(1).contiguous().view(-1)
+    x = c.view(torch.int32)
+    tet_ids = ((x != 0) & (x != _ALL_INSIDE)).nonzero().squeeze(1)
+    # byte 3 of x * 0x01020408 sums corner j's byte times 2^j (no carries: at most 15)
+    code = ((x.index_select(0, tet_ids).long() * 0x01020408) >> 24) & 15
+    return tet_ids, code
+
+
+@torch.no_grad()
+def _unique_cut_edges(
+    cut_tets: torch.Tensor, code: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut edges (a, b), a < b, in increasing (a, b) order, and the (Q, 6) slot -> edge map.
+
+    Only the local edges the sign code cuts are keyed (``min * n + max``, one 1-D sort); the other
+    slots of the map are 0 and never read by the triangle table.
+    """
+    dev = cut_tets.device
+    sel = _CUT_EDGES.to(dev).index_select(0, code).view(-1).nonzero().squeeze(1)  # cut (tet, edge) slots
+    pairs = cut_tets.index_select(1, _PAIRS.to(dev).view(-1)).view(-1, 2).index_select(0, sel)
+    lo = torch.minimum(pairs[:, 0], pairs[:, 1])
+    key = lo * n + torch.maximum(pairs[:, 0], pairs[:, 1])
+    uniq, inverse = torch.unique(key, sorted=True, return_inverse=True)
+    a = uniq // n
+    slot = torch.zeros(code.shape[0] * 6, dtype=torch.long, device=dev)
+    slot.index_copy_(0, sel, inverse)
+    return a, uniq - a * n, slot.view(-1, 6)
 
 
 @torch.no_grad()
@@ -196,32 +239,27 @@ def _generic_topology(
     tet_edges: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     dev = sdf.device
-    inside = sdf < 0
-    code = (inside[tets].to(torch.uint8) * _BITS.to(dev)).sum(-1).long()
-    tet_ids = ((code > 0) & (code < 15)).nonzero().squeeze(1)
-    code = code[tet_ids]
-    cut_tets = tets[tet_ids]
+    inside = (sdf < 0).to(torch.uint8)
+    tet_ids, code = _cut_tets(inside, tets)
+    cut_tets = tets.index_select(0, tet_ids).long()
     if edges is None or tet_edges is None:
-        # The straightforward way: unique edges of the cut tets, every call.
-        pairs = cut_tets[:, _PAIRS.to(dev)].view(-1, 2)
-        pairs = torch.sort(pairs, dim=1).values
-        uniq, slot = torch.unique(pairs, dim=0, return_inverse=True)
-        is_cut = inside[uniq[:, 0]] != inside[uniq[:, 1]]
-        a, b = uniq[is_cut].unbind(1)
-        slot = slot.view(-1, 6)
+        a, b, slot = _unique_cut_edges(cut_tets, code, vertices.shape[0])
     else:
-        is_cut = inside[edges[:, 0]] != inside[edges[:, 1]]
+        is_cut = inside.index_select(0, edges[:, 0]) != inside.index_select(0, edges[:, 1])
         a, b = edges[is_cut].unbind(1)
-        slot = tet_edges[tet_ids]
-    vmap = torch.full((is_cut.shape[0],), -1, dtype=torch.long, device=dev)
-    vmap[is_cut] = torch.arange(a.shape[0], device=dev)
-    faces, tet_index = _faces_from_codes(code, vmap[slot], tet_ids)
-    # The table assumes positively oriented tets; flip triangles of negatively oriented ones.
-    p = vertices[tets[tet_index]].double()
-    vol = torch.linalg.det(p[:, 1:] - p[:, :1])
-    flip = vol < 0
-    faces[flip] = faces[flip][:, [0, 2, 1]]
-    return a, b, faces, tet_index
+        vmap = torch.full((is_cut.shape[0],), -1, dtype=torch.long, device=dev)
+        vmap[is_cut] = torch.arange(a.shape[0], device=dev)
+        slot = vmap[tet_edges.index_select(0, tet_ids)]
+    faces, local = _faces_from_codes(code, slot)
+    # The table assumes positively oriented tets; flip the triangles of negatively oriented ones
+    # (sign of the triple product, in float64 as thin tets need it).
+    p = vertices.index_select(0, cut_tets.view(-1)).view(-1, 4, 3).double()
+    e = p[:, 1:] - p[:, :1]
+    negative = (e[:, 0] * torch.linalg.cross(e[:, 1], e[:, 2])).sum(1) < 0
+    flip = negative.index_select(0, local).nonzero().squeeze(1)
+    if flip.numel():
+        faces[flip] = faces.index_select(0, flip)[:, [0, 2, 1]]
+    return a, b, faces, tet_ids.index_select(0, local)
 
 
 def marching_tetrahedra(

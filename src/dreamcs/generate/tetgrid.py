@@ -222,3 +222,42 @@ def load_tetgrid(
         edges=torch.from_numpy(arrays["edges"].astype(np.int64)).to(device),
         tet_edges=torch.from_numpy(arrays["tet_edges"].astype(np.int64)).to(device),
     )
+
+
+def load_tets(
+    path: str | os.PathLike, *, fit: float | None = None, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tet mesh from an ``.npz`` in threestudio's format (``vertices`` (N, 3), ``indices`` (T, 4)).
+
+    For :func:`~dreamcs.generate.marching_tets.marching_tetrahedra` without ``grid=``. ``fit``
+    rescales uniformly so that the bounding box is centred in ``[-fit, fit]^3`` (threestudio's
+    grids span [0, 1]^3; ours [-1, 1]^3). No pickle is read.
+
+    Returns:
+        vertices (N, 3) float32 and tets (T, 4) int64 on ``device``.
+
+    Raises:
+        ValueError: naming the file: unreadable, a key missing, bad shapes or values.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("vertices", "indices") if k in z.files}
+            found = z.files
+    except Exception as e:  # FileNotFoundError, zipfile.BadZipFile, ValueError (a pickle), EOFError ...
+        raise ValueError(f"{path}: unreadable tet mesh ({type(e).__name__}: {e})") from None
+    if len(arrays) != 2:
+        raise ValueError(f"{path}: not a tet mesh: needs 'vertices' and 'indices', found {found}")
+    v, t = arrays["vertices"], arrays["indices"]
+    if v.ndim != 2 or v.shape[1] != 3 or t.ndim != 2 or t.shape[1] != 4 or len(v) == 0:
+        raise ValueError(f"{path}: expected vertices (N, 3) and indices (T, 4), got {v.shape} and {t.shape}")
+    if not np.issubdtype(t.dtype, np.integer) or not np.issubdtype(v.dtype, np.floating):
+        raise ValueError(f"{path}: expected float vertices and integer indices, got {v.dtype} and {t.dtype}")
+    if not np.isfinite(v).all():
+        raise ValueError(f"{path}: NaN or inf vertex coordinates")
+    if t.size and (t.min() < 0 or t.max() >= len(v)):
+        raise ValueError(f"{path}: tet indices outside [0, {len(v)})")
+    v = v.astype(np.float64)
+    if fit is not None:
+        lo, hi = v.min(0), v.max(0)
+        v = (v - (lo + hi) / 2) * (2.0 * fit / max(float((hi - lo).max()), 1e-12))
+    return torch.from_numpy(v.astype(np.float32)).to(device), torch.from_numpy(t.astype(np.int64)).to(device)

@@ -1,8 +1,8 @@
-"""The one numba decorator of the mesh core's compiled kernels (fusion: ``_kernels``,
+"""The one numba decorator of the mesh core's compiled kernels (``fusion``'s ``_kernels``,
 ``_cut_kernels``, ``_graph_kernels``; features: ``_feature_kernels``), with its on-disk cache.
 
-Compiling fusion's kernels takes ~45 s of one core, the features' ~6 s per float dtype, once: the
-machine code is cached on disk
+Compiling fusion's kernels takes ~35-45 s of one core (in a background process: ``fusion._warmup``),
+the features' ~6 s per float dtype, once: the machine code is cached on disk
 (``cache=True``) and later processes load it in under a second. numba picks the first usable
 place: ``NUMBA_CACHE_DIR`` if set, else ``__pycache__`` beside the kernel's file if writable, else
 its user-wide dir (``~/.cache/numba``), so a read-only install still caches. If none is writable

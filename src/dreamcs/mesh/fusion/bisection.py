@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from dreamcs.mesh import _graph_kernels, _kernels
+from dreamcs.mesh.fusion import _graph_kernels, _kernels
 
 __all__ = ["bisect_faces"]
 
@@ -63,14 +63,17 @@ def bisect_faces(feat: NDArray, n_patches: int, k: int, A: sp.csr_matrix, _numpy
     n = len(feat)
     # with NORMAL_WEIGHT 0 the normal columns never rank among the widest: skip them
     stat_cols = np.ascontiguousarray(feat.T if NORMAL_WEIGHT else feat[:, :3].T)  # (D, F)
-    n_comp, comp = _graph_kernels.components(A.indptr, A.indices, np.zeros(n, dtype=np.int64))
+    if _numpy:
+        from dreamcs.mesh.fusion import _reference as ref
+        from dreamcs.mesh.fusion._reference_steps import components
+    else:
+        components = _graph_kernels.components
+    n_comp, comp = components(A.indptr, A.indices, np.zeros(n, dtype=np.int64))
     sizes = np.bincount(comp, minlength=n_comp)
     counts = sizes // k
     take = sizes - counts * k  # faces each component gives to the pool
     # cutting an edge between faces of similar normals costs ~1, across a sharp crease ~0
     if _numpy:
-        from dreamcs.mesh import _reference as ref
-
         similar = ref.similar_normals(A, feat)
         rank = ref.grow_ranks(A, comp, feat)
     else:

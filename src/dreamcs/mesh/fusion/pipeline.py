@@ -18,9 +18,10 @@ The result keeps a sparse map ``W`` with ``vertices == W @ input_vertices``, so 
 a differentiable (linear) function of the input positions; the topology needs no gradients.
 
 The loops are compiled with numba (``_kernels``, ``_cut_kernels``, ``_graph_kernels``): a process's
-first fuse loads them from numba's on-disk cache (under a second) or, the first time after install
-or an edit, compiles them (~45 s of one core; see ``_numba`` for where the cache lives). 30-40 ms
-per 16,384-face mesh on one core after that (``make bench``).
+first fuse loads them from numba's on-disk cache (under a second). The first time after install or
+an edit, a background process compiles them (~35 s of one core; ``_warmup``) while fuse runs their
+numpy / scipy versions (the same patches, ~2x slower): the first call takes a fraction of a second
+either way. 30-40 ms per 16,384-face mesh on one core after that (``make bench``).
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ import torch
 import trimesh
 from torch import Tensor
 
-from dreamcs.mesh._graph_kernels import face_frames, first_copy
 from dreamcs.mesh.errors import MeshError
 from dreamcs.mesh.features import patch_centers, patch_features
-from dreamcs.mesh.patches import connected_patch_mask, dual_graph, order_patches, partition
-from dreamcs.mesh.remesh import remesh_to_count
+from dreamcs.mesh.fusion import _graph_kernels, _reference_steps, _warmup
+from dreamcs.mesh.fusion.patches import connected_patch_mask, dual_graph, order_patches, partition
+from dreamcs.mesh.fusion.remesh import remesh_to_count
 
 __all__ = ["PatchedMesh", "fuse"]
 
@@ -103,7 +104,11 @@ class PatchedMesh:
         """(P,) bool: whether each patch is one edge-connected piece."""
         flat = self.faces.reshape(-1, 3)
         labels = np.repeat(np.arange(self.n_patches), self.faces_per_patch)
-        return connected_patch_mask(labels, dual_graph(flat))[1]
+        if _warmup.use_compiled():
+            return connected_patch_mask(labels, dual_graph(flat))[1]
+        from dreamcs.mesh.fusion._reference import dual_graph as ref_dual_graph
+
+        return connected_patch_mask(labels, ref_dual_graph(flat), _numpy=True)[1]
 
     def n_connected_patches(self) -> int:
         return int(self.connected_mask().sum())
@@ -158,9 +163,10 @@ class PatchedMesh:
         return cls(vertices=v.astype(np.float32), faces=f.astype(np.int64), W=W)
 
 
-def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+def _clean(mesh: trimesh.Trimesh, kernels=_graph_kernels) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
     """Input checks; exact duplicate vertices merged (W points at the first copy); faces with a
-    repeated vertex dropped. Returns (v_in (V_in, 3) float64, faces over W's rows, W)."""
+    repeated vertex dropped. Returns (v_in (V_in, 3) float64, faces over W's rows, W).
+    ``kernels``: where ``first_copy`` comes from (the compiled kernels or their numpy versions)."""
     name = getattr(mesh, "metadata", {}).get("file_path") or "<mesh>"
     v_in = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
@@ -174,12 +180,12 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
         raise MeshError(name, "face indices out of range")
     # each vertex -> the first vertex at exactly its position (rows compared as bit patterns, -0.0
     # made 0.0 first so that it equals 0.0 as it does in float comparisons)
-    faces = first_copy(np.ascontiguousarray(v_in + 0.0).view(np.int64))[faces]
+    faces = kernels.first_copy(np.ascontiguousarray(v_in + 0.0).view(np.int64))[faces]
     faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
     # duplicate faces (the same three vertices, either winding): keep the first
     lo = np.minimum(np.minimum(faces[:, 0], faces[:, 1]), faces[:, 2])  # each row sorted: numpy's
     hi = np.maximum(np.maximum(faces[:, 0], faces[:, 1]), faces[:, 2])  # sort of 3-wide rows is slow
-    faces = faces[first_copy(np.stack([lo, faces.sum(1) - lo - hi, hi], 1)) == np.arange(len(faces))]
+    faces = faces[kernels.first_copy(np.stack([lo, faces.sum(1) - lo - hi, hi], 1)) == np.arange(len(faces))]
     if len(faces) == 0:
         raise MeshError(name, "all faces are degenerate")
     used = np.flatnonzero(np.bincount(faces.reshape(-1), minlength=len(v_in)))
@@ -190,7 +196,11 @@ def _clean(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix
 
 
 def fuse(
-    mesh: trimesh.Trimesh, n_patches: int = 256, faces_per_patch: int = 64, seed: int = 0, _numpy: bool = False
+    mesh: trimesh.Trimesh,
+    n_patches: int = 256,
+    faces_per_patch: int = 64,
+    seed: int = 0,
+    _numpy: bool | None = None,
 ) -> PatchedMesh:
     """Fuse a triangle mesh into ``n_patches`` patches of exactly ``faces_per_patch`` faces.
 
@@ -199,8 +209,10 @@ def fuse(
         n_patches, faces_per_patch: the layout (256 x 64 by default).
         seed: accepted for the CLI's ``--seed`` convention; fusion is deterministic and uses no
             randomness, so the same mesh always gives the same result.
-        _numpy: group faces with the numpy / scipy reference instead of the compiled kernels (same
-            result, slower; for the benchmark's speed-up figure and the test comparing them).
+        _numpy: True: the numpy / scipy reference instead of the compiled kernels (the same
+            result, ~1.5x slower; for the benchmark and the tests comparing them); False: the
+            kernels, compiled in this process if numba's cache lacks them; None (default): the
+            kernels, or the reference while they compile in the background (``_warmup``).
 
     Returns:
         PatchedMesh with faces (n_patches, faces_per_patch, 3) and W (V, V_in).
@@ -211,21 +223,24 @@ def fuse(
     del seed  # deterministic by construction
     if n_patches < 1 or faces_per_patch < 1:
         raise ValueError("n_patches and faces_per_patch must be positive")
-    v_in, faces, W = _clean(mesh)
+    if _numpy is None:
+        _numpy = not _warmup.use_compiled()
+    kernels = _reference_steps if _numpy else _graph_kernels
+    v_in, faces, W = _clean(mesh, kernels)
     try:
         faces, W = remesh_to_count(faces, W, v_in, n_patches * faces_per_patch)
     except RuntimeError as e:  # the exact-count repair gave up: report it like any bad mesh
         raise MeshError(mesh.metadata.get("file_path") or "<mesh>", str(e)) from None
     verts = W @ v_in
-    centroids, normals = face_frames(verts, faces)
+    centroids, normals = kernels.face_frames(verts, faces)
     if _numpy:
-        from dreamcs.mesh._reference import dual_graph as ref_dual_graph
+        from dreamcs.mesh.fusion._reference import dual_graph as ref_dual_graph
 
         A = ref_dual_graph(faces)
     else:
         A = dual_graph(faces)
     labels = partition(centroids, normals, A, n_patches, faces_per_patch, _numpy=_numpy)
-    order = order_patches(labels, centroids, A, n_patches, faces_per_patch)
+    order = order_patches(labels, centroids, A, n_patches, faces_per_patch, _numpy=_numpy)
     W = W.astype(np.float32).tocsr()
     W.sort_indices()
     return PatchedMesh(vertices=verts.astype(np.float32), faces=faces[order], W=W)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dreamcs.mesh._numba import jit
+from dreamcs.mesh.fusion._sort_kernels import sort_prefix, stable_argsort
 
 
 @jit
@@ -88,7 +89,7 @@ def move_fragments(indptr, indices, labels, stray, frag_start, piece_faces, piec
                     tail += 1
         if tail == 0:
             continue  # q does not touch p's main piece
-        queue[:tail].sort()  # seeds in face order
+        sort_prefix(queue, np.int64(tail))  # seeds in face order
         s = len(frag)
         head = 0
         while head < tail and head < s:
@@ -282,7 +283,7 @@ def patch_face_order(labels, centroids, centers, patch_rank, indptr, indices):
     reached = np.zeros(n, dtype=np.bool_)
     reached[seq] = True
     rest = np.flatnonzero(~reached)
-    rest = rest[np.argsort(dist[rest], kind="mergesort")]
+    rest = rest[stable_argsort(dist[rest])]
     # a stable counting sort of bfs-then-rest by patch rank
     start = np.zeros(n_p + 1, dtype=np.int64)
     for f in range(n):
@@ -333,15 +334,22 @@ def repair_patches(indptr, indices, labels, passes):
         for f in range(n):
             by_comp[fill[comp[f]]] = f
             fill[comp[f]] += 1
-        frags = np.array([c for c in range(n_c) if n_pieces[label_of[c]] > 1 and main_of[label_of[c]] != c])
-        frags = frags[np.argsort(comp_size[frags], kind="mergesort")]  # smallest first, then by id
+        frags = np.empty(n_c, dtype=np.int64)
+        n_f = 0
+        for c in range(n_c):
+            if n_pieces[label_of[c]] > 1 and main_of[label_of[c]] != c:
+                frags[n_f] = c
+                n_f += 1
+        frags = frags[:n_f]
+        frags = frags[stable_argsort(comp_size[frags].astype(np.float64))]  # smallest first, then by id
         frag_start = np.zeros(len(frags) + 1, dtype=np.int64)
         for i in range(len(frags)):
             frag_start[i + 1] = frag_start[i] + comp_size[frags[i]]
         stray = np.empty(frag_start[-1], dtype=np.int64)
         for i in range(len(frags)):
             c = frags[i]
-            stray[frag_start[i] : frag_start[i + 1]] = by_comp[piece_start[c] : piece_start[c + 1]]
+            for j in range(comp_size[c]):  # a loop, not a slice copy: numba's shape check is slow to compile
+                stray[frag_start[i] + j] = by_comp[piece_start[c] + j]
         if not move_fragments(indptr, indices, labels, stray, frag_start, by_comp, piece_start, main_of):
             break
     return labels

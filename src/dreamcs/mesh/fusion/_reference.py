@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from dreamcs.mesh.bisection import CANDIDATE_STAGES, CUT_WEIGHT
+from dreamcs.mesh.fusion.bisection import CANDIDATE_STAGES, CUT_WEIGHT
 
 
 def subgraph(

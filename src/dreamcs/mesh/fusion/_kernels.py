@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamcs.mesh import _cut_kernels as cut
 from dreamcs.mesh._numba import jit
+from dreamcs.mesh.fusion import _cut_kernels as cut
+from dreamcs.mesh.fusion._sort_kernels import stable_argsort
 
 
 @jit
@@ -126,7 +127,9 @@ def _grow_group(ptr, idx, lo, hi, vals, sign, stop, seen, gen, queue, ordered):
             key[i] = sign * vals[rest[i]]
         need = stop - tail
         if ordered or need >= len(rest):
-            queue[tail : tail + len(rest)] = rest[np.argsort(key, kind="mergesort")]
+            by_key = stable_argsort(key)
+            for i in range(len(rest)):  # a loop, not a slice copy: numba's shape check is slow to compile
+                queue[tail + i] = rest[by_key[i]]
             return False, hi - lo
         # only which faces fill the prefix matters to a cut: the ``need`` smallest keys, ties by
         # index (the set a stable sort would place first), by selection instead of a sort
@@ -158,7 +161,7 @@ def grow_ranks(indptr, indices, group, vals):
     for g in range(len(start) - 1):
         lo, hi = start[g], start[g + 1]
         if hi > lo:
-            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, np.int32(g + 1), queue, True)
+            _grow_group(ptr, idx, lo, hi, local_vals, 1.0, hi - lo, seen, np.int32(g + 1), queue, np.bool_(True))
             for i in range(hi - lo):
                 rank[order[queue[i]]] = i
     return rank
@@ -180,7 +183,7 @@ def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, 
         for _ in range(min(size, n_cand - c)):
             sign = 1.0 if c % 2 == 0 else -1.0
             ctr[1] += 1
-            grown, tail = _grow_group(ptr, idx, lo, hi, feat[dims[c // 2]], sign, stop, seen, ctr[1], queue, False)
+            grown, tail = _grow_group(ptr, idx, lo, hi, feat[dims[c // 2]], sign, stop, seen, ctr[1], queue, np.bool_(False))
             c += 1
             ctr[0] += 1
             cid = ctr[0]
@@ -193,9 +196,9 @@ def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, 
             pieces = 1  # a breadth-first prefix is one piece, and smoothing mostly keeps it so
             if not grown or not stays:
                 ctr[1] += 1
-                pieces = cut.pieces(ptr, idx, lo, hi, left, cid, 1, seen, ctr[1], queue, limit)
+                pieces = cut.pieces(ptr, idx, lo, hi, left, cid, np.int64(1), seen, ctr[1], queue, limit)
             ctr[1] += 1
-            pieces += cut.pieces(ptr, idx, lo, hi, left, cid, 0, seen, ctr[1], queue, limit - pieces)
+            pieces += cut.pieces(ptr, idx, lo, hi, left, cid, np.int64(0), seen, ctr[1], queue, limit - pieces)
             if pieces > limit:
                 continue
             score = pieces * 1e7 + cost
@@ -207,7 +210,7 @@ def _cut_group(ptr, idx, sim, lo, hi, feat, dims, stop, stages, cut_weight, ws, 
             break
         if n_comp < 0:
             ctr[1] += 1
-            n_comp = cut.pieces(ptr, idx, lo, hi, left, ctr[0], -1, seen, ctr[1], queue, hi - lo)
+            n_comp = cut.pieces(ptr, idx, lo, hi, left, ctr[0], np.int64(-1), seen, ctr[1], queue, hi - lo)
         if best_pieces <= n_comp:
             break
 

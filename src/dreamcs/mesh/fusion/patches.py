@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from dreamcs.mesh import _graph_kernels
-from dreamcs.mesh.bisection import bisect_faces
+from dreamcs.mesh.fusion import _graph_kernels
+from dreamcs.mesh.fusion.bisection import bisect_faces
 
 __all__ = ["dual_graph", "partition", "order_patches", "connected_patch_mask"]
 
@@ -35,9 +35,13 @@ def dual_graph(faces: NDArray) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(n, n))
 
 
-def connected_patch_mask(labels: NDArray, A: sp.csr_matrix) -> tuple[NDArray, NDArray]:
+def connected_patch_mask(labels: NDArray, A: sp.csr_matrix, _numpy: bool = False) -> tuple[NDArray, NDArray]:
     """Intra-patch components. Returns (component id per face, bool per patch: one component)."""
-    n_c, comp = _graph_kernels.components(A.indptr, A.indices, np.asarray(labels, dtype=np.int64))
+    if _numpy:
+        from dreamcs.mesh.fusion._reference_steps import components
+    else:
+        components = _graph_kernels.components
+    n_c, comp = components(A.indptr, A.indices, np.asarray(labels, dtype=np.int64))
     label_of_comp = np.zeros(n_c, dtype=np.int64)
     label_of_comp[comp] = labels
     return comp, np.bincount(label_of_comp, minlength=int(labels.max()) + 1) == 1
@@ -65,7 +69,7 @@ def partition(
         raise ValueError(f"need exactly {n_patches * k} faces, got {len(centroids)}")
     labels = bisect_faces(np.concatenate([centroids, normals], 1), n_patches, k, A.tocsr(), _numpy=_numpy)
     if _numpy:
-        from dreamcs.mesh._reference import repair
+        from dreamcs.mesh.fusion._reference import repair
 
         return repair(labels, A, REPAIR_PASSES)
     return _repair(labels, A, REPAIR_PASSES)
@@ -80,7 +84,9 @@ def _morton(q: NDArray) -> NDArray:
     return code
 
 
-def order_patches(labels: NDArray, centroids: NDArray, A: sp.csr_matrix, n_patches: int, k: int) -> NDArray:
+def order_patches(
+    labels: NDArray, centroids: NDArray, A: sp.csr_matrix, n_patches: int, k: int, _numpy: bool = False
+) -> NDArray:
     """(P, K) face indices: patches along a Morton curve of their centres, faces breadth-first from
     the face nearest the patch centre (faces of other pieces follow, nearest first)."""
     counts = np.bincount(labels, minlength=n_patches)
@@ -94,5 +100,9 @@ def order_patches(labels: NDArray, centroids: NDArray, A: sp.csr_matrix, n_patch
     patch_rank = np.empty(n_patches, dtype=np.int64)
     patch_rank[np.lexsort((centers[:, 2], centers[:, 1], centers[:, 0], _morton(q)))] = np.arange(n_patches)
 
-    order = _graph_kernels.patch_face_order(labels.astype(np.int64), centroids, centers, patch_rank, A.indptr, A.indices)
+    if _numpy:
+        from dreamcs.mesh.fusion._reference_steps import patch_face_order
+    else:
+        patch_face_order = _graph_kernels.patch_face_order
+    order = patch_face_order(labels.astype(np.int64), centroids, centers, patch_rank, A.indptr, A.indices)
     return order.reshape(n_patches, k)

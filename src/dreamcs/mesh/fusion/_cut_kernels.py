@@ -12,6 +12,7 @@ which the numpy reference (``_reference``) does.
 from __future__ import annotations
 
 from dreamcs.mesh._numba import jit
+from dreamcs.mesh.fusion._sort_kernels import sort_prefix
 
 
 @jit
@@ -83,7 +84,7 @@ def smooth(ptr, idx, left, cid, n_right, mark, touched, n_t, flipped, n_left):
     total = 0
     stays = True
     for _ in range(3):
-        touched[:n_t].sort()  # face order, as a scan of every face visits them
+        sort_prefix(touched, n_t)  # face order, as a scan of every face visits them
         n_tooth, n_bump = 0, 0
         for i in range(n_t):  # from this round's counts
             f = touched[i]
@@ -138,7 +139,7 @@ def cut_cost(ptr, idx, left, cid, n_right, similar, touched, n_t):
     """``similar`` (per local edge) summed over the cut edges, faces in order and edges in CSR
     order (the reference's order, so the same float); visits ``touched[:n_t]`` (a superset of the
     cut's faces) only."""
-    touched[:n_t].sort()
+    sort_prefix(touched, n_t)
     cost = 0.0
     for i in range(n_t):
         f = touched[i]
