@@ -1,8 +1,4 @@
-<<<<<<< HEAD
-"""`dreamcs data` commands: build, harvest, merge, stats, calibrate, review."""
-=======
-"""`dreamcs data` commands: build, merge, stats, calibrate, review, procedural-sheet."""
->>>>>>> h-proc
+"""`dreamcs data` commands: build, harvest, merge, stats, calibrate, review, procedural-sheet."""
 
 from __future__ import annotations
 
@@ -21,11 +17,7 @@ def _fail(msg: str) -> None:
 @data_app.command("build")
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
-<<<<<<< HEAD
-    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | harvest:DIR | embedded (repeatable)."),
-=======
-    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | procedural:N[:SEED] | embedded (repeatable)."),
->>>>>>> h-proc
+    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | harvest:DIR | procedural:N[:SEED] | embedded (repeatable)."),
     preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
     scorer: str | None = typer.Option(None, "--scorer", help="geometric (offline heuristic, the default) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
