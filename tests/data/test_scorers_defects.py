@@ -75,7 +75,8 @@ def test_alignment_from_caption_similarity(meshes):
 
 
 def test_defects_are_deterministic_and_change_the_mesh(meshes):
-    assert set(DEFECTS.names()) == {"janus", "floaters", "holes", "incomplete", "noise", "melted", "flatten"}
+    assert set(DEFECTS.names()) == {"janus", "floaters", "holes", "incomplete", "noise", "melted", "flatten"} | {
+        "oversmooth", "thin_shell", "duplicate_parts", "missing_parts", "cracks", "bloating", "topo_noise"}
     m = meshes["primitive_sphere"]
     for name in DEFECTS.names():
         a, b, c = apply_defect(m, name, 1), apply_defect(m, name, 1), apply_defect(m, name, 2)

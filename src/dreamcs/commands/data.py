@@ -141,3 +141,8 @@ def review_cmd(
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
     app.add_typer(data_app, name="data")
+
+
+from dreamcs.commands.data_eval import add_commands as _add_eval_commands  # noqa: E402
+
+_add_eval_commands(data_app)  # validation, teacher-eval
