@@ -1,4 +1,4 @@
-"""`dreamcs data` commands: build, merge, stats, calibrate, review."""
+"""`dreamcs data` commands: build, merge, stats, calibrate, review, procedural-sheet."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _fail(msg: str) -> None:
 @data_app.command("build")
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
-    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | embedded (repeatable)."),
+    source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | procedural:N[:SEED] | embedded (repeatable)."),
     preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
     scorer: str = typer.Option("geometric", "--scorer", help="geometric (offline heuristic) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
@@ -136,6 +136,24 @@ def review_cmd(
     except FileNotFoundError as e:
         _fail(str(e))
     typer.echo(f"{out}: {n} items")
+
+
+@data_app.command("procedural-sheet")
+def procedural_sheet_cmd(
+    out: Path = typer.Option(..., "--out", help="PNG to write."),
+    seeds: int = typer.Option(6, "--seeds", min=1, help="Seeds 0..N-1 per category (columns)."),
+    category: list[str] = typer.Option([], "--category", help="Only these categories (repeatable; default all)."),
+    resolution: int = typer.Option(160, "--resolution", min=32, help="Pixels per cell."),
+) -> None:
+    """A labelled grid of procedural objects: one row per category, one column per seed."""
+    from dreamcs.data.procedural import CATEGORIES
+    from dreamcs.data.procedural.sheet import contact_sheet
+
+    unknown = [c for c in category if c not in CATEGORIES]
+    if unknown:
+        _fail(f"unknown procedural categories {unknown}; known: {', '.join(CATEGORIES)}")
+    contact_sheet(out, tuple(category) or None, tuple(range(seeds)), resolution)
+    typer.echo(f"{out}: {len(category) or len(CATEGORIES)} categories x {seeds} seeds")
 
 
 def register(app: typer.Typer) -> None:

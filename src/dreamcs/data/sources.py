@@ -8,6 +8,9 @@
                                   ``RUN/config.yaml`` (key ``prompt``), marked ``source=sds_intermediate``
     embedded                      the offline set shipped in ``dreamcs/assets/meshpref`` (clean meshes and
                                   synthesised defects, see ``dreamcs.data.embedded``)
+    procedural:N[:SEED]           N generated objects of ``dreamcs.data.procedural.library(N, SEED)``,
+                                  written once as OBJ to a cache folder (``$DREAMCS_PROCEDURAL_CACHE``
+                                  or the temp dir), keyed by a hash of the generators' source
 
 Every source yields ``SourceItem`` records; malformed input raises ``SourceError`` naming the file
 (and line) and the reason.
@@ -185,11 +188,15 @@ def parse_source(spec: str) -> list[SourceItem]:
         return manifest_items(rest)
     if kind == "run" and rest:
         return run_items(rest)
+    if kind == "procedural" and rest:
+        from dreamcs.data.procedural.source import procedural_items
+
+        return procedural_items(spec, rest)
     if kind == "embedded" and not rest:
         from dreamcs.data.embedded import embedded_items
 
         return embedded_items()
-    raise SourceError(spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR or embedded")
+    raise SourceError(spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, procedural:N[:SEED] or embedded")
 
 
 def collect_items(specs: list[str]) -> list[SourceItem]:

@@ -1,0 +1,89 @@
+"""Procedural shape library: seeded, captioned, part-structured everyday objects for 3D-MeshPref.
+
+    from dreamcs.data.procedural import CATEGORIES, make_object, library, ProceduralObject
+    obj = make_object("chair", seed=3)        # the identical mesh and caption every time
+    for obj in library(n=3000, seed=0): ...   # round-robin over CATEGORIES, deterministic
+
+Map: ``parts.py`` primitives, the part assembly and the tessellation ``Style``; ``words.py``
+caption words; ``catalog.py`` the category table; one module per family (``furniture``,
+``vessels``, ``fixtures``, ``vehicles``, ``buildings``, ``nature``) holding the generators;
+``sheet.py`` a labelled contact sheet. Objects are y-up, front towards +z, normalised into
+[-1, 1]^3 (bounding box centred, longest side 2), under ``MAX_FACES`` faces.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import trimesh
+
+from dreamcs.data.procedural import buildings, fixtures, furniture, nature, seating, vehicles, vessels  # noqa: F401  (registers)
+from dreamcs.data.procedural.catalog import GENERATORS
+from dreamcs.data.procedural.parts import Part, Style, draw_style
+
+__all__ = [
+    "CATEGORIES",
+    "MAX_FACES",
+    "ProceduralObject",
+    "make_object",
+    "library",
+    "library_keys",
+    "synonyms",
+]
+
+MAX_FACES = 8000
+CATEGORIES: tuple[str, ...] = tuple(sorted(GENERATORS))
+
+
+@dataclass
+class ProceduralObject:
+    """One generated object. ``mesh`` is all parts concatenated (V, 3) / (F, 3) in [-1, 1]^3;
+    ``parts`` the same geometry per named part, each ``closed`` one watertight."""
+
+    mesh: trimesh.Trimesh
+    caption: str
+    category: str
+    params: dict
+    object_id: str
+    parts: list[Part] = field(default_factory=list, repr=False)
+
+
+def synonyms(category: str) -> tuple[str, ...]:
+    """Words that name ``category`` in a caption."""
+    return GENERATORS[category].synonyms
+
+
+def make_object(category: str, seed: int) -> ProceduralObject:
+    """The object ``category`` / ``seed``: identical output for identical arguments."""
+    if category not in GENERATORS:
+        raise KeyError(f"unknown procedural category {category!r}; known: {', '.join(CATEGORIES)}")
+    gen = GENERATORS[category]
+    # crc32, not hash(): Python salts str hashes per process
+    base = np.random.default_rng([zlib.crc32(category.encode()), int(seed)])
+    style = draw_style(base)
+    state = base.bit_generator.state
+    while True:
+        base.bit_generator.state = state  # same shape draws at every detail level
+        asm, cap, params = gen.fn(base, style)
+        if asm.n_faces < MAX_FACES or style.detail == 0:
+            break
+        style = Style(detail=style.detail - 1, bevel=style.bevel)  # too dense: coarser, same shape
+    mesh, parts = asm.normalised()
+    params = {**params, "detail": style.detail, "bevel": style.bevel, "n_parts": len(parts)}
+    return ProceduralObject(mesh, cap, category, params, f"{category}-{int(seed)}", parts)
+
+
+def library_keys(n: int, seed: int = 0, categories: tuple[str, ...] | None = None) -> list[tuple[str, int]]:
+    """The (category, object seed) pairs of ``library(n, seed, categories)``, without generating."""
+    cats = tuple(categories or CATEGORIES)
+    return [(cats[i % len(cats)], seed * 1_000_000 + i // len(cats)) for i in range(int(n))]
+
+
+def library(n: int, seed: int = 0, categories: tuple[str, ...] | None = None) -> Iterator[ProceduralObject]:
+    """``n`` objects, round-robin over ``categories`` (default all): item i is category
+    ``i % K`` with object seed ``seed * 1_000_000 + i // K``, so libraries of different seeds differ."""
+    for category, obj_seed in library_keys(n, seed, categories):
+        yield make_object(category, obj_seed)
