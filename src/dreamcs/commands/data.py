@@ -18,7 +18,7 @@ def _fail(msg: str) -> None:
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
     source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | procedural:N[:SEED] | embedded (repeatable)."),
-    preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
+    preset: str | None = typer.Option(None, "--preset", help="'embedded': the small offline set shipped with dreamcs; 'offline': ~5,200 procedural and licensed real items with graded defects."),
     scorer: str = typer.Option("geometric", "--scorer", help="geometric (offline heuristic) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
     shard: str = typer.Option("0/1", "--shard", help="i/n: build only this part; combine with `dreamcs data merge`."),
@@ -45,9 +45,11 @@ def build_cmd(
     except ConfigError as e:
         _fail(str(e))
     if preset is not None:
-        if preset != "embedded":
-            _fail(f"unknown preset {preset!r}; known: embedded")
-        source = [*source, "embedded"]
+        from dreamcs.data.presets import PRESETS, preset_sources
+
+        if preset not in PRESETS:
+            _fail(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        source = [*source, *preset_sources(preset)]
     if source:
         cfg.sources = list(source)
     try:

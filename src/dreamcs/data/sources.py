@@ -6,6 +6,8 @@
                                   ``object_id``, ``caption``
     run:RUN_DIR                   a generation run: ``RUN/meshes/step_*.obj`` with the prompt from
                                   ``RUN/config.yaml`` (key ``prompt``), marked ``source=sds_intermediate``
+    preset:NAME                   a named item set of ``dreamcs.data.presets`` (``offline``: procedural + licensed real
+                                  meshes with graded defects)
     embedded                      the offline set shipped in ``dreamcs/assets/meshpref`` (clean meshes and
                                   synthesised defects, see ``dreamcs.data.embedded``)
     procedural:N[:SEED]           N generated objects of ``dreamcs.data.procedural.library(N, SEED)``,
@@ -196,6 +198,10 @@ def parse_source(spec: str) -> list[SourceItem]:
         from dreamcs.data.embedded import embedded_items
 
         return embedded_items()
+    if kind == "preset" and rest:  # preset:NAME, see dreamcs.data.presets
+        from dreamcs.data.presets import preset_items
+
+        return preset_items(rest)
     raise SourceError(spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, procedural:N[:SEED] or embedded")
 
 
