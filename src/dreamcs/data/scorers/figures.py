@@ -13,8 +13,9 @@ depend on how finely the mesh is tessellated) and the edge-connected components 
   shapes vary alike at both scales. ``fine_var``: the fine-scale variation itself.
 - ``slits``: boundary length in thin loops (loop vector area < 2% of length^2), per sqrt(area):
   cracks and tears; round open rims (a mug, a scan's cut) are not thin.
-- ``thin``: the share of sample points that have an opposite-facing sample within 0.02 (a sheet
-  seen from both sides): thin-shell collapse and flattening; real thin parts (sails) are a share.
+- ``thin``: the share of sample points with an opposite-facing sample (within twice the sample
+  spacing) 0.001 to 0.02 behind them along their normal (a sheet seen from both sides; parts
+  pressed face to face are not): thin-shell collapse and flattening; real thin parts are a share.
 - ``sag``: the mean horizontal radius of the lowest 25% of the height over that of the rest (melting
   spreads the bottom).
 """
@@ -112,9 +113,15 @@ def surface_v2(mesh: trimesh.Trimesh, gap: float = 0.05) -> dict[str, float]:
     ok = np.isfinite(fine) & np.isfinite(coarse)
     fine_var = float(np.median(fine[ok])) if ok.any() else 0.0
     roughness = float(np.median(fine[ok]) / max(np.median(coarse[ok]), 1e-3)) if ok.any() else 0.0
-    # a sheet seen from both sides: an opposite-facing sample very close
-    pairs = tree.query_pairs(0.02, output_type="ndarray")
-    opp = pairs[(nrm[pairs[:, 0]] * nrm[pairs[:, 1]]).sum(axis=1) < -0.7]
+    # a sheet seen from both sides: an opposite-facing sample whose tangent plane is within 0.02;
+    # searched within twice the sample spacing, so that the figure does not depend on the area
+    reach = max(0.02, 2.0 * float(np.sqrt(m.area / len(pts))))
+    pairs = tree.query_pairs(reach, output_type="ndarray")
+    i, j = pairs[:, 0], pairs[:, 1]
+    facing = (nrm[i] * nrm[j]).sum(axis=1) < -0.7
+    # j behind i (the back of a sheet), not touching (two parts pressed face to face) nor in front
+    depth = ((pts[i] - pts[j]) * nrm[i]).sum(axis=1)
+    opp = pairs[facing & (depth > 0.001) & (depth < 0.02)]
     has_opp = np.zeros(len(pts), bool)
     has_opp[opp.ravel()] = True
     v = m.vertices

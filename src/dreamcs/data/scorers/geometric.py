@@ -67,8 +67,8 @@ class GeometricScorerConfig:
         default_factory=lambda: {
             # figure: [lo, hi, weight]; v2, tuned on the tuning split (see the module docstring)
             "parts_far_small": [0.001, 0.01, 5.0],
-            "boundary": [1.5, 4.0, 2.5],
-            "slits": [0.4, 4.0, 5.0],
+            "boundary": [2.0, 4.0, 2.5],
+            "slits": [0.6, 4.0, 5.0],
             "holes": [0.02, 0.1, 3.0],
             "nonmanifold": [0.002, 0.05, 0.5],
             "winding": [0.01, 0.1, 0.5],
@@ -80,7 +80,7 @@ class GeometricScorerConfig:
             "jagged": [0.4, 0.55, 5.0],
             "folds": [0.04, 0.08, 5.0],
             "flatness": [0.05, 0.035, 5.0],
-            "thin": [0.17, 0.4, 5.0],
+            "thin": [0.3, 0.7, 4.0],
         }
     )
     """Ramps of the fidelity penalties."""
