@@ -15,10 +15,9 @@ from dreamcs.data.validation import is_held_out
 
 @pytest.fixture(scope="module")
 def items(tmp_path_factory):
-    import os
-
-    os.environ.setdefault("DREAMCS_PROCEDURAL_CACHE", str(tmp_path_factory.mktemp("proc")))
-    return offline_items(n_procedural=26)
+    with pytest.MonkeyPatch.context() as mp:  # generated meshes go to a temporary cache
+        mp.setenv("DREAMCS_PROCEDURAL_CACHE", str(tmp_path_factory.mktemp("proc")))
+        yield offline_items(n_procedural=26)
 
 
 def test_offline_items(items):
