@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dreamcs.data.procedural import CATEGORIES, MAX_FACES, library, make_object, synonyms
+from dreamcs.data.procedural.words import NUMBERS
 from dreamcs.data.sources import SourceError, parse_source
 
 SEEDS = range(10)
@@ -73,6 +74,8 @@ def test_style_varies_across_seeds(objects):
     details = {objects[k].params["detail"] for k in objects}
     bevels = {objects[k].params["bevel"] for k in objects}
     assert details == {0, 1, 2, 3} and len(bevels) == 3
+    dense = [objects[k].params["dense"] for k in objects]
+    assert 0.15 < np.mean(dense) < 0.45, np.mean(dense)  # DENSE_SHARE = 0.3 of the objects subdivided
     assert any(not p.closed for o in objects.values() for p in o.parts), "no open surfaces at all"
 
 
@@ -87,6 +90,23 @@ def test_shape_words_match_parameters(objects):
         assert ("armrests" in c.caption) == c.params["arms"], c.caption
         st = objects["stool", s]
         assert ("tall" in st.caption) == st.params["tall"], st.caption
+        assert sum(p.name == "leg" for p in st.parts) == st.params["n_legs"]
+        r = objects["rocket", s]
+        assert sum(p.name == "fin" for p in r.parts) == r.params["n_fins"]
+        if r.params["n_fins"]:
+            assert f"{NUMBERS[r.params['n_fins']]} fins" in r.caption, r.caption
+        b = objects["bookshelf", s]
+        assert f"{NUMBERS[b.params['levels']]} shel" in b.caption, b.caption
+        assert sum(p.name == "shelf" for p in b.parts) == b.params["levels"]
+        sofa = objects["sofa", s]
+        assert sum(p.name == "seat_cushion" for p in sofa.parts) == sofa.params["seats"]
+        assert ("armrests" in sofa.caption) == sofa.params["arms"], sofa.caption
+        car = objects["car", s]
+        assert sum(p.name == "wheel" for p in car.parts) == car.params["n_wheels"]
+        assert f"{NUMBERS[car.params['n_wheels']]} wheels" in car.caption, car.caption
+        lamp = objects["lamp", s]
+        shade = next(p for p in lamp.parts if p.name == "shade")
+        assert shade.closed != lamp.params["open_shade"] and shade.mesh.is_watertight == shade.closed
 
 
 def test_library_round_robin_and_deterministic():
@@ -98,9 +118,12 @@ def test_library_round_robin_and_deterministic():
     assert [o.caption for o in b] == [o.caption for o in a[:3]]
 
 
-def test_unknown_category_is_a_clear_error():
+def test_unknown_category_or_bad_seed_is_a_clear_error():
     with pytest.raises(KeyError, match="unknown procedural category 'spaceship'"):
         make_object("spaceship", 0)
+    for seed in (-1, 1.5, "3"):
+        with pytest.raises(ValueError, match="non-negative integer"):
+            make_object("chair", seed)
 
 
 def test_procedural_source_yields_items(tmp_path, monkeypatch):

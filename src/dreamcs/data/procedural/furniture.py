@@ -39,7 +39,7 @@ def table(rng: np.random.Generator, style: Style):
         w = d = min(w, 1.4)
     t = rng.uniform(0.025, 0.07)
     asm.add("top", seat_top(style, round_, w, d, t, h))
-    support = str(rng.choice(["legs", "legs", "pedestal"])) if round_ else "legs"
+    support = str(rng.choice(["legs", "legs", "pedestal"] if round_ else ["legs", "legs", "legs", "trestle"]))
     with_: list[str] = []
     if support == "pedestal":
         asm.add(
@@ -58,6 +58,19 @@ def table(rng: np.random.Generator, style: Style):
             ),
         )
         shape = ["round", "pedestal"]
+        n_legs = 0
+    elif support == "trestle":  # two end frames (post, foot, cleat) joined by a stretcher
+        px, pw = w / 2 - min(0.2, w * 0.15), rng.uniform(0.06, 0.12)
+        for sx in (-1, 1):
+            x = sx * px
+            asm.add(
+                "trestle_post",
+                box([pw, h - t - 0.1, pw * 0.6], [x, (h - t) / 2, 0], style.bevel, 0.01, style.detail),
+            )
+            asm.add("trestle_foot", box([pw, 0.06, d * 0.8], [x, 0.03, 0], style.bevel, 0.01, style.detail))
+            asm.add("trestle_cleat", box([pw, 0.05, d * 0.8], [x, h - t - 0.025, 0], "sharp"))
+        asm.add("stretcher", box([2 * px, 0.06, 0.04], [0, (h - t) * 0.35, 0], "sharp"))
+        shape = ["rectangular", "trestle"] if abs(w - d) > 1e-9 else ["square", "trestle"]
         n_legs = 0
     else:
         lkind = str(rng.choice(["square", "round", "tapered", "turned"]))

@@ -59,8 +59,14 @@ def chair(rng: np.random.Generator, style: Style):
     back_kind = str(rng.choice(["solid", "slatted", "ladder"]))
     back_h = rng.uniform(0.3, 0.65)
     arms = rng.random() < 0.35
+    round_seat = not office and not arms and rng.random() < 0.25
     with_, shape = [], []
-    asm.add("seat", box([w, t, d], [0, h - t / 2, 0], style.bevel, 0.4 * t, style.detail))
+    if round_seat:  # a disc seat; legs and back move inside its outline
+        d = w
+        asm.add("seat", ycylinder(w / 2, t, [0, h - t, 0], max(style.sections, 12) * 2))
+        with_.append("a round seat")
+    else:
+        asm.add("seat", box([w, t, d], [0, h - t / 2, 0], style.bevel, 0.4 * t, style.detail))
     if office:
         ys = h - t
         asm.add("column", ycylinder(0.03, ys - 0.08, [0, 0.1, 0], style.sections))  # reaches into the seat
@@ -76,7 +82,7 @@ def chair(rng: np.random.Generator, style: Style):
         noun = "office chair"
     else:
         kind = str(rng.choice(["square", "round", "tapered", "turned"]))
-        x, z = w / 2 - lw, d / 2 - lw
+        x, z = (w / 2 * 0.6,) * 2 if round_seat else (w / 2 - lw, d / 2 - lw)
         add_legs(asm, style, kind, (-x, x), (-z, z), 0.0, h - t, 2 * lw * 0.8)
         if rng.random() < 0.4:
             for zz in (-z, z):
@@ -85,7 +91,8 @@ def chair(rng: np.random.Generator, style: Style):
         if kind == "turned":
             shape.append("classic")
     # back: two posts carry the slats/rails, or one solid panel
-    by0, by1, bz = h, h + back_h, -d / 2 + 0.02
+    by0, by1, bz = h, h + back_h, -d / 2 + (0.08 if round_seat else 0.02)
+    w = w * 0.7 if round_seat else w  # the back's width (narrower on a disc seat)
     if back_kind == "solid":
         asm.add("back", box([w, back_h, 0.04], [0, (by0 + by1) / 2, bz], style.bevel, 0.015, style.detail))
         with_.append("a solid back")
@@ -118,7 +125,7 @@ def chair(rng: np.random.Generator, style: Style):
             with_.append("a ladder back")
     if back_h > 0.55:
         shape.insert(0, "high-backed")
-    if arms:
+    if arms:  # never with a round seat, so w is still the seat width here
         for sx in (-1, 1):
             ax = sx * (w / 2 + 0.02)
             asm.add("arm_post", box([0.035, 0.22, 0.035], [ax, h + 0.11, d / 2 - 0.05], "sharp"))
@@ -132,6 +139,7 @@ def chair(rng: np.random.Generator, style: Style):
         cap,
         {
             "office": office,
+            "round_seat": round_seat,
             "back": back_kind,
             "arms": arms,
             "back_height": back_h,
@@ -312,8 +320,25 @@ def sofa(rng: np.random.Generator, style: Style):
                 "leg",
                 ycylinder(0.025, leg_h + 0.01, [sx * (W / 2 - 0.06), 0, sz * (d / 2 - 0.06)], style.sections),
             )
+    chaise = seats >= 3 and rng.random() < 0.3
+    if chaise:  # an L-shaped sectional: the right-hand seat runs forward into a chaise
+        ext = rng.uniform(0.6, 0.9)
+        x = seats * sw / 2 - sw / 2
+        zc = d / 2 + ext / 2 - 0.005  # overlaps the base by 5 mm: one touching solid, no shared corner
+        bh = h - 0.12 - leg_h
+        asm.add("chaise_base", box([sw, bh, ext], [x, leg_h + bh / 2 + 0.002, zc], bev, r, style.detail))
+        asm.add("chaise_cushion", box([sw - 0.01, 0.13, ext], [x, h - 0.06, zc + 0.01], bev, r, style.detail))
+        for sx in (-1, 1):
+            asm.add(
+                "leg",
+                ycylinder(
+                    0.025, leg_h + 0.01, [x + sx * (sw / 2 - 0.06), 0, d / 2 + ext - 0.06], style.sections
+                ),
+            )
     noun = "loveseat" if seats == 2 and rng.random() < 0.5 else str(rng.choice(["sofa", "couch"]))
+    if chaise:
+        noun = f"L-shaped sectional {noun}"
     with_ = ["two armrests"] if arms else []
     shape = [f"{['', '', 'two', 'three', 'four'][seats]}-seat"] + ([] if arms else ["armless"])
     cap = caption(rng, noun, shape, FABRIC, with_, low_poly=style.low_poly)
-    return asm, cap, {"seats": seats, "arms": arms, "width": W}
+    return asm, cap, {"seats": seats, "arms": arms, "width": W, "chaise": chaise}
