@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from dreamcs.data.defects import DEFECTS, apply_defect
+from dreamcs.data.defects import DEFECTS, EMBEDDED_DEFECTS, apply_defect
 from dreamcs.data.embedded import ASSETS, embedded_items
 from dreamcs.data.scorers import build_scorer
 from dreamcs.data.scorers.geometric import GeometricScorer, GeometricScorerConfig, floater_area, ramp
@@ -75,7 +75,8 @@ def test_alignment_from_caption_similarity(meshes):
 
 
 def test_defects_are_deterministic_and_change_the_mesh(meshes):
-    assert set(DEFECTS.names()) == {"janus", "floaters", "holes", "incomplete", "noise", "melted", "flatten"}
+    assert set(DEFECTS.names()) == {"janus", "floaters", "holes", "incomplete", "noise", "melted", "flatten"} | {
+        "oversmooth", "thin_shell", "duplicate_parts", "missing_parts", "cracks", "bloating", "topo_noise"}
     m = meshes["primitive_sphere"]
     for name in DEFECTS.names():
         a, b, c = apply_defect(m, name, 1), apply_defect(m, name, 1), apply_defect(m, name, 2)
@@ -110,7 +111,7 @@ def test_embedded_assets_and_items():
     per_obj = [sum(i.object_id == o for i in bad) for o in meshes]
     assert len(clean) == len(meshes) and set(per_obj) == {1, 2}
     assert len({i.id for i in items}) == len(items)
-    assert {i.defect for i in bad} == set(DEFECTS.names()) | {"wrong_prompt"}
+    assert {i.defect for i in bad} == set(EMBEDDED_DEFECTS) | {"wrong_prompt"}
     for i in bad:
         assert i.object_id == i.id.split("~")[0] and i.caption == caps[i.object_id]
         assert (i.prompt != i.caption) == (i.defect == "wrong_prompt")

@@ -18,7 +18,7 @@ def _fail(msg: str) -> None:
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
     source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | harvest:DIR | procedural:N[:SEED] | embedded (repeatable)."),
-    preset: str | None = typer.Option(None, "--preset", help="'embedded': the offline set shipped with dreamcs."),
+    preset: str | None = typer.Option(None, "--preset", help="'embedded': the small offline set shipped with dreamcs; 'offline': ~5,200 procedural and licensed real items with graded defects."),
     scorer: str | None = typer.Option(None, "--scorer", help="geometric (offline heuristic, the default) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
     shard: str | None = typer.Option(None, "--shard", help="i/n: build only this part (default 0/1); combine with `dreamcs data merge`."),
@@ -46,9 +46,11 @@ def build_cmd(
     except ConfigError as e:
         _fail(str(e))
     if preset is not None:
-        if preset != "embedded":
-            _fail(f"unknown preset {preset!r}; known: embedded")
-        source = [*source, "embedded"]
+        from dreamcs.data.presets import PRESETS, preset_sources
+
+        if preset not in PRESETS:
+            _fail(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        source = [*source, *preset_sources(preset)]
     if source:
         cfg.sources = list(source)
     try:
@@ -194,3 +196,8 @@ def procedural_sheet_cmd(
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the top-level app."""
     app.add_typer(data_app, name="data")
+
+
+from dreamcs.commands.data_eval import add_commands as _add_eval_commands  # noqa: E402
+
+_add_eval_commands(data_app)  # validation, teacher-eval

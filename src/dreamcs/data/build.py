@@ -104,7 +104,7 @@ def prepare_mesh(item: SourceItem, cfg: BuildConfig):
 
     mesh = normalize(load_mesh(item.path))
     if item.defect and item.defect != "wrong_prompt":
-        mesh = normalize(apply_defect(mesh, item.defect, _h(f"{cfg.seed}:{item.id}")))
+        mesh = normalize(apply_defect(mesh, item.defect, _h(f"{cfg.seed}:{item.id}"), item.extra.get("severity")))
     return simplify(mesh, max_faces=cfg.max_faces)
 
 

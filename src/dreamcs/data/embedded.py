@@ -70,12 +70,12 @@ def embedded_items(root: str | os.PathLike | None = None, defects_per_object: tu
     A ``wrong_prompt`` variant keeps the clean mesh and takes another object's caption (from a
     different caption, chosen deterministically). Item ids are ``<object>`` and ``<object>~<defect>``.
     """
-    from dreamcs.data.defects import DEFECTS
+    from dreamcs.data.defects import EMBEDDED_DEFECTS
 
     root = Path(root) if root is not None else ASSETS
     captions = _read_cap3d_csv(root / "captions.csv")
     ids = sorted(captions)
-    names = DEFECTS.names() + ["wrong_prompt"]
+    names = list(EMBEDDED_DEFECTS) + ["wrong_prompt"]
     credits = embedded_credits(root)
     items: list[SourceItem] = []
     for k, obj in enumerate(ids):

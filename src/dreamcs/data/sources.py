@@ -9,6 +9,8 @@
                                   ``RUN/config.yaml`` (key ``prompt``), marked ``source=sds_intermediate``
     harvest:HARVEST_DIR           meshes kept from many SDS runs by ``dreamcs data harvest``
                                   (``dreamcs.data.harvest``; Chamfer scores where a ground truth exists)
+    preset:NAME                   a named item set of ``dreamcs.data.presets`` (``offline``: procedural + licensed real
+                                  meshes with graded defects)
     embedded                      the offline set shipped in ``dreamcs/assets/meshpref`` (clean meshes and
                                   synthesised defects, see ``dreamcs.data.embedded``)
     procedural:N[:SEED]           N generated objects of ``dreamcs.data.procedural.library(N, SEED)``,
@@ -211,8 +213,12 @@ def parse_source(spec: str) -> list[SourceItem]:
         from dreamcs.data.embedded import embedded_items
 
         return embedded_items()
+    if kind == "preset" and rest:  # preset:NAME, see dreamcs.data.presets
+        from dreamcs.data.presets import preset_items
+
+        return preset_items(rest)
     raise SourceError(
-        spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, harvest:DIR, procedural:N[:SEED] or embedded"
+        spec, "unknown source; use cap3d:MESH_DIR:CAPTIONS.csv, manifest:FILE.jsonl, run:RUN_DIR, harvest:DIR, preset:NAME, procedural:N[:SEED] or embedded"
     )
 
 

@@ -1,0 +1,107 @@
+"""Named item sets for ``dreamcs data build --preset NAME``.
+
+- ``embedded``: the small offline set shipped in ``dreamcs/assets/meshpref`` (``dreamcs.data.embedded``).
+- ``offline``: the large offline set, about 5,200 items, made without any download:
+  (a) ``OFFLINE_PROCEDURAL`` objects of the procedural library (``dreamcs.data.procedural``), each
+  clean, with two defects (kinds and severities chosen by a hash of the object id) and, for every
+  second object, a wrong prompt (the caption of an object of another category);
+  (b) every licensed real mesh shipped with dreamcs (the embedded set's objects; none of
+  ``dreamcs.data.validation.HELD_OUT_OBJECTS``), each clean, with every defect kind at a graded
+  severity and with a wrong prompt.
+  Labels come from the scorer (the geometric teacher by default), as for any build.
+
+A preset is reached through the source spec ``preset:NAME`` (``dreamcs.data.sources``), so a
+preset build resumes, shards and merges like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from dreamcs.data.sources import SourceError, SourceItem
+
+PRESETS = ("embedded", "offline")
+OFFLINE_PROCEDURAL = 1200
+OFFLINE_SEED = 0
+#: defects per procedural object (the licensed objects get every kind)
+PROCEDURAL_DEFECTS = 2
+SEVERITY_RANGE = (0.25, 0.95)
+
+
+def preset_sources(name: str) -> list[str]:
+    """The ``--source`` specs of preset ``name``; an unknown name is a ``SourceError``."""
+    if name == "embedded":
+        return ["embedded"]
+    if name in PRESETS:
+        return [f"preset:{name}"]
+    raise SourceError(f"--preset {name}", f"unknown preset; known: {', '.join(PRESETS)}")
+
+
+def _h(text: str) -> int:
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:12], 16)
+
+
+def _severity(key: str) -> float:
+    lo, hi = SEVERITY_RANGE
+    return round(lo + (hi - lo) * (_h(key + "~severity") % 1000) / 999, 3)
+
+
+def _variants(base: SourceItem, kinds: list[str], wrong: str | None, prefix: str) -> list[SourceItem]:
+    out = [base]
+    for d in kinds:
+        out.append(SourceItem(
+            id=f"{base.id}~{d}", path=base.path, prompt=base.prompt, source=f"{prefix}_defect", object_id=base.object_id,
+            caption=base.caption, defect=d, extra={**base.extra, "severity": _severity(f"{base.id}~{d}")},
+        ))
+    if wrong is not None:
+        out.append(SourceItem(
+            id=f"{base.id}~wrong_prompt", path=base.path, prompt=wrong, source=f"{prefix}_defect", object_id=base.object_id,
+            caption=base.caption, defect="wrong_prompt", extra=dict(base.extra),
+        ))
+    return out
+
+
+def _wrong_prompt(key: str, own: str, pool: list[tuple[str, str]]) -> str:
+    """A caption from ``pool`` ((group, caption) pairs) of another group, chosen by a hash of ``key``."""
+    others = [c for g, c in pool if g != own]
+    return others[_h(key + "~prompt") % len(others)]
+
+
+def offline_items(n_procedural: int = OFFLINE_PROCEDURAL, seed: int = OFFLINE_SEED) -> list[SourceItem]:
+    """The items of the ``offline`` preset (see the module docstring)."""
+    from dreamcs.data.defects import DEFECTS
+    from dreamcs.data.embedded import ASSETS
+    from dreamcs.data.procedural.source import procedural_items
+    from dreamcs.data.sources import _read_cap3d_csv
+    from dreamcs.data.validation import is_held_out
+
+    kinds = DEFECTS.names()
+    items: list[SourceItem] = []
+    proc = procedural_items(f"procedural:{n_procedural}:{seed}", f"{n_procedural}:{seed}")
+    pool = [(it.extra.get("category", ""), it.caption or it.prompt) for it in proc]
+    for it in proc:
+        start = _h(it.id) % len(kinds)
+        picked = [kinds[(start + 5 * j) % len(kinds)] for j in range(PROCEDURAL_DEFECTS)]
+        wrong = _wrong_prompt(it.id, it.extra.get("category", ""), pool) if _h(it.id + "~w") % 2 == 0 else None
+        items += _variants(it, picked, wrong, "procedural")
+    caps = _read_cap3d_csv(ASSETS / "captions.csv")
+    real_pool = [(c.split()[-1], c) for c in caps.values()]
+    for obj in sorted(caps):
+        if is_held_out(obj):
+            continue
+        cap = caps[obj]
+        base = SourceItem(id=f"licensed/{obj}", path=str(ASSETS / "meshes" / f"{obj}.obj"), prompt=cap,
+                          source="licensed_clean", object_id=obj, caption=cap)
+        items += _variants(base, kinds, _wrong_prompt(obj, cap.split()[-1], real_pool), "licensed")
+    return items
+
+
+def preset_items(name: str) -> list[SourceItem]:
+    """Items of the source spec ``preset:NAME``."""
+    if name == "offline":
+        return offline_items()
+    if name == "embedded":
+        from dreamcs.data.embedded import embedded_items
+
+        return embedded_items()
+    raise SourceError(f"preset:{name}", f"unknown preset; known: {', '.join(PRESETS)}")

@@ -1,0 +1,62 @@
+"""The ``offline`` preset: procedural + licensed real objects with graded defects and wrong prompts,
+none of them held out; reachable as ``--preset offline`` / ``preset:offline``."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from dreamcs.data.defects import DEFECTS
+from dreamcs.data.presets import OFFLINE_PROCEDURAL, offline_items, preset_sources
+from dreamcs.data.sources import SourceError, parse_source
+from dreamcs.data.validation import is_held_out
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:  # generated meshes go to a temporary cache
+        mp.setenv("DREAMCS_PROCEDURAL_CACHE", str(tmp_path_factory.mktemp("proc")))
+        yield offline_items(n_procedural=26)
+
+
+def test_offline_items(items):
+    ids = [i.id for i in items]
+    assert len(set(ids)) == len(ids)
+    proc = [i for i in items if i.id.startswith("procedural/")]
+    real = [i for i in items if i.id.startswith("licensed/")]
+    assert len([i for i in proc if i.defect is None]) == 26 and len(proc) + len(real) == len(items)
+    # every licensed object gets every defect kind and one wrong prompt
+    per = Counter(i.object_id for i in real)
+    assert set(per.values()) == {len(DEFECTS.names()) + 2}
+    assert not any(is_held_out(i.object_id) for i in items)
+    for i in items:
+        if i.defect not in (None, "wrong_prompt"):
+            assert 0.25 <= i.extra["severity"] <= 0.95 and i.prompt == i.caption
+        if i.defect == "wrong_prompt":
+            assert i.prompt != i.caption
+    wrong = [i for i in proc if i.defect == "wrong_prompt"]
+    assert wrong and all(i.extra["category"] not in i.prompt for i in wrong if i.extra["category"] in i.caption)
+    assert len({i.extra.get("severity") for i in items if i.defect not in (None, "wrong_prompt")}) > 10
+
+
+def test_full_offline_preset_is_large_enough():
+    per_object = 1 + 2 + 0.5  # clean, two defects, a wrong prompt for every second object
+    assert OFFLINE_PROCEDURAL * per_object + 64 * (len(DEFECTS.names()) + 2) >= 5000
+
+
+def test_preset_specs():
+    assert preset_sources("embedded") == ["embedded"] and preset_sources("offline") == ["preset:offline"]
+    with pytest.raises(SourceError, match="unknown preset"):
+        preset_sources("nope")
+    with pytest.raises(SourceError, match="unknown preset"):
+        parse_source("preset:nope")
+
+
+def test_severity_reaches_the_defect(items, tmp_path):
+    from dreamcs.data.build import BuildConfig, prepare_mesh
+
+    it = next(i for i in items if i.id.startswith("licensed/") and i.defect == "holes")
+    lo = prepare_mesh(type(it)(**{**it.to_dict(), "extra": {"severity": 0.0}}), BuildConfig())
+    hi = prepare_mesh(type(it)(**{**it.to_dict(), "extra": {"severity": 1.0}}), BuildConfig())
+    assert len(hi.faces) < len(lo.faces)  # more and larger holes torn out
