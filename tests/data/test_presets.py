@@ -60,3 +60,24 @@ def test_severity_reaches_the_defect(items, tmp_path):
     lo = prepare_mesh(type(it)(**{**it.to_dict(), "extra": {"severity": 0.0}}), BuildConfig())
     hi = prepare_mesh(type(it)(**{**it.to_dict(), "extra": {"severity": 1.0}}), BuildConfig())
     assert len(hi.faces) < len(lo.faces)  # more and larger holes torn out
+
+
+def test_construction_scores_label_every_item():
+    from dreamcs.data.presets import construction_scores
+
+    assert construction_scores(None, None)["overall"] >= 4.0  # clean: preferred
+    assert construction_scores("wrong_prompt", None)["overall"] <= 3.5
+    mild, severe = (construction_scores("holes", s)["overall"] for s in (0.25, 0.95))
+    assert severe < mild <= 3.5  # every defect dispreferred, worse with severity
+
+
+def test_offline_spec_is_labelled_by_construction(monkeypatch, tmp_path):
+    import dreamcs.data.presets as presets
+
+    monkeypatch.setenv("DREAMCS_PROCEDURAL_CACHE", str(tmp_path))
+    monkeypatch.setattr(presets, "OFFLINE_PROCEDURAL", 26)
+    monkeypatch.setattr(presets.offline_items, "__defaults__", (26, presets.OFFLINE_SEED))
+    given = parse_source("preset:offline")
+    assert all(i.scores is not None for i in given)
+    assert {i.defect is None for i in given if i.scores["overall"] >= 4.0} == {True}
+    assert all(i.scores is None for i in parse_source("preset:offline-scored"))

@@ -8,7 +8,9 @@
   (b) every licensed real mesh shipped with dreamcs (the embedded set's objects; none of
   ``dreamcs.data.validation.HELD_OUT_OBJECTS``), each clean, with every defect kind at a graded
   severity and with a wrong prompt.
-  Labels come from the scorer (the geometric teacher by default), as for any build.
+  Labels are given by construction (``construction_scores``): the synthesiser knows what it did,
+  which the geometric teacher reads only at ROC-AUC ~0.74 on held-out real meshes
+  (docs/teacher-eval.md). ``preset:offline-scored`` is the same item set scored by ``--scorer``.
 
 A preset is reached through the source spec ``preset:NAME`` (``dreamcs.data.sources``), so a
 preset build resumes, shards and merges like any other.
@@ -20,7 +22,7 @@ import hashlib
 
 from dreamcs.data.sources import SourceError, SourceItem
 
-PRESETS = ("embedded", "offline")
+PRESETS = ("embedded", "offline", "offline-scored")
 OFFLINE_PROCEDURAL = 1200
 OFFLINE_SEED = 0
 #: defects per procedural object (the licensed objects get every kind)
@@ -46,6 +48,23 @@ def _severity(key: str) -> float:
     return round(lo + (hi - lo) * (_h(key + "~severity") % 1000) / 999, 3)
 
 
+#: overall scores by construction: a clean object, and a defect from its severity (linear from
+#: ``DEFECT_SCORE[0]`` at severity 0 to ``[1]`` at 1; every kept severity is <= 3.5: dispreferred)
+CLEAN_SCORE = 4.5
+DEFECT_SCORE = (3.25, 0.75)
+WRONG_PROMPT_SCORE = 1.0
+
+
+def construction_scores(defect: str | None, severity: float | None) -> dict[str, float]:
+    """The overall 0-5 score an item of the offline preset gets by construction (see above)."""
+    if defect is None:
+        return {"overall": CLEAN_SCORE}
+    if defect == "wrong_prompt":
+        return {"overall": WRONG_PROMPT_SCORE}
+    s = 0.5 if severity is None else float(severity)
+    return {"overall": round(DEFECT_SCORE[0] + s * (DEFECT_SCORE[1] - DEFECT_SCORE[0]), 3)}
+
+
 def _variants(base: SourceItem, kinds: list[str], wrong: str | None, prefix: str) -> list[SourceItem]:
     out = [base]
     for d in kinds:
@@ -59,6 +78,12 @@ def _variants(base: SourceItem, kinds: list[str], wrong: str | None, prefix: str
             caption=base.caption, defect="wrong_prompt", extra=dict(base.extra),
         ))
     return out
+
+
+def _with_construction_scores(items: list[SourceItem]) -> list[SourceItem]:
+    for it in items:
+        it.scores = construction_scores(it.defect, it.extra.get("severity"))
+    return items
 
 
 def _wrong_prompt(key: str, own: str, pool: list[tuple[str, str]]) -> str:
@@ -99,6 +124,8 @@ def offline_items(n_procedural: int = OFFLINE_PROCEDURAL, seed: int = OFFLINE_SE
 def preset_items(name: str) -> list[SourceItem]:
     """Items of the source spec ``preset:NAME``."""
     if name == "offline":
+        return _with_construction_scores(offline_items())
+    if name == "offline-scored":
         return offline_items()
     if name == "embedded":
         from dreamcs.data.embedded import embedded_items
