@@ -149,24 +149,27 @@ def score(
 def pretrain(
     meshes: Path = typer.Option(..., "--meshes", help="A folder of meshes / prepared .npz, or a MeshPref dataset."),
     out: Path = typer.Option(..., "--out", "-o"),
+    split: str = typer.Option("train", "--split", help="For a dataset folder: the split(s) whose meshes to use "
+                              "(comma-separated, or all); labelled or not."),
     resume: bool = typer.Option(False, "--resume"),
     preset: str = typer.Option(None, "--preset", help="Model size: tiny, small (default) or base."),
     config: Path = typer.Option(None, "--config", help="A YAML PretrainConfig file."),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """MeshMAE masked-patch pre-training of the mesh encoder (mask ratio 0.5)."""
-    from dreamcs.reward.pretrain import MeshFolderDataset, PretrainConfig
+    from dreamcs.reward.pretrain import DatasetMeshes, MeshFolderDataset, PretrainConfig
     from dreamcs.reward.pretrain import pretrain as run_pretrain
 
     cfg = _load(PretrainConfig, config, _preset_overrides(preset) + list(overrides or []))
-    if (meshes / "items.parquet").is_file():
-        data = _dataset(meshes, "train")
-    else:
-        try:
+    try:
+        if (meshes / "items.parquet").is_file():
+            data: Any = DatasetMeshes(meshes, tuple(s.strip() for s in split.split(",") if s.strip()))
+        else:
             data = MeshFolderDataset(meshes, cfg.model.faces_per_patch)
-        except (FileNotFoundError, ValueError) as e:
-            _fail(str(e))
-    run_pretrain(cfg, data, out, resume=resume)
+        typer.echo(f"pre-training on {len(data)} meshes from {meshes}")
+        run_pretrain(cfg, data, out, resume=resume)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
     typer.echo(f"pre-trained encoder written to {out / 'model.safetensors'} (use: reward train --init {out})")
 
 
