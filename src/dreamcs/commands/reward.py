@@ -1,4 +1,4 @@
-"""`dreamcs reward` commands: train, eval, score, pretrain, theory."""
+"""`dreamcs reward` commands: train, eval, score, pretrain, ablate, export, theory."""
 
 from __future__ import annotations
 
@@ -171,6 +171,41 @@ def pretrain(
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"pre-trained encoder written to {out / 'model.safetensors'} (use: reward train --init {out})")
+
+
+@reward_app.command("ablate")
+def ablate(
+    data: Path = typer.Option(..., "--data", help="The MeshPref dataset to train on."),
+    val: Path = typer.Option(..., "--val", help="The dataset to evaluate on (e.g. `dreamcs data validation`'s)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the runs and ablation.md/.csv/.json."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    losses: str = typer.Option(",".join(("cs", "mse", "bradley_terry", "dro", "mmd")), "--losses",
+                               help="Comma-separated loss types."),
+    preset: str = typer.Option(None, "--preset", help="Model size: tiny, small (default) or base."),
+    config: Path = typer.Option(None, "--config", help="A YAML TrainConfig file (loss_type and seed are set per run)."),
+    split: str = typer.Option("train", "--split", help="Split of --data to train on."),
+    val_split: str = typer.Option(None, "--val-split", help="Split of --val to evaluate on (default: val when "
+                                  "--val is --data, else all)."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Train every objective on the same data and seeds; compare them on a validation set."""
+    from dreamcs.reward.ablate import ablate as run_ablate
+    from dreamcs.reward.train import TrainConfig
+
+    cfg = _load(TrainConfig, config, _preset_overrides(preset) + ["progress=false"] + list(overrides or []))
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: expected comma-separated integers")
+    vsplit = val_split or ("val" if val.resolve() == data.resolve() else "all")
+    train_data, val_data = _dataset(data, split), _dataset(val, vsplit)
+    try:
+        res = run_ablate(cfg, train_data, val_data, out, [t.strip() for t in losses.split(",") if t.strip()],
+                         seed_list, log=typer.echo)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
+    typer.echo(f"wrote {out / 'ablation.md'}, ablation.csv, ablation.json ({len(res['runs'])} runs)")
 
 
 @reward_app.command("theory")
