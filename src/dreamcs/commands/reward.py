@@ -82,7 +82,7 @@ def train(
 
 @reward_app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder or RewardCS model folder."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder, RewardCS model folder, or `embedded` (the shipped one)."),
     data: Path = typer.Option(..., "--data", help="A MeshPref dataset folder."),
     split: str = typer.Option("test", "--split"),
     out: Path = typer.Option(None, "--out", "-o", help="Where eval.json and embeddings.png go (default CKPT/eval_SPLIT)."),
@@ -97,7 +97,7 @@ def evaluate(
 
     model = _model(ckpt, device)
     assert isinstance(model, RewardCS)
-    out = out or ckpt / f"eval_{split}"
+    out = out or (Path(f"eval_embedded_{split}") if str(ckpt) == "embedded" else ckpt / f"eval_{split}")
     try:
         metrics = run_eval(model, _dataset(data, split), out)
     except ValueError as e:
@@ -124,7 +124,7 @@ def _model(ckpt: Path, device: str) -> Any:
 def score(
     mesh: Path = typer.Argument(..., help="A mesh file (obj, ply, glb, ...) or a prepared .npz."),
     prompt: str = typer.Argument(..., help="The text prompt."),
-    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder or RewardCS model folder."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder, RewardCS model folder, or `embedded` (the shipped one)."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Print the reward of MESH for PROMPT."""
@@ -206,6 +206,23 @@ def ablate(
         _fail(str(e))
     typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
     typer.echo(f"wrote {out / 'ablation.md'}, ablation.csv, ablation.json ({len(res['runs'])} runs)")
+
+
+@reward_app.command("export")
+def export(
+    ckpt: Path = typer.Option(..., "--ckpt", help="A reward run or RewardCS folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Target folder; src/dreamcs/assets/reward ships it "
+                             "as `embedded`."),
+    dtype: str = typer.Option("float16", "--dtype", help="float16 (default) or float32."),
+) -> None:
+    """Package a trained model for shipping: weights without the text encoder, config, model card."""
+    from dreamcs.reward.export import export_model
+
+    try:
+        info = export_model(ckpt, out, dtype)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out}: {info['params']:,} parameters, {info['bytes']:,} bytes in {info['dtype']}")
 
 
 @reward_app.command("theory")
