@@ -31,14 +31,16 @@ def _dataset(root: Path, split: str) -> Any:
     return MeshPrefDataset(root, split=split)
 
 
-def _preset_overrides(name: str | None) -> list[str]:
-    from dreamcs.reward.config import PRESETS
+def _preset_overrides(name: str | None, training: bool = False) -> list[str]:
+    """The model preset's fields (and, for training, its TRAIN_PRESETS defaults) as overrides."""
+    from dreamcs.reward.config import PRESETS, TRAIN_PRESETS
 
     if name is None:
         return []
     if name not in PRESETS:
         _fail(f"--preset {name!r}: known presets are {', '.join(PRESETS)}")
-    return [f"model.{k}={v}" for k, v in PRESETS[name].items()]
+    train_fields = [f"{k}={v}" for k, v in TRAIN_PRESETS.get(name, {}).items()] if training else []
+    return [f"model.{k}={v}" for k, v in PRESETS[name].items()] + train_fields
 
 
 def _load(cls: type, config: Path | None, overrides: list[str]) -> Any:
@@ -56,7 +58,8 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (config, metrics, checkpoints, model)."),
     init: Path = typer.Option(None, "--init", help="A `reward pretrain` run to start the mesh encoder from."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's latest checkpoint."),
-    preset: str = typer.Option(None, "--preset", help="Model size: tiny, small (default) or base."),
+    preset: str = typer.Option(None, "--preset", help="Model size: tiny, cpu (with a ~25 min 2-core CPU recipe), "
+                               "small (default) or base."),
     config: Path = typer.Option(None, "--config", help="A YAML TrainConfig file."),
     split: str = typer.Option("train", "--split", help="Dataset split to train on."),
     seed: int = typer.Option(None, "--seed", help="Shortcut for seed=N."),
@@ -66,7 +69,7 @@ def train(
     from dreamcs.reward.train import TrainConfig, init_distributed
     from dreamcs.reward.train import train as run_train
 
-    extra = _preset_overrides(preset) + list(overrides or [])
+    extra = _preset_overrides(preset, training=True) + list(overrides or [])
     if init is not None:
         extra.append(f"init={init}")
     if seed is not None:
@@ -192,7 +195,7 @@ def ablate(
     from dreamcs.reward.ablate import ablate as run_ablate
     from dreamcs.reward.train import TrainConfig
 
-    cfg = _load(TrainConfig, config, _preset_overrides(preset) + ["progress=false"] + list(overrides or []))
+    cfg = _load(TrainConfig, config, _preset_overrides(preset, training=True) + ["progress=false"] + list(overrides or []))
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
