@@ -31,16 +31,23 @@ def test_feature_stats_buffers_used_saved_and_loaded(tmp_path):
     assert {"mesh_encoder.feature_mean", "mesh_encoder.feature_std"} <= set(model.state_dict())
     f, c = random_batch(2)
     before = model(f, c, ["a", "b"]).reward
+    f[..., 0] = f[..., 0].abs() * 1e-3  # areas are >= 0
+    before = model(f, c, ["a", "b"]).reward
     mean, std = torch.linspace(0, 1, 10), torch.linspace(1, 3, 10)
-    model.mesh_encoder.set_feature_stats(mean, std)
+    model.mesh_encoder.set_feature_stats(mean, std, 2e-3)
     after = model(f, c, ["a", "b"]).reward
     assert not torch.allclose(before, after)
-    # standardising by hand and using identity stats gives the same result
-    plain = tiny_model().eval()
-    torch.testing.assert_close(plain(((f - mean) / std), c, ["a", "b"]).reward, after)
+    # the encoder reads log1p(area / area_scale), then (x - mean) / std, channel by channel
+    by_hand = torch.cat([torch.log1p(f[..., :1] / 2e-3), f[..., 1:]], -1)
+    by_hand = (by_hand - mean) / std
+    enc = model.mesh_encoder
+    torch.testing.assert_close(enc.standardise(f), by_hand)
+    want = enc.patch_embed(by_hand.flatten(-2)) + enc.pos_embed(c)
+    torch.testing.assert_close(enc.embed(f, c), want)
     model.save_pretrained(tmp_path / "m")
     loaded = RewardCS.from_pretrained(tmp_path / "m")
     assert torch.equal(loaded.mesh_encoder.feature_mean, mean) and torch.equal(loaded.mesh_encoder.feature_std, std)
+    assert float(loaded.mesh_encoder.area_scale) == pytest.approx(2e-3)
     assert torch.equal(loaded(f, c, ["a", "b"]).reward, after)
     with pytest.raises(ValueError, match=r"\(10,\)"):
         model.mesh_encoder.set_feature_stats(mean[:3], std)

@@ -87,11 +87,17 @@ def test_augmentation_acts_like_a_rotation_about_y():
 
 
 def test_feature_stats_standardise(separable):
-    mean, std = feature_stats(separable, max_items=32)
+    mean, std, area_scale = feature_stats(separable, max_items=32)
     f = torch.stack([it["features"] for it in separable.items]).reshape(-1, 10)
-    torch.testing.assert_close(mean, f.mean(0), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(std, f.std(0, unbiased=False), atol=1e-4, rtol=1e-4)
-    z = (f - mean) / std
+    assert float(area_scale) == pytest.approx(float(f[:, 0].clamp_min(0).mean()), rel=1e-4)
+    t = torch.cat([torch.log1p(f[:, :1].clamp_min(0) / area_scale), f[:, 1:]], 1)
+    torch.testing.assert_close(mean, t.mean(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(std, t.std(0, unbiased=False), atol=1e-4, rtol=1e-4)
+    from reward_helpers import tiny_model
+
+    enc = tiny_model().mesh_encoder
+    enc.set_feature_stats(mean, std, area_scale)
+    z = enc.standardise(f)
     assert z.mean(0).abs().max() < 1e-4 and (z.std(0) - 1).abs().max() < 1e-3
 
 

@@ -40,18 +40,29 @@ def augment_patches(
     return feats, cents
 
 
-def feature_stats(dataset: Any, max_items: int = 512, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and std (C,) of the face features over up to ``max_items`` items of
-    ``dataset`` (a seeded subset), in float64 for the accumulation."""
+def feature_stats(dataset: Any, max_items: int = 512, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """The input transform's statistics over up to ``max_items`` items of ``dataset`` (a seeded
+    subset): area_scale () the mean face area (from the first 64 of them), then the per-channel
+    mean and std (C,) of the features with area as log1p(area / area_scale) (``MeshEncoder.transform``).
+    Returns (mean, std, area_scale); accumulated in float64."""
     n = len(dataset)
     if n == 0:
         raise ValueError("feature_stats: the dataset is empty")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=g)[: max(1, max_items)].tolist()
+
+    def faces(i: int) -> Tensor:
+        f = torch.as_tensor(dataset[i]["features"]).double()
+        return f.reshape(-1, f.shape[-1])
+
+    areas = torch.cat([faces(i)[:, 0] for i in idx[:64]])
+    area_scale = areas.clamp_min(0).mean()
+    if not area_scale > 0:
+        area_scale = torch.ones((), dtype=torch.float64)
     total, total_sq, count = None, None, 0
     for i in idx:
-        f = torch.as_tensor(dataset[i]["features"]).double()
-        f = f.reshape(-1, f.shape[-1])
+        f = faces(i)
+        f = torch.cat([torch.log1p(f[:, :1].clamp_min(0) / area_scale), f[:, 1:]], 1)
         total = f.sum(0) if total is None else total + f.sum(0)
         total_sq = f.pow(2).sum(0) if total_sq is None else total_sq + f.pow(2).sum(0)
         count += f.shape[0]
@@ -59,4 +70,4 @@ def feature_stats(dataset: Any, max_items: int = 512, seed: int = 0) -> tuple[Te
     std = (total_sq / count - mean.pow(2)).clamp_min(0).sqrt()
     # a constant channel (std 0) is left unscaled instead of divided by ~0
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return mean.float(), std.float()
+    return mean.float(), std.float(), area_scale.float()

@@ -34,7 +34,7 @@ def export_model(ckpt: str | os.PathLike, out_dir: str | os.PathLike, dtype: str
     model = RewardCS.from_pretrained(ckpt)
     state = {k: v.detach().cpu().to(getattr(torch, dtype)).contiguous() for k, v in model.state_dict().items()}
     # feature statistics stay float32: they divide the raw inputs
-    for k in ("mesh_encoder.feature_mean", "mesh_encoder.feature_std"):
+    for k in ("mesh_encoder.feature_mean", "mesh_encoder.feature_std", "mesh_encoder.area_scale"):
         state[k] = model.state_dict()[k].detach().cpu().float().contiguous()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

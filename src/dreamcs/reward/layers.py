@@ -91,9 +91,11 @@ class MeshEncoder(nn.Module):
     Linear -> LayerNorm, plus a positional MLP on the patch centre; a cls token; ``depth``
     self-attention blocks.
 
-    ``feature_mean`` / ``feature_std`` (C,) are buffers (saved with the weights, never trained):
-    the raw channels differ by ~100x in scale (face area ~1e-3 beside angles ~1), so the trainer
-    sets them from its training data (``set_feature_stats``); identity until then.
+    Input transform, all from buffers (saved with the weights, never trained): face area (channel
+    0, ~1e-3 beside angles ~1 and heavy-tailed: up to 40 std above its mean on real meshes) becomes
+    log1p(area / area_scale), area_scale the mean face area; then every channel is standardised
+    with ``feature_mean`` / ``feature_std`` (C,). The trainer sets them from its training data
+    (``set_feature_stats``); until then the transform is log1p(area) and identity elsewhere.
     """
 
     def __init__(
@@ -109,20 +111,33 @@ class MeshEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
         self.register_buffer("feature_mean", torch.zeros(in_features))
         self.register_buffer("feature_std", torch.ones(in_features))
+        self.register_buffer("area_scale", torch.ones(1))
 
-    def set_feature_stats(self, mean: Tensor, std: Tensor) -> None:
-        """Fix the per-channel standardisation: mean, std (C,); std is floored at 1e-8."""
+    @torch.no_grad()
+    def set_feature_stats(self, mean: Tensor, std: Tensor, area_scale: float | Tensor | None = None) -> None:
+        """Fix the input transform: mean, std (C,) of the *transformed* features (std floored at
+        1e-8); area_scale (> 0) the mean face area, None keeps the current one."""
         c = self.in_features
         if mean.shape != (c,) or std.shape != (c,):
             raise ValueError(f"feature stats must be ({c},), got {tuple(mean.shape)} and {tuple(std.shape)}")
         if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
             raise ValueError("feature stats must be finite")
+        if area_scale is not None:
+            a = torch.as_tensor(area_scale, dtype=self.area_scale.dtype).reshape(1)
+            if not (torch.isfinite(a).all() and bool(a > 0)):
+                raise ValueError(f"area_scale must be positive, got {float(a)}")
+            self.area_scale.copy_(a)
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std.clamp_min(1e-8))
 
+    def transform(self, features: Tensor) -> Tensor:
+        """(..., C) raw features -> (..., C) with the area channel as log1p(area / area_scale)."""
+        area = torch.log1p(features[..., :1].clamp_min(0) / self.area_scale)
+        return torch.cat([area, features[..., 1:]], -1)
+
     def standardise(self, features: Tensor) -> Tensor:
-        """(..., C) raw features -> (..., C) standardised with the fixed buffers."""
-        return (features - self.feature_mean) / self.feature_std
+        """(..., C) raw features -> (..., C) transformed and standardised with the fixed buffers."""
+        return (self.transform(features) - self.feature_mean) / self.feature_std
 
     def check(self, features: Tensor, centers: Tensor) -> None:
         k, c = self.faces_per_patch, self.in_features
