@@ -80,6 +80,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     device: str = "cpu"
+    workers: int = 0
+    """DataLoader worker processes that load and featurise batches ahead (0: in the training loop)."""
     init: str | None = None
     """A pretrain run (or RewardCS folder) whose mesh encoder weights start the model."""
     progress: bool = True
@@ -205,8 +207,7 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     model.train()
     t0, seen = time.perf_counter(), 0
     with _progress(cfg.progress and rank == 0, cfg.steps, start) as advance:
-        for step in range(start, cfg.steps):
-            batch = collate([dataset[i] for i in sampler.batch(step)])
+        for step, batch in zip(range(start, cfg.steps), _batches(dataset, sampler, start, cfg), strict=True):
             # Dropout and augmentation draw from streams seeded by (seed, step, rank): identical
             # whether resumed or not.
             step_seed = ((cfg.seed * 1_000_003 + step) * 1009 + rank) % (2**63)
@@ -240,6 +241,17 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
         model.save_pretrained(out)
         atomic_write_text(out / "train_config.json", json.dumps(config_to_dict(cfg)))
     return model.eval()
+
+
+def _batches(dataset: Dataset, sampler: Any, start: int, cfg: TrainConfig) -> Any:
+    """The collated batches of steps start..steps-1, in order (the sampler fixes them)."""
+    if cfg.workers <= 0:
+        return (collate([dataset[i] for i in sampler.batch(s)]) for s in range(start, cfg.steps))
+    from torch.utils.data import DataLoader
+
+    # the sampler iterates its batches from its start_step, so loader order = step order
+    return iter(DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                           prefetch_factor=4))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
