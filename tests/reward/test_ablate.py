@@ -65,3 +65,14 @@ def test_summary_records_an_untrainable_objective():
     assert s["cs"]["same_prompt_pair_accuracy"]["mean"] is None and s["bradley_terry"]["runs"] == 0
     md = to_markdown(s, 2, TrainConfig())
     assert "bradley_terry: not trained (no pairs)" in md and "n/a" in md
+
+
+def test_pretrain_cli_on_a_dataset_folder(tmp_path, built):
+    args = ["reward", "pretrain", "--meshes", str(built), "--out", str(tmp_path / "pre"), "--preset", "tiny",
+            "model.faces_per_patch=8", "progress=false", "steps=2", "batch_size=2", "warmup_steps=1", "decoder_dim=32"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0 and "pre-training on 12 meshes" in r.output, r.output
+    r = runner.invoke(app, [*args[:6], "--split", "train,val", *args[6:]])
+    assert r.exit_code == 0 and "pre-training on 18 meshes" in r.output, r.output
+    r = runner.invoke(app, [*args[:6], "--split", "test", *args[6:]])
+    assert r.exit_code == 2 and "no meshes in split(s) test" in r.output
