@@ -111,3 +111,21 @@ def test_text_bank_matches_encoder():
     assert torch.equal(got.pooled, want.pooled)
     with pytest.raises(KeyError, match="not in the text bank"):
         bank.embed(["a sofa"])
+
+
+def test_cs_loss_on_an_unbalanced_batch_is_bounded():
+    """13 preferred vs 19 dispreferred, classes collapsed to two points: the old pooled-median
+    bandwidth gave D_CS ~ 2e5 here; the loss now stays within MSE - (1 + 2 log 2)."""
+    from dreamcs.reward.train import TrainConfig, compute_loss
+
+    g = torch.Generator().manual_seed(0)
+    label = torch.tensor([1] * 13 + [0] * 19)
+    base = torch.nn.functional.normalize(torch.randn(2, 32, generator=g), dim=1)
+    emb = base[1 - label] + 1e-3 * torch.randn(32, 32, generator=g)
+    emb = torch.nn.functional.normalize(emb, dim=1).requires_grad_(True)
+    score = label.float() * 3 + 1
+    loss, logs = compute_loss(score.clone(), emb, {"label": label, "score": score}, TrainConfig(lambda_cs=1.0))
+    assert math.isfinite(logs["d_cs"]) and 0.5 < logs["d_cs"] <= 1 + 2 * math.log(2)
+    assert loss.item() == pytest.approx(-logs["d_cs"], abs=1e-6)  # rewards equal the scores: MSE 0
+    (g_emb,) = torch.autograd.grad(loss, emb)
+    assert torch.isfinite(g_emb).all()
