@@ -162,3 +162,41 @@ def cs_gather_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     emb = torch.nn.functional.normalize(torch.randn(9, 8, generator=g), dim=1)
     label = torch.tensor([1, 0, 1, 0, 1, 0, 0, 1, 0])
     return emb, label, label.float() * 3 + 1
+
+
+def write_tiny_dataset(root, n_objects: int = 6, n_patches: int = 8, faces_per_patch: int = 8):
+    """A built-dataset folder (items.parquet + shards/*.npz, the store's format) from primitive
+    meshes: per object a clean copy (preferred), a squashed one (dispreferred) and a noisy one in
+    the unlabelled middle band; objects alternate train / val splits. Returns root."""
+    from pathlib import Path
+
+    import numpy as np
+    import trimesh
+
+    from dreamcs.data.store import write_table
+    from dreamcs.mesh import fuse, normalize
+
+    root = Path(root)
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    arrays, rows = {}, []
+    shapes = [trimesh.creation.icosphere(subdivisions=2), trimesh.creation.box(), trimesh.creation.cylinder(0.5, 1.0)]
+    for o in range(n_objects):
+        base = shapes[o % len(shapes)]
+        variants = {"clean": (base, 4.5, 1), "squashed": (base, 1.5, 0), "noisy": (base, 3.8, -1)}
+        for name, (m, score, label) in variants.items():
+            v = np.asarray(m.vertices) * (np.array([1.0, 0.1, 1.0]) if name == "squashed" else 1.0)
+            if name == "noisy":
+                v = v + rng.normal(scale=0.02, size=v.shape)
+            pm = fuse(normalize(trimesh.Trimesh(v, m.faces, process=False)), n_patches=n_patches,
+                      faces_per_patch=faces_per_patch)
+            j = len(rows)
+            arrays[f"v{j}"], arrays[f"f{j}"] = np.asarray(pm.vertices, np.float32), np.asarray(pm.faces, np.int64)
+            rows.append(dict(id=f"o{o}:{name}", prompt=f"a shape number {o % 3}", source="tiny", object_id=f"o{o}",
+                             alignment=score, realism=score, fidelity=score, overall=score, label=label,
+                             provenance="test", split="train" if o % 3 else "val", mesh_hash=f"h{j}",
+                             n_faces=int(pm.faces.shape[0] * pm.faces.shape[1]), caption="", defect=name,
+                             details="", shard="shard_000.npz", shard_index=j))
+    np.savez(root / "shards" / "shard_000.npz", **arrays)
+    write_table(rows, root / "items.parquet")
+    return root

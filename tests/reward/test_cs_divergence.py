@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dreamcs.reward.cs_divergence import cs_divergence, median_sigma
+from dreamcs.reward.cs_divergence import cross_median_sigma, cs_divergence, median_sigma, mmd2
 
 
 def brute_force(x, y, sigma):
@@ -41,9 +41,48 @@ def test_median_heuristic_matches_brute_force():
     z = torch.cat([x, y])
     dists = sorted(torch.dist(z[i], z[j]).item() for i in range(14) for j in range(i + 1, 14))
     # torch.median returns the lower of the two middle values for an even count
-    expected = dists[(len(dists) - 1) // 2]
-    assert median_sigma(z).item() == pytest.approx(expected, rel=1e-9)
+    assert median_sigma(z).item() == pytest.approx(dists[(len(dists) - 1) // 2], rel=1e-9)
+    # the default bandwidth is the median over the 6 x 8 cross pairs only
+    cross = sorted(torch.dist(a, b).item() for a in x for b in y)
+    expected = cross[(len(cross) - 1) // 2]
+    assert cross_median_sigma(x, y).item() == pytest.approx(expected, rel=1e-9)
     assert cs_divergence(x, y).item() == pytest.approx(brute_force(x, y, expected), rel=1e-9)
+
+
+def test_unbalanced_batch_bandwidth_stays_sane():
+    """13 vs 19 tight, well-separated clusters (the case that gave D_CS 2e5 with the pooled median):
+    within pairs are the majority, so the pooled median is a within-class distance; the cross
+    median is the class separation, and D_CS stays under its bound 1 + 2 log 2."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(13, 16, generator=g) * 0.002 + 1.0
+    y = torch.randn(19, 16, generator=g) * 0.002 - 1.0
+    assert (13 - 19) ** 2 > 32  # the regime where within-class pairs outnumber cross pairs
+    pooled = median_sigma(torch.cat([x, y])).item()
+    assert pooled < 0.02  # the old heuristic: a within-class distance
+    assert cs_divergence(x, y, sigma=pooled).item() > 1e3  # ... and the blow-up it caused
+    sigma = cross_median_sigma(x, y).item()
+    assert sigma == pytest.approx(8.0, rel=0.01)  # |(1,..,1) - (-1,..,-1)| = 2 sqrt(16)
+    d = cs_divergence(x, y)
+    assert torch.isfinite(d) and 0.5 < d.item() <= 1 + 2 * math.log(2)
+    # the bound holds for any sizes and separations
+    for m, n, sep in ((1, 30, 5.0), (30, 1, 0.1), (3, 29, 100.0)):
+        a, b = torch.randn(m, 8, generator=g) * 0.01 + sep, torch.randn(n, 8, generator=g) * 0.01
+        assert 0 <= cs_divergence(a, b).item() <= 1 + 2 * math.log(2) + 1e-5
+
+
+def test_mmd2_matches_brute_force():
+    g = torch.Generator().manual_seed(8)
+    x, y = torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64) + 1
+
+    def k(a, b, s=1.3):
+        return math.exp(-float(((a - b) ** 2).sum()) / (2 * s * s))
+
+    def mk(p, q):
+        return sum(k(a, b) for a in p for b in q) / (len(p) * len(q))
+
+    assert mmd2(x, y, sigma=1.3).item() == pytest.approx(mk(x, x) + mk(y, y) - 2 * mk(x, y), rel=1e-10)
+    assert mmd2(x, x.clone()).item() == pytest.approx(0.0, abs=1e-12)
+    assert 0 < mmd2(x, y).item() <= 2
 
 
 def test_zero_on_identical_and_symmetric():

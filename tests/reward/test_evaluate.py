@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from reward_helpers import SyntheticPrefDataset, tiny_model
 
-from dreamcs.reward.evaluate import evaluate, pair_accuracy, pca_2d, roc_auc, spearman
+from dreamcs.reward.evaluate import embedding_d_cs, evaluate, pair_accuracy, pca_2d, roc_auc, spearman
 
 
 def test_roc_auc_matches_pair_counting():
@@ -48,3 +48,16 @@ def test_evaluate_writes_outputs(tmp_path):
     assert m["same_prompt_pair_accuracy"] == saved["same_prompt_pair_accuracy"]
     png = (tmp_path / "embeddings.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+
+
+def test_embedding_d_cs_subsampled_reproducible_and_bounded():
+    rng = np.random.default_rng(2)
+    emb = np.concatenate([rng.normal(size=(300, 8)) * 0.01 + 1, rng.normal(size=(40, 8)) * 0.01])
+    y = np.array([1] * 300 + [0] * 40)
+    full = embedding_d_cs(emb, y)
+    assert np.isfinite(full) and 0 < full <= 1 + 2 * np.log(2)  # unbalanced 300 vs 40: still sane
+    sub = embedding_d_cs(emb, y, max_per_class=50)
+    assert sub == embedding_d_cs(emb, y, max_per_class=50)  # fixed seed
+    assert sub == pytest.approx(full, rel=0.05)
+    assert embedding_d_cs(emb, y, max_per_class=50, seed=1) != sub
+    assert np.isnan(embedding_d_cs(emb[:300], y[:300]))

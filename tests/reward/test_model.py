@@ -127,3 +127,15 @@ def test_score_file_and_patched(sample_dir):
     pm = mesh.fuse(mesh.normalize(mesh.load_mesh(path)))
     s2 = model.score(pm, "a chair")
     assert isinstance(s1, float) and s1 == pytest.approx(s2, abs=1e-5)
+
+
+
+def test_cpu_preset_and_its_training_recipe():
+    from dreamcs.commands.reward import _preset_overrides
+    from dreamcs.config import load_config
+    from dreamcs.reward.config import TRAIN_PRESETS
+    from dreamcs.reward.train import TrainConfig
+
+    cfg = load_config(TrainConfig, None, _preset_overrides("cpu", training=True))
+    assert cfg.model == preset("cpu") and cfg.batch_size == 32 and cfg.steps == TRAIN_PRESETS["cpu"]["steps"]
+    assert load_config(TrainConfig, None, _preset_overrides("small", training=True)).steps == TrainConfig().steps

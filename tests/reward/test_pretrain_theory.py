@@ -68,3 +68,29 @@ def test_theory_gap_shrinks(tmp_path):
     assert math.isfinite(r["population_d_cs"]) and r["population_d_cs"] > 0
     p = plot_theory(r, tmp_path / "theory.png")
     assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pretrain_on_a_built_dataset_folder(tmp_path):
+    from reward_helpers import mesh_core, write_tiny_dataset
+
+    from dreamcs.reward.pretrain import DatasetMeshes
+
+    mesh_core()
+    root = write_tiny_dataset(tmp_path / "ds")
+    train_meshes = DatasetMeshes(root)  # train split, labelled and unlabelled alike
+    assert len(train_meshes) == 12 and any(r["label"] == -1 for r in train_meshes.rows)
+    assert len(DatasetMeshes(root, ("all",))) == 18
+    item = train_meshes[0]
+    assert item["features"].shape == (8, 8, 10) and item["centers"].shape == (8, 3)
+    pretrain(_cfg(steps=4, checkpoint_every=4), train_meshes, tmp_path / "pre")
+    from safetensors.torch import load_file
+
+    enc = load_file(str(tmp_path / "pre" / "model.safetensors"))
+    from dreamcs.reward.augment import feature_stats
+
+    mean, std, area_scale = feature_stats(train_meshes, 512, 0)  # the standardisation was set from the data
+    assert torch.equal(enc["mesh_encoder.feature_mean"], mean) and torch.equal(enc["mesh_encoder.feature_std"], std)
+    assert torch.equal(enc["mesh_encoder.area_scale"], area_scale.reshape(1))
+    assert not torch.allclose(std, torch.ones(10))
+    with pytest.raises(ValueError, match="no meshes"):
+        DatasetMeshes(root, ("test",))

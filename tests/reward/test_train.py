@@ -141,3 +141,10 @@ def test_learns_separable_data(tmp_path):
     c = torch.stack([it["centers"] for it in data.items])
     r = model.score_batch(f, c, [it["prompt"] for it in data.items])
     assert r[:16].min() > r[16:].max() - 0.5 and r[:16].mean() > r[16:].mean() + 1.0
+
+
+def test_loader_workers_give_the_same_run(tmp_path, data):
+    a = train(tiny_train_config(steps=4), data, tmp_path / "w0")
+    b = train(tiny_train_config(steps=4, workers=2), data, tmp_path / "w2")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k

@@ -14,7 +14,7 @@ def generate(
         None, "--config", "-c", help="A YAML file or a shipped preset (dmtet-sd, dmtet-tiny). "
         "With --resume it defaults to the run's saved config."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
-    reward: str | None = typer.Option(None, "--reward", help="A RewardCS folder or reward run: turns on 3D reward guidance."),
+    reward: str | None = typer.Option(None, "--reward", help="A RewardCS folder or reward run, or `embedded` (the shipped model): turns on 3D reward guidance."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (overrides the config)."),

@@ -1,4 +1,4 @@
-"""`dreamcs reward` commands: train, eval, score, pretrain, theory."""
+"""`dreamcs reward` commands: train, eval, score, pretrain, ablate, export, theory."""
 
 from __future__ import annotations
 
@@ -31,14 +31,16 @@ def _dataset(root: Path, split: str) -> Any:
     return MeshPrefDataset(root, split=split)
 
 
-def _preset_overrides(name: str | None) -> list[str]:
-    from dreamcs.reward.config import PRESETS
+def _preset_overrides(name: str | None, training: bool = False) -> list[str]:
+    """The model preset's fields (and, for training, its TRAIN_PRESETS defaults) as overrides."""
+    from dreamcs.reward.config import PRESETS, TRAIN_PRESETS
 
     if name is None:
         return []
     if name not in PRESETS:
         _fail(f"--preset {name!r}: known presets are {', '.join(PRESETS)}")
-    return [f"model.{k}={v}" for k, v in PRESETS[name].items()]
+    train_fields = [f"{k}={v}" for k, v in TRAIN_PRESETS.get(name, {}).items()] if training else []
+    return [f"model.{k}={v}" for k, v in PRESETS[name].items()] + train_fields
 
 
 def _load(cls: type, config: Path | None, overrides: list[str]) -> Any:
@@ -56,7 +58,8 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (config, metrics, checkpoints, model)."),
     init: Path = typer.Option(None, "--init", help="A `reward pretrain` run to start the mesh encoder from."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's latest checkpoint."),
-    preset: str = typer.Option(None, "--preset", help="Model size: tiny, small (default) or base."),
+    preset: str = typer.Option(None, "--preset", help="Model size: tiny, cpu (with a ~25 min 2-core CPU recipe), "
+                               "small (default) or base."),
     config: Path = typer.Option(None, "--config", help="A YAML TrainConfig file."),
     split: str = typer.Option("train", "--split", help="Dataset split to train on."),
     seed: int = typer.Option(None, "--seed", help="Shortcut for seed=N."),
@@ -66,7 +69,7 @@ def train(
     from dreamcs.reward.train import TrainConfig, init_distributed
     from dreamcs.reward.train import train as run_train
 
-    extra = _preset_overrides(preset) + list(overrides or [])
+    extra = _preset_overrides(preset, training=True) + list(overrides or [])
     if init is not None:
         extra.append(f"init={init}")
     if seed is not None:
@@ -82,7 +85,7 @@ def train(
 
 @reward_app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder or RewardCS model folder."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder, RewardCS model folder, or `embedded` (the shipped one)."),
     data: Path = typer.Option(..., "--data", help="A MeshPref dataset folder."),
     split: str = typer.Option("test", "--split"),
     out: Path = typer.Option(None, "--out", "-o", help="Where eval.json and embeddings.png go (default CKPT/eval_SPLIT)."),
@@ -97,7 +100,7 @@ def evaluate(
 
     model = _model(ckpt, device)
     assert isinstance(model, RewardCS)
-    out = out or ckpt / f"eval_{split}"
+    out = out or (Path(f"eval_embedded_{split}") if str(ckpt) == "embedded" else ckpt / f"eval_{split}")
     try:
         metrics = run_eval(model, _dataset(data, split), out)
     except ValueError as e:
@@ -124,7 +127,7 @@ def _model(ckpt: Path, device: str) -> Any:
 def score(
     mesh: Path = typer.Argument(..., help="A mesh file (obj, ply, glb, ...) or a prepared .npz."),
     prompt: str = typer.Argument(..., help="The text prompt."),
-    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder or RewardCS model folder."),
+    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder, RewardCS model folder, or `embedded` (the shipped one)."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Print the reward of MESH for PROMPT."""
@@ -149,25 +152,80 @@ def score(
 def pretrain(
     meshes: Path = typer.Option(..., "--meshes", help="A folder of meshes / prepared .npz, or a MeshPref dataset."),
     out: Path = typer.Option(..., "--out", "-o"),
+    split: str = typer.Option("train", "--split", help="For a dataset folder: the split(s) whose meshes to use "
+                              "(comma-separated, or all); labelled or not."),
     resume: bool = typer.Option(False, "--resume"),
     preset: str = typer.Option(None, "--preset", help="Model size: tiny, small (default) or base."),
     config: Path = typer.Option(None, "--config", help="A YAML PretrainConfig file."),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
 ) -> None:
     """MeshMAE masked-patch pre-training of the mesh encoder (mask ratio 0.5)."""
-    from dreamcs.reward.pretrain import MeshFolderDataset, PretrainConfig
+    from dreamcs.reward.pretrain import DatasetMeshes, MeshFolderDataset, PretrainConfig
     from dreamcs.reward.pretrain import pretrain as run_pretrain
 
     cfg = _load(PretrainConfig, config, _preset_overrides(preset) + list(overrides or []))
-    if (meshes / "items.parquet").is_file():
-        data = _dataset(meshes, "train")
-    else:
-        try:
+    try:
+        if (meshes / "items.parquet").is_file():
+            data: Any = DatasetMeshes(meshes, tuple(s.strip() for s in split.split(",") if s.strip()))
+        else:
             data = MeshFolderDataset(meshes, cfg.model.faces_per_patch)
-        except (FileNotFoundError, ValueError) as e:
-            _fail(str(e))
-    run_pretrain(cfg, data, out, resume=resume)
+        typer.echo(f"pre-training on {len(data)} meshes from {meshes}")
+        run_pretrain(cfg, data, out, resume=resume)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
     typer.echo(f"pre-trained encoder written to {out / 'model.safetensors'} (use: reward train --init {out})")
+
+
+@reward_app.command("ablate")
+def ablate(
+    data: Path = typer.Option(..., "--data", help="The MeshPref dataset to train on."),
+    val: Path = typer.Option(..., "--val", help="The dataset to evaluate on (e.g. `dreamcs data validation`'s)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the runs and ablation.md/.csv/.json."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
+    losses: str = typer.Option(",".join(("cs", "mse", "bradley_terry", "dro", "mmd")), "--losses",
+                               help="Comma-separated loss types."),
+    preset: str = typer.Option(None, "--preset", help="Model size: tiny, small (default) or base."),
+    config: Path = typer.Option(None, "--config", help="A YAML TrainConfig file (loss_type and seed are set per run)."),
+    split: str = typer.Option("train", "--split", help="Split of --data to train on."),
+    val_split: str = typer.Option(None, "--val-split", help="Split of --val to evaluate on (default: val when "
+                                  "--val is --data, else all)."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Train every objective on the same data and seeds; compare them on a validation set."""
+    from dreamcs.reward.ablate import ablate as run_ablate
+    from dreamcs.reward.train import TrainConfig
+
+    cfg = _load(TrainConfig, config, _preset_overrides(preset, training=True) + ["progress=false"] + list(overrides or []))
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: expected comma-separated integers")
+    vsplit = val_split or ("val" if val.resolve() == data.resolve() else "all")
+    train_data, val_data = _dataset(data, split), _dataset(val, vsplit)
+    try:
+        res = run_ablate(cfg, train_data, val_data, out, [t.strip() for t in losses.split(",") if t.strip()],
+                         seed_list, log=typer.echo)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo((out / "ablation.md").read_text(encoding="utf-8"))
+    typer.echo(f"wrote {out / 'ablation.md'}, ablation.csv, ablation.json ({len(res['runs'])} runs)")
+
+
+@reward_app.command("export")
+def export(
+    ckpt: Path = typer.Option(..., "--ckpt", help="A reward run or RewardCS folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Target folder; src/dreamcs/assets/reward ships it "
+                             "as `embedded`."),
+    dtype: str = typer.Option("float16", "--dtype", help="float16 (default) or float32."),
+) -> None:
+    """Package a trained model for shipping: weights without the text encoder, config, model card."""
+    from dreamcs.reward.export import export_model
+
+    try:
+        info = export_model(ckpt, out, dtype)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out}: {info['params']:,} parameters, {info['bytes']:,} bytes in {info['dtype']}")
 
 
 @reward_app.command("theory")

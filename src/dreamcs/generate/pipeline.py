@@ -38,7 +38,12 @@ from dreamcs.utils import append_jsonl, read_jsonl, seed_everything
 
 
 def resolve_reward_dir(path: str | Path) -> Path:
-    """A RewardCS folder, or a reward run folder holding one (``model/``, ``best/``, ``final/``)."""
+    """A RewardCS folder, or a reward run folder holding one (``model/``, ``best/``, ``final/``);
+    ``embedded``: the model shipped in the package."""
+    if str(path) == "embedded":
+        from dreamcs.reward.model import resolve_model_dir
+
+        return resolve_model_dir(path)
     p = Path(path)
     for cand in (p, p / "model", p / "best", p / "final", p / "checkpoints" / "best"):
         if (cand / "model.safetensors").is_file() and (cand / "config.yaml").is_file():

@@ -122,6 +122,25 @@ def plot_embeddings(emb: np.ndarray, label: np.ndarray, path: str | os.PathLike,
     return p
 
 
+def embedding_d_cs(emb: np.ndarray, label: np.ndarray, max_per_class: int = 1024, seed: int = 0) -> float:
+    """D_CS between the preferred and dispreferred embeddings (N, D), cross-median bandwidth.
+
+    The kernel matrices are O(N^2): each class is subsampled to at most ``max_per_class`` items
+    with a fixed seed (so the metric is reproducible; 2 x 1024 items is a 16 MB Gram matrix).
+    nan when a class is missing.
+    """
+    rng = np.random.default_rng(seed)
+    sets = []
+    for y in (1, 0):
+        idx = np.flatnonzero(label == y)
+        if len(idx) == 0:
+            return float("nan")
+        if len(idx) > max_per_class:
+            idx = np.sort(rng.choice(idx, size=max_per_class, replace=False))
+        sets.append(torch.as_tensor(emb[idx], dtype=torch.float64))
+    return float(cs_divergence(sets[0], sets[1]))
+
+
 def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict[str, Any]:
     """All metrics as a dict; with ``out_dir``, also eval.json and embeddings.png there."""
     if len(dataset) == 0:  # type: ignore[arg-type]
@@ -131,8 +150,7 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
     acc, n_pairs = pair_accuracy(r, y)
     acc_same, n_same = pair_accuracy(r, y, pred["prompt"])
     emb = pred["embedding"]
-    pos, neg = emb[y == 1], emb[y == 0]
-    d_cs = float(cs_divergence(torch.as_tensor(pos), torch.as_tensor(neg))) if len(pos) and len(neg) else float("nan")
+    d_cs = embedding_d_cs(emb, y)
     metrics = {
         "n": int(len(y)), "n_preferred": int((y == 1).sum()), "n_dispreferred": int((y == 0).sum()),
         "pair_accuracy": acc, "n_pairs": n_pairs,

@@ -1,4 +1,5 @@
-"""Transformer pieces: pre-norm attention blocks (self or cross) and the MeshMAE-style encoder."""
+"""Transformer pieces: pre-norm attention blocks (self or cross), the text-fusion block, attention
+pooling and the MeshMAE-style encoder (with fixed per-channel feature standardisation)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,52 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class FusionBlock(nn.Module):
+    """Text fusion for every mesh token (pre-norm): x + CrossAttn(x -> text), then a self-attention
+    block (x + SelfAttn, x + MLP).
+
+    The self-attention after the cross-attention lets text-conditioned patch tokens inform each other
+    and the cls token, so the whole token set (not the cls token alone) carries the prompt.
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.self_block = Block(dim, heads, mlp_ratio, dropout)
+        self.norm_q = nn.LayerNorm(dim)
+        self.norm_ctx = nn.LayerNorm(dim)
+        self.cross = Attention(dim, heads, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, ctx: Tensor, ctx_mask: Tensor | None = None) -> Tensor:
+        """x (B, N, D), text ctx (B, L, D), ctx_mask (B, L) -> (B, N, D)."""
+        x = x + self.drop(self.cross(self.norm_q(x), self.norm_ctx(ctx), ctx_mask))
+        return self.self_block(x)
+
+
+class AttentionPool(nn.Module):
+    """A learned query attends over all tokens: (B, N, D) -> (B, D)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(1, 1, dim))
+        nn.init.trunc_normal_(self.query, std=0.02)
+        self.attn = Attention(dim, heads, 0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.attn(self.query.expand(x.shape[0], -1, -1), x)[:, 0]
+
+
 class MeshEncoder(nn.Module):
-    """MeshMAE-style: each patch's K x C face features flattened -> Linear -> LayerNorm, plus a
-    positional MLP on the patch centre; a cls token; ``depth`` self-attention blocks."""
+    """MeshMAE-style: each patch's K x C face features, standardised per channel, flattened ->
+    Linear -> LayerNorm, plus a positional MLP on the patch centre; a cls token; ``depth``
+    self-attention blocks.
+
+    Input transform, all from buffers (saved with the weights, never trained): face area (channel
+    0, ~1e-3 beside angles ~1 and heavy-tailed: up to 40 std above its mean on real meshes) becomes
+    log1p(area / area_scale), area_scale the mean face area; then every channel is standardised
+    with ``feature_mean`` / ``feature_std`` (C,). The trainer sets them from its training data
+    (``set_feature_stats``); until then the transform is log1p(area) and identity elsewhere.
+    """
 
     def __init__(
         self, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
@@ -65,6 +109,35 @@ class MeshEncoder(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.register_buffer("feature_mean", torch.zeros(in_features))
+        self.register_buffer("feature_std", torch.ones(in_features))
+        self.register_buffer("area_scale", torch.ones(1))
+
+    @torch.no_grad()
+    def set_feature_stats(self, mean: Tensor, std: Tensor, area_scale: float | Tensor | None = None) -> None:
+        """Fix the input transform: mean, std (C,) of the *transformed* features (std floored at
+        1e-8); area_scale (> 0) the mean face area, None keeps the current one."""
+        c = self.in_features
+        if mean.shape != (c,) or std.shape != (c,):
+            raise ValueError(f"feature stats must be ({c},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("feature stats must be finite")
+        if area_scale is not None:
+            a = torch.as_tensor(area_scale, dtype=self.area_scale.dtype).reshape(1)
+            if not (torch.isfinite(a).all() and bool(a > 0)):
+                raise ValueError(f"area_scale must be positive, got {float(a)}")
+            self.area_scale.copy_(a)
+        self.feature_mean.copy_(mean)
+        self.feature_std.copy_(std.clamp_min(1e-8))
+
+    def transform(self, features: Tensor) -> Tensor:
+        """(..., C) raw features -> (..., C) with the area channel as log1p(area / area_scale)."""
+        area = torch.log1p(features[..., :1].clamp_min(0) / self.area_scale)
+        return torch.cat([area, features[..., 1:]], -1)
+
+    def standardise(self, features: Tensor) -> Tensor:
+        """(..., C) raw features -> (..., C) transformed and standardised with the fixed buffers."""
+        return (self.transform(features) - self.feature_mean) / self.feature_std
 
     def check(self, features: Tensor, centers: Tensor) -> None:
         k, c = self.faces_per_patch, self.in_features
@@ -76,7 +149,8 @@ class MeshEncoder(nn.Module):
     def embed(self, features: Tensor, centers: Tensor) -> Tensor:
         """features (B, P, K, C), centers (B, P, 3) -> patch tokens (B, P, D), position included."""
         self.check(features, centers)
-        return self.patch_embed(rearrange(features, "b p k c -> b p (k c)")) + self.pos_embed(centers)
+        flat = rearrange(self.standardise(features), "b p k c -> b p (k c)")
+        return self.patch_embed(flat) + self.pos_embed(centers)
 
     def run(self, tokens: Tensor) -> Tensor:
         """tokens (B, N, D) -> (B, 1 + N, D) with the cls token first, through the blocks."""

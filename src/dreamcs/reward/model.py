@@ -5,6 +5,10 @@ embedding (on which the CS divergence acts) and a scalar reward.
     out = model(features, centers, ["a wooden chair"] * B)   # reward (B,), embedding (B, D)
     r = model.reward_from_vertices(vertices, faces, "a wooden chair")   # differentiable in vertices
     model.save_pretrained("runs/r1"); RewardCS.from_pretrained("runs/r1").score("chair.obj", "a chair")
+    RewardCS.from_pretrained("embedded")   # the model shipped in dreamcs/assets/reward/
+
+Every mesh token cross-attends to the prompt (``FusionBlock``), and the embedding reads all tokens:
+the cls token and an attention pool over the fused tokens, concatenated and projected.
 """
 
 from __future__ import annotations
@@ -22,11 +26,33 @@ from torch import Tensor, nn
 
 from dreamcs.config import load_config, save_config
 from dreamcs.reward.config import RewardCSConfig
-from dreamcs.reward.layers import Block, MeshEncoder
-from dreamcs.text import TextEncoder, get_text_encoder
+from dreamcs.reward.layers import AttentionPool, FusionBlock, MeshEncoder
+from dreamcs.text import TextEmbedding, TextEncoder, get_text_encoder
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
+EMBEDDED = "embedded"
+"""The name that ``from_pretrained`` and ``--ckpt`` resolve to the model shipped in the package."""
+
+
+def embedded_dir() -> Path:
+    """The folder of the shipped reward model (``dreamcs/assets/reward``)."""
+    return Path(__file__).resolve().parent.parent / "assets" / "reward"
+
+
+def resolve_model_dir(directory: str | os.PathLike) -> Path:
+    """``"embedded"`` -> the shipped model's folder (a clear error while its weights are absent);
+    any other path unchanged."""
+    if str(directory) != EMBEDDED:
+        return Path(directory)
+    d = embedded_dir()
+    if not (d / WEIGHTS_NAME).is_file() or not (d / CONFIG_NAME).is_file():
+        raise FileNotFoundError(
+            f"the shipped reward model is missing: {d} has no {WEIGHTS_NAME} + {CONFIG_NAME} (its weights have "
+            "not been trained and shipped yet); train one with `dreamcs reward train` and pass its folder, or "
+            f"install it with `dreamcs reward export --ckpt RUN --out {d}`"
+        )
+    return d
 
 
 @dataclass
@@ -51,9 +77,10 @@ class RewardCS(nn.Module):
             d, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.faces_per_patch, cfg.in_features, cfg.pos_hidden
         )
         self.text_proj = nn.Sequential(nn.Linear(self.text_encoder.dim, d), nn.LayerNorm(d))
-        self.fusion = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout, cross=True) for _ in range(cfg.cross_depth))
+        self.fusion = nn.ModuleList(FusionBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.cross_depth))
         self.norm = nn.LayerNorm(d)
-        self.embed_proj = nn.Linear(d, d)
+        self.pool = AttentionPool(d, cfg.heads)
+        self.embed_proj = nn.Linear(2 * d, d)
         self.head = nn.Sequential(nn.Linear(d, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, 1))
         self.apply(_init_weights)
         nn.init.constant_(self.head[-1].bias, cfg.reward_bias)
@@ -63,22 +90,47 @@ class RewardCS(nn.Module):
     def device(self) -> torch.device:
         return self.embed_proj.weight.device
 
-    def encode_text(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
-        """prompts (B) -> projected text tokens (B, L, D) and mask (B, L) on the model's device."""
-        emb = self.text_encoder.encode(list(prompts)).to(self.device)
+    def _apply(self, fn: Any, recurse: bool = True) -> RewardCS:
+        # ``.to(device)`` / ``.cuda()`` also move the frozen text encoder, which is not a submodule
+        # (a dtype cast is not passed on: the encoder's cached outputs are float32 by contract).
+        super()._apply(fn, recurse)
+        dev = self.embed_proj.weight.device
+        params = list(self.text_encoder.parameters())
+        if params and params[0].device != dev:
+            self.text_encoder.to(dev)
+        return self
+
+    def encode_text(self, prompts: list[str], text: TextEmbedding | None = None) -> tuple[Tensor, Tensor]:
+        """prompts (B) -> projected text tokens (B, L, D) and mask (B, L) on the model's device.
+
+        text: the prompts' encoder output when already computed (e.g. by a ``TextBank``).
+        """
+        emb = (text or self.text_encoder.encode(list(prompts))).to(self.device)
         return self.text_proj(emb.tokens), emb.mask
 
-    def forward(self, features: Tensor, centers: Tensor, prompts: list[str]) -> RewardOutput:
-        """features (B, P, K, 10), centers (B, P, 3), B prompts -> RewardOutput(reward (B,), embedding (B, D))."""
+    def fused_tokens(
+        self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None
+    ) -> Tensor:
+        """features (B, P, K, 10), centers (B, P, 3), B prompts -> text-fused tokens (B, 1 + P, D), cls first."""
         if isinstance(prompts, str):
             prompts = [prompts]
         if len(prompts) != features.shape[0]:
             raise ValueError(f"got {len(prompts)} prompts for a batch of {features.shape[0]} meshes")
         x = self.mesh_encoder(features, centers)
-        text, mask = self.encode_text(prompts)
+        ctx, mask = self.encode_text(prompts, text)
         for blk in self.fusion:
-            x = blk(x, text, mask)
-        pooled = self.embed_proj(self.norm(x[:, 0]))
+            x = blk(x, ctx, mask)
+        return self.norm(x)
+
+    def forward(
+        self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None
+    ) -> RewardOutput:
+        """features (B, P, K, 10), centers (B, P, 3), B prompts -> RewardOutput(reward (B,), embedding (B, D)).
+
+        text: the prompts' ``TextEmbedding`` when precomputed (training caches them per dataset).
+        """
+        x = self.fused_tokens(features, centers, prompts, text)
+        pooled = self.embed_proj(torch.cat([x[:, 0], self.pool(x)], -1))
         embedding = F.normalize(pooled, dim=-1)
         # The head reads the unit embedding scaled to unit-variance entries (entries are ~1/sqrt(D)).
         reward = self.head(embedding * math.sqrt(self.config.dim)).squeeze(-1)
@@ -147,10 +199,14 @@ class RewardCS(nn.Module):
     def from_pretrained(
         cls, directory: str | os.PathLike, device: str | torch.device = "cpu", text_encoder: TextEncoder | None = None
     ) -> RewardCS:
-        """Rebuild a model written by ``save_pretrained`` (the text encoder from its spec)."""
+        """Rebuild a model written by ``save_pretrained`` (the text encoder from its spec).
+
+        ``"embedded"`` loads the model shipped in the package (``dreamcs/assets/reward``).
+        Weights stored in float16 are loaded into the float32 model.
+        """
         from safetensors.torch import load_file
 
-        d = Path(directory)
+        d = resolve_model_dir(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (d / name).is_file():
                 raise FileNotFoundError(f"{d / name}: not found; is {d} a RewardCS model folder?")

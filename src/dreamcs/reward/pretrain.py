@@ -6,6 +6,11 @@ and every patch's centre position, and reconstructs the hidden patches' K x 10 f
 (each patch's target standardised, MAE's "norm_pix_loss"). No Chamfer term: patch vertex
 positions are not part of the dataset items, so it is not cheap here.
 
+The input is a folder of meshes / prepared .npz (``MeshFolderDataset``) or a built MeshPref
+dataset folder (``DatasetMeshes``: every stored mesh of the chosen splits, the unlabelled middle
+band included). The encoder's per-channel feature standardisation is set from the input first and
+saved with it, so ``reward train --init`` keeps it.
+
 The run folder holds model.safetensors with the encoder under RewardCS's key names
 (``mesh_encoder.*``), so ``reward train --init RUN`` starts from it; mae.safetensors holds the
 whole MAE for continuing pre-training.
@@ -25,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from dreamcs.config import save_config
+from dreamcs.reward.augment import feature_stats
 from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dreamcs.reward.config import RewardCSConfig
 from dreamcs.reward.layers import Block, MeshEncoder
@@ -93,7 +99,7 @@ class MeshMAE(nn.Module):
         for blk in self.decoder:
             x = blk(x)
         pred = self.predict(self.decoder_norm(x[:, 1:]))
-        target = rearrange(features.detach(), "b p k c -> b p (k c)")
+        target = rearrange(self.mesh_encoder.standardise(features.detach()), "b p k c -> b p (k c)")
         target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         idx = hidden[..., None].expand(-1, -1, pred.shape[-1])
         return (torch.gather(pred, 1, idx) - torch.gather(target, 1, idx)).pow(2).mean()
@@ -107,7 +113,12 @@ def pretrain(cfg: PretrainConfig, dataset: Dataset, out_dir: str | os.PathLike, 
 
     out = Path(out_dir)
     seed_everything(cfg.seed)
-    mae = MeshMAE(cfg).to(cfg.device)
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        raise ValueError("pretrain: no meshes in the input")
+    mae = MeshMAE(cfg)
+    mae.mesh_encoder.set_feature_stats(*feature_stats(dataset, 512, cfg.seed))
+    mae.to(cfg.device)
     opt = torch.optim.AdamW(mae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lam(step: int) -> float:
@@ -122,9 +133,6 @@ def pretrain(cfg: PretrainConfig, dataset: Dataset, out_dir: str | os.PathLike, 
         start = int(load_checkpoint(ck, mae, opt, sched)["step"])
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "pretrain_config.yaml")
-    n = len(dataset)  # type: ignore[arg-type]
-    if n == 0:
-        raise ValueError("pretrain: no meshes in the input")
     mae.train()
     with _progress(cfg.progress, cfg.steps, start) as advance:
         for step in range(start, cfg.steps):
@@ -190,3 +198,45 @@ class MeshFolderDataset(Dataset):
             with torch.no_grad():
                 self._cache[i] = {"features": patch_features(v, faces), "centers": patch_centers(v, faces)}
         return {**self._cache[i], "id": self.files[i].stem}
+
+
+class DatasetMeshes(Dataset):
+    """Every stored mesh of a built MeshPref dataset folder, labelled or not (the middle band too),
+    from the chosen splits. Items: features (P, K, 10), centers (P, 3), id.
+
+    splits: which splits' meshes to use; the default keeps val/test geometry out of pre-training.
+    """
+
+    def __init__(self, root: str | os.PathLike, splits: tuple[str, ...] = ("train",)) -> None:
+        from dreamcs.data.store import read_table
+
+        self.root = Path(root)
+        rows = read_table(self.root)
+        keep = set(splits)
+        seen: set[tuple[str, int]] = set()
+        self.rows = []
+        for r in rows:
+            key = (r["shard"], int(r["shard_index"]))
+            if ("all" in keep or r["split"] in keep) and key not in seen:
+                seen.add(key)
+                self.rows.append(r)
+        if not self.rows:
+            raise ValueError(f"{self.root}: no meshes in split(s) {', '.join(splits)}")
+        self._open: tuple[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import numpy as np
+
+        from dreamcs.mesh import patch_centers, patch_features
+
+        r = self.rows[i]
+        if self._open is None or self._open[0] != r["shard"]:  # rows are in shard order: one open at a time
+            self._open = (r["shard"], np.load(self.root / "shards" / r["shard"]))
+        z, j = self._open[1], r["shard_index"]
+        v = torch.from_numpy(np.asarray(z[f"v{j}"], dtype=np.float32))
+        f = torch.from_numpy(np.asarray(z[f"f{j}"], dtype=np.int64))
+        with torch.no_grad():
+            return {"features": patch_features(v, f), "centers": patch_centers(v, f), "id": r["id"]}

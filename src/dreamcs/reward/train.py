@@ -2,8 +2,10 @@
 
     loss = MSE(reward, score) + lambda_cs * (-D_CS(embeddings of preferred, of dispreferred))
 
-``loss_type="mse"`` drops the divergence (the lambda = 0 baseline); ``"bradley_terry"`` is the
-paired baseline (Reward3D's): -log sigmoid(r_preferred - r_dispreferred) over same-prompt pairs.
+Other objectives side by side (``loss_type``: mse, mmd, dro, bradley_terry): see ``losses.py``.
+Before the first step the trainer fixes the model's per-channel feature standardisation from the
+training set (unless ``--init`` brings an encoder with its own), and encodes every distinct prompt
+once (``TextBank``); each batch is randomly rotated about y and scale-jittered (``augment.py``).
 
 Determinism: the batch at step s and the dropout seed at step s are functions of (seed, s), and
 optimizer / scheduler state is checkpointed, so ``resume`` ends with the same weights as an
@@ -21,19 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from dreamcs.config import config_to_dict, save_config
+from dreamcs.reward.augment import augment_patches, feature_stats
 from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dreamcs.reward.config import RewardCSConfig
-from dreamcs.reward.cs_divergence import cs_divergence
+from dreamcs.reward.distributed import dist_info as _dist
+from dreamcs.reward.distributed import gather_across_ranks, init_distributed
+from dreamcs.reward.losses import LOSS_TYPES, compute_loss
 from dreamcs.reward.model import RewardCS
 from dreamcs.reward.sampler import BalancedBatchSampler, PairedBatchSampler
+from dreamcs.reward.text_bank import TextBank
 from dreamcs.utils import append_jsonl, atomic_write_text, read_jsonl, seed_everything
-
-LOSS_TYPES = ("cs", "mse", "bradley_terry")
 
 
 @dataclass
@@ -43,11 +45,26 @@ class TrainConfig:
     model: RewardCSConfig = field(default_factory=RewardCSConfig)
     """The reward model's hyperparameters (defaults: the small preset)."""
     loss_type: str = "cs"
-    """cs (MSE + lambda_cs * -D_CS), mse (lambda = 0), or bradley_terry (paired)."""
+    """cs (MSE + lambda_cs * -D_CS), mse (lambda = 0), mmd (MSE - lambda_mmd * MMD^2), dro (unpaired
+    distributionally robust logistic) or bradley_terry (paired); see ``losses.py``."""
     lambda_cs: float = 1.0
     """Weight of the -D_CS term (loss_type=cs)."""
+    lambda_mmd: float = 1.0
+    """Weight of the -MMD^2 term (loss_type=mmd)."""
+    dro_threshold: float = 3.75
+    """dro: the reward that separates the classes (between the labels' 3.5 and 4 score cuts)."""
+    dro_tau: float = 1.0
+    """dro: temperature of the per-class log-sum-exp (large: plain mean, small: worst item)."""
     sigma: float | None = None
-    """CS kernel bandwidth; None: the median heuristic per batch."""
+    """Kernel bandwidth of D_CS / MMD; None: the median cross-class distance per batch."""
+    standardise: bool = True
+    """Set the model's per-channel feature mean/std from the training set before training."""
+    stats_items: int = 512
+    """Items (a seeded subset) the feature statistics are computed from."""
+    augment_rotate_y: bool = True
+    """Rotate each training mesh by a random angle about the up axis (y)."""
+    augment_scale: float = 0.1
+    """Scale jitter: each training mesh scaled by U[1 - a, 1 + a] (0: off)."""
     steps: int = 2000
     batch_size: int = 32
     pos_fraction: float | None = None
@@ -63,6 +80,8 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     device: str = "cpu"
+    workers: int = 0
+    """DataLoader worker processes that load and featurise batches ahead (0: in the training loop)."""
     init: str | None = None
     """A pretrain run (or RewardCS folder) whose mesh encoder weights start the model."""
     progress: bool = True
@@ -73,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+        if self.dro_tau <= 0 or not 0 <= self.augment_scale < 1:
+            raise ValueError(f"need dro_tau > 0 and 0 <= augment_scale < 1, got {self.dro_tau}, {self.augment_scale}")
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -97,32 +118,6 @@ def dataset_column(dataset: Dataset, key: str) -> list[Any]:
     if isinstance(rows, list) and rows and isinstance(rows[0], dict) and key in rows[0]:
         return [r[key] for r in rows]
     return [dataset[i][key] for i in range(len(dataset))]  # type: ignore[arg-type]
-
-
-def compute_loss(out_reward: Tensor, embedding: Tensor, batch: dict[str, Any], cfg: TrainConfig) -> tuple[Tensor, dict[str, float]]:
-    """The configured loss and its parts for logging."""
-    label, score = batch["label"], batch["score"]
-    logs: dict[str, float] = {}
-    if cfg.loss_type == "bradley_terry":
-        # PairedBatchSampler lays batches out as [p1, d1, p2, d2, ...]
-        r = out_reward.view(-1, 2)
-        loss = -F.logsigmoid(r[:, 0] - r[:, 1]).mean()
-        logs["loss_bt"] = float(loss.detach())
-        logs["pair_acc"] = float((r[:, 0] > r[:, 1]).float().mean())
-        return loss, logs
-    mse = F.mse_loss(out_reward, score)
-    logs["loss_mse"] = float(mse.detach())
-    loss = mse
-    # D_CS is a property of the two sets, not of a rank's share of them: under DDP it is taken over
-    # every rank's embeddings (gathered with their gradients), as on one device with the whole batch
-    embedding, label = gather_across_ranks(embedding), gather_across_ranks(label)
-    pos, neg = embedding[label == 1], embedding[label == 0]
-    if len(pos) and len(neg):
-        d = cs_divergence(pos, neg, sigma=cfg.sigma)
-        logs["d_cs"] = float(d.detach())
-        if cfg.loss_type == "cs" and cfg.lambda_cs != 0:
-            loss = loss + cfg.lambda_cs * (-d)
-    return loss, logs
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -165,36 +160,6 @@ def check_dataset(dataset: Dataset, model_cfg: RewardCSConfig) -> None:
         )
 
 
-def gather_across_ranks(x: Tensor) -> Tensor:
-    """x (B_r, ...) of every rank concatenated in rank order (sum_r B_r, ...); ``x`` itself outside
-    DDP. Differentiable: each rank's slice receives the gradient summed over the ranks' (identical)
-    losses, i.e. world x its share, which DDP's gradient averaging then brings back to the
-    single-device gradient. B_r may differ between ranks (the samplers split classes unevenly)."""
-    rank, world = _dist()
-    if world == 1:
-        return x
-    import torch.distributed as dist
-    from torch.distributed.nn.functional import all_gather
-
-    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(world)]
-    dist.all_gather(sizes, torch.tensor([x.shape[0]], dtype=torch.long, device=x.device))
-    n = [int(s) for s in sizes]
-    pad = max(n) - x.shape[0]
-    xp = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x
-    if x.requires_grad:
-        parts = all_gather(xp)
-    else:
-        parts = [torch.empty_like(xp) for _ in range(world)]
-        dist.all_gather(parts, xp.contiguous())
-    return torch.cat([p[:k] for p, k in zip(parts, n, strict=True)])
-
-
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume: bool = False) -> RewardCS:
     """Train on ``dataset`` (items as MeshPrefDataset's dicts) into ``out_dir``; returns the model.
 
@@ -205,9 +170,15 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     out = Path(out_dir)
     rank, world = _dist()
     seed_everything(cfg.seed)
-    model = RewardCS(cfg.model).to(cfg.device)
+    check_dataset(dataset, cfg.model)
+    model = RewardCS(cfg.model)
+    if cfg.standardise:
+        model.mesh_encoder.set_feature_stats(*feature_stats(dataset, cfg.stats_items, cfg.seed))
     if cfg.init:
-        load_init(model, cfg.init)
+        load_init(model, cfg.init)  # a pre-trained encoder keeps the standardisation it learnt with
+    model.to(cfg.device)
+    # every distinct prompt encoded once: a step never runs the text encoder
+    bank = TextBank(model.text_encoder, dataset_column(dataset, "prompt"))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "token" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "token" not in n)]
     opt = torch.optim.AdamW(
@@ -223,7 +194,6 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
         _truncate_metrics(out / "metrics.jsonl", start)
-    check_dataset(dataset, cfg.model)
     labels = [int(y) for y in dataset_column(dataset, "label")]
     if cfg.loss_type == "bradley_terry":
         sampler: Any = PairedBatchSampler(labels, dataset_column(dataset, "prompt"), cfg.batch_size, cfg.steps,
@@ -237,11 +207,14 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     model.train()
     t0, seen = time.perf_counter(), 0
     with _progress(cfg.progress and rank == 0, cfg.steps, start) as advance:
-        for step in range(start, cfg.steps):
-            batch = collate([dataset[i] for i in sampler.batch(step)])
-            # Dropout draws from a stream seeded by (seed, step, rank): identical whether resumed or not.
-            torch.manual_seed(((cfg.seed * 1_000_003 + step) * 1009 + rank) % (2**63))
-            o = net(batch["features"].to(cfg.device), batch["centers"].to(cfg.device), batch["prompt"])
+        for step, batch in zip(range(start, cfg.steps), _batches(dataset, sampler, start, cfg), strict=True):
+            # Dropout and augmentation draw from streams seeded by (seed, step, rank): identical
+            # whether resumed or not.
+            step_seed = ((cfg.seed * 1_000_003 + step) * 1009 + rank) % (2**63)
+            torch.manual_seed(step_seed)
+            feats, cents = augment_patches(batch["features"], batch["centers"], torch.Generator().manual_seed(step_seed),
+                                           cfg.augment_rotate_y, cfg.augment_scale)
+            o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=bank.embed(batch["prompt"]))
             batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
             loss, logs = compute_loss(o.reward, o.embedding, batch, cfg)
             opt.zero_grad(set_to_none=True)
@@ -268,6 +241,17 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
         model.save_pretrained(out)
         atomic_write_text(out / "train_config.json", json.dumps(config_to_dict(cfg)))
     return model.eval()
+
+
+def _batches(dataset: Dataset, sampler: Any, start: int, cfg: TrainConfig) -> Any:
+    """The collated batches of steps start..steps-1, in order (the sampler fixes them)."""
+    if cfg.workers <= 0:
+        return (collate([dataset[i] for i in sampler.batch(s)]) for s in range(start, cfg.steps))
+    from torch.utils.data import DataLoader
+
+    # the sampler iterates its batches from its start_step, so loader order = step order
+    return iter(DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.workers,
+                           prefetch_factor=4))
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -307,11 +291,4 @@ class _progress:
             self.bar.stop()
 
 
-def init_distributed(backend: str | None = None) -> tuple[int, int]:
-    """Join the process group torchrun set up (RANK, WORLD_SIZE, MASTER_ADDR env); no-op alone."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend or ("nccl" if torch.cuda.is_available() else "gloo"))
-    return _dist()
-
-
-__all__ = ["TrainConfig", "train", "compute_loss", "collate", "init_distributed"]
+__all__ = ["LOSS_TYPES", "TrainConfig", "train", "compute_loss", "collate", "gather_across_ranks", "init_distributed"]
