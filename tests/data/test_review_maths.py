@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dreamcs.data.review.agreement import agreement, apply_curve, compare, fit_correction, fit_curve, machine_scores
+from dreamcs.data.review.agreement import (
+    agreement,
+    apply_curve,
+    compare,
+    fit_correction,
+    fit_curve,
+    machine_scores,
+)
 from dreamcs.data.review.sampler import review_queue, score_bin, stratum_of
 
 
@@ -111,3 +118,13 @@ def test_fit_correction_uses_machine_against_consensus():
     curves = fit_correction(rows, log, "linear")
     assert np.allclose(apply_curve([2.0], curves["alignment"]), [3.0], atol=0.3)
     assert np.allclose(apply_curve([2.0], curves["realism"]), [2.0])
+
+
+def test_queue_does_not_move_when_reviews_relabel_items():
+    rows = _rows()
+    q = review_queue(rows, seed=5)
+    changed = [dict(r) for r in rows]
+    for r in changed[:10]:  # reviewed: new overall and label, the machine's overall kept
+        r["machine_overall"], r["overall"] = r["overall"], 5.0 - r["overall"]
+        r["label"], r["score_source"] = (1 if r["overall"] >= 4 else 0), "human"
+    assert review_queue(changed, seed=5) == q

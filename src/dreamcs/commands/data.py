@@ -169,6 +169,7 @@ def calibrate_cmd(
             _fail(str(e))
         _print_agreement(res["agreement"], f"{dataset}: agreement on the reviewed items")
         st = res["stats"]
+        typer.echo(f"fitted: {', '.join(res['fitted'])} (other dimensions kept as scored)")
         typer.echo(f"{dataset}: {fit} correction applied to {res['changed']} unreviewed items (score_source=calibrated); "
                    f"now {st['preferred']} preferred, {st['dispreferred']} dispreferred, {st['middle_left_out']} left out")
 
@@ -197,7 +198,7 @@ def review_cmd(
     reviewer: str = typer.Option("reviewer", "--reviewer", help="Your name: kept with every answer."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser tab."),
     seed: int = typer.Option(0, "--seed", help="Seeds the stratified review order."),
-    strata: str = typer.Option("label,source,score_bin", "--strata", help="Stratify the review order by these (label, source, score_source, score_bin, split)."),
+    strata: str = typer.Option("label,source,score_bin", "--strata", help="Stratify the review order by these (label, source, score_bin, split; label and score bin of the machine's scores)."),
     out: Path | None = typer.Option(None, "--out", help="Instead of the app: write a static HTML page with thumbnails."),
     limit: int = typer.Option(0, "--limit", help="--out: only the first N items (0: all)."),
     views: int = typer.Option(4, "--views", help="--out: thumbnails per item."),
@@ -219,7 +220,9 @@ def review_cmd(
         httpd = make_server(app, port)
     except (FileNotFoundError, ValueError, OSError) as e:
         _fail(str(e))
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/?reviewer={reviewer}"
+    from urllib.parse import quote
+
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/?reviewer={quote(reviewer)}"
     st = app.state()
     typer.echo(f"{dataset}: {st['items']} items, {st['answered']} answered by {reviewer}; serving {url} (Ctrl-C to stop)")
     if not no_browser:

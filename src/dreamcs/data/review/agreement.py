@@ -150,10 +150,18 @@ def apply_curve(values: np.ndarray | float, curve: Mapping[str, list[float]]) ->
 
 def fit_correction(rows: list[Mapping[str, Any]], log: list[Mapping[str, Any]], kind: str = "isotonic") -> dict[str, dict[str, list[float]]]:
     """One curve per dimension (alignment, realism, fidelity), fitted on the reviewed items' machine
-    scores against the reviewers' consensus."""
+    scores against the reviewers' consensus. A dimension the machine does not score (the geometric
+    scorer has no alignment) or whose reviewed machine scores are all equal gets no curve; ValueError
+    when no dimension can be fitted."""
     machine, human = machine_scores(rows, log), human_consensus(log)
-    out = {}
+    out, why = {}, []
     for d in DIMS:
         ids = sorted(i for i in human if d in human[i] and d in machine.get(i, {}))
-        out[d] = fit_curve([machine[i][d] for i in ids], [human[i][d] for i in ids], kind)
+        x = [machine[i][d] for i in ids]
+        if len(ids) < 2 or max(x) == min(x):
+            why.append(f"{d}: {len(ids)} reviewed items with a machine score, {len(set(x))} distinct")
+            continue
+        out[d] = fit_curve(x, [human[i][d] for i in ids], kind)
+    if not out:
+        raise ValueError("no dimension can be fitted (needs >= 2 reviewed items with different machine scores): " + "; ".join(why))
     return out

@@ -110,15 +110,17 @@ def apply_fit(rows: list[dict[str, Any]], rec: dict[str, Any], skip: set[str] | 
     for r in rows:
         if r["id"] in skip or (r.get("score_source") or "machine") != "machine":
             continue
-        if any(r.get(d) is None for d in DIMS):
+        have = [d for d in DIMS if r.get(d) is not None]
+        if not any(d in curves for d in have):
             continue
         machine[r["id"]] = {c: r.get(c) for c in SCORE_COLS} | {"provenance": r.get("provenance")}
-        r.setdefault("machine_overall", r["overall"])
         if r.get("machine_overall") is None:
             r["machine_overall"] = r["overall"]
-        for d in DIMS:
-            r[d] = round(float(apply_curve(r[d], curves[d])), 6)
-        r["overall"] = round(float(np.mean([r[d] for d in DIMS])), 6)
+        for d in have:
+            if d in curves:
+                r[d] = round(float(apply_curve(r[d], curves[d])), 6)
+        # overall as the scorers make it: the mean of the dimensions the row has
+        r["overall"] = round(float(np.mean([r[d] for d in have])), 6)
         r["score_source"] = "calibrated"
         r["provenance"] = f"fit:{kind}:{rec.get('n_items', 0)} reviewed"
         n += 1
@@ -129,13 +131,15 @@ def fit_and_apply(root: str | os.PathLike, kind: str = "isotonic") -> dict[str, 
     """Fit a correction per dimension on the reviews of ``root``, apply it to the unreviewed
     machine-scored items (``score_source=calibrated``), relabel every row, log the fit, rewrite.
 
-    Returns ``{"agreement", "correction", "changed", "stats"}``.
+    Returns ``{"agreement", "correction", "changed", "stats", "fitted"}`` (fitted: the dimensions
+    that got a curve; see ``agreement.fit_correction``).
     """
     from dreamcs.data.review.agreement import human_consensus
     from dreamcs.data.store import read_table
 
     rows, log = read_table(root), read_log(root)
-    if not human_consensus(log):
+    reviewed = set(human_consensus(log)) & {r["id"] for r in rows}
+    if not reviewed:
         raise ValueError(f"{Path(root) / REVIEW_LOG}: no human reviews to fit on; review items first (`dreamcs data review`)")
     # rows a previous fit changed go back to the machine's scores, so fits never compound
     previous = {i: m for rec in log if "fit" in rec for i, m in (rec.get("machine") or {}).items()}
@@ -147,11 +151,11 @@ def fit_and_apply(root: str | os.PathLike, kind: str = "isotonic") -> dict[str, 
     ag = agreement(rows, log)
     curves = fit_correction(rows, log, kind)
     rec: dict[str, Any] = {"fit": kind, "by": f"fit:{kind}", "time": now_iso(),
-                           "n_items": ag["machine_vs_human"]["alignment"]["n"], "correction": curves, "agreement": ag}
+                           "n_items": len(reviewed), "correction": curves, "agreement": ag}
     changed = apply_fit(rows, rec)
     pmin, dmax = thresholds(root)
     for r in rows:
         r["label"] = label_for(r["overall"], pmin, dmax)
     append_jsonl(Path(root) / REVIEW_LOG, rec)
     st = save_rows(root, rows)
-    return {"agreement": ag, "correction": curves, "changed": changed, "stats": st}
+    return {"agreement": ag, "correction": curves, "changed": changed, "stats": st, "fitted": sorted(curves)}

@@ -4,8 +4,9 @@ Items are grouped into strata (by default: label x source x overall-score bin); 
 shuffled with the seed, then the strata are interleaved round-robin (in a seeded order), so that any
 prefix of the queue covers every stratum about equally - a reviewer who stops after 100 answers has
 still seen preferred and dispreferred, every source and the whole score range. The queue is a pure
-function of (ids, strata, seed): reopening the app with the same seed gives the same order, which
-is what makes a review resumable.
+function of (ids, strata, seed), and the strata are those of the machine's scores (``machine_overall``
+and the label it gives), which reviews and fits never change: reopening the app with the same seed
+gives the same order even after answers relabelled items, which is what makes a review resumable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 #: the stratum keys a queue can be built from
-STRATA_KEYS = ("label", "source", "score_source", "score_bin", "split")
+STRATA_KEYS = ("label", "source", "score_bin", "split")
 
 
 def score_bin(overall: float | None, edges: Sequence[float] = (1.0, 2.0, 3.0, 3.5, 4.0, 4.5)) -> str:
@@ -31,26 +32,37 @@ def score_bin(overall: float | None, edges: Sequence[float] = (1.0, 2.0, 3.0, 3.
     return f"[{lo:g},5]"
 
 
-def stratum_of(row: dict[str, Any], by: Sequence[str]) -> tuple[str, ...]:
-    """The stratum of a row under the keys ``by`` (a subset of ``STRATA_KEYS``)."""
+def machine_overall(row: dict[str, Any]) -> float | None:
+    """The machine's overall score of a row (kept in ``machine_overall`` once a human or a fit changed it)."""
+    m = row.get("machine_overall")
+    return row.get("overall") if m is None else m
+
+
+def stratum_of(row: dict[str, Any], by: Sequence[str], thresholds: tuple[float, float] = (4.0, 3.5)) -> tuple[str, ...]:
+    """The stratum of a row under the keys ``by`` (a subset of ``STRATA_KEYS``); ``label`` and
+    ``score_bin`` are the machine's (``thresholds``: preferred_min, dispreferred_max)."""
+    from dreamcs.data.store import label_for
+
     out = []
     for k in by:
         if k not in STRATA_KEYS:
             raise ValueError(f"unknown stratum key {k!r}; known: {', '.join(STRATA_KEYS)}")
+        m = machine_overall(row)
         if k == "score_bin":
-            out.append(score_bin(row.get("overall")))
-        elif k == "score_source":
-            out.append(str(row.get(k) or "machine"))
+            out.append(score_bin(m))
+        elif k == "label":
+            out.append("none" if m is None else str(label_for(m, *thresholds)))
         else:
             out.append(str(row.get(k)))
     return tuple(out)
 
 
-def review_queue(rows: Sequence[dict[str, Any]], seed: int = 0, by: Sequence[str] = ("label", "source", "score_bin")) -> list[str]:
+def review_queue(rows: Sequence[dict[str, Any]], seed: int = 0, by: Sequence[str] = ("label", "source", "score_bin"),
+                 thresholds: tuple[float, float] = (4.0, 3.5)) -> list[str]:
     """All row ids in review order (stratified, seeded; see the module doc). Same input, same order."""
     groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: r["id"]):  # sorted: the order does not depend on the table's
-        groups[stratum_of(r, by)].append(r["id"])
+        groups[stratum_of(r, by, thresholds)].append(r["id"])
     rng = random.Random(seed)
     keys = sorted(groups)
     rng.shuffle(keys)
@@ -63,9 +75,9 @@ def review_queue(rows: Sequence[dict[str, Any]], seed: int = 0, by: Sequence[str
     return queue
 
 
-def strata_counts(rows: Sequence[dict[str, Any]], by: Sequence[str]) -> dict[str, int]:
+def strata_counts(rows: Sequence[dict[str, Any]], by: Sequence[str], thresholds: tuple[float, float] = (4.0, 3.5)) -> dict[str, int]:
     """Items per stratum, keyed ``'a / b / c'``, for the page's summary."""
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
-        counts[" / ".join(stratum_of(r, by))] += 1
+        counts[" / ".join(stratum_of(r, by, thresholds))] += 1
     return dict(sorted(counts.items()))

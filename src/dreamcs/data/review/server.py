@@ -50,7 +50,8 @@ class ReviewApp:
         self.by_id = {r["id"]: r for r in self.rows}
         self.log = read_log(self.root)
         self.reviewer, self.seed, self.by = reviewer, seed, tuple(by)
-        self.queue = review_queue(self.rows, seed=seed, by=self.by)
+        self.thresholds = thresholds(self.root)
+        self.queue = review_queue(self.rows, seed=seed, by=self.by, thresholds=self.thresholds)
         self.lock = threading.Lock()
 
     def _answers(self, reviewer: str) -> dict[str, dict[str, float]]:
@@ -61,10 +62,10 @@ class ReviewApp:
         with self.lock:
             mine = self._answers(who)
             position = next((k for k, i in enumerate(self.queue) if i not in mine), len(self.queue))
-            pmin, dmax = thresholds(self.root)
+            pmin, dmax = self.thresholds
             return {"dataset": str(self.root), "reviewer": who, "items": len(self.queue), "answered": len(mine),
                     "position": position, "seed": self.seed, "strata_by": list(self.by),
-                    "strata": strata_counts(self.rows, self.by), "preferred_min": pmin, "dispreferred_max": dmax}
+                    "strata": strata_counts(self.rows, self.by, self.thresholds), "preferred_min": pmin, "dispreferred_max": dmax}
 
     def _summary(self, pos: int, reviewer: str, mine: dict[str, dict[str, float]], n_rev: dict[str, int]) -> dict[str, Any]:
         r = self.by_id[self.queue[pos]]
@@ -159,7 +160,7 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                     return self._json(app.agreement())
                 return self._json({"error": f"not found: {u.path}"}, 404)
             except KeyError as e:
-                return self._json({"error": str(e).strip("'\"")}, 404)
+                return self._json({"error": str(e.args[0]) if e.args else str(e)}, 404)
             except ValueError as e:
                 return self._json({"error": str(e)}, 400)
 
@@ -173,7 +174,7 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
                     raise ValueError("the body must be a JSON object")
                 return self._json(app.answer(body))
             except KeyError as e:
-                return self._json({"error": str(e).strip("'\"")}, 404)
+                return self._json({"error": str(e.args[0]) if e.args else str(e)}, 404)
             except ValueError as e:  # json.JSONDecodeError is a ValueError
                 return self._json({"error": str(e)}, 400)
 
