@@ -87,6 +87,7 @@ def test_review_three_items_in_chromium(browser, built_copy, tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+        app.close()  # writes the table if the background writer has not yet
     log = [json.loads(x) for x in (built_copy / "calibration.jsonl").read_text().splitlines()]
     assert [r["id"] for r in log] == app.queue[:3] and {r["reviewer"] for r in log} == {"ann"}
     rows = {r["id"]: r for r in read_table(built_copy)}

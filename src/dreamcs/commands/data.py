@@ -145,7 +145,7 @@ def stats_cmd(dataset: Path = typer.Argument(..., help="Dataset folder.")) -> No
 def calibrate_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
     overrides: Path | None = typer.Option(None, "--overrides", help="CSV: id,alignment,realism,fidelity or id,overall (header row)."),
-    fit: str | None = typer.Option(None, "--fit", help="isotonic | linear: fit machine -> human per dimension on the reviews, apply it to the unreviewed items."),
+    fit: str | None = typer.Option(None, "--fit", help="isotonic | linear: fit machine -> human per dimension on the reviews, apply it to the unreviewed items (stop `data review` first)."),
 ) -> None:
     """Apply human scores (--overrides) and/or a correction fitted on the reviews (--fit); relabel."""
     from dreamcs.data.calibrate import CalibrationError, calibrate
@@ -235,6 +235,7 @@ def review_cmd(
         typer.echo("stopped; answers are saved in " + str(dataset / "calibration.jsonl"))
     finally:
         httpd.server_close()
+        app.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -73,11 +73,12 @@ def check_scores(vals: dict[str, Any]) -> dict[str, float]:
 
 
 def record_answer(root: str | os.PathLike, rows: list[dict[str, Any]], item_id: str, vals: dict[str, Any],
-                  reviewer: str, log: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                  reviewer: str, log: list[dict[str, Any]] | None = None, save: bool = True) -> dict[str, Any]:
     """Apply one reviewer's three scores to ``item_id``: log it, relabel, rewrite the table.
 
     ``rows`` (the whole table) is changed in place; ``log`` (the records read so far) is extended.
-    Returns the log record.
+    ``save=False`` leaves the table rewrite to the caller (the web app batches it: a 30k-row table
+    takes over a second to rewrite). Returns the log record.
     """
     from dreamcs.data.calibrate import _apply_one
 
@@ -97,8 +98,27 @@ def record_answer(root: str | os.PathLike, rows: list[dict[str, Any]], item_id: 
            "machine": machine, "before": before, "after": {c: row[c] for c in (*SCORE_COLS, "label", "score_source")}}
     append_jsonl(Path(root) / REVIEW_LOG, rec)  # the log first: a crash before the table is rewritten loses nothing
     log.append(rec)
-    save_rows(root, rows)
+    if save:
+        save_rows(root, rows)
     return rec
+
+
+def reconcile(root: str | os.PathLike, rows: list[dict[str, Any]], log: list[dict[str, Any]]) -> bool:
+    """Bring a table up to its log (after a crash between a log append and the table rewrite):
+    re-apply the reviews and the last fit, relabel, rewrite when anything changed. Returns whether it did."""
+    import copy
+
+    from dreamcs.data.calibrate import apply_reviews
+
+    before = copy.deepcopy(rows)
+    apply_reviews(rows, log)
+    pmin, dmax = thresholds(root)
+    for r in rows:
+        r["label"] = label_for(r["overall"], pmin, dmax)
+    if rows == before:
+        return False
+    save_rows(root, rows)
+    return True
 
 
 def apply_fit(rows: list[dict[str, Any]], rec: dict[str, Any], skip: set[str] | frozenset[str] = frozenset()) -> int:
@@ -134,10 +154,12 @@ def fit_and_apply(root: str | os.PathLike, kind: str = "isotonic") -> dict[str, 
     Returns ``{"agreement", "correction", "changed", "stats", "fitted"}`` (fitted: the dimensions
     that got a curve; see ``agreement.fit_correction``).
     """
+    from dreamcs.data.calibrate import apply_reviews
     from dreamcs.data.review.agreement import human_consensus
     from dreamcs.data.store import read_table
 
     rows, log = read_table(root), read_log(root)
+    apply_reviews(rows, [rec for rec in log if "fit" not in rec])  # answers the table may not hold yet
     reviewed = set(human_consensus(log)) & {r["id"] for r in rows}
     if not reviewed:
         raise ValueError(f"{Path(root) / REVIEW_LOG}: no human reviews to fit on; review items first (`dreamcs data review`)")

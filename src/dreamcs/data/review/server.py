@@ -9,8 +9,10 @@
     POST /api/review               {"id", "reviewer", "alignment", "realism", "fidelity"} -> saved
 
 The queue is ``sampler.review_queue`` (stratified, seeded), so reopening the app continues where a
-reviewer stopped: the first queue item that reviewer has not answered. Answers are written by
-``records.record_answer`` (log first, then the table), one at a time under a lock.
+reviewer stopped: the first queue item that reviewer has not answered. Each answer is appended
+(fsynced) to ``calibration.jsonl`` before the reply; the table (items.parquet, split files, stats)
+is rewritten by a background writer shortly after, coalescing quick answers, and on ``close()``;
+a table left behind by a crash is brought up to the log when the app opens (``records.reconcile``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from dreamcs.data.review.agreement import agreement, latest_answers, machine_scores
-from dreamcs.data.review.records import read_log, record_answer, thresholds
+from dreamcs.data.review.records import read_log, reconcile, record_answer, save_rows, thresholds
 from dreamcs.data.review.sampler import review_queue, strata_counts
 from dreamcs.data.store import SCORE_COLS, load_arrays, load_mesh_arrays, read_table
 
@@ -42,7 +44,7 @@ class ReviewApp:
     """The state behind the server: the table, the log, the queue; every method returns JSON-able data."""
 
     def __init__(self, root: str | os.PathLike, reviewer: str = "reviewer", seed: int = 0,
-                 by: tuple[str, ...] = ("label", "source", "score_bin")) -> None:
+                 by: tuple[str, ...] = ("label", "source", "score_bin"), write_delay: float = 0.3) -> None:
         self.root = Path(root)
         self.rows = read_table(self.root)
         if not (self.root / "items.parquet").is_file():
@@ -53,6 +55,31 @@ class ReviewApp:
         self.thresholds = thresholds(self.root)
         self.queue = review_queue(self.rows, seed=seed, by=self.by, thresholds=self.thresholds)
         self.lock = threading.Lock()
+        reconcile(self.root, self.rows, self.log)
+        self.write_delay = write_delay
+        self._dirty, self._closed = threading.Event(), False
+        self._writer = threading.Thread(target=self._write_loop, daemon=True)
+        self._writer.start()
+
+    def _write_loop(self) -> None:
+        while not self._closed:
+            if not self._dirty.wait(0.5):
+                continue
+            threading.Event().wait(self.write_delay)  # let quick answers pile up into one rewrite
+            self.flush()
+
+    def flush(self) -> None:
+        """Rewrite the table now if answers are pending."""
+        with self.lock:
+            if self._dirty.is_set():
+                self._dirty.clear()
+                save_rows(self.root, self.rows)
+
+    def close(self) -> None:
+        """Write what is pending and stop the writer."""
+        self._closed = True
+        self.flush()
+        self._writer.join(timeout=5)
 
     def _answers(self, reviewer: str) -> dict[str, dict[str, float]]:
         return {i: v for (i, who), v in latest_answers(self.log).items() if who == reviewer}
@@ -108,7 +135,8 @@ class ReviewApp:
         who = str(body.get("reviewer") or self.reviewer)
         item_id = str(body.get("id") or "")
         with self.lock:
-            rec = record_answer(self.root, self.rows, item_id, body, who, log=self.log)
+            rec = record_answer(self.root, self.rows, item_id, body, who, log=self.log, save=False)
+            self._dirty.set()
             row = self.by_id[item_id]
             return {"ok": True, "record": rec, "item": {c: row.get(c) for c in (*SCORE_COLS, "label", "score_source", "provenance")}}
 
