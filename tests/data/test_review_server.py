@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 
 from dreamcs.cli import app as cli
 from dreamcs.data.review.records import fit_and_apply, read_log, record_answer
+from dreamcs.data.review.sampler import review_queue
 from dreamcs.data.review.server import ReviewApp, make_server
 from dreamcs.data.store import load_mesh_arrays, read_table
 
@@ -190,3 +193,29 @@ def test_a_table_behind_its_log_is_reconciled_on_open(built_copy):
     row = next(r for r in read_table(built_copy) if r["id"] == item)
     assert (row["overall"], row["label"], row["score_source"]) == (0.5, 0, "human")
     assert app.state()["answered"] == 1
+
+
+def test_cli_review_serves_until_interrupted(built_copy):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    first = review_queue(read_table(built_copy))[0]  # the CLI's default seed and strata
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.Popen([sys.executable, "-m", "dreamcs.cli", "data", "review", str(built_copy), "--port", "0", "--no-browser",
+                          "--reviewer", "ann b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        line = p.stdout.readline()
+        m = re.search(r"serving (http://127\.0\.0\.1:\d+)/\?reviewer=ann%20b", line)
+        assert m, line
+        st = _get(m.group(1) + "/api/state")
+        assert st["reviewer"] == "ann b" and st["items"] == len(read_table(built_copy))
+        code, _ = _post(m.group(1), {"id": first, "alignment": 1, "realism": 1, "fidelity": 1})
+        assert code == 200
+    finally:
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+    assert p.returncode == 0 and "answers are saved in" in out
+    row = next(r for r in read_table(built_copy) if r["id"] == first)
+    assert (row["overall"], row["provenance"]) == (1.0, "reviewer:ann b")  # the table was written on the way out
