@@ -84,6 +84,8 @@ def test_review_three_items_in_chromium(browser, built_copy, tmp_path):
         _wait(browser, "return window.__appReady === true")
         assert browser.find_element(By.ID, "item-id").text == app.queue[3]
         assert browser.find_element(By.ID, "progress").text.startswith("3 answered by ann")
+        browser.find_element(By.ID, "show-agreement").click()
+        _wait(browser, "return document.getElementById('agreement').textContent.includes('ann (3)')")
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -138,7 +138,8 @@ async function go(p) {
 async function save(values) {
   const it = current();
   const body = { id: it.id, reviewer };
-  DIMS.forEach((d) => { body[d] = values ? values[d] : Number($("in-" + d).value); });
+  // "accept" takes the machine's value where it has one (the geometric scorer has no alignment): the slider's elsewhere
+  DIMS.forEach((d) => { body[d] = values && values[d] !== undefined && values[d] !== null ? values[d] : Number($("in-" + d).value); });
   try {
     const res = await api("/api/review", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
     it.mine = res.record.human;

@@ -21,6 +21,7 @@ import json
 import mimetypes
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
@@ -65,7 +66,7 @@ class ReviewApp:
         while not self._closed:
             if not self._dirty.wait(0.5):
                 continue
-            threading.Event().wait(self.write_delay)  # let quick answers pile up into one rewrite
+            time.sleep(self.write_delay)  # let quick answers pile up into one rewrite
             self.flush()
 
     def flush(self) -> None:
