@@ -53,11 +53,12 @@ function initView() {
   controls.enableDamping = true;
   const loop = () => { controls.update(); renderer.render(scene, camera); requestAnimationFrame(loop); };
   loop();
-  window.addEventListener("resize", () => {
+  // follow the viewer's box (a window resize, or a scrollbar appearing when the agreement table opens)
+  new ResizeObserver(() => {
     renderer.setSize(el.clientWidth, el.clientHeight);
     camera.aspect = el.clientWidth / el.clientHeight;
     camera.updateProjectionMatrix();
-  });
+  }).observe(el);
   return { scene, camera, controls, renderer, mesh: null };
 }
 
