@@ -20,7 +20,7 @@ from dreamcs.data.store import read_table
 
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FLAGS = ("--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking "
-         "--disable-component-update --disable-sync --use-angle=swiftshader --enable-unsafe-swiftshader --window-size=1280,800")
+         "--disable-component-update --disable-sync --disable-dev-shm-usage --use-angle=swiftshader --enable-unsafe-swiftshader --window-size=1280,800")
 
 # counts the pixels of the WebGL canvas where the bluish mesh shows (the background and grid are grey)
 MESH_PIXELS_JS = """

@@ -219,3 +219,14 @@ def test_cli_review_serves_until_interrupted(built_copy):
     assert p.returncode == 0 and "answers are saved in" in out
     row = next(r for r in read_table(built_copy) if r["id"] == first)
     assert (row["overall"], row["provenance"]) == (1.0, "reviewer:ann b")  # the table was written on the way out
+
+
+def test_review_refuses_folders_it_cannot_write_and_bad_strata(built_copy, tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(cli, ["data", "review", str(built_copy), "--no-browser", "--strata", "label,colour"])
+    assert res.exit_code == 2 and "unknown stratum key 'colour'" in res.output
+    (built_copy / "items.parquet").unlink()  # a folder downloaded from the Hub: split files only
+    with pytest.raises(FileNotFoundError, match="items.parquet: the review app needs a dataset built"):
+        ReviewApp(built_copy)
+    res = runner.invoke(cli, ["data", "review", str(tmp_path / "missing"), "--no-browser"])
+    assert res.exit_code == 2 and "not a dataset" in res.output
