@@ -104,6 +104,15 @@ def test_answers_are_saved_resumed_and_relabel(served, built_copy):
     assert ag["reviewers"] == {"ann": 2, "bob": 1}
     assert ag["between_reviewers"]["alignment"] == {"n": 1, "spearman": None, "mae": 1.0}
     assert _get(url + "/api/items?offset=0&limit=1&reviewer=bob")["items"][0]["mine"]["alignment"] == 4.0
+    app.flush()  # two reviewers on one item: the row holds the mean of their answers, and the log says so
+    row = next(r for r in read_table(built_copy) if r["id"] == q[0])
+    assert (row["alignment"], row["realism"], row["provenance"]) == (4.5, 4.5, "reviewers:ann+bob")
+    assert read_log(built_copy)[-1]["applied"] == {"alignment": 4.5, "realism": 4.5, "fidelity": 4.0}
+    from dreamcs.data.calibrate import apply_reviews
+
+    fresh = [dict(r, score_source=None, alignment=0.0, realism=0.0, fidelity=0.0) for r in read_table(built_copy)]  # machine rows
+    apply_reviews(fresh, read_log(built_copy))
+    assert next(r for r in fresh if r["id"] == q[0])["alignment"] == 4.5
 
 
 @pytest.mark.parametrize("body, code, reason", [

@@ -95,7 +95,8 @@ def apply_reviews(rows: list[dict[str, Any]], log: list[dict[str, Any]]) -> int:
         r = by_id.get(rec.get("id"))
         if r is None:
             continue
-        vals = rec.get("human")
+        # 'applied': what the row got (the web app's mean over reviewers); 'human': this reviewer's values
+        vals = rec.get("applied") or rec.get("human")
         if vals is None:  # a log written before the reviewer's values were kept: its 'after' holds them
             after = rec.get("after") or {}
             vals = {k: after[k] for k in ("alignment", "realism", "fidelity") if after.get(k) is not None}

@@ -3,8 +3,10 @@
 Every answer is appended (and fsynced) to ``DATASET/calibration.jsonl`` before ``items.parquet``,
 the split files and ``stats.json`` are rewritten atomically, so a crash between the two loses
 nothing: the next rebuild (or ``calibrate``) re-applies the log. A web-app answer record holds
-``id``, ``reviewer``, ``by`` (``reviewer:NAME``), ``time`` (UTC ISO 8601), ``human`` (the three
-scores), ``machine`` (the scorer's scores, for the agreement figures), ``before`` and ``after``.
+``id``, ``reviewer``, ``by`` (``reviewer:NAME``), ``time`` (UTC ISO 8601), ``human`` (this
+reviewer's three scores), ``applied`` (what the row got: the mean over every reviewer's last answer
+for the item, which a rebuild re-applies), ``machine`` (the scorer's scores, for the agreement
+figures), ``before`` and ``after``.
 A fit record holds ``fit`` (isotonic|linear), the per-dimension ``correction`` curves, the
 ``agreement`` it was fitted on and, in ``machine``, the machine scores of every row it changed (so
 that a later fit starts again from the machine's scores, not from the previous correction).
@@ -20,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from dreamcs.data.review.agreement import DIMS, agreement, apply_curve, fit_correction, machine_scores
+from dreamcs.data.review.agreement import (
+    DIMS,
+    agreement,
+    apply_curve,
+    fit_correction,
+    latest_answers,
+    machine_scores,
+)
 from dreamcs.data.store import SCORE_COLS, label_for, stats, write_table
 from dreamcs.utils import append_jsonl, atomic_write_text, read_jsonl
 
@@ -92,10 +101,13 @@ def record_answer(root: str | os.PathLike, rows: list[dict[str, Any]], item_id: 
     log = read_log(root) if log is None else log
     machine = machine_scores([row], log).get(item_id, {})
     before = {c: row.get(c) for c in (*SCORE_COLS, "label", "provenance", "score_source")}
-    _apply_one(row, human, f"reviewer:{reviewer}")
+    # several reviewers: the row gets the mean of each reviewer's last answer (this one included)
+    others = {who: v for (i, who), v in latest_answers(log).items() if i == item_id and who != reviewer and all(d in v for d in DIMS)}
+    applied = {d: round(float(np.mean([human[d], *(v[d] for v in others.values())])), 6) for d in DIMS}
+    _apply_one(row, applied, f"reviewer:{reviewer}" if not others else f"reviewers:{'+'.join(sorted([reviewer, *others]))}")
     row["label"] = label_for(row["overall"], *thresholds(root))
     rec = {"id": item_id, "reviewer": reviewer, "by": f"reviewer:{reviewer}", "time": now_iso(), "human": human,
-           "machine": machine, "before": before, "after": {c: row[c] for c in (*SCORE_COLS, "label", "score_source")}}
+           "applied": applied, "machine": machine, "before": before, "after": {c: row[c] for c in (*SCORE_COLS, "label", "score_source")}}
     append_jsonl(Path(root) / REVIEW_LOG, rec)  # the log first: a crash before the table is rewritten loses nothing
     log.append(rec)
     if save:
