@@ -3,7 +3,7 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup demo test test-fast bench gpu-check lint clean
+.PHONY: setup setup-browser demo test test-fast bench gpu-check lint clean
 
 .venv/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -12,7 +12,16 @@ export OMP_NUM_THREADS ?= 2
 	$(PIP) install -e ".[test]"
 	touch $@
 
-setup: .venv/.installed
+setup: .venv/.installed setup-browser
+
+# headless Chromium + its driver from Debian, for the review web app's browser test
+# (tests/data/test_review_browser.py, which skips without them); installed only as root with apt-get
+setup-browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
+	  || echo "setup-browser: could not install chromium; the browser test will skip"; \
+	else echo "setup-browser: no chromium and not root with apt-get; the browser test will skip"; fi
 
 demo: setup
 	$(PY) -m dreamcs.cli quickstart --out demo

@@ -146,33 +146,98 @@ def stats_cmd(dataset: Path = typer.Argument(..., help="Dataset folder.")) -> No
 @data_app.command("calibrate")
 def calibrate_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
-    overrides: Path = typer.Option(..., "--overrides", help="CSV: id,alignment,realism,fidelity or id,overall (header row)."),
+    overrides: Path | None = typer.Option(None, "--overrides", help="CSV: id,alignment,realism,fidelity or id,overall (header row)."),
+    fit: str | None = typer.Option(None, "--fit", help="isotonic | linear: fit machine -> human per dimension on the reviews, apply it to the unreviewed items (stop `data review` first)."),
 ) -> None:
-    """Apply human scores, record their provenance and relabel."""
+    """Apply human scores (--overrides) and/or a correction fitted on the reviews (--fit); relabel."""
     from dreamcs.data.calibrate import CalibrationError, calibrate
 
-    try:
-        n, st = calibrate(dataset, overrides)
-    except (CalibrationError, FileNotFoundError) as e:
-        _fail(str(e))
-    typer.echo(f"{dataset}: {n} items rescored from {overrides.name}; now {st['preferred']} preferred, {st['dispreferred']} dispreferred")
+    if overrides is None and fit is None:
+        _fail("give --overrides FILE.csv and/or --fit isotonic|linear")
+    if fit is not None and fit not in ("isotonic", "linear"):
+        _fail(f"unknown fit {fit!r}; known: isotonic, linear")
+    if overrides is not None:
+        try:
+            n, st = calibrate(dataset, overrides)
+        except (CalibrationError, FileNotFoundError) as e:
+            _fail(str(e))
+        typer.echo(f"{dataset}: {n} items rescored from {overrides.name}; now {st['preferred']} preferred, {st['dispreferred']} dispreferred")
+    if fit is not None:
+        from dreamcs.data.review.records import fit_and_apply
+
+        try:
+            res = fit_and_apply(dataset, fit)
+        except (ValueError, FileNotFoundError) as e:
+            _fail(str(e))
+        _print_agreement(res["agreement"], f"{dataset}: agreement on the reviewed items")
+        st = res["stats"]
+        typer.echo(f"fitted: {', '.join(res['fitted'])} (other dimensions kept as scored)")
+        typer.echo(f"{dataset}: {fit} correction applied to {res['changed']} unreviewed items (score_source=calibrated); "
+                   f"now {st['preferred']} preferred, {st['dispreferred']} dispreferred, {st['middle_left_out']} left out")
+
+
+def _print_agreement(ag: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    t = Table(title=title)
+    for h in ("dimension", "n", "Spearman (machine vs human)", "MAE", "pairs", "Spearman (reviewers)", "MAE (reviewers)"):
+        t.add_column(h)
+    for d, m in ag["machine_vs_human"].items():
+        b = ag["between_reviewers"][d]
+        t.add_row(d, str(m["n"]), f(m["spearman"]), f(m["mae"]), str(b["n"]), f(b["spearman"]), f(b["mae"]))
+    Console(width=140).print(t)
+    typer.echo("reviewers: " + (", ".join(f"{k} ({v})" for k, v in ag["reviewers"].items()) or "none"))
 
 
 @data_app.command("review")
 def review_cmd(
     dataset: Path = typer.Argument(..., help="Dataset folder."),
-    out: Path = typer.Option(..., "--out", help="HTML page to write."),
-    limit: int = typer.Option(0, "--limit", help="Only the first N items (0: all)."),
-    views: int = typer.Option(4, "--views", help="Thumbnails per item."),
+    port: int = typer.Option(8765, "--port", help="Port of the local web app (on 127.0.0.1)."),
+    reviewer: str = typer.Option("reviewer", "--reviewer", help="Your name: kept with every answer."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser tab."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the stratified review order."),
+    strata: str = typer.Option("label,source,score_bin", "--strata", help="Stratify the review order by these (label, source, score_bin, split; label and score bin of the machine's scores)."),
+    out: Path | None = typer.Option(None, "--out", help="Instead of the app: write a static HTML page with thumbnails."),
+    limit: int = typer.Option(0, "--limit", help="--out: only the first N items (0: all)."),
+    views: int = typer.Option(4, "--views", help="--out: thumbnails per item."),
 ) -> None:
-    """An HTML page with thumbnails, prompt and scores of every item."""
-    from dreamcs.data.calibrate import review
+    """Review a dataset in a local web app (3D view, scores, answers saved to calibration.jsonl)."""
+    if out is not None:
+        from dreamcs.data.calibrate import review
+
+        try:
+            n = review(dataset, out, limit=limit or None, n_views=views)
+        except FileNotFoundError as e:
+            _fail(str(e))
+        typer.echo(f"{out}: {n} items")
+        return
+    from dreamcs.data.review.server import ReviewApp, make_server
 
     try:
-        n = review(dataset, out, limit=limit or None, n_views=views)
-    except FileNotFoundError as e:
+        app = ReviewApp(dataset, reviewer=reviewer, seed=seed, by=tuple(s.strip() for s in strata.split(",") if s.strip()))
+        httpd = make_server(app, port)
+    except (FileNotFoundError, ValueError, OSError) as e:
         _fail(str(e))
-    typer.echo(f"{out}: {n} items")
+    from urllib.parse import quote
+
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/?reviewer={quote(reviewer)}"
+    st = app.state()
+    typer.echo(f"{dataset}: {st['items']} items, {st['answered']} answered by {reviewer}; serving {url} (Ctrl-C to stop)")
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        typer.echo("stopped; answers are saved in " + str(dataset / "calibration.jsonl"))
+    finally:
+        httpd.server_close()
+        app.close()
 
 
 @data_app.command("procedural-sheet")

@@ -5,7 +5,9 @@
 component scores are kept, overall is replaced). Each touched row gets ``provenance =
 human:<csv file name>``, ``score_source`` ``human`` (all three scores from the reviewer) or
 ``calibrated`` (the reviewer's overall over the machine's component scores), and a new label from
-the build's thresholds. Human reviews are kept apart from machine scores: every review is appended
+the build's thresholds. ``dreamcs data review`` (``dreamcs.data.review``) is the interactive way to
+write reviews; ``--fit isotonic|linear`` fits a per-dimension correction on them and applies it to
+the unreviewed items (``dreamcs.data.review.records.fit_and_apply``). Human reviews are kept apart from machine scores: every review is appended
 to ``DATASET/calibration.jsonl`` (who, the reviewer's values, before, after), the machine's overall
 stays in ``machine_overall``, and ``dreamcs data build`` re-applies the log when it rebuilds the
 table from its journal (``apply_reviews``), so a rebuild (``--retry-failed``, a resumed build)
@@ -85,11 +87,16 @@ def apply_reviews(rows: list[dict[str, Any]], log: list[dict[str, Any]]) -> int:
     number of rows touched. Labels are left to the caller (``finalize`` relabels every row)."""
     by_id = {r["id"]: r for r in rows}
     touched = set()
+    fit = None
     for rec in log:
+        if "fit" in rec:  # a fitted correction (dreamcs.data.review.records): the last one wins
+            fit = rec
+            continue
         r = by_id.get(rec.get("id"))
         if r is None:
             continue
-        vals = rec.get("human")
+        # 'applied': what the row got (the web app's mean over reviewers); 'human': this reviewer's values
+        vals = rec.get("applied") or rec.get("human")
         if vals is None:  # a log written before the reviewer's values were kept: its 'after' holds them
             after = rec.get("after") or {}
             vals = {k: after[k] for k in ("alignment", "realism", "fidelity") if after.get(k) is not None}
@@ -97,6 +104,10 @@ def apply_reviews(rows: list[dict[str, Any]], log: list[dict[str, Any]]) -> int:
                 vals = {"overall": after["overall"]}
         _apply_one(r, vals, str(rec.get("by") or "human"))
         touched.add(r["id"])
+    if fit is not None:  # the unreviewed machine rows get the correction, as `calibrate --fit` gave them
+        from dreamcs.data.review.records import apply_fit
+
+        return len(touched) + apply_fit(rows, dict(fit, machine={}), skip=frozenset(touched))
     return len(touched)
 
 
