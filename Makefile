@@ -23,7 +23,7 @@ setup-browser:
 	  || echo "setup-browser: could not install chromium; the browser test will skip"; \
 	else echo "setup-browser: no chromium and not root with apt-get; the browser test will skip"; fi
 
-demo: setup
+demo: .venv/.installed
 	$(PY) -m dreamcs.cli quickstart --out demo
 
 test: setup
