@@ -61,3 +61,16 @@ def test_embedding_d_cs_subsampled_reproducible_and_bounded():
     assert sub == pytest.approx(full, rel=0.05)
     assert embedding_d_cs(emb, y, max_per_class=50, seed=1) != sub
     assert np.isnan(embedding_d_cs(emb[:300], y[:300]))
+
+
+def test_per_kind_auc_separates_defect_kinds():
+    from dreamcs.reward.evaluate import defect_kind, per_kind_auc
+
+    ids = ["a", "b", "a~holes", "b~holes", "a~noise", "b~noise"]
+    label = np.array([1, 1, 0, 0, 0, 0])
+    reward = np.array([4.0, 3.0, 1.0, 2.0, 3.5, 5.0])  # holes ranked below both clean, noise mixed
+    got = per_kind_auc(reward, label, ids)
+    assert defect_kind("a~holes") == "holes" and defect_kind("a") == "clean"
+    assert got["holes"]["roc_auc"] == 1.0 and got["holes"]["n"] == 2
+    assert got["noise"]["roc_auc"] == 0.25
+    assert per_kind_auc(reward, label, ["a", "b", "c", "d", "e", "f"]) == {}

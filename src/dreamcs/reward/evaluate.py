@@ -141,6 +141,23 @@ def embedding_d_cs(emb: np.ndarray, label: np.ndarray, max_per_class: int = 1024
     return float(cs_divergence(sets[0], sets[1]))
 
 
+def defect_kind(item_id: str) -> str:
+    """The defect kind named by an item id (``<object>~<kind>`` in the synthesised sets), else ``clean``."""
+    return item_id.rsplit("~", 1)[1] if "~" in item_id else "clean"
+
+
+def per_kind_auc(reward: np.ndarray, label: np.ndarray, ids: list[str]) -> dict[str, dict[str, float]]:
+    """ROC-AUC of the preferred items against the dispreferred items of each defect kind (ids
+    ``<object>~<kind>``; an id without ``~`` is clean); {} when no id names a kind."""
+    kinds = np.array([defect_kind(i) for i in ids], dtype=object)
+    pos = label == 1
+    out: dict[str, dict[str, float]] = {}
+    for k in sorted(set(kinds[~pos]) - {"clean"}):
+        m = pos | ((kinds == k) & (label == 0))
+        out[k] = {"roc_auc": roc_auc(reward[m], label[m]), "n": int(((kinds == k) & (label == 0)).sum())}
+    return out
+
+
 def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict[str, Any]:
     """All metrics as a dict; with ``out_dir``, also eval.json and embeddings.png there."""
     if len(dataset) == 0:  # type: ignore[arg-type]
@@ -159,6 +176,9 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
         "reward_mean_preferred": float(r[y == 1].mean()) if (y == 1).any() else float("nan"),
         "reward_mean_dispreferred": float(r[y == 0].mean()) if (y == 0).any() else float("nan"),
     }
+    kinds = per_kind_auc(r, y, pred["id"])
+    if kinds:
+        metrics["per_kind_roc_auc"] = {k: v["roc_auc"] for k, v in kinds.items()}
     if out_dir is not None:
         out = Path(out_dir)
         plot_embeddings(emb, y, out / "embeddings.png")
@@ -168,4 +188,6 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
     # JSON has no NaN: write null
-    return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
+    return {
+        k: _jsonable(v) if isinstance(v, dict) else (None if isinstance(v, float) and v != v else v) for k, v in d.items()
+    }
