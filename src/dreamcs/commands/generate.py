@@ -15,6 +15,9 @@ def generate(
         "With --resume it defaults to the run's saved config."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     reward: str | None = typer.Option(None, "--reward", help="A RewardCS folder or reward run: turns on 3D reward guidance."),
+    reward_2d: str | None = typer.Option(
+        None, "--reward-2d", help="A 2D reward folder (ImageReward / Reward3D, see docs/recipes.md): adds "
+        "-alpha_2d r_2d on the rendered views; its head sets reward_2d.name."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (overrides the config)."),
@@ -43,6 +46,10 @@ def generate(
         cfg.prompt = prompt
         if reward is not None:
             cfg.reward.checkpoint = reward
+        if reward_2d is not None:
+            from dreamcs.generate.reward2d.config import head_of
+
+            cfg.reward_2d.checkpoint, cfg.reward_2d.name = reward_2d, head_of(reward_2d)
         if seed is not None:
             cfg.seed = seed
         if device is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from dreamcs.generate.dmtet import DMTetConfig
 from dreamcs.generate.guidance.base import GuidanceConfig
+from dreamcs.generate.reward2d.config import Reward2DConfig
 from dreamcs.schedule import validate_schedule
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -139,6 +140,8 @@ class GenerateConfig:
     render: RenderSettings = field(default_factory=RenderSettings)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    reward_2d: Reward2DConfig = field(default_factory=Reward2DConfig)
+    """A 2D reward on the rendered views (ImageReward / Reward3D, ``dreamcs.generate.reward2d``); off by default."""
     loss: LossConfig = field(default_factory=LossConfig)
 
     def validate(self) -> None:
@@ -186,6 +189,7 @@ class GenerateConfig:
         for key in ("lambda_sds", "lambda_normal_consistency", "lambda_laplacian", "lambda_sdf"):
             validate_schedule(getattr(self.loss, key), f"loss.{key}")
         self.guidance.validate()
+        self.reward_2d.validate(self.render.batch_size)
 
 
 def resolve_config_path(name_or_path: str) -> Path:

@@ -181,6 +181,9 @@ class GeneratePipeline:
 
             model = RewardCS.from_pretrained(resolve_reward_dir(rcfg.checkpoint), device=self.device)
         self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize) if model else None
+        from dreamcs.generate.reward2d.branch import build_reward_2d
+
+        self.reward_2d = build_reward_2d(self.cfg.reward_2d, self.cfg.prompt, self.device)
 
     # 3. one step -----------------------------------------------------------------------------
     def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
@@ -197,8 +200,10 @@ class GeneratePipeline:
         r = self.cfg.render
         res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
         shading = pick_shading(r, step)
-        cams = render.sample_cameras(r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
-                                     distance_range=r.distance_range, fov_range=r.fov_range)
+        multiview = getattr(self.guidance, "sample_cameras", None)  # mvdream: groups of orthogonal views
+        cams = multiview(r, step) if multiview else render.sample_cameras(
+            r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
+            distance_range=r.distance_range, fov_range=r.fov_range)
         lights = sample_lights(cams, r)
         latent = shading == LATENT_SHADING
         colored = self.field.has_albedo and shading in ("albedo", "lambertian", "diffuse")
@@ -242,6 +247,8 @@ class GeneratePipeline:
             sds = self.guidance.sds_loss(img, text, step, as_latents=img.shape[-1] == 4)
             lam = C(lw.lambda_sds, step, "loss.lambda_sds")
             (lam * sds["loss_sds"]).backward()
+            if getattr(self, "reward_2d", None) is not None:  # 2D reward: adds -alpha_2d dr/dimg to img.grad
+                total += self.reward_2d.step(img, suffixes, step, rec)
             t3 = time.perf_counter()
             images.backward(img.grad)
             t4 = time.perf_counter()
