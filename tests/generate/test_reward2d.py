@@ -172,3 +172,25 @@ def test_recipe_runs_three_steps(recipe, with_rewards, tiny_priors, tiny_rewards
             assert r["loss_reward_2d"] == pytest.approx(-0.5 * r["reward_2d"])
     else:
         assert "reward_2d" not in out.metrics[0] and out.metrics[0]["reward"] is None
+
+
+def test_cli_generate_with_reward_2d(tiny_rewards, tmp_path):
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+    from dreamcs.utils import read_jsonl
+
+    run = tmp_path / "cli"
+    args = ["generate", "a small table", "--config", "dmtet-tiny", "--out", str(run), "-q", "--reward-2d",
+            str(tiny_rewards["reward3d-fusion"]), "steps=2", "mesh_every=0", "geometry.grid_resolution=8",
+            "render.batch_size=4", "reward_2d.alpha=0.3"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    recs = read_jsonl(run / "metrics.jsonl")
+    assert all(np.isfinite(r["reward_2d"]) and r["alpha_2d"] == pytest.approx(0.3) for r in recs)
+    bad = CliRunner().invoke(app, ["generate", "x", "--config", "dmtet-tiny", "--out", str(tmp_path / "b"),
+                                   "--reward-2d", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a 2D reward folder" in " ".join(bad.output.split())
+    odd = CliRunner().invoke(app, ["generate", "x", "--config", "dmtet-tiny", "--out", str(tmp_path / "c"),
+                                   "--reward-2d", str(tiny_rewards["reward3d-fusion"]), "render.batch_size=2"])
+    assert odd.exit_code == 2 and "multiple of 4" in " ".join(odd.output.split())
