@@ -24,13 +24,14 @@ T5_MAX_LENGTH = 77  # diffusers' IF pipeline pads / truncates the prompt to 77 T
 
 
 def encode_t5(tokenizer: object, encoder: torch.nn.Module, texts: list[str]) -> list[Tensor]:
-    """IF's text embeddings: T5 last hidden states with the padding zeroed. Per text (77, D) float32 CPU."""
+    """IF's text embeddings as diffusers' IFPipeline makes them: T5's last hidden states of the
+    77-token padded prompt (masked attention inside T5, padding kept). Per text (77, D) float32 CPU."""
     batch = tokenizer(texts, padding="max_length", max_length=T5_MAX_LENGTH, truncation=True,  # type: ignore[operator]
                       add_special_tokens=True, return_tensors="pt")
     dev = next(encoder.parameters()).device
     mask = batch.attention_mask.to(dev)
     hidden = encoder(batch.input_ids.to(dev), attention_mask=mask)[0]
-    hidden = (hidden * mask[..., None].to(hidden.dtype)).float().cpu()
+    hidden = hidden.float().cpu()
     return [hidden[i] for i in range(len(texts))]
 
 
@@ -107,7 +108,7 @@ class DeepFloydIFGuidance(Guidance):
                                "(precompute every prompt + view suffix and the negative prompt)")
             return [(self._precomputed[t].float(), None) for t in texts]
         assert self._t5 is not None
-        # IF was trained on zeroed padding without a mask in the UNet (as diffusers' pipeline calls it)
+        # no mask for the UNet: diffusers' IFPipeline passes the full padded sequence
         return [(e, None) for e in encode_t5(*self._t5, texts)]
 
     def _unet_eps(self, x: Tensor, t: Tensor, emb: Tensor, mask: Tensor | None) -> Tensor:

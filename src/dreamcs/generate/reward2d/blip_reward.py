@@ -144,11 +144,13 @@ class BlipReward(nn.Module):
 
 def preprocess(images: Tensor, size: int) -> Tensor:
     """Rendered images (N, H, W, 3) in [0, 1] -> BLIP input (N, 3, size, size), CLIP-normalised
-    (bicubic resize, as the rewards' torchvision transform; differentiable)."""
+    (bicubic resize, as the rewards' torchvision transform, which for a square render needs no
+    centre crop; differentiable)."""
     x = images.permute(0, 3, 1, 2)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False)
+    shrink = x.shape[-1] > size or x.shape[-2] > size  # torchvision's Resize antialiases tensors too
+    x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=shrink)
     mean = torch.tensor(CLIP_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
