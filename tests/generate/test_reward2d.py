@@ -194,3 +194,47 @@ def test_cli_generate_with_reward_2d(tiny_rewards, tmp_path):
     odd = CliRunner().invoke(app, ["generate", "x", "--config", "dmtet-tiny", "--out", str(tmp_path / "c"),
                                    "--reward-2d", str(tiny_rewards["reward3d-fusion"]), "render.batch_size=2"])
     assert odd.exit_code == 2 and "multiple of 4" in " ".join(odd.output.split())
+
+
+def _original_name(key: str) -> str:
+    """Our key -> the original BLIP / ImageReward name (the inverse of rename_blip_key, for the test)."""
+    import re
+
+    if key.startswith("text_encoder."):
+        return "blip." + key
+    if not key.startswith("visual_encoder."):
+        return key
+    for ours, orig in [(r"\.encoder\.layers\.", ".blocks."), (r"\.self_attn\.projection\.", ".attn.proj."),
+                       (r"\.self_attn\.qkv\.", ".attn.qkv."), (r"\.layer_norm1\.", ".norm1."),
+                       (r"\.layer_norm2\.", ".norm2."), (r"\.post_layernorm\.", ".norm."),
+                       (r"\.embeddings\.patch_embedding\.", ".patch_embed.proj."),
+                       (r"\.embeddings\.position_embedding$", ".pos_embed"),
+                       (r"\.embeddings\.class_embedding$", ".cls_token")]:
+        key = re.sub(ours, orig, key)
+    return "blip." + key
+
+
+def test_convert_a_checkpoint_in_the_original_layout(tiny_rewards, tmp_path):
+    from dreamcs.generate.reward2d import convert_blip_reward_checkpoint
+
+    model, tok = load_blip_reward(tiny_rewards["reward3d-scorer"])
+    state = {_original_name(k): v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    state["blip.vision_proj.weight"] = torch.zeros(2, 2)  # BLIP's other heads are left out
+    torch.save(state, tmp_path / "Reward3D_Scorer.pt")
+    vocab = tmp_path / "bert"
+    vocab.mkdir()
+    words = [w for w, _ in sorted(tok.vocab.items(), key=lambda kv: kv[1])]  # without [DEC] / [ENC]
+    (vocab / "vocab.txt").write_text("\n".join(words) + "\n")
+    out = convert_blip_reward_checkpoint(tmp_path / "Reward3D_Scorer.pt", vocab, tmp_path / "conv", model.config)
+    conv, conv_tok = load_blip_reward(out)
+    assert len(conv_tok) == len(tok) and conv_tok.bos_token == "[DEC]"
+    images = torch.rand(4, 3, 32, 32)
+    ids = conv_tok(["a chair"] * 4, padding="max_length", max_length=24, return_tensors="pt")
+    with torch.no_grad():
+        a = model(images, ids.input_ids, ids.attention_mask)
+        b = conv(images, ids.input_ids, ids.attention_mask)
+    assert torch.equal(a, b)
+    state.pop("Scorer.fc1.weight")
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(ValueError, match="does not fit head"):
+        convert_blip_reward_checkpoint(tmp_path / "broken.pt", vocab, tmp_path / "conv2", model.config)
