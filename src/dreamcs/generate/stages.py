@@ -14,6 +14,7 @@ first unfinished one from its newest checkpoint. A recipe without ``stages`` is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,17 @@ def _finished(stage_dir: Path, steps: int) -> bool:
 
 
 def run_generation(cfg: GenerateConfig, out_dir: str | Path, *, resume: bool = False, show_progress: bool = True,
-                   **components: Any) -> GenerateOutput:
+                   callback: Callable[[str, int, dict], None] | None = None, **components: Any) -> GenerateOutput:
     """Run a recipe into ``out_dir``: one pipeline, or each of ``cfg.stages`` into its subfolder.
 
-    ``components`` (``guidance``, ``reward_model``) are passed to every stage's pipeline.
+    ``components`` (``guidance``, ``reward_model``) are passed to every stage's pipeline;
+    ``callback(stage, step, record)`` is called after each step (stage "" without stages).
     Returns the last stage's output.
     """
     run_dir = Path(out_dir)
     if not cfg.stages:
-        return GeneratePipeline(cfg, run_dir, show_progress=show_progress, **components)(resume=resume)
+        cb = None if callback is None else (lambda step, rec: callback("", step, rec))
+        return GeneratePipeline(cfg, run_dir, show_progress=show_progress, **components)(resume=resume, callback=cb)
     cfgs = {name: stage_config(cfg, name, run_dir) for name in cfg.stages}
     for c in cfgs.values():  # every stage's mistakes before the first one runs for hours
         c.validate()
@@ -76,6 +79,7 @@ def run_generation(cfg: GenerateConfig, out_dir: str | Path, *, resume: bool = F
                                     stage_dir / "turntable.png", metrics)
             continue
         pipe = GeneratePipeline(stage_cfg, stage_dir, show_progress=show_progress, **components)
-        result = pipe(resume=resume and (stage_dir / "metrics.jsonl").exists())
+        cb = None if callback is None else (lambda step, rec, name=name: callback(name, step, rec))
+        result = pipe(resume=resume and (stage_dir / "metrics.jsonl").exists(), callback=cb)
     assert result is not None
     return result

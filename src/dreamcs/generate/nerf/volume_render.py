@@ -42,6 +42,8 @@ def density_normals(field: Any, points: Tensor, create_graph: bool) -> tuple[Ten
     with torch.enable_grad():
         x = points.detach().requires_grad_(True)
         sigma, albedo = field.density_and_albedo(x)
+        if not sigma.requires_grad:  # a density that does not depend on the point: no normal
+            return sigma, albedo, torch.zeros_like(x)
         (grad,) = torch.autograd.grad(sigma.sum(), x, create_graph=create_graph)
     return sigma, albedo, -F.normalize(grad, dim=-1, eps=1e-12)
 
