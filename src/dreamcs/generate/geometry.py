@@ -99,6 +99,11 @@ def dmtet_from_volume_run(geo: Any, run_dir: Path, device: torch.device) -> nn.M
         pts = field.base_vertices
         level = torch.cat([coarse.config.iso_threshold - coarse.density(pts[i:i + 65536])
                            for i in range(0, pts.shape[0], 65536)])
+        if not (level < 0).any():
+            peak = float(coarse.config.iso_threshold - level.min())
+            raise ValueError(f"{run_dir}: the coarse field has no surface at nerf.iso_threshold="
+                             f"{coarse.config.iso_threshold} (its largest density on the grid is {peak:.3g}); "
+                             "train the coarse stage longer or lower nerf.iso_threshold")
         target = level * (geo.grid_scale / level.abs().max().clamp(min=1e-8))
     field.fit_sdf(target, steps=geo.init_steps)
     field.config.init = str(run_dir)
