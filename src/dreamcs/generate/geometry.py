@@ -22,7 +22,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from dreamcs.registry import Registry
 
+GEOMETRIES: Registry[Callable[[Any, torch.device], nn.Module]] = Registry("geometry")
+
+
+@GEOMETRIES.register("dmtet")
 def _build_dmtet(cfg: Any, device: torch.device) -> nn.Module:
     from dreamcs.generate import dmtet
 
@@ -32,21 +37,19 @@ def _build_dmtet(cfg: Any, device: torch.device) -> nn.Module:
     return dmtet.build_field(cfg.geometry, device=device)
 
 
+@GEOMETRIES.register("nerf")
 def _build_nerf(cfg: Any, device: torch.device) -> nn.Module:
     from dreamcs.generate.nerf import NeRFField
 
     return NeRFField(cfg.geometry, cfg.nerf, device=device)
 
 
-GEOMETRIES: dict[str, Callable[[Any, torch.device], nn.Module]] = {"dmtet": _build_dmtet, "nerf": _build_nerf}
-
-
 def build_geometry(cfg: Any, device: torch.device | str = "cpu") -> nn.Module:
     """The field named by ``cfg.geometry.name`` (``cfg``: a ``GenerateConfig``)."""
     name = cfg.geometry.name
     if name not in GEOMETRIES:
-        raise ValueError(f"geometry.name: {name!r} is not one of {', '.join(GEOMETRIES)}")
-    return GEOMETRIES[name](cfg, torch.device(device))
+        raise ValueError(f"geometry.name: {name!r} is not one of {', '.join(GEOMETRIES.names())}")
+    return GEOMETRIES.get(name)(cfg, torch.device(device))
 
 
 def load_volume_run(run_dir: Path, device: torch.device | str = "cpu") -> nn.Module:
