@@ -147,14 +147,21 @@ def test_reward_2d_gradient_reaches_the_field(tiny_rewards, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_priors(tmp_path_factory):
     root = tmp_path_factory.mktemp("priors")
-    return {"mvdream-sd21": save_tiny_mvdream(root / "mv"), "dmtet-if": save_tiny_deepfloyd_if(root / "if")}
+    tiny_if = save_tiny_deepfloyd_if(root / "if")
+    return {"mvdream-sd21": save_tiny_mvdream(root / "mv"), "dmtet-if": tiny_if, "dreamfusion-if": tiny_if}
 
 
-@pytest.mark.parametrize("recipe", ["mvdream-sd21", "dmtet-if"])
+# the implicit volume at toy size, with a mesh from step 0 for the RewardCS
+NERF_SMALL = ["geometry.hash_levels=2", "geometry.hash_log2_table_size=8", "geometry.hash_max_resolution=16",
+              "nerf.n_samples=16", "nerf.occupancy_resolution=16", "nerf.iso_threshold=2.5"]
+
+
+@pytest.mark.parametrize("recipe", ["mvdream-sd21", "dmtet-if", "dreamfusion-if"])
 @pytest.mark.parametrize("with_rewards", [False, True])
 def test_recipe_runs_three_steps(recipe, with_rewards, tiny_priors, tiny_rewards, tiny_reward_3d, tmp_path):
     image = 32 if recipe == "mvdream-sd21" else 16
     extra = [f"guidance.pretrained={tiny_priors[recipe]}", f"guidance.image_size={image}"]
+    extra += NERF_SMALL if recipe == "dreamfusion-if" else []
     if with_rewards:
         head = "reward3d-scorer" if recipe == "mvdream-sd21" else "imagereward"
         extra += [f"reward.checkpoint={tiny_reward_3d}", f"reward_2d.checkpoint={tiny_rewards[head]}",

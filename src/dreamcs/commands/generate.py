@@ -11,7 +11,7 @@ def generate(
     prompt: str = typer.Argument(..., help="The text prompt."),
     overrides: list[str] | None = typer.Argument(None, help="Config overrides: key=value (dotted keys)."),
     config: str | None = typer.Option(
-        None, "--config", "-c", help="A YAML file or a shipped preset (dmtet-sd, dmtet-tiny). "
+        None, "--config", "-c", help="A YAML file or a shipped preset (dmtet-sd, dreamfusion-sd, magic3d-sd, dmtet-tiny, ...). "
         "With --resume it defaults to the run's saved config."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     reward: str | None = typer.Option(None, "--reward", help="A RewardCS folder or reward run: turns on 3D reward guidance."),
@@ -29,7 +29,7 @@ def generate(
 
     from dreamcs.config import ConfigError, load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
-    from dreamcs.generate.pipeline import GeneratePipeline
+    from dreamcs.generate.stages import run_generation
     from dreamcs.schedule import ScheduleError
 
     console = Console(stderr=True)
@@ -54,7 +54,7 @@ def generate(
             cfg.seed = seed
         if device is not None:
             cfg.device = device
-        result = GeneratePipeline(cfg, out, show_progress=not quiet)(resume=resume)
+        result = run_generation(cfg, out, resume=resume, show_progress=not quiet)  # one pipeline per stage
     except (ConfigError, ScheduleError, FileNotFoundError, FileExistsError, ValueError, NotImplementedError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

@@ -153,12 +153,11 @@ class GeneratePipeline:
 
     # 2. components ---------------------------------------------------------------------------
     def prepare_field(self) -> None:
-        from dreamcs.generate import dmtet
+        from dreamcs.generate.background import Background
+        from dreamcs.generate.geometry import build_geometry
 
         self.device = torch.device(self.cfg.device)
-        from dreamcs.generate.background import Background
-
-        self.field = dmtet.build_field(self.cfg.geometry, device=self.device)
+        self.field = build_geometry(self.cfg, device=self.device)
         r = self.cfg.render
         self.background = Background(r.background_model, r.background).to(self.device)
         # the modules a checkpoint holds (a learned background only when there is one)
@@ -226,6 +225,10 @@ class GeneratePipeline:
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One optimisation step at ``step`` (0-based); returns its metrics record."""
+        if getattr(self.field, "volume", False):  # nerf: volume rendering (dreamcs.generate.nerf.step)
+            from dreamcs.generate.nerf.step import volume_train_step
+
+            return volume_train_step(self, step)
         cfg, lw, times = self.cfg, self.cfg.loss, {}
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
