@@ -10,7 +10,8 @@ diffusers layout, small grids) and runs a few real steps on the device:
     fantasia3d-sd        normal + mask latent warm-up, then a normal render through the VAE
     magic3d-refine-sd    colour: albedo field, point lights, a GLB with vertex colours
     nvdiffrast           the same face ids as the torch rasteriser, and a run on it (if installed)
-    mvdream / dmtet-if   3 steps of each with tiny random MVDream / IF folders, RewardCS and a 2D reward
+    mvdream / dmtet-if   3 steps of mvdream-sd21-dmtet and dmtet-if with tiny random MVDream / IF folders,
+                         RewardCS and a 2D reward
     real SD weights      one 512 px SDS step in float16 (if DREAMCS_SD_PATH names a local folder)
 
 Prints a pass / fail / skipped table; exits 1 when a row fails. Without CUDA every row is
@@ -153,7 +154,7 @@ class Checks:
         from dreamcs.generate.reward2d import save_tiny_blip_reward
 
         details = []
-        for recipe, prior, head, size in (("mvdream-sd21", save_tiny_mvdream, "reward3d-scorer", 64),
+        for recipe, prior, head, size in (("mvdream-sd21-dmtet", save_tiny_mvdream, "reward3d-scorer", 64),
                                           ("dmtet-if", save_tiny_deepfloyd_if, "imagereward", 16)):
             folder, r2d = prior(self.work / f"tiny-{recipe}"), save_tiny_blip_reward(self.work / f"r2d-{head}", head)
             m = self.run(recipe, recipe, f"guidance.pretrained={folder}", f"guidance.image_size={size}",

@@ -148,7 +148,8 @@ def test_reward_2d_gradient_reaches_the_field(tiny_rewards, tmp_path):
 def tiny_priors(tmp_path_factory):
     root = tmp_path_factory.mktemp("priors")
     tiny_if = save_tiny_deepfloyd_if(root / "if")
-    return {"mvdream-sd21": save_tiny_mvdream(root / "mv"), "dmtet-if": tiny_if, "dreamfusion-if": tiny_if}
+    tiny_mv = save_tiny_mvdream(root / "mv")
+    return {"mvdream-sd21": tiny_mv, "mvdream-sd21-dmtet": tiny_mv, "dmtet-if": tiny_if, "dreamfusion-if": tiny_if}
 
 
 # the implicit volume at toy size, with a mesh from step 0 for the RewardCS
@@ -156,21 +157,21 @@ NERF_SMALL = ["geometry.hash_levels=2", "geometry.hash_log2_table_size=8", "geom
               "nerf.n_samples=16", "nerf.occupancy_resolution=16", "nerf.iso_threshold=2.5"]
 
 
-@pytest.mark.parametrize("recipe", ["mvdream-sd21", "dmtet-if", "dreamfusion-if"])
+@pytest.mark.parametrize("recipe", ["mvdream-sd21", "mvdream-sd21-dmtet", "dmtet-if", "dreamfusion-if"])
 @pytest.mark.parametrize("with_rewards", [False, True])
 def test_recipe_runs_three_steps(recipe, with_rewards, tiny_priors, tiny_rewards, tiny_reward_3d, tmp_path):
-    image = 32 if recipe == "mvdream-sd21" else 16
-    extra = [f"guidance.pretrained={tiny_priors[recipe]}", f"guidance.image_size={image}"]
-    extra += NERF_SMALL if recipe == "dreamfusion-if" else []
+    mv = recipe.startswith("mvdream")
+    extra = [f"guidance.pretrained={tiny_priors[recipe]}", f"guidance.image_size={32 if mv else 16}"]
+    extra += NERF_SMALL if recipe in ("dreamfusion-if", "mvdream-sd21") else []
     if with_rewards:
-        head = "reward3d-scorer" if recipe == "mvdream-sd21" else "imagereward"
+        head = "reward3d-scorer" if mv else "imagereward"
         extra += [f"reward.checkpoint={tiny_reward_3d}", f"reward_2d.checkpoint={tiny_rewards[head]}",
                   "reward.alpha=0.5", "reward_2d.alpha=0.5"]
     cfg = load_config(GenerateConfig, resolve_config_path(recipe), ["prompt=a chair", *SMALL, *extra])
     pipe = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)
     out = pipe()
     assert len(out.metrics) == 3 and all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in out.metrics)
-    if recipe == "mvdream-sd21":
+    if mv:
         cams = pipe.guidance._cameras  # the last step's views: 4 orthogonal azimuths of one orbit
         assert len(cams) == 4 and torch.allclose(cams.azimuth.diff() % 360, torch.full((3,), 90.0), atol=1e-3)
     if with_rewards:
