@@ -10,6 +10,8 @@ diffusers layout, small grids) and runs a few real steps on the device:
     fantasia3d-sd        normal + mask latent warm-up, then a normal render through the VAE
     magic3d-refine-sd    colour: albedo field, point lights, a GLB with vertex colours
     nvdiffrast           the same face ids as the torch rasteriser, and a run on it (if installed)
+    mvdream / dmtet-if   3 steps of mvdream-sd21-dmtet and dmtet-if with tiny random MVDream / IF folders,
+                         RewardCS and a 2D reward
     real SD weights      one 512 px SDS step in float16 (if DREAMCS_SD_PATH names a local folder)
 
 Prints a pass / fail / skipped table; exits 1 when a row fails. Without CUDA every row is
@@ -147,6 +149,21 @@ class Checks:
         self.run("dmtet-sd", "nvdiffrast", "render.backend=nvdiffrast")
         return f"face ids agree on {agree:.2%} of pixels; run ok"
 
+    def multiview_and_if(self) -> str:
+        from dreamcs.generate.guidance.tiny_models import save_tiny_deepfloyd_if, save_tiny_mvdream
+        from dreamcs.generate.reward2d import save_tiny_blip_reward
+
+        details = []
+        for recipe, prior, head, size in (("mvdream-sd21-dmtet", save_tiny_mvdream, "reward3d-scorer", 64),
+                                          ("dmtet-if", save_tiny_deepfloyd_if, "imagereward", 16)):
+            folder, r2d = prior(self.work / f"tiny-{recipe}"), save_tiny_blip_reward(self.work / f"r2d-{head}", head)
+            m = self.run(recipe, recipe, f"guidance.pretrained={folder}", f"guidance.image_size={size}",
+                         "render.batch_size=4", f"reward_2d.checkpoint={r2d}", "reward_2d.alpha=0.5", reward=True)
+            if any(r.get("reward_2d") is None or r["reward"] is None for r in m):
+                raise AssertionError(f"{recipe}: a reward did not score every step")
+            details.append(f"{recipe} r2d {m[-1]['reward_2d']:.3f}")
+        return "; ".join(details)
+
     def real_sd(self) -> str:
         path = os.environ.get("DREAMCS_SD_PATH")
         if not path:
@@ -166,7 +183,7 @@ class Checks:
 ROWS: list[tuple[str, str]] = [
     ("cuda", "cuda"), ("device audit", "device_audit"), ("dmtet-sd", "sd_run"), ("dmtet-sd + reward", "sd_reward_run"),
     ("fantasia3d-sd", "fantasia3d"), ("magic3d-refine-sd", "magic3d"), ("nvdiffrast", "nvdiffrast"),
-    ("real SD weights", "real_sd"),
+    ("mvdream / dmtet-if + rewards", "multiview_and_if"), ("real SD weights", "real_sd"),
 ]
 
 

@@ -126,8 +126,10 @@ def test_text_is_cached_per_prompt_and_suffix(monkeypatch):
 
 
 def test_planned_and_unknown_backends_are_named():
-    with pytest.raises(NotImplementedError, match="mvdream"):
+    with pytest.raises(ValueError, match="guidance.pretrained"):
         build_guidance(GuidanceConfig(name="mvdream"))
+    with pytest.raises(ValueError, match="guidance.pretrained"):
+        build_guidance(GuidanceConfig(name="deepfloyd-if"))
     with pytest.raises(KeyError, match="unknown guidance 'nope'"):
         build_guidance(GuidanceConfig(name="nope"))
     with pytest.raises(ValueError, match="weighting"):

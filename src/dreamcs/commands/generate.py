@@ -11,10 +11,13 @@ def generate(
     prompt: str = typer.Argument(..., help="The text prompt."),
     overrides: list[str] | None = typer.Argument(None, help="Config overrides: key=value (dotted keys)."),
     config: str | None = typer.Option(
-        None, "--config", "-c", help="A YAML file or a shipped preset (dmtet-sd, dmtet-tiny). "
+        None, "--config", "-c", help="A YAML file or a shipped preset (dmtet-sd, dreamfusion-sd, magic3d-sd, dmtet-tiny, ...). "
         "With --resume it defaults to the run's saved config."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder."),
     reward: str | None = typer.Option(None, "--reward", help="A RewardCS folder or reward run, or `embedded` (the shipped model): turns on 3D reward guidance."),
+    reward_2d: str | None = typer.Option(
+        None, "--reward-2d", help="A 2D reward folder (ImageReward / Reward3D, see docs/recipes.md): adds "
+        "-alpha_2d r_2d on the rendered views; its head sets reward_2d.name."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its newest checkpoint."),
     seed: int | None = typer.Option(None, "--seed", help="Seed (overrides the config)."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (overrides the config)."),
@@ -26,7 +29,7 @@ def generate(
 
     from dreamcs.config import ConfigError, load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
-    from dreamcs.generate.pipeline import GeneratePipeline
+    from dreamcs.generate.stages import run_generation
     from dreamcs.schedule import ScheduleError
 
     console = Console(stderr=True)
@@ -43,11 +46,15 @@ def generate(
         cfg.prompt = prompt
         if reward is not None:
             cfg.reward.checkpoint = reward
+        if reward_2d is not None:
+            from dreamcs.generate.reward2d.config import head_of
+
+            cfg.reward_2d.checkpoint, cfg.reward_2d.name = reward_2d, head_of(reward_2d)
         if seed is not None:
             cfg.seed = seed
         if device is not None:
             cfg.device = device
-        result = GeneratePipeline(cfg, out, show_progress=not quiet)(resume=resume)
+        result = run_generation(cfg, out, resume=resume, show_progress=not quiet)  # one pipeline per stage
     except (ConfigError, ScheduleError, FileNotFoundError, FileExistsError, ValueError, NotImplementedError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None

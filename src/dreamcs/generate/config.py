@@ -2,7 +2,7 @@
 
 Any scalar documented as a *schedule* takes a number or ``[start_step, start_value, end_value,
 end_step]`` (see ``dreamcs.schedule.C``). Presets ship as YAML in ``dreamcs/configs/``
-(``dmtet-sd``, ``fantasia3d-sd``, ``magic3d-refine-sd``, ``dmtet-tiny``); ``resolve_config_path`` finds them by name.
+(``dmtet-sd``, ``fantasia3d-sd``, ``magic3d-refine-sd``, ``dmtet-tiny``, ``dreamfusion-sd``, ``magic3d-sd``, ...); ``resolve_config_path`` finds them by name.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 from dreamcs.generate.dmtet import DMTetConfig
 from dreamcs.generate.guidance.base import GuidanceConfig
+from dreamcs.generate.nerf.field import NeRFConfig
+from dreamcs.generate.reward2d.config import Reward2DConfig
 from dreamcs.schedule import validate_schedule
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -110,6 +112,10 @@ class LossConfig:
     lambda_laplacian: Any = 0.0
     lambda_sdf: Any = 0.0
     """SDF smoothness across grid edges (DMTet's sign-change regulariser)."""
+    lambda_orient: Any = 0.0
+    """``nerf``: DreamFusion's orientation loss (normals facing away from the camera)."""
+    lambda_opacity: Any = 0.0
+    """``nerf``: DreamFusion's opacity (sparsity) loss, mean sqrt(alpha^2 + 0.01)."""
 
 
 @dataclass
@@ -135,10 +141,18 @@ class GenerateConfig:
     ``pip install dreamcs[texture]``): ``textured.obj`` + ``.mtl`` + ``.png`` and ``textured.glb``.
     0 = vertex colours only."""
     geometry: DMTetConfig = field(default_factory=DMTetConfig)
-    """The DMTet field (``dreamcs.generate.dmtet``): grid, parameterisation, initialisation."""
+    """The field: ``name`` dmtet (``dreamcs.generate.dmtet``) or nerf (``dreamcs.generate.nerf``, which
+    reads the encoding / MLP / appearance keys here and extracts its mesh on this tet grid)."""
+    nerf: NeRFConfig = field(default_factory=NeRFConfig)
+    """Volume rendering settings, read when ``geometry.name`` is nerf."""
+    stages: dict[str, list[str]] = field(default_factory=dict)
+    """Multi-stage recipes (Magic3D): stage name -> overrides, run in order into RUN/<stage>/
+    (``dreamcs.generate.stages``); empty = one stage in RUN."""
     render: RenderSettings = field(default_factory=RenderSettings)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    reward_2d: Reward2DConfig = field(default_factory=Reward2DConfig)
+    """A 2D reward on the rendered views (ImageReward / Reward3D, ``dreamcs.generate.reward2d``); off by default."""
     loss: LossConfig = field(default_factory=LossConfig)
 
     def validate(self) -> None:
@@ -185,7 +199,16 @@ class GenerateConfig:
         validate_schedule(self.reward.alpha, "reward.alpha")
         for key in ("lambda_sds", "lambda_normal_consistency", "lambda_laplacian", "lambda_sdf"):
             validate_schedule(getattr(self.loss, key), f"loss.{key}")
+        if self.geometry.name not in ("dmtet", "nerf"):
+            raise ValueError(f"geometry.name: {self.geometry.name!r} is not dmtet or nerf")
+        if self.geometry.name == "nerf":
+            self.nerf.validate()
+            if self.render.latent_steps:
+                raise ValueError("render.latent_steps: the normal + mask warm-up needs a mesh geometry (dmtet)")
+        for key in ("lambda_orient", "lambda_opacity"):
+            validate_schedule(getattr(self.loss, key), f"loss.{key}")
         self.guidance.validate()
+        self.reward_2d.validate(self.render.batch_size)
 
 
 def resolve_config_path(name_or_path: str) -> Path:

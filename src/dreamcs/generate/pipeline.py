@@ -158,12 +158,11 @@ class GeneratePipeline:
 
     # 2. components ---------------------------------------------------------------------------
     def prepare_field(self) -> None:
-        from dreamcs.generate import dmtet
+        from dreamcs.generate.background import Background
+        from dreamcs.generate.geometry import build_geometry
 
         self.device = torch.device(self.cfg.device)
-        from dreamcs.generate.background import Background
-
-        self.field = dmtet.build_field(self.cfg.geometry, device=self.device)
+        self.field = build_geometry(self.cfg, device=self.device)
         r = self.cfg.render
         self.background = Background(r.background_model, r.background).to(self.device)
         # the modules a checkpoint holds (a learned background only when there is one)
@@ -186,6 +185,9 @@ class GeneratePipeline:
 
             model = RewardCS.from_pretrained(resolve_reward_dir(rcfg.checkpoint), device=self.device)
         self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize) if model else None
+        from dreamcs.generate.reward2d.branch import build_reward_2d
+
+        self.reward_2d = build_reward_2d(self.cfg.reward_2d, self.cfg.prompt, self.device)
 
     # 3. one step -----------------------------------------------------------------------------
     def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
@@ -202,8 +204,10 @@ class GeneratePipeline:
         r = self.cfg.render
         res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
         shading = pick_shading(r, step)
-        cams = render.sample_cameras(r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
-                                     distance_range=r.distance_range, fov_range=r.fov_range)
+        multiview = getattr(self.guidance, "sample_cameras", None)  # mvdream: groups of orthogonal views
+        cams = multiview(r, step) if multiview else render.sample_cameras(
+            r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
+            distance_range=r.distance_range, fov_range=r.fov_range)
         lights = sample_lights(cams, r)
         latent = shading == LATENT_SHADING
         colored = self.field.has_albedo and shading in ("albedo", "lambertian", "diffuse")
@@ -226,6 +230,10 @@ class GeneratePipeline:
 
     def train_step(self, step: int) -> dict[str, Any]:
         """One optimisation step at ``step`` (0-based); returns its metrics record."""
+        if getattr(self.field, "volume", False):  # nerf: volume rendering (dreamcs.generate.nerf.step)
+            from dreamcs.generate.nerf.step import volume_train_step
+
+            return volume_train_step(self, step)
         cfg, lw, times = self.cfg, self.cfg.loss, {}
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
@@ -247,6 +255,8 @@ class GeneratePipeline:
             sds = self.guidance.sds_loss(img, text, step, as_latents=img.shape[-1] == 4)
             lam = C(lw.lambda_sds, step, "loss.lambda_sds")
             (lam * sds["loss_sds"]).backward()
+            if getattr(self, "reward_2d", None) is not None:  # 2D reward: adds -alpha_2d dr/dimg to img.grad
+                total += self.reward_2d.step(img, suffixes, step, rec)
             t3 = time.perf_counter()
             images.backward(img.grad)
             t4 = time.perf_counter()

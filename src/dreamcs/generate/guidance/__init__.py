@@ -6,8 +6,9 @@
     out["loss_sds"].backward()
 
 Registered: ``tiny`` and ``embedded`` (pixel space, ``pixel.py``), ``stable-diffusion``
-(``stable_diffusion.py``). ``deepfloyd-if`` and ``mvdream`` are reserved names: a new backend is one
-file with ``@GUIDANCE.register(name)`` and an import here.
+(``stable_diffusion.py``), ``mvdream`` (``mvdream.py``: 4-view, camera-conditioned) and
+``deepfloyd-if`` (``deepfloyd_if.py``: IF stage I, 64 px pixel space). A new backend is one file
+with ``@GUIDANCE.register(name)`` and an import here. Heavy libraries load when a backend is built.
 """
 
 from dreamcs.generate.guidance.base import (
@@ -19,6 +20,8 @@ from dreamcs.generate.guidance.base import (
     build_guidance,
     compose_prompt,
 )
+from dreamcs.generate.guidance.deepfloyd_if import DeepFloydIFGuidance
+from dreamcs.generate.guidance.mvdream import MVDreamGuidance
 from dreamcs.generate.guidance.pixel import EmbeddedGuidance, TinyGuidance, save_prior
 from dreamcs.generate.guidance.stable_diffusion import StableDiffusionGuidance
 
@@ -33,5 +36,7 @@ __all__ = [
     "EmbeddedGuidance",
     "TinyGuidance",
     "StableDiffusionGuidance",
+    "MVDreamGuidance",
+    "DeepFloydIFGuidance",
     "save_prior",
 ]

@@ -30,7 +30,7 @@ from dreamcs.schedule import C, validate_schedule
 GUIDANCE: Registry = Registry("guidance")
 
 #: names reserved for backends that are planned but not written yet
-PLANNED = {"deepfloyd-if": "DeepFloyd IF (pixel-space cascade)", "mvdream": "MVDream (camera-conditioned, multi-view)"}
+PLANNED: dict[str, str] = {}
 WEIGHTINGS = ("sds", "uniform", "fantasia3d")
 
 
@@ -39,7 +39,7 @@ class GuidanceConfig:
     """Settings shared by every guidance backend (each ignores what it does not use)."""
 
     name: str = "tiny"
-    """Registry name: ``tiny``, ``embedded``, ``stable-diffusion`` (later ``deepfloyd-if``, ``mvdream``)."""
+    """Registry name: ``tiny``, ``embedded``, ``stable-diffusion``, ``mvdream``, ``deepfloyd-if``."""
     pretrained: str | None = None
     """A local folder or hub id (``stable-diffusion``), or the prior folder (``embedded``; default: the shipped one)."""
     guidance_scale: float = 100.0
@@ -70,6 +70,15 @@ class GuidanceConfig:
     """``tiny`` only: text embedding width for the ``random`` text encoder."""
     seed: int = 0
     """``tiny`` only: seed of the random weights (independent of the run's seed)."""
+    n_views: int = 4
+    """``mvdream`` only: views per sample that share one timestep and attend to each other."""
+    recon_loss: bool = True
+    """``mvdream`` only: MVDream's x0-reconstruction form of SDS (grad = z - x0_hat) instead of w(t)(eps_hat - eps)."""
+    recon_std_rescale: float = 0.5
+    """``mvdream`` only: blend of the CFG x0 rescaled to the std of the conditional x0 (0 = off)."""
+    text_embeddings: str | None = None
+    """``deepfloyd-if`` only: a safetensors file of precomputed T5 embeddings (text -> (L, 4096)),
+    used instead of loading the T5 encoder (see ``deepfloyd_if.save_text_embeddings``)."""
 
     def validate(self) -> None:
         for key in ("min_step_percent", "max_step_percent"):
@@ -212,6 +221,10 @@ class Guidance(nn.Module):
             return ab.sqrt() * (1.0 - ab)
         return torch.ones_like(ab)
 
+    def _unet_eps(self, x: Tensor, t: Tensor, emb: Tensor, mask: Tensor | None) -> Tensor:
+        """The UNet's raw prediction (N, c, h, w) (a learned-variance UNet keeps its first c channels)."""
+        return self.unet(x, t, encoder_hidden_states=emb, encoder_attention_mask=mask).sample
+
     @torch.no_grad()
     def predict_noise(self, noisy: Tensor, t: Tensor, text: TextConditioning, guidance_scale: float) -> Tensor:
         """Classifier-free guided epsilon: noisy (B, c, h, w), t (B,) -> eps_hat (B, c, h, w) float32."""
@@ -222,7 +235,7 @@ class Guidance(nn.Module):
         mask = None
         if text.cond_mask is not None and text.uncond_mask is not None:
             mask = torch.cat([text.cond_mask, text.uncond_mask]).to(noisy.device)
-        out = self.unet(x_in, t_in, encoder_hidden_states=emb, encoder_attention_mask=mask).sample.float()
+        out = self._unet_eps(x_in, t_in, emb, mask).float()
         if self.prediction_type == "v_prediction":
             # eps = sqrt(ab) v + sqrt(1 - ab) x_t
             ab = self.alphas_cumprod[t_in].view(-1, 1, 1, 1)

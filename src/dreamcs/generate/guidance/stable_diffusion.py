@@ -20,7 +20,7 @@ class StableDiffusionGuidance(Guidance):
 
     def __init__(self, cfg: GuidanceConfig, device: str | torch.device = "cpu") -> None:
         super().__init__(cfg)
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from diffusers import AutoencoderKL, DDPMScheduler
         from transformers import CLIPTextModel, CLIPTokenizer
 
         if not cfg.pretrained:
@@ -33,7 +33,7 @@ class StableDiffusionGuidance(Guidance):
             self.tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer")
             self.text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtype)
             self.vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=dtype)
-            self.unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype)
+            self.unet = self._load_unet(path, dtype)
             scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
         except (OSError, ValueError) as e:
             raise OSError(f"{path}: could not load Stable Diffusion components: {e}".split("\n")[0]) from e
@@ -43,6 +43,12 @@ class StableDiffusionGuidance(Guidance):
         self._set_schedule(scheduler)
         self.to(device)
         self.scaling_factor = float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
+    def _load_unet(self, path: str, dtype: torch.dtype) -> torch.nn.Module:
+        """The ``unet/`` subfolder (a subclass with another UNet class overrides this)."""
+        from diffusers import UNet2DConditionModel
+
+        return UNet2DConditionModel.from_pretrained(path, subfolder="unet", torch_dtype=dtype)
 
     def _encode_text_uncached(self, texts: list[str]) -> list[tuple[Tensor, Tensor | None]]:
         # SD was trained on full 77-token padded sequences without a mask: keep them as they are.

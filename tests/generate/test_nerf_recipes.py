@@ -1,0 +1,126 @@
+"""The DreamFusion and Magic3D recipes run 3 CPU steps with tiny stand-ins for their weights, with
+and without a RewardCS; Magic3D's fine stage starts from the coarse field and resumes by stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dreamcs.config import load_config
+from dreamcs.generate.config import GenerateConfig, resolve_config_path
+from dreamcs.generate.stages import run_generation, stage_config
+from dreamcs.utils import read_jsonl
+
+TINY = ["steps=3", "save_every=3", "mesh_every=0", "device=cpu", "geometry.grid_resolution=8",
+        "geometry.hash_levels=2", "geometry.hash_log2_table_size=8", "geometry.hash_max_resolution=16",
+        "geometry.init_steps=30", "nerf.n_samples=16", "nerf.occupancy_resolution=16",
+        "nerf.iso_threshold=2.5",  # below the initial blob's peak: a mesh from step 0 (the SD recipes' 25 needs training) "render.resolution=32",
+        "render.batch_size=1", "render.turntable_views=2", "render.turntable_resolution=32", "guidance.image_size=32"]
+STAGES = ["stages.coarse=[steps=3]",
+          "stages.fine=[geometry.name=dmtet,geometry.init=stage:coarse,steps=3,render.resolution=32]"]
+OUTPUTS = ["config.yaml", "metrics.jsonl", "final.obj", "final.glb", "turntable.png"]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Tiny stand-ins: a random tiny Stable Diffusion folder, a tiny embedded prior, a tiny RewardCS."""
+    from diffusers import DDPMScheduler
+
+    from dreamcs.generate.guidance import save_prior
+    from dreamcs.generate.guidance.pixel import tiny_unet
+    from dreamcs.generate.guidance.tiny_sd import save_tiny_stable_diffusion
+    from dreamcs.reward import RewardCS, preset
+
+    root = tmp_path_factory.mktemp("nerf-weights")
+    torch.manual_seed(0)
+    save_prior(root / "prior", tiny_unet(1, 32, [8, 16], 16), DDPMScheduler(), text_encoder="hash:16")
+    reward = RewardCS(preset("tiny", faces_per_patch=16, text_encoder="hash:32")).save_pretrained(root / "reward")
+    return {"sd": save_tiny_stable_diffusion(root / "sd"), "prior": root / "prior", "reward": reward}
+
+
+def recipe(name: str, weights: dict, reward: bool, *extra: str) -> GenerateConfig:
+    ov = ["prompt=a vase", *TINY, f"guidance.pretrained={weights['sd' if name.endswith('-sd') else 'prior']}"]
+    if name.startswith("magic3d"):
+        ov += STAGES
+    if reward:
+        # scored every step from step 0
+        ov += [f"reward.checkpoint={weights['reward']}", "reward.alpha=[0, 0.5, 1.0, 3]", "reward.every=1",
+               "reward.n_patches=8", "reward.overlap_fusion=false"]
+    return load_config(GenerateConfig, resolve_config_path(name), [*ov, *extra])
+
+
+@pytest.mark.parametrize("reward", [False, True], ids=["sds", "sds+reward"])
+@pytest.mark.parametrize("name", ["dreamfusion-embedded", "magic3d-embedded", "dreamfusion-sd", "magic3d-sd"])
+def test_volume_recipes_run_three_steps(name, reward, weights, tmp_path) -> None:
+    cfg = recipe(name, weights, reward)
+    run = tmp_path / "run"
+    out = run_generation(cfg, run, show_progress=False)
+    stages = ["coarse", "fine"] if name.startswith("magic3d") else [""]
+    for stage in stages:
+        metrics = read_jsonl(run / stage / "metrics.jsonl")
+        assert [r["step"] for r in metrics] == [0, 1, 2]
+        assert all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in metrics)
+        assert all((run / stage / n).is_file() for n in OUTPUTS)
+        scored = [r["reward"] for r in metrics if r["reward"] is not None]
+        assert (len(scored) == 3 and all(np.isfinite(scored))) if reward else not scored
+    coarse = read_jsonl(run / stages[0] / "metrics.jsonl")
+    assert all("loss_orient" in r and 0.0 < r["occupied"] <= 1.0 for r in coarse)  # the volume path ran
+    assert out.run_dir == run / stages[-1]
+
+
+def test_magic3d_fine_stage_starts_from_the_coarse_surface(weights, tmp_path) -> None:
+    """An explicit DMTet on the coarse grid takes iso - density exactly: the same surface."""
+    from dreamcs.generate.geometry import build_geometry, load_volume_run
+
+    cfg = recipe("magic3d-embedded", weights, False, "stages.fine=[geometry.name=dmtet,geometry.init=stage:coarse,"
+                 "geometry.parameterization=explicit,steps=1]", "stages.coarse=[steps=2]")
+    run = tmp_path / "run"
+    run_generation(cfg, run, show_progress=False)
+    coarse = load_volume_run(run / "coarse")
+    fine = build_geometry(stage_config(cfg, "fine", run))
+    with torch.no_grad():
+        (cv, cf), (fv, ff) = coarse(), fine()
+    assert cf.shape[0] > 50 and torch.equal(cf, ff) and torch.allclose(cv, fv, atol=1e-4)
+
+
+def test_magic3d_resumes_the_unfinished_stage(weights, tmp_path) -> None:
+    cfg = recipe("magic3d-embedded", weights, False, "save_every=1")
+    run = tmp_path / "run"
+
+    def kill(stage: str, step: int, rec: dict) -> None:
+        if stage == "fine" and step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_generation(cfg, run, show_progress=False, callback=kill)
+    coarse_obj = (run / "coarse" / "final.obj").stat().st_mtime_ns
+    assert not (run / "fine" / "final.obj").exists()
+    seen: list[tuple[str, int]] = []
+    out = run_generation(cfg, run, resume=True, show_progress=False, callback=lambda s, i, r: seen.append((s, i)))
+    assert seen == [("fine", 2)]  # the coarse stage is skipped, the fine one resumes after its checkpoint at 2 steps
+    assert (run / "coarse" / "final.obj").stat().st_mtime_ns == coarse_obj
+    assert [r["step"] for r in read_jsonl(run / "fine" / "metrics.jsonl")] == [0, 1, 2] and out.final_obj.is_file()
+    with pytest.raises(FileExistsError):  # without resume, a finished run is not overwritten
+        run_generation(cfg, run, show_progress=False)
+
+
+def test_bad_stage_reference_and_geometry_are_named() -> None:
+    cfg = load_config(GenerateConfig, resolve_config_path("dreamfusion-embedded"), ["prompt=a vase"])
+    cfg.validate()
+    cfg.geometry.name = "voxels"
+    with pytest.raises(ValueError, match="geometry.name"):
+        cfg.validate()
+    cfg = load_config(GenerateConfig, resolve_config_path("magic3d-embedded"),
+                      ["prompt=a vase", "stages.coarse=[geometry.init=stage:fine]"])
+    with pytest.raises(ValueError, match="earlier stage"):
+        stage_config(cfg, "coarse", __import__("pathlib").Path("/tmp/x"))
+    with pytest.raises(ValueError, match="latent"):
+        load_config(GenerateConfig, resolve_config_path("dreamfusion-sd"),
+                    ["prompt=a vase", "render.latent_steps=2"]).validate()
+
+
+def test_fine_stage_from_an_empty_coarse_field_says_why(weights, tmp_path) -> None:
+    cfg = recipe("magic3d-embedded", weights, False, "stages.coarse=[steps=1]", "nerf.iso_threshold=50")
+    with pytest.raises(ValueError, match="no surface at nerf.iso_threshold=50"):
+        run_generation(cfg, tmp_path / "run", show_progress=False)
