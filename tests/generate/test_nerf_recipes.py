@@ -124,3 +124,22 @@ def test_fine_stage_from_an_empty_coarse_field_says_why(weights, tmp_path) -> No
     cfg = recipe("magic3d-embedded", weights, False, "stages.coarse=[steps=1]", "nerf.iso_threshold=50")
     with pytest.raises(ValueError, match="no surface at nerf.iso_threshold=50"):
         run_generation(cfg, tmp_path / "run", show_progress=False)
+
+
+def test_cli_runs_both_magic3d_stages_and_resumes(weights, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    run = tmp_path / "cli"
+    args = ["generate", "a vase", "--config", "magic3d-embedded", "--out", str(run), "-q",
+            *[a for a in TINY if not a.startswith("steps=")], f"guidance.pretrained={weights['prior']}",
+            "stages.coarse=[steps=2]", "stages.fine=[geometry.name=dmtet,geometry.init=stage:coarse,steps=2]"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert all((run / s / "final.obj").is_file() for s in ("coarse", "fine")) and (run / "config.yaml").is_file()
+    # --resume without --config reads RUN/config.yaml: both stages are finished, nothing reruns
+    before = (run / "fine" / "final.obj").stat().st_mtime_ns
+    again = CliRunner().invoke(app, ["generate", "a vase", "--out", str(run), "--resume", "-q"])
+    assert again.exit_code == 0, again.output
+    assert (run / "fine" / "final.obj").stat().st_mtime_ns == before
