@@ -66,7 +66,9 @@ def test_volume_recipes_run_three_steps(name, reward, weights, tmp_path) -> None
         assert (len(scored) == 3 and all(np.isfinite(scored))) if reward else not scored
     coarse = read_jsonl(run / stages[0] / "metrics.jsonl")
     assert all("loss_orient" in r and 0.0 < r["occupied"] <= 1.0 for r in coarse)  # the volume path ran
-    assert out.run_dir == run / stages[-1]
+    assert out.run_dir == run and out.final_obj == run / "final.obj" and out.final_obj.is_file()
+    if name.startswith("magic3d"):  # the fine stage's mesh, copied to the run folder for `evaluate`
+        assert out.final_obj.read_bytes() == (run / "fine" / "final.obj").read_bytes()
 
 
 def test_magic3d_fine_stage_starts_from_the_coarse_surface(weights, tmp_path) -> None:
