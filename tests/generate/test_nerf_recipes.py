@@ -145,3 +145,21 @@ def test_cli_runs_both_magic3d_stages_and_resumes(weights, tmp_path) -> None:
     again = CliRunner().invoke(app, ["generate", "a vase", "--out", str(run), "--resume", "-q"])
     assert again.exit_code == 0, again.output
     assert (run / "fine" / "final.obj").stat().st_mtime_ns == before
+
+
+def test_volume_run_resumes_exactly(weights, tmp_path) -> None:
+    """Field, optimizer, RNG and the occupancy grid come back from the checkpoint: the same losses."""
+    extra = ("steps=5", "save_every=2", "nerf.occupancy_update_every=2")
+    whole = run_generation(recipe("dreamfusion-embedded", weights, False, *extra), tmp_path / "a", show_progress=False)
+
+    def kill(stage: str, step: int, rec: dict) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    cfg = recipe("dreamfusion-embedded", weights, False, *extra)
+    with pytest.raises(KeyboardInterrupt):
+        run_generation(cfg, tmp_path / "b", show_progress=False, callback=kill)
+    resumed = run_generation(cfg, tmp_path / "b", resume=True, show_progress=False)
+    assert [r["step"] for r in resumed.metrics] == list(range(5))
+    for a, b in zip(whole.metrics, resumed.metrics, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["occupied"] == b["occupied"]
