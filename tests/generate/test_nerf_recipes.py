@@ -163,3 +163,18 @@ def test_volume_run_resumes_exactly(weights, tmp_path) -> None:
     assert [r["step"] for r in resumed.metrics] == list(range(5))
     for a, b in zip(whole.metrics, resumed.metrics, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["occupied"] == b["occupied"]
+
+
+@pytest.mark.parametrize("name", ["dreamfusion-embedded", "magic3d-embedded", "dreamfusion-sd", "magic3d-sd"])
+def test_shipped_stage_configs_validate(name, tmp_path) -> None:
+    """The shipped stage overrides parse and each stage validates (the runs above replace them)."""
+    cfg = load_config(GenerateConfig, resolve_config_path(name), ["prompt=a vase"])
+    cfg.validate()
+    for stage in cfg.stages:
+        c = stage_config(cfg, stage, tmp_path)
+        c.validate()
+        assert not c.stages
+    if name == "magic3d-sd":
+        fine = stage_config(cfg, "fine", tmp_path)
+        assert (fine.geometry.name, fine.geometry.init, fine.render.resolution) == ("dmtet", str(tmp_path / "coarse"), 512)
+        assert fine.steps == 5000 and fine.render.distance_range == [2.0, 2.6] and fine.guidance.max_step_percent == 0.5
