@@ -79,8 +79,10 @@ def test_occupancy_skipping_gives_the_same_image_on_a_converged_field() -> None:
         full = render_volume(field, cams, 32, shading="textureless", use_occupancy=False)
         fast = render_volume(field, cams, 32, shading="textureless", use_occupancy=True)
     assert fast["n_evaluated"] < 0.7 * full["n_evaluated"]
-    assert (fast["image"] - full["image"]).abs().max() < 0.02
-    assert (fast["alpha"] - full["alpha"]).abs().max() < 0.02
+    # skipped cells hold density x step < 0.01 (threestudio's threshold): a few per cent at most on a pixel
+    diff = (fast["image"] - full["image"]).abs()
+    assert diff.max() < 0.05 and diff.mean() < 0.003, (float(diff.max()), float(diff.mean()))
+    assert (fast["alpha"] - full["alpha"]).abs().max() < 0.05
     assert float(full["alpha"].max()) > 0.9  # the box is there and opaque
 
 

@@ -66,7 +66,9 @@ def test_volume_recipes_run_three_steps(name, reward, weights, tmp_path) -> None
         assert (len(scored) == 3 and all(np.isfinite(scored))) if reward else not scored
     coarse = read_jsonl(run / stages[0] / "metrics.jsonl")
     assert all("loss_orient" in r and 0.0 < r["occupied"] <= 1.0 for r in coarse)  # the volume path ran
-    assert out.run_dir == run / stages[-1]
+    assert out.run_dir == run and out.final_obj == run / "final.obj" and out.final_obj.is_file()
+    if name.startswith("magic3d"):  # the fine stage's mesh, copied to the run folder for `evaluate`
+        assert out.final_obj.read_bytes() == (run / "fine" / "final.obj").read_bytes()
 
 
 def test_magic3d_fine_stage_starts_from_the_coarse_surface(weights, tmp_path) -> None:
@@ -124,3 +126,55 @@ def test_fine_stage_from_an_empty_coarse_field_says_why(weights, tmp_path) -> No
     cfg = recipe("magic3d-embedded", weights, False, "stages.coarse=[steps=1]", "nerf.iso_threshold=50")
     with pytest.raises(ValueError, match="no surface at nerf.iso_threshold=50"):
         run_generation(cfg, tmp_path / "run", show_progress=False)
+
+
+def test_cli_runs_both_magic3d_stages_and_resumes(weights, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    run = tmp_path / "cli"
+    args = ["generate", "a vase", "--config", "magic3d-embedded", "--out", str(run), "-q",
+            *[a for a in TINY if not a.startswith("steps=")], f"guidance.pretrained={weights['prior']}",
+            "stages.coarse=[steps=2]", "stages.fine=[geometry.name=dmtet,geometry.init=stage:coarse,steps=2]"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert all((run / s / "final.obj").is_file() for s in ("coarse", "fine")) and (run / "config.yaml").is_file()
+    # --resume without --config reads RUN/config.yaml: both stages are finished, nothing reruns
+    before = (run / "fine" / "final.obj").stat().st_mtime_ns
+    again = CliRunner().invoke(app, ["generate", "a vase", "--out", str(run), "--resume", "-q"])
+    assert again.exit_code == 0, again.output
+    assert (run / "fine" / "final.obj").stat().st_mtime_ns == before
+
+
+def test_volume_run_resumes_exactly(weights, tmp_path) -> None:
+    """Field, optimizer, RNG and the occupancy grid come back from the checkpoint: the same losses."""
+    extra = ("steps=5", "save_every=2", "nerf.occupancy_update_every=2")
+    whole = run_generation(recipe("dreamfusion-embedded", weights, False, *extra), tmp_path / "a", show_progress=False)
+
+    def kill(stage: str, step: int, rec: dict) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    cfg = recipe("dreamfusion-embedded", weights, False, *extra)
+    with pytest.raises(KeyboardInterrupt):
+        run_generation(cfg, tmp_path / "b", show_progress=False, callback=kill)
+    resumed = run_generation(cfg, tmp_path / "b", resume=True, show_progress=False)
+    assert [r["step"] for r in resumed.metrics] == list(range(5))
+    for a, b in zip(whole.metrics, resumed.metrics, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["occupied"] == b["occupied"]
+
+
+@pytest.mark.parametrize("name", ["dreamfusion-embedded", "magic3d-embedded", "dreamfusion-sd", "magic3d-sd"])
+def test_shipped_stage_configs_validate(name, tmp_path) -> None:
+    """The shipped stage overrides parse and each stage validates (the runs above replace them)."""
+    cfg = load_config(GenerateConfig, resolve_config_path(name), ["prompt=a vase"])
+    cfg.validate()
+    for stage in cfg.stages:
+        c = stage_config(cfg, stage, tmp_path)
+        c.validate()
+        assert not c.stages
+    if name == "magic3d-sd":
+        fine = stage_config(cfg, "fine", tmp_path)
+        assert (fine.geometry.name, fine.geometry.init, fine.render.resolution) == ("dmtet", str(tmp_path / "coarse"), 512)
+        assert fine.steps == 5000 and fine.render.distance_range == [2.0, 2.6] and fine.guidance.max_step_percent == 0.5

@@ -93,7 +93,7 @@ def run_study(
     """
     from dreamcs.config import load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
-    from dreamcs.generate.pipeline import GeneratePipeline
+    from dreamcs.generate.stages import run_generation
 
     out = Path(out)
     cfg_path = resolve_config_path(config)
@@ -126,7 +126,7 @@ def run_study(
         log(f"[{k}/{len(jobs)}] {'resume' if resume else 'run'} {rel}: {job.prompt!r} seed {job.seed}{eta}")
         t0 = time.perf_counter()
         try:
-            res = GeneratePipeline(cfg, run_dir, show_progress=show_progress)(resume=resume)
+            res = run_generation(cfg, run_dir, resume=resume, show_progress=show_progress)  # stages too
         except Exception as e:  # one bad run must not end a 300-run study; recorded and retried next time
             counts["failed"] += 1
             append_jsonl(out / FAILURES, {"run": rel, "prompt": job.prompt, "seed": job.seed,

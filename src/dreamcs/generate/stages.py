@@ -8,12 +8,15 @@ config is the recipe's config with that stage's ``key=value`` overrides on top; 
       coarse: [geometry.name=nerf, steps=5000]
       fine: [geometry.name=dmtet, geometry.init=stage:coarse, steps=3000]
 
-``resume=True`` skips the stages that finished (their ``final.obj`` is written) and resumes the
-first unfinished one from its newest checkpoint. A recipe without ``stages`` is one pipeline in RUN.
+The last stage's ``final.obj``, ``final.glb`` and ``turntable.png`` are also copied into RUN/
+(where ``dreamcs evaluate`` looks). ``resume=True`` skips the stages that finished (their
+``final.obj`` is written) and resumes the first unfinished one from its newest checkpoint. A
+recipe without ``stages`` is one pipeline in RUN.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from dreamcs.config import config_to_dict, save_config
+from dreamcs.generate import pipeline as _pipeline
 from dreamcs.generate.config import GenerateConfig
-from dreamcs.generate.pipeline import GenerateOutput, GeneratePipeline
+from dreamcs.generate.pipeline import GenerateOutput
 from dreamcs.utils import read_jsonl
 
 
@@ -63,8 +67,11 @@ def run_generation(cfg: GenerateConfig, out_dir: str | Path, *, resume: bool = F
     """
     run_dir = Path(out_dir)
     if not cfg.stages:
-        cb = None if callback is None else (lambda step, rec: callback("", step, rec))
-        return GeneratePipeline(cfg, run_dir, show_progress=show_progress, **components)(resume=resume, callback=cb)
+        # looked up at call time (tests replace it); callback passed only when given
+        pipe = _pipeline.GeneratePipeline(cfg, run_dir, show_progress=show_progress, **components)
+        if callback is None:
+            return pipe(resume=resume)
+        return pipe(resume=resume, callback=lambda step, rec: callback("", step, rec))
     cfgs = {name: stage_config(cfg, name, run_dir) for name in cfg.stages}
     for c in cfgs.values():  # every stage's mistakes before the first one runs for hours
         c.validate()
@@ -78,8 +85,11 @@ def run_generation(cfg: GenerateConfig, out_dir: str | Path, *, resume: bool = F
             result = GenerateOutput(stage_dir, stage_cfg.steps, stage_dir / "final.obj", stage_dir / "final.glb",
                                     stage_dir / "turntable.png", metrics)
             continue
-        pipe = GeneratePipeline(stage_cfg, stage_dir, show_progress=show_progress, **components)
+        pipe = _pipeline.GeneratePipeline(stage_cfg, stage_dir, show_progress=show_progress, **components)
         cb = None if callback is None else (lambda step, rec, name=name: callback(name, step, rec))
         result = pipe(resume=resume and (stage_dir / "metrics.jsonl").exists(), callback=cb)
     assert result is not None
-    return result
+    for name in ("final.obj", "final.glb", "turntable.png"):
+        shutil.copyfile(result.run_dir / name, run_dir / name)
+    return GenerateOutput(run_dir, result.steps, run_dir / "final.obj", run_dir / "final.glb", run_dir / "turntable.png",
+                          result.metrics)

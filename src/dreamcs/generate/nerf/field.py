@@ -13,6 +13,7 @@ the mesh vertices flows into the density field.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,8 @@ class NeRFConfig:
     occupancy_update_every: int = 16
     """Re-evaluate the grid every k steps (and at step 0)."""
     occupancy_threshold: float = 0.01
-    """A cell is occupied when its (decayed) largest sampled density is above this."""
+    """A cell is occupied while its (decayed) sampled density x the mean sample spacing
+    (2 sqrt(3) radius / n_samples) is above this: threestudio / nerfacc's ``occ_thre`` on density x step."""
     occupancy_decay: float = 0.95
     """Each update keeps max(decay * old, new): a cell empties only after staying empty a while."""
 
@@ -105,7 +107,8 @@ class NeRFField(nn.Module):
         self._grid_size = (grid.resolution, grid.scale)
         c = self.config
         # a submodule with persistent buffers: a resumed run skips the same space as the original
-        self.occupancy = OccupancyGrid(c.occupancy_resolution, c.radius, c.occupancy_threshold, c.occupancy_decay)
+        step = 2.0 * math.sqrt(3.0) * c.radius / c.n_samples
+        self.occupancy = OccupancyGrid(c.occupancy_resolution, c.radius, c.occupancy_threshold / step, c.occupancy_decay)
         self.occupancy.to(device)
 
     @property
