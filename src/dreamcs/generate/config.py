@@ -91,7 +91,15 @@ class RewardConfig:
     alpha: Any = field(default_factory=lambda: [0, 0.0, 1.0, 1000])
     """Schedule alpha(t): [start_step, alpha_min, alpha_max, end_step]."""
     every: int = 1
-    """Score the mesh every k steps."""
+    """Score the mesh every k steps; with k > 1 the reward term is weighted k * alpha(t) on the steps
+    it runs, so that the guidance per step stays alpha(t) on average."""
+    path: str = "field"
+    """``field``: score marching tets of the field's own lattice (or of a sub-lattice, ``grid``) and
+    keep the fused patch layout while the lattice's inside/outside signs hold (no fusion on most
+    steps; ``dreamcs.generate.fast_reward``); ``surface``: fuse the rendered surface every scored step."""
+    grid: int = 0
+    """``field`` path: cubes per side of the sub-lattice the reward extracts (0 = the field's grid,
+    the rendered surface itself). A coarser one fuses faster but scores a coarser sampling."""
     n_patches: int = 256
     """P: patches of the fused mesh (faces per patch come from the reward model's config)."""
     normalize: bool = True
@@ -150,6 +158,11 @@ class GenerateConfig:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mesh_every < 0 or self.reward.every < 1:
             raise ValueError("mesh_every must be >= 0 and reward.every >= 1")
+        if self.reward.path not in ("field", "surface"):
+            raise ValueError(f"reward.path: {self.reward.path!r} is not field or surface")
+        if not 0 <= self.reward.grid <= self.geometry.grid_resolution:
+            raise ValueError(f"reward.grid must be in [0, geometry.grid_resolution = "
+                             f"{self.geometry.grid_resolution}], got {self.reward.grid}")
         if self.render.shading not in SHADINGS:
             raise ValueError(f"render.shading: {self.render.shading!r} is not one of {', '.join(SHADINGS)}")
         r = self.render

@@ -111,6 +111,7 @@ class DMTet(nn.Module):
             self.encoding = self._build_encoding().to(device)
             self.net = mlp(self.encoding.out_dim, 4, cfg.hidden_dim, cfg.n_hidden_layers).to(device)
         self._last_sdf: torch.Tensor | None = None
+        self._last_positions: torch.Tensor | None = None
         self.initialize()
         # built after the SDF's initial fit, so a geometry-only run and a coloured one start alike
         self.albedo_encoding: nn.Module | None = None
@@ -186,7 +187,10 @@ class DMTet(nn.Module):
         # Plain attribute, not a registered parameter: in explicit mode ``sdf`` *is* the Parameter,
         # and nn.Module would register it a second time under this name (a duplicate state_dict key).
         self.__dict__["_last_sdf"] = sdf
-        return self.grid.extract(sdf, self.base_vertices + deform)
+        positions = self.base_vertices + deform
+        # the deformed grid, kept for the fast reward branch's sub-lattice extraction
+        self.__dict__["_last_positions"] = positions
+        return self.grid.extract(sdf, positions)
 
     # -- initialisation ------------------------------------------------------------------------
     def initialize(self) -> None:

@@ -6,7 +6,7 @@ whose ``__call__`` runs numbered steps. One optimisation step is
     verts, faces = field()                                   # marching tets
     images = render(verts, faces, cameras)                   # shaded / normal maps
     L_sds = guidance.sds_loss(images, text(prompt, view))    # score distillation
-    r = RewardCS(fuse(mesh).vertices_from(verts), prompt)    # every k steps
+    r = RewardCS(fuse(mesh).vertices_from(verts), prompt)    # layout kept while the signs hold
     loss = L_sds - alpha(t) r + sum(lambda_x loss_x)         # then Adam
 
 Each branch runs its own backward into a detached leaf (image or vertices) so that the step's
@@ -180,7 +180,16 @@ class GeneratePipeline:
             from dreamcs.reward import RewardCS
 
             model = RewardCS.from_pretrained(resolve_reward_dir(rcfg.checkpoint), device=self.device)
-        self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize) if model else None
+        if model is None:
+            self.reward = None
+        elif rcfg.path == "field":
+            from dreamcs.generate.fast_reward import FieldRewardBranch
+
+            res = self.cfg.geometry.grid_resolution
+            self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, res,
+                                            rcfg.grid or res, rcfg.normalize)
+        else:
+            self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize)
 
     # 3. one step -----------------------------------------------------------------------------
     def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
@@ -228,8 +237,13 @@ class GeneratePipeline:
         v = verts.detach().requires_grad_(True)
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
         scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
+        on_field = scoring and cfg.reward.path == "field"
+        if on_field:
+            # the field path differentiates the grid's SDF and deformed vertices (detached leaves)
+            sdf_leaf = self.field._last_sdf.detach().requires_grad_(True)
+            pos_leaf = self.field._last_positions.detach().requires_grad_(True)
         if scoring and cfg.reward.overlap_fusion:
-            self.reward.prefetch(verts, faces)
+            self.reward.prefetch(*((sdf_leaf, pos_leaf) if on_field else (verts, faces)))
         t1 = time.perf_counter()
         times["other"] = t1 - t0
         total = 0.0
@@ -250,9 +264,9 @@ class GeneratePipeline:
             rec.update(loss_sds=float(sds["loss_sds"].detach()), grad_norm=float(sds["grad_norm"]),
                        t=float(sds["t"].float().mean()), n_nonfinite=int(sds["n_nonfinite"]),
                        resolution=int(images.shape[1]), shading=shading)
-        # reward branch: every k steps, when a reward model is loaded
+        # reward branch: every k steps (then weighted k alpha(t)), when a reward model is loaded
         t5 = time.perf_counter()
-        alpha = C(cfg.reward.alpha, step, "reward.alpha")
+        alpha = C(cfg.reward.alpha, step, "reward.alpha") * cfg.reward.every
         rec.update(alpha=alpha, reward=None, loss_reward=None)
         if scoring:
             from dreamcs.mesh import MeshError
@@ -260,7 +274,7 @@ class GeneratePipeline:
             try:
                 # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
                 with torch.set_grad_enabled(alpha != 0.0):
-                    r = self.reward(v, faces)
+                    r = self.reward(sdf_leaf, pos_leaf) if on_field else self.reward(v, faces)
             except MeshError as e:
                 # a degenerate surface that cannot be fused: skip the reward this step, keep the run
                 rec["reward_error"] = str(e)[:300]
@@ -268,6 +282,8 @@ class GeneratePipeline:
                 if alpha != 0.0:
                     (-alpha * r).backward()
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
+                if on_field:  # whether this step rebuilt the patch layout (the signs changed)
+                    rec["reward_fused"] = self.reward.last_fused
                 total += -alpha * float(r.detach())
         t6 = time.perf_counter()
         times["reward"] = t6 - t5
@@ -284,6 +300,9 @@ class GeneratePipeline:
         if reg_total.requires_grad:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
+        if on_field and sdf_leaf.grad is not None:
+            roots += [self.field._last_sdf, self.field._last_positions]
+            grads += [sdf_leaf.grad, pos_leaf.grad]
         torch.autograd.backward(roots, grads)
         self.optimizer.step()
         t7 = time.perf_counter()
