@@ -94,12 +94,16 @@ class RewardConfig:
     """Score the mesh every k steps; with k > 1 the reward term is weighted k * alpha(t) on the steps
     it runs, so that the guidance per step stays alpha(t) on average."""
     path: str = "field"
-    """``field``: score marching tets of the field's own lattice (or of a sub-lattice, ``grid``) and
-    keep the fused patch layout while the lattice's inside/outside signs hold (no fusion on most
-    steps; ``dreamcs.generate.fast_reward``); ``surface``: fuse the rendered surface every scored step."""
+    """``field``: keep the fused patch layout from step to step, carried through the vertices' grid
+    edges, and fuse again only when the surface changed enough (``dreamcs.generate.fast_reward``);
+    ``surface``: fuse the rendered surface on every scored step (the reference)."""
     grid: int = 0
-    """``field`` path: cubes per side of the sub-lattice the reward extracts (0 = the field's grid,
-    the rendered surface itself). A coarser one fuses faster but scores a coarser sampling."""
+    """``field`` path: cubes per side of a sub-lattice the reward extracts its own surface from
+    (0 = the field's grid: the rendered surface itself). Coarser fuses faster, scores a coarser sampling."""
+    max_change: float = 0.1
+    """``field`` path: fuse again when more than this share of the layout's vertices left the surface."""
+    max_age: int = 50
+    """``field`` path: fuse again at the latest this many scored steps after the last fusion."""
     n_patches: int = 256
     """P: patches of the fused mesh (faces per patch come from the reward model's config)."""
     normalize: bool = True
@@ -158,6 +162,8 @@ class GenerateConfig:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mesh_every < 0 or self.reward.every < 1:
             raise ValueError("mesh_every must be >= 0 and reward.every >= 1")
+        if not 0.0 <= self.reward.max_change <= 1.0 or self.reward.max_age < 1:
+            raise ValueError("reward.max_change must be in [0, 1] and reward.max_age >= 1")
         if self.reward.path not in ("field", "surface"):
             raise ValueError(f"reward.path: {self.reward.path!r} is not field or surface")
         if not 0 <= self.reward.grid <= self.geometry.grid_resolution:

@@ -1,25 +1,23 @@
-"""The fast reward branch: RewardCS on a coarse extraction of the same DMTet field, every step.
+"""The fast reward branch: RewardCS on the DMTet surface every step, fusing only now and then.
 
-The full branch (``pipeline.RewardBranch``) fuses the rendered surface: at grid 128 that is
-~170k faces, QEM-simplified to 16k and grouped into 256 x 64 patches, ~0.3 s per step before the
-model runs. The reward model only ever sees 16,384 faces, so this branch
+The surface path (``pipeline.RewardBranch``) fuses the rendered surface on every scored step: at
+grid 128 that is ~170k faces QEM-simplified to 16k and grouped into 256 x 64 patches, ~0.3 s
+before the model runs. This branch keeps the fused layout (its sparse map W from the surface's
+vertices to the patched ones) from step to step and carries it through the vertices' identities:
+every marching-tets vertex lies on one grid edge (a, b), and the edge is its name across steps.
 
-1. runs marching tets on a sub-lattice of the field's grid (``reward.grid`` cubes per side: the
-   grid's own SDF values and deformed vertices at every s-th lattice point, so the surface is the
-   same field's level set at a coarser sampling, ~7k faces at 32, ~16k at 48), and
-2. keeps the fused patch layout from step to step while the sub-lattice's inside/outside signs do
-   not change. The signs alone decide marching tets' topology, so the faces are then identical and
-   the layout's map W (barycentric rows on the coarse faces) still applies: the patched vertices
-   ``W @ verts`` lie exactly on the current coarse surface. Only the sampling (which edges were
-   bisected, which faces share a patch) is that of the step that last fused; it is redone as soon
-   as one sign flips.
+- Vertices whose edge is still cut map to the same-named vertex of the new surface. This part is
+  exact in kind: a W row is a barycentric combination on a face of the surface as it was fused;
+  while that face's three edges stay cut, the point stays on the moved face of the current surface.
+- Vertices whose edge is no longer cut (the surface moved across a grid vertex there) map to the
+  nearest vertex of the new surface. This part is approximate; it is bounded by ``max_change``:
+  when more than that share of the layout's vertices is gone, the layout is fused again, in a
+  worker thread while the stale one keeps scoring (``overlap``), or at once.
+- ``max_age`` steps after a fusion the layout is fused again anyway (the sampling follows the shape).
 
-What is exact and what is not: step 2 is exact in the geometry it scores (every patched vertex is
-on the current surface); step 1 is an approximation (a coarser sampling of the same level set),
-measured against the full path in ``benchmarks/bench_fast_reward.py`` and the tests (Spearman of
-rewards over varied surfaces). Reward gradients reach the field through the sub-lattice's SDF
-values and vertex offsets only: for an MLP field that is every weight; for an explicit field it is
-one grid vertex in s^3.
+Optionally the reward extracts its own surface on a sub-lattice of the field's grid
+(``FieldRewardBranch.sublattice_surface``: the field's SDF and deformed vertices at every s-th
+lattice point); that is a coarser sampling of the same level set, an approximation.
 """
 
 from __future__ import annotations
@@ -27,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
@@ -36,9 +35,9 @@ from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
 def sublattice_indices(resolution: int, coarse: int) -> Tensor:
     """Indices (M_c,) of the fine lattice's vertices that form a ``coarse``-cube sub-lattice.
 
-    The fine lattice of ``resolution`` cubes per side has vertex ``i * n^2 + j * n + k`` (n = R + 1);
-    the sub-lattice takes ``round(linspace(0, R, coarse + 1))`` on each axis, so it is the same
-    Kuhn triangulation on a coarser (monotone, hence equally oriented) set of points.
+    The lattice of ``resolution`` cubes per side has vertex ``i * n^2 + j * n + k`` (n = R + 1);
+    the sub-lattice takes ``round(linspace(0, R, coarse + 1))`` on each axis: the same Kuhn
+    triangulation on a coarser (monotone, hence equally oriented) set of points.
     """
     if coarse < 1 or coarse > resolution:
         raise ValueError(f"reward.grid must be in [1, {resolution}] for a grid of {resolution}, got {coarse}")
@@ -47,92 +46,131 @@ def sublattice_indices(resolution: int, coarse: int) -> Tensor:
     return (idx.view(-1, 1, 1) * (n * n) + idx.view(1, -1, 1) * n + idx.view(1, 1, -1)).reshape(-1)
 
 
+def edge_keys(edges: Tensor, n_grid_vertices: int) -> np.ndarray:
+    """(V, 2) grid edges -> (V,) int64 names ``a * M + b`` (unique per edge)."""
+    e = edges.detach().cpu().numpy().astype(np.int64)
+    return np.minimum(e[:, 0], e[:, 1]) * int(n_grid_vertices) + np.maximum(e[:, 0], e[:, 1])
+
+
+class _Layout:
+    """A fused PatchedMesh plus the names (V_in,) and positions (V_in, 3) of the vertices it was fused from."""
+
+    def __init__(self, patched: Any, keys: np.ndarray, verts: np.ndarray) -> None:
+        self.patched, self.keys, self.verts, self.age = patched, keys, verts, 0
+        self.W = patched.W.tocsr()
+
+    def carry(self, keys: np.ndarray, verts: np.ndarray) -> tuple[sp.csr_matrix, float]:
+        """W re-mapped onto a new surface (its vertex names ``keys`` (V,), positions (V, 3)):
+        (V_patched, V) CSR, and the share of this layout's vertices whose edge is gone."""
+        order = np.argsort(keys, kind="stable")
+        pos = np.searchsorted(keys[order], self.keys).clip(max=len(keys) - 1)
+        found = keys[order][pos] == self.keys
+        col = order[pos]
+        gone = ~found
+        if gone.any():
+            from scipy.spatial import cKDTree
+
+            col[gone] = cKDTree(verts).query(self.verts[gone])[1]
+        W = sp.csr_matrix((self.W.data, col[self.W.indices], self.W.indptr), shape=(self.W.shape[0], len(keys)))
+        return W, float(gone.mean())
+
+
 class FieldRewardBranch:
-    """(sdf (N,), deformed grid vertices (N, 3)) on a lattice -> RewardCS reward (), differentiable in both.
+    """A DMTet surface with its vertices' grid edges -> RewardCS reward (), differentiable in the vertices.
 
     Args:
         model: a RewardCS (frozen here).
         prompt: the text prompt.
         n_patches: P of the fused layout (faces per patch from the model's config).
-        resolution: the field's grid (cubes per side).
-        coarse: cubes per side of the sub-lattice the reward sees (clipped to ``resolution``).
+        max_change: re-fuse when more than this share of the layout's vertices left the surface.
+        max_age: re-fuse at the latest this many calls after the last fusion.
+        overlap: re-fuse in a worker thread (the stale layout scores meanwhile) unless the change
+            exceeds ``2 * max_change``; False: re-fuse at once.
         normalize: normalise the patched mesh into [-1, 1]^3 (differentiably) first.
     """
 
-    def __init__(self, model: Any, prompt: str, n_patches: int, resolution: int, coarse: int,
-                 normalize: bool = True) -> None:
+    def __init__(self, model: Any, prompt: str, n_patches: int, max_change: float = 0.1, max_age: int = 50,
+                 overlap: bool = False, normalize: bool = True) -> None:
         self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
         self.faces_per_patch = int(model.config.faces_per_patch)
+        self.max_change, self.max_age, self.overlap = float(max_change), int(max_age), bool(overlap)
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
-        self.coarse = min(int(coarse), int(resolution))
-        self._index = sublattice_indices(int(resolution), self.coarse)
-        self._grid: TetGrid | None = None
-        self._signs: Tensor | None = None  # the sub-lattice's inside mask the layout was fused for
-        self._layout: Any = None
+        self._layout: _Layout | None = None
         self._pool: Any = None
-        self._pending: tuple[Tensor, Any] | None = None
-        self.n_fused = self.n_calls = 0  # how often the layout was rebuilt, of how many calls
-        self.last_fused = False
+        self._pending: Any = None
+        self._sub: tuple[Tensor, TetGrid] | None = None
+        self.n_fused = self.n_calls = 0
+        self.last_fused, self.last_change = False, 0.0
 
-    def _coarse(self, sdf: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, TetGrid]:
-        """The sub-lattice's SDF (M_c,) and vertices (M_c, 3), and its TetGrid (on sdf's device)."""
-        dev = sdf.device
-        if self._index.device != dev:
-            self._index = self._index.to(dev)
-        if self._grid is None or self._grid.tets.device != dev:
-            self._grid = load_tetgrid(self.coarse, device=dev)
-        return sdf.index_select(0, self._index), positions.index_select(0, self._index), self._grid
+    # -- surfaces --------------------------------------------------------------------------------
+    def sublattice_surface(self, sdf: Tensor, positions: Tensor, resolution: int, coarse: int
+                           ) -> tuple[Tensor, Tensor, Tensor, int]:
+        """Marching tets on a ``coarse``-cube sub-lattice of the field's lattice (sdf (N,), deformed
+        vertices (N, 3)): verts (V, 3) differentiable, faces (F, 3), edges (V, 2), grid vertex count."""
+        if self._sub is None or self._sub[1].resolution != coarse or self._sub[0].device != sdf.device:
+            self._sub = (sublattice_indices(resolution, coarse).to(sdf.device), load_tetgrid(coarse, device=sdf.device))
+        index, grid = self._sub
+        verts, faces, _, edges = grid.extract(sdf.index_select(0, index), positions.index_select(0, index),
+                                              return_edges=True)
+        return verts, faces, edges, grid.num_vertices
 
-    def extract(self, sdf: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Marching tets on the sub-lattice: verts (V, 3) differentiable, faces (F, 3), inside mask (M_c,)."""
-        s, p, grid = self._coarse(sdf, positions)
-        verts, faces, _ = grid.extract(s, p)
-        return verts, faces, (s.detach() < 0)
+    # -- the layout ------------------------------------------------------------------------------
+    def _fuse(self, verts: np.ndarray, faces: np.ndarray, keys: np.ndarray) -> _Layout:
+        import trimesh
 
-    def _fuse(self, verts: Tensor, faces: Tensor) -> Any:
-        from dreamcs.generate.outputs import to_trimesh
-        from dreamcs.mesh import fuse
+        from dreamcs.mesh import MeshError, fuse
 
-        if faces.shape[0] == 0:
-            from dreamcs.mesh import MeshError
+        if len(faces) == 0:
+            raise MeshError("<reward surface>", "no faces to fuse")
+        pm = fuse(trimesh.Trimesh(verts, faces, process=False), n_patches=self.n_patches,
+                  faces_per_patch=self.faces_per_patch)
+        return _Layout(pm, keys, verts)
 
-            raise MeshError("<reward sub-lattice>", f"no surface on the {self.coarse}^3 sub-lattice")
-        return fuse(to_trimesh(verts.detach(), faces), n_patches=self.n_patches, faces_per_patch=self.faces_per_patch)
+    def _pending_layout(self) -> _Layout | None:
+        if self._pending is not None and self._pending.done():
+            fut, self._pending = self._pending, None
+            return fut.result()
+        return None
 
-    def prefetch(self, sdf: Tensor, positions: Tensor) -> None:
-        """Start re-fusing in a worker thread if the sub-lattice's signs changed (else nothing to do)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        with torch.no_grad():
-            verts, faces, signs = self.extract(sdf.detach(), positions.detach())
-        if self._signs is not None and torch.equal(signs, self._signs):
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dreamcs-fuse")
-        self._pending = (signs, self._pool.submit(self._fuse, verts.cpu(), faces.cpu()))
-
-    def __call__(self, sdf: Tensor, positions: Tensor) -> Tensor:
-        """sdf (N,), positions (N, 3) of the whole grid -> reward (), differentiable in both."""
-        verts, faces, signs = self.extract(sdf, positions)
+    def __call__(self, verts: Tensor, faces: Tensor, edges: Tensor, n_grid_vertices: int) -> Tensor:
+        """verts (V, 3) differentiable, faces (F, 3), edges (V, 2) grid edge of each vertex -> reward ()."""
+        keys = edge_keys(edges, n_grid_vertices)
+        v_np = verts.detach().cpu().numpy().astype(np.float64)
         self.n_calls += 1
-        pending, self._pending = self._pending, None
-        self.last_fused = self._signs is None or not torch.equal(signs, self._signs)
-        if self._signs is None or not torch.equal(signs, self._signs):
-            # topology changed (or first call): a new layout, from the worker when it fused these signs
-            if pending is not None and torch.equal(pending[0], signs):
-                layout = pending[1].result()
-            else:
-                layout = self._fuse(verts, faces)
-            self._layout, self._signs = layout, signs
+        self.last_fused = False
+        ready = self._pending_layout()
+        if ready is not None:  # the worker's fusion of an earlier surface, carried to this one
+            self._layout = ready
             self.n_fused += 1
-        v = self._layout.vertices_from(verts)
+            self.last_fused = True
+        W, change = (None, 1.0) if self._layout is None else self._layout.carry(keys, v_np)
+        stale = self._layout is None or change > self.max_change or self._layout.age >= self.max_age
+        if stale:
+            if self.overlap and self._layout is not None and change <= 2 * self.max_change:
+                if self._pending is None:  # fuse this surface in the background; score with the carried layout
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="dreamcs-fuse")
+                    f_np = faces.detach().cpu().numpy()
+                    self._pending = self._pool.submit(self._fuse, v_np, f_np, keys)
+            else:
+                self._layout = self._fuse(v_np, faces.detach().cpu().numpy(), keys)
+                W, change = self._layout.W, 0.0
+                self.n_fused += 1
+                self.last_fused = True
+        self._layout.age += 1
+        self.last_change = change
+        rows = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
+        idx = torch.from_numpy(np.stack([rows, W.indices]).astype(np.int64))
+        w = torch.sparse_coo_tensor(idx, torch.from_numpy(W.data).to(verts.dtype), size=W.shape, check_invariants=False)
+        v = torch.sparse.mm(w.to(verts.device), verts)  # (V_patched, 3) = W @ verts, differentiable
         if self.normalize:
             from dreamcs.generate.pipeline import normalize_vertices
 
             v = normalize_vertices(v)
-        return self.model.reward_from_vertices(v, self._layout.faces, self.prompt)
+        return self.model.reward_from_vertices(v, self._layout.patched.faces, self.prompt)
 
     def close(self) -> None:
         if self._pool is not None:

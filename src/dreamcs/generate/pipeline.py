@@ -185,9 +185,8 @@ class GeneratePipeline:
         elif rcfg.path == "field":
             from dreamcs.generate.fast_reward import FieldRewardBranch
 
-            res = self.cfg.geometry.grid_resolution
-            self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, res,
-                                            rcfg.grid or res, rcfg.normalize)
+            self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches,
+                                            rcfg.max_change, rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize)
         else:
             self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize)
 
@@ -237,13 +236,16 @@ class GeneratePipeline:
         v = verts.detach().requires_grad_(True)
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
         scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
+        res = cfg.geometry.grid_resolution
         on_field = scoring and cfg.reward.path == "field"
-        if on_field:
-            # the field path differentiates the grid's SDF and deformed vertices (detached leaves)
+        on_sublattice = on_field and 0 < cfg.reward.grid < res
+        if on_sublattice:
+            # the reward's own coarser surface: it differentiates the grid's SDF and deformed
+            # vertices (as detached leaves, pushed into the field with the rest below)
             sdf_leaf = self.field._last_sdf.detach().requires_grad_(True)
             pos_leaf = self.field._last_positions.detach().requires_grad_(True)
-        if scoring and cfg.reward.overlap_fusion:
-            self.reward.prefetch(*((sdf_leaf, pos_leaf) if on_field else (verts, faces)))
+        if scoring and cfg.reward.overlap_fusion and not on_field:
+            self.reward.prefetch(verts, faces)
         t1 = time.perf_counter()
         times["other"] = t1 - t0
         total = 0.0
@@ -274,7 +276,12 @@ class GeneratePipeline:
             try:
                 # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
                 with torch.set_grad_enabled(alpha != 0.0):
-                    r = self.reward(sdf_leaf, pos_leaf) if on_field else self.reward(v, faces)
+                    if on_sublattice:
+                        r = self.reward(*self.reward.sublattice_surface(sdf_leaf, pos_leaf, res, cfg.reward.grid))
+                    elif on_field:
+                        r = self.reward(v, faces, self.field._last_edges, self.field.grid.num_vertices)
+                    else:
+                        r = self.reward(v, faces)
             except MeshError as e:
                 # a degenerate surface that cannot be fused: skip the reward this step, keep the run
                 rec["reward_error"] = str(e)[:300]
@@ -282,8 +289,8 @@ class GeneratePipeline:
                 if alpha != 0.0:
                     (-alpha * r).backward()
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
-                if on_field:  # whether this step rebuilt the patch layout (the signs changed)
-                    rec["reward_fused"] = self.reward.last_fused
+                if on_field:  # whether this step brought a new patch layout in, and how far the old one was carried
+                    rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change)
                 total += -alpha * float(r.detach())
         t6 = time.perf_counter()
         times["reward"] = t6 - t5
@@ -300,7 +307,7 @@ class GeneratePipeline:
         if reg_total.requires_grad:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
-        if on_field and sdf_leaf.grad is not None:
+        if on_sublattice and sdf_leaf.grad is not None:
             roots += [self.field._last_sdf, self.field._last_positions]
             grads += [sdf_leaf.grad, pos_leaf.grad]
         torch.autograd.backward(roots, grads)
