@@ -17,7 +17,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-STAGES = ["bench_mesh", "bench_reward", "bench_generate", "bench_pipeline", "bench_data", "bench_evaluate", "bench_prior"]
+STAGES = ["bench_mesh", "bench_reward", "bench_generate", "bench_fast_reward", "bench_pipeline", "bench_data", "bench_evaluate", "bench_prior"]
 
 
 def main() -> None:

@@ -52,6 +52,26 @@ def edge_keys(edges: Tensor, n_grid_vertices: int) -> np.ndarray:
     return np.minimum(e[:, 0], e[:, 1]) * int(n_grid_vertices) + np.maximum(e[:, 0], e[:, 1])
 
 
+def _project(points: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 3) -> the nearest-centroid face of (verts, faces): its vertex ids (N, 3) and the
+    barycentrics (N, 3) of the point's projection onto its plane, clipped into the triangle."""
+    from scipy.spatial import cKDTree
+
+    tri = verts[faces]  # (F, 3, 3)
+    f = faces[cKDTree(tri.mean(1)).query(points)[1]]
+    a, b, c = verts[f[:, 0]], verts[f[:, 1]], verts[f[:, 2]]
+    e0, e1, d = b - a, c - a, points - a
+    d00, d01, d11 = (e0 * e0).sum(1), (e0 * e1).sum(1), (e1 * e1).sum(1)
+    d20, d21 = (d * e0).sum(1), (d * e1).sum(1)
+    den = d00 * d11 - d01 * d01
+    den = np.where(np.abs(den) > 1e-20, den, 1.0)  # a degenerate face: all weight to its first vertex
+    v, w = (d11 * d20 - d01 * d21) / den, (d00 * d21 - d01 * d20) / den
+    bary = np.clip(np.stack([1.0 - v - w, v, w], 1), 0.0, None)
+    s = bary.sum(1, keepdims=True)
+    bary = np.where(s > 0, bary / np.where(s > 0, s, 1.0), np.array([1.0, 0.0, 0.0]))
+    return f, bary
+
+
 class _Layout:
     """A fused PatchedMesh plus the names (V_in,) and positions (V_in, 3) of the vertices it was fused from."""
 
@@ -59,20 +79,30 @@ class _Layout:
         self.patched, self.keys, self.verts, self.age = patched, keys, verts, 0
         self.W = patched.W.tocsr()
 
-    def carry(self, keys: np.ndarray, verts: np.ndarray) -> tuple[sp.csr_matrix, float]:
-        """W re-mapped onto a new surface (its vertex names ``keys`` (V,), positions (V, 3)):
-        (V_patched, V) CSR, and the share of this layout's vertices whose edge is gone."""
+    def carry(self, keys: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> tuple[sp.csr_matrix, float]:
+        """W re-mapped onto a new surface (vertex names ``keys`` (V,), positions (V, 3), faces (F, 3)):
+        (V_patched, V) CSR, and the share of this layout's vertices whose edge is gone.
+
+        W' = W @ B with B (V_in, V): a kept vertex -> its namesake; a gone one -> its projection
+        onto the nearest new face (barycentric weights), so every input point is on the new surface.
+        """
         order = np.argsort(keys, kind="stable")
         pos = np.searchsorted(keys[order], self.keys).clip(max=len(keys) - 1)
         found = keys[order][pos] == self.keys
-        col = order[pos]
-        gone = ~found
-        if gone.any():
-            from scipy.spatial import cKDTree
-
-            col[gone] = cKDTree(verts).query(self.verts[gone])[1]
-        W = sp.csr_matrix((self.W.data, col[self.W.indices], self.W.indptr), shape=(self.W.shape[0], len(keys)))
-        return W, float(gone.mean())
+        n_in = len(self.keys)
+        cols = np.repeat(order[pos][:, None], 3, 1)
+        vals = np.zeros((n_in, 3))
+        vals[:, 0] = 1.0
+        gone = np.flatnonzero(~found)
+        if len(gone):
+            # candidates: the faces touching a vertex the layout has not seen (where the surface
+            # moved across the grid); all faces if there are none
+            seen = np.sort(self.keys)
+            is_new = seen[np.searchsorted(seen, keys).clip(max=n_in - 1)] != keys
+            near = faces[is_new[faces].any(1)]
+            cols[gone], vals[gone] = _project(self.verts[gone], verts, near if len(near) else faces)
+        B = sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, 3 * n_in + 1, 3)), shape=(n_in, len(keys)))
+        return (self.W @ B).tocsr(), len(gone) / max(n_in, 1)
 
 
 class FieldRewardBranch:
@@ -145,7 +175,9 @@ class FieldRewardBranch:
             self._layout = ready
             self.n_fused += 1
             self.last_fused = True
-        W, change = (None, 1.0) if self._layout is None else self._layout.carry(keys, v_np)
+        f_np = faces.detach().cpu().numpy()
+        W, change = (None, 1.0) if self._layout is None else self._layout.carry(keys, v_np, f_np)
+        self.last_change = change  # before any re-fusion: how far the layout had to be carried
         stale = self._layout is None or change > self.max_change or self._layout.age >= self.max_age
         if stale:
             if self.overlap and self._layout is not None and change <= 2 * self.max_change:
@@ -153,15 +185,13 @@ class FieldRewardBranch:
                     from concurrent.futures import ThreadPoolExecutor
 
                     self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="dreamcs-fuse")
-                    f_np = faces.detach().cpu().numpy()
                     self._pending = self._pool.submit(self._fuse, v_np, f_np, keys)
             else:
-                self._layout = self._fuse(v_np, faces.detach().cpu().numpy(), keys)
+                self._layout = self._fuse(v_np, f_np, keys)
                 W, change = self._layout.W, 0.0
                 self.n_fused += 1
                 self.last_fused = True
         self._layout.age += 1
-        self.last_change = change
         rows = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
         idx = torch.from_numpy(np.stack([rows, W.indices]).astype(np.int64))
         w = torch.sparse_coo_tensor(idx, torch.from_numpy(W.data).to(verts.dtype), size=W.shape, check_invariants=False)
