@@ -100,7 +100,7 @@ class RewardConfig:
     grid: int = 0
     """``field`` path: cubes per side of a sub-lattice the reward extracts its own surface from
     (0 = the field's grid: the rendered surface itself). Coarser fuses faster, scores a coarser sampling."""
-    max_change: float = 0.1
+    max_change: float = 0.3
     """``field`` path: fuse again when more than this share of the layout's vertices left the surface."""
     max_age: int = 50
     """``field`` path: fuse again at the latest this many scored steps after the last fusion."""

@@ -119,7 +119,7 @@ class FieldRewardBranch:
         normalize: normalise the patched mesh into [-1, 1]^3 (differentiably) first.
     """
 
-    def __init__(self, model: Any, prompt: str, n_patches: int, max_change: float = 0.1, max_age: int = 50,
+    def __init__(self, model: Any, prompt: str, n_patches: int, max_change: float = 0.3, max_age: int = 50,
                  overlap: bool = False, normalize: bool = True) -> None:
         self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
         self.faces_per_patch = int(model.config.faces_per_patch)
