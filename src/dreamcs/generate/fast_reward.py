@@ -78,6 +78,7 @@ class _Layout:
     def __init__(self, patched: Any, keys: np.ndarray, verts: np.ndarray) -> None:
         self.patched, self.keys, self.verts, self.age = patched, keys, verts, 0
         self.W = patched.W.tocsr()
+        self.sorted_keys = np.sort(keys)
 
     def carry(self, keys: np.ndarray, verts: np.ndarray, faces: np.ndarray) -> tuple[sp.csr_matrix, float]:
         """W re-mapped onto a new surface (vertex names ``keys`` (V,), positions (V, 3), faces (F, 3)):
@@ -87,8 +88,9 @@ class _Layout:
         onto the nearest new face (barycentric weights), so every input point is on the new surface.
         """
         order = np.argsort(keys, kind="stable")
-        pos = np.searchsorted(keys[order], self.keys).clip(max=len(keys) - 1)
-        found = keys[order][pos] == self.keys
+        ordered = keys[order]
+        pos = np.searchsorted(ordered, self.keys).clip(max=len(keys) - 1)
+        found = ordered[pos] == self.keys
         n_in = len(self.keys)
         cols = np.repeat(order[pos][:, None], 3, 1)
         vals = np.zeros((n_in, 3))
@@ -97,7 +99,7 @@ class _Layout:
         if len(gone):
             # candidates: the faces touching a vertex the layout has not seen (where the surface
             # moved across the grid); all faces if there are none
-            seen = np.sort(self.keys)
+            seen = self.sorted_keys
             is_new = seen[np.searchsorted(seen, keys).clip(max=n_in - 1)] != keys
             near = faces[is_new[faces].any(1)]
             cols[gone], vals[gone] = _project(self.verts[gone], verts, near if len(near) else faces)
