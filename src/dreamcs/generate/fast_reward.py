@@ -116,8 +116,8 @@ class FieldRewardBranch:
         n_patches: P of the fused layout (faces per patch from the model's config).
         max_change: re-fuse when more than this share of the layout's vertices left the surface.
         max_age: re-fuse at the latest this many calls after the last fusion.
-        overlap: re-fuse in a worker thread (the stale layout scores meanwhile) unless the change
-            exceeds ``2 * max_change``; False: re-fuse at once.
+        overlap: re-fuse in a worker thread while the carried layout scores this step, joined on
+            the next call, unless the change exceeds ``2 * max_change``; False: re-fuse at once.
         normalize: normalise the patched mesh into [-1, 1]^3 (differentiably) first.
     """
 
@@ -161,7 +161,9 @@ class FieldRewardBranch:
         return _Layout(pm, keys, verts)
 
     def _pending_layout(self) -> _Layout | None:
-        if self._pending is not None and self._pending.done():
+        """The worker's fusion started on the previous call (waited for: the step it joins must not
+        depend on timing, so that a run stays reproducible), or None."""
+        if self._pending is not None:
             fut, self._pending = self._pending, None
             return fut.result()
         return None
