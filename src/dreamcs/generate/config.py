@@ -109,8 +109,9 @@ class RewardConfig:
     normalize: bool = True
     """Normalise the mesh into [-1, 1]^3 (differentiably) before scoring, as the training meshes were."""
     overlap_fusion: bool = False
-    """Fuse the mesh in a worker thread while render and guidance run (same result). Pays off when a
-    core is free (a GPU run); on a busy CPU the thread competes with torch and can slow the step."""
+    """Fuse in a worker thread. ``surface`` path: while render and guidance run (same result);
+    ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
+    Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
 
 
 @dataclass
