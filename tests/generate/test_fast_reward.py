@@ -260,3 +260,24 @@ def test_guided_run_moves_the_reward_alike_on_both_paths(volume_model, tmp_path)
     # gradients are nearly orthogonal, cosine 0.003; the reward's gradient follows the sampling)
     assert effect["surface"] > 0, effect  # the probe itself is sound (a small enough step)
     assert effect["field"] > -effect["surface"], effect
+
+
+def test_resume_with_the_field_reward_equals_an_uninterrupted_run(tiny_reward_dir, tmp_path):  # noqa: F811
+    """The carried layout is history; the pipeline fuses afresh on checkpoint steps, so a run killed
+    after a checkpoint and resumed scores exactly as one that ran through."""
+    from dreamcs.utils import read_jsonl
+
+    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "steps=9", "save_every=4", "reward.max_change=1.0")
+    ref = GeneratePipeline(cfg, tmp_path / "ref", show_progress=False)()
+    assert any(r["reward_fused"] is False for r in ref.metrics)  # the layout was carried somewhere
+
+    def kill(step, rec):
+        if step == 6:  # the checkpoint after step 3 (4 done) survives; steps 4-6 are lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(callback=kill)
+    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 7
+    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(resume=True)
+    for a, b in zip(ref.metrics, out.metrics, strict=True):
+        assert a["reward"] == b["reward"] and a["loss"] == b["loss"], a["step"]

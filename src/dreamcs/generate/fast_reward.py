@@ -206,6 +206,14 @@ class FieldRewardBranch:
             v = normalize_vertices(v)
         return self.model.reward_from_vertices(v, self._layout.patched.faces, self.prompt)
 
+    def reset(self) -> None:
+        """Forget the layout (and any fusion in flight): the next call fuses afresh. The pipeline
+        calls it on checkpoint steps, so that a resumed run scores exactly as an uninterrupted one."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._layout = None
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
