@@ -276,13 +276,11 @@ class GeneratePipeline:
             try:
                 # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
                 with torch.set_grad_enabled(alpha != 0.0):
+                    if on_field and step % cfg.save_every == 0:  # a resume starts here without a layout
+                        self.reward.reset()
                     if on_sublattice:
-                        if step % cfg.save_every == 0:
-                            self.reward.reset()
                         r = self.reward(*self.reward.sublattice_surface(sdf_leaf, pos_leaf, res, cfg.reward.grid))
                     elif on_field:
-                        if step % cfg.save_every == 0:  # a resume starts here without a layout
-                            self.reward.reset()
                         r = self.reward(v, faces, self.field._last_edges, self.field.grid.num_vertices)
                     else:
                         r = self.reward(v, faces)
