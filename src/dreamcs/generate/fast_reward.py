@@ -170,6 +170,10 @@ class FieldRewardBranch:
 
     def __call__(self, verts: Tensor, faces: Tensor, edges: Tensor, n_grid_vertices: int) -> Tensor:
         """verts (V, 3) differentiable, faces (F, 3), edges (V, 2) grid edge of each vertex -> reward ()."""
+        if faces.shape[0] == 0:  # e.g. a thin shape that a coarse sub-lattice misses
+            from dreamcs.mesh import MeshError
+
+            raise MeshError("<reward surface>", "no faces to score")
         keys = edge_keys(edges, n_grid_vertices)
         v_np = verts.detach().cpu().numpy().astype(np.float64)
         self.n_calls += 1
