@@ -2,8 +2,11 @@
 
     1. mesh core: the sample meshes fused to the 256x64 patch layout (a table);
     2. data: the embedded 3D-MeshPref dataset, built or reused;
-    3. reward: RewardCS (small preset) trained on it, or reused, then evaluated on the test split;
-    4. generation: DMTet guided by RewardCS, with and without the reward, when a prior is available;
+    3. reward: RewardCS (small preset) trained on it, or reused, then evaluated on the test split (to
+       show training; a few hundred items cannot make a reward that generalises);
+    4. generation: DMTet with and without 3D reward guidance, when a prior is available; the guide is
+       the RewardCS shipped with dreamcs (trained on the `offline` preset) when it is installed,
+       else the one trained in step 3;
     5. report: ``OUT/report.html`` with the tables and curves.
 
 Every step reuses what an earlier run left in ``OUT`` (a killed demo resumes where it stopped).
@@ -40,6 +43,9 @@ class QuickstartConfig:
     """RewardCS preset trained by the demo (small, base, tiny)."""
     reward_steps: int = 200
     reward_batch_size: int = 8
+    guide: str = "shipped"
+    """The reward that guides generation: ``shipped`` (the package's RewardCS, falling back to the one
+    trained in step 3 when none is installed), ``trained`` (step 3's) or a RewardCS folder."""
     generate: bool = True
     """Run the generation step (skipped with a message when no prior is available)."""
     generate_config: str = "dmtet-embedded"
@@ -123,6 +129,23 @@ def _reward(cfg: QuickstartConfig, data: Path, out: Path, console: Console) -> t
     return run, metrics
 
 
+def _guide(cfg: QuickstartConfig, reward_run: Path, console: Console) -> str:
+    """The reward folder that guides generation (see ``QuickstartConfig.guide``)."""
+    from dreamcs.reward.model import EMBEDDED, resolve_model_dir
+
+    if cfg.guide == "trained":
+        return str(reward_run)
+    if cfg.guide != "shipped":
+        return cfg.guide
+    try:
+        path = resolve_model_dir(EMBEDDED)
+    except FileNotFoundError:
+        console.print(f"4. generate: no shipped RewardCS installed; guiding with the demo's own ({reward_run})")
+        return str(reward_run)
+    console.print(f"4. generate: guiding with the shipped RewardCS ({path})")
+    return str(path)
+
+
 def _check_prior(cfg: QuickstartConfig) -> None:
     """FileNotFoundError when the generation config wants the embedded prior and none is there (a
     per-run failure inside the study would hide it; a random prior would make meaningless shapes)."""
@@ -146,7 +169,8 @@ def _generate(cfg: QuickstartConfig, reward_run: Path, out: Path, console: Conso
     from dreamcs.evaluate.study import read_manifest, run_study
 
     _check_prior(cfg)
-    studies = {"baseline": (out / "generate" / "baseline", None), "+RewardCS": (out / "generate" / "reward", str(reward_run))}
+    guide = _guide(cfg, reward_run, console)
+    studies = {"baseline": (out / "generate" / "baseline", None), "+RewardCS": (out / "generate" / "reward", guide)}
     overrides = [f"steps={cfg.generate_steps}", *cfg.generate_overrides]
     runs = []
     for variant, (study, reward) in studies.items():
@@ -163,7 +187,7 @@ def _generate(cfg: QuickstartConfig, reward_run: Path, out: Path, console: Conso
     gt = {q: known[q] for q in cfg.prompts} if all(q in known for q in cfg.prompts) else None
     console.print("4. generate: measuring both variants (Chamfer to ground truth, Janus, floaters, holes, reward)")
     res = janus_benchmark(cfg.prompts, [s for s, _ in studies.values()], out / "generate" / "eval", gt=gt,
-                          reward=str(reward_run), log=lambda _: None)
+                          reward=guide, log=lambda _: None)
     _print_rows(console, "4. generation: mean +/- std over prompts and seeds", [
         {"variant": v, **{m: f"{s['mean']:.3f} +/- {s['std']:.3f}" for m, s in metrics.items()}}
         for v, metrics in res["table"].items()])

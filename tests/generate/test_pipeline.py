@@ -237,7 +237,7 @@ def test_step_gradient_is_minus_alpha_grad_r(tiny_reward_dir, tmp_path):
     when SDS and the regularisers are weighted 0 (the sign and the plumbing of reward guidance)."""
     cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "reward.alpha=0.7", "loss.lambda_sds=0",
                       "loss.lambda_normal_consistency=0", "loss.lambda_sdf=0", "geometry.grid_resolution=8",
-                      "render.batch_size=1", "reward.n_patches=8")
+                      "render.batch_size=1", "reward.n_patches=8", "reward.path=surface")
     pipe = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)
     pipe.prepare_field()
     pipe.prepare_guidance()

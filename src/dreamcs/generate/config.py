@@ -93,14 +93,27 @@ class RewardConfig:
     alpha: Any = field(default_factory=lambda: [0, 0.0, 1.0, 1000])
     """Schedule alpha(t): [start_step, alpha_min, alpha_max, end_step]."""
     every: int = 1
-    """Score the mesh every k steps."""
+    """Score the mesh every k steps; with k > 1 the reward term is weighted k * alpha(t) on the steps
+    it runs, so that the guidance per step stays alpha(t) on average."""
+    path: str = "field"
+    """``field``: keep the fused patch layout from step to step, carried through the vertices' grid
+    edges, and fuse again only when the surface changed enough (``dreamcs.generate.fast_reward``);
+    ``surface``: fuse the rendered surface on every scored step (the reference)."""
+    grid: int = 0
+    """``field`` path: cubes per side of a sub-lattice the reward extracts its own surface from
+    (0 = the field's grid: the rendered surface itself). Coarser fuses faster, scores a coarser sampling."""
+    max_change: float = 0.3
+    """``field`` path: fuse again when more than this share of the layout's vertices left the surface."""
+    max_age: int = 50
+    """``field`` path: fuse again at the latest this many scored steps after the last fusion."""
     n_patches: int = 256
     """P: patches of the fused mesh (faces per patch come from the reward model's config)."""
     normalize: bool = True
     """Normalise the mesh into [-1, 1]^3 (differentiably) before scoring, as the training meshes were."""
     overlap_fusion: bool = False
-    """Fuse the mesh in a worker thread while render and guidance run (same result). Pays off when a
-    core is free (a GPU run); on a busy CPU the thread competes with torch and can slow the step."""
+    """Fuse in a worker thread. ``surface`` path: while render and guidance run (same result);
+    ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
+    Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
 
 
 @dataclass
@@ -164,6 +177,13 @@ class GenerateConfig:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mesh_every < 0 or self.reward.every < 1:
             raise ValueError("mesh_every must be >= 0 and reward.every >= 1")
+        if not 0.0 <= self.reward.max_change <= 1.0 or self.reward.max_age < 1:
+            raise ValueError("reward.max_change must be in [0, 1] and reward.max_age >= 1")
+        if self.reward.path not in ("field", "surface"):
+            raise ValueError(f"reward.path: {self.reward.path!r} is not field or surface")
+        if not 0 <= self.reward.grid <= self.geometry.grid_resolution:
+            raise ValueError(f"reward.grid must be in [0, geometry.grid_resolution = "
+                             f"{self.geometry.grid_resolution}], got {self.reward.grid}")
         if self.render.shading not in SHADINGS:
             raise ValueError(f"render.shading: {self.render.shading!r} is not one of {', '.join(SHADINGS)}")
         r = self.render

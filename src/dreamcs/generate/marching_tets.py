@@ -270,7 +270,8 @@ def marching_tetrahedra(
     tet_edges: torch.Tensor | None = None,
     *,
     grid: Any | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return_edges: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Extract the zero level set of ``sdf`` on a tet mesh.
 
     Args:
@@ -280,9 +281,11 @@ def marching_tetrahedra(
         edges: optional (E, 2) unique edges of ``tets``; with ``tet_edges`` (T, 6) (index into
             ``edges`` for the local pairs (0,1),(0,2),(0,3),(1,2),(1,3),(2,3)) skips all sorting.
         grid: optional TetGrid these tets come from; enables the lattice path (fastest).
+        return_edges: also return the grid edge (a, b) (V, 2) each vertex lies on (its identity
+            from step to step: the fast reward branch carries its layout through it).
 
     Returns:
-        verts (V, 3), faces (F, 3) long (CCW seen from outside), tet_index (F,) long.
+        verts (V, 3), faces (F, 3) long (CCW seen from outside), tet_index (F,) long[, edges (V, 2)].
     """
     if vertices.ndim != 2 or vertices.shape[1] != 3:
         raise ValueError(f"vertices must be (N, 3), got {tuple(vertices.shape)}")
@@ -297,4 +300,6 @@ def marching_tetrahedra(
             raise ValueError(f"tets must be (T, 4), got {tuple(tets.shape)}")
         a, b, faces, tet_index = _generic_topology(vertices.detach(), tets, sdf.detach(), edges, tet_edges)
     verts = _interpolate(vertices, sdf, a, b)
+    if return_edges:
+        return verts, faces, tet_index, torch.stack([a, b], 1)
     return verts, faces, tet_index

@@ -6,7 +6,7 @@ whose ``__call__`` runs numbered steps. One optimisation step is
     verts, faces = field()                                   # marching tets
     images = render(verts, faces, cameras)                   # shaded / normal maps
     L_sds = guidance.sds_loss(images, text(prompt, view))    # score distillation
-    r = RewardCS(fuse(mesh).vertices_from(verts), prompt)    # every k steps
+    r = RewardCS(fuse(mesh).vertices_from(verts), prompt)    # layout kept while the signs hold
     loss = L_sds - alpha(t) r + sum(lambda_x loss_x)         # then Adam
 
 Each branch runs its own backward into a detached leaf (image or vertices) so that the step's
@@ -184,7 +184,15 @@ class GeneratePipeline:
             from dreamcs.reward import RewardCS
 
             model = RewardCS.from_pretrained(resolve_reward_dir(rcfg.checkpoint), device=self.device)
-        self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize) if model else None
+        if model is None:
+            self.reward = None
+        elif rcfg.path == "field" and self.cfg.geometry.name == "dmtet":
+            from dreamcs.generate.fast_reward import FieldRewardBranch
+
+            self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches,
+                                            rcfg.max_change, rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize)
+        else:  # the surface path; a volume geometry's mesh has no grid edges to carry a layout through
+            self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize)
         from dreamcs.generate.reward2d.branch import build_reward_2d
 
         self.reward_2d = build_reward_2d(self.cfg.reward_2d, self.cfg.prompt, self.device)
@@ -241,7 +249,15 @@ class GeneratePipeline:
         v = verts.detach().requires_grad_(True)
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
         scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
-        if scoring and cfg.reward.overlap_fusion:
+        res = cfg.geometry.grid_resolution
+        on_field = scoring and cfg.reward.path == "field"
+        on_sublattice = on_field and 0 < cfg.reward.grid < res
+        if on_sublattice:
+            # the reward's own coarser surface: it differentiates the grid's SDF and deformed
+            # vertices (as detached leaves, pushed into the field with the rest below)
+            sdf_leaf = self.field._last_sdf.detach().requires_grad_(True)
+            pos_leaf = self.field._last_positions.detach().requires_grad_(True)
+        if scoring and cfg.reward.overlap_fusion and not on_field:
             self.reward.prefetch(verts, faces)
         t1 = time.perf_counter()
         times["other"] = t1 - t0
@@ -265,9 +281,9 @@ class GeneratePipeline:
             rec.update(loss_sds=float(sds["loss_sds"].detach()), grad_norm=float(sds["grad_norm"]),
                        t=float(sds["t"].float().mean()), n_nonfinite=int(sds["n_nonfinite"]),
                        resolution=int(images.shape[1]), shading=shading)
-        # reward branch: every k steps, when a reward model is loaded
+        # reward branch: every k steps (then weighted k alpha(t)), when a reward model is loaded
         t5 = time.perf_counter()
-        alpha = C(cfg.reward.alpha, step, "reward.alpha")
+        alpha = C(cfg.reward.alpha, step, "reward.alpha") * cfg.reward.every
         rec.update(alpha=alpha, reward=None, loss_reward=None)
         if scoring:
             from dreamcs.mesh import MeshError
@@ -275,7 +291,14 @@ class GeneratePipeline:
             try:
                 # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
                 with torch.set_grad_enabled(alpha != 0.0):
-                    r = self.reward(v, faces)
+                    if on_field and step % cfg.save_every == 0:  # a resume starts here without a layout
+                        self.reward.reset()
+                    if on_sublattice:
+                        r = self.reward(*self.reward.sublattice_surface(sdf_leaf, pos_leaf, res, cfg.reward.grid))
+                    elif on_field:
+                        r = self.reward(v, faces, self.field._last_edges, self.field.grid.num_vertices)
+                    else:
+                        r = self.reward(v, faces)
             except MeshError as e:
                 # a degenerate surface that cannot be fused: skip the reward this step, keep the run
                 rec["reward_error"] = str(e)[:300]
@@ -283,6 +306,8 @@ class GeneratePipeline:
                 if alpha != 0.0:
                     (-alpha * r).backward()
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
+                if on_field:  # whether this step brought a new patch layout in, and how far the old one was carried
+                    rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change)
                 total += -alpha * float(r.detach())
         t6 = time.perf_counter()
         times["reward"] = t6 - t5
@@ -299,6 +324,9 @@ class GeneratePipeline:
         if reg_total.requires_grad:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
+        if on_sublattice and sdf_leaf.grad is not None:
+            roots += [self.field._last_sdf, self.field._last_positions]
+            grads += [sdf_leaf.grad, pos_leaf.grad]
         torch.autograd.backward(roots, grads)
         self.optimizer.step()
         t7 = time.perf_counter()

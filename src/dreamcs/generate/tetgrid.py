@@ -173,13 +173,14 @@ class TetGrid:
         )
 
     def extract(
-        self, sdf: torch.Tensor, vertices: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, sdf: torch.Tensor, vertices: torch.Tensor | None = None, return_edges: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         """Marching tets on this grid: ``sdf (M,)``, optional deformed ``vertices (M, 3)``."""
         from dreamcs.generate.marching_tets import marching_tetrahedra
 
         verts = self.vertices if vertices is None else vertices
-        return marching_tetrahedra(verts, self.tets, sdf, self.edges, self.tet_edges, grid=self)
+        return marching_tetrahedra(verts, self.tets, sdf, self.edges, self.tet_edges, grid=self,
+                                   return_edges=return_edges)
 
 
 def load_tetgrid(
