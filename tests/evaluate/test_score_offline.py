@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import trimesh
 
 from dreamcs.evaluate.janus import janus_benchmark
@@ -53,3 +54,31 @@ def test_janus_benchmark_without_ground_truth(tmp_path):
     assert "chamfer" not in res["table"]["baseline"]  # no ground truth given
     assert "| +RewardCS |" in (tmp_path / "j" / "janus.md").read_text()
     assert list(json.loads((tmp_path / "j" / "janus.json").read_text())["per_prompt"]) == ["a head"]
+
+
+def test_image_reward_column_from_a_2d_reward_folder(tmp_path):
+    """IR: a (tiny, random) ImageReward-shaped model scores each asset's turntable views; the value
+    equals the model's mean over those views, and the table gets the IR column."""
+    import torch
+
+    from dreamcs.evaluate.score import AssetScorer
+    from dreamcs.generate.reward2d.blip_reward import load_blip_reward, preprocess
+    from dreamcs.generate.reward2d.tiny import save_tiny_blip_reward
+
+    folder = save_tiny_blip_reward(tmp_path / "ir")
+    a = _study(tmp_path / "a", "baseline", [("a ball", trimesh.creation.icosphere(subdivisions=2))])
+    cfg = ScoreConfig(views=2, resolution=32, points=256, image_reward=str(folder))
+    res = score_studies([a], tmp_path / "eval", cfg, log=lambda s: None)
+    ir = res["assets"][0]["image_reward"]
+    assert np.isfinite(ir) and res["table"]["baseline"]["image_reward"]["n"] == 1
+    # the same number by hand from the rendered views
+    scorer = AssetScorer(cfg)
+    from dreamcs.mesh import load_mesh, normalize
+
+    views = scorer.views(normalize(load_mesh(a / "runs" / "r0-s0" / "final.obj")))
+    model, tok = load_blip_reward(folder)
+    b = tok(["a ball"] * len(views), padding="max_length", truncation=True, max_length=model.config.max_length, return_tensors="pt")
+    with torch.no_grad():
+        want = float(model(preprocess(torch.from_numpy(views).float() / 255.0, model.config.image_size), b.input_ids, b.attention_mask).mean())
+    assert ir == pytest.approx(want, rel=1e-5)
+    assert "IR" in (tmp_path / "eval" / "table.md").read_text()

@@ -70,9 +70,10 @@ def score(
     out: Path | None = typer.Option(None, "--out", "-o", help="Where the tables go (default: first STUDY/eval)."),
     clip: str | None = typer.Option(None, "--clip", help="CLIP folder or hub id for CP."),
     ga_reward: str | None = typer.Option(None, "--ga-reward", help="RewardCS evaluator for GA (not the guiding one)."),
+    image_reward: str | None = typer.Option(None, "--image-reward", help="ImageReward / Reward3D folder (dreamcs.generate.reward2d) for IR."),
     judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint for the VLM judge."),
     judge_model: str = typer.Option("gpt-4o", "--judge-model"),
-    views: int = typer.Option(8, "--views", help="Turntable views for CP and the judge."),
+    views: int = typer.Option(8, "--views", help="Turntable views for CP, IR and the judge."),
     resolution: int = typer.Option(224, "--resolution"),
     n_patches: int = typer.Option(256, "--n-patches", help="Patches of the fused mesh for GA."),
     device: str = typer.Option("cpu", "--device"),
@@ -80,7 +81,7 @@ def score(
     """Per-asset metrics and a variant x metric table (Markdown, CSV, JSON) plus a contact sheet."""
     from dreamcs.evaluate.score import ScoreConfig, score_studies
 
-    cfg = ScoreConfig(clip=clip, ga_reward=ga_reward, judge_url=judge_url, judge_model=judge_model, views=views,
+    cfg = ScoreConfig(clip=clip, ga_reward=ga_reward, image_reward=image_reward, judge_url=judge_url, judge_model=judge_model, views=views,
                       resolution=resolution, n_patches=n_patches, device=device)
     try:
         res = score_studies(studies, out or studies[0] / "eval", cfg, log=typer.echo)

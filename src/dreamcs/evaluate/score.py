@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from dreamcs.evaluate.study import read_manifest
 from dreamcs.evaluate.tables import aggregate, contact_sheet, group_labels, recipe_of, write_tables
@@ -43,6 +44,9 @@ class ScoreConfig:
     """CLIP model folder or hub id for CP; None skips CP."""
     ga_reward: str | None = None
     """RewardCS evaluator (model folder or reward run) for GA; None skips GA."""
+    image_reward: str | None = None
+    """A 2D reward folder (ImageReward, or a DreamReward Reward3D head; ``dreamcs.generate.reward2d``,
+    converted from the public checkpoints) scored on the turntable views for the IR column; None skips it."""
     judge_url: str | None = None
     """OpenAI-compatible endpoint of the VLM judge; None skips the judge."""
     judge_model: str = "gpt-4o"
@@ -69,7 +73,7 @@ class AssetScorer:
 
     def __init__(self, cfg: ScoreConfig) -> None:
         self.cfg = cfg
-        self.clip = self.ga = self.judge = None
+        self.clip = self.ga = self.judge = self.image_reward = None
         if cfg.clip:
             from dreamcs.evaluate.clip_score import ClipScorer
 
@@ -79,6 +83,10 @@ class AssetScorer:
             from dreamcs.reward import RewardCS
 
             self.ga = RewardCS.from_pretrained(resolve_reward_dir(cfg.ga_reward), device=cfg.device)
+        if cfg.image_reward:
+            from dreamcs.generate.reward2d.blip_reward import load_blip_reward
+
+            self.image_reward = load_blip_reward(cfg.image_reward, device=cfg.device)
         if cfg.judge_url:
             from dreamcs.evaluate.judge import JudgeConfig, VLMJudge
 
@@ -97,6 +105,18 @@ class AssetScorer:
         pm = fuse(mesh, n_patches=self.cfg.n_patches, faces_per_patch=int(model.config.faces_per_patch))
         return float(model.score(pm, prompt))
 
+    @torch.no_grad()
+    def image_reward_of(self, views: np.ndarray, prompt: str) -> float:
+        """Mean 2D reward of the prompt over the views (N, H, W, 3) uint8."""
+        from dreamcs.generate.reward2d.blip_reward import preprocess
+
+        model, tok = self.image_reward
+        dev = next(model.parameters()).device
+        x = preprocess(torch.from_numpy(np.ascontiguousarray(views)).to(dev, torch.float32) / 255.0, model.config.image_size)
+        b = tok([prompt] * len(views), padding="max_length", truncation=True, max_length=model.config.max_length,
+                return_tensors="pt")
+        return float(model(x, b.input_ids.to(dev), b.attention_mask.to(dev)).mean())
+
     def score(self, run_dir: Path, prompt: str) -> tuple[dict[str, Any], np.ndarray | None]:
         """Metrics of ``run_dir/final.obj`` for ``prompt``, and the views rendered (or None)."""
         from dreamcs.evaluate.geometry import geometry_metrics
@@ -109,10 +129,12 @@ class AssetScorer:
             return {"error": str(e)}, None
         rec.update(geometry_metrics(mesh, n=self.cfg.points))
         views = None
-        if self.clip is not None or self.judge is not None:
+        if self.clip is not None or self.judge is not None or self.image_reward is not None:
             views = self.views(mesh)
         if self.clip is not None:
             rec["clip_score"] = self.clip.score(views, prompt)
+        if self.image_reward is not None:
+            rec["image_reward"] = self.image_reward_of(views, prompt)
         if self.ga is not None:
             try:
                 rec["ga"] = self.reward(self.ga, mesh, prompt)

@@ -21,6 +21,7 @@ from dreamcs.utils import atomic_write_bytes, atomic_write_text
 #: metric key -> (column title, higher is better); the order of the table's columns.
 METRICS: dict[str, tuple[str, bool]] = {
     "clip_score": ("CP", True),
+    "image_reward": ("IR", True),
     "ga": ("GA", True),
     "chamfer": ("Chamfer", False),
     "normal_consistency": ("NC", True),
