@@ -2,7 +2,7 @@
 
     1. mesh core: the sample meshes fused to the 256x64 patch layout (a table);
     2. data: the embedded 3D-MeshPref dataset, built or reused;
-    3. reward: RewardCS (small preset) trained on it, or reused, then evaluated on the test split (to
+    3. reward: RewardCS (cpu preset) trained on it, or reused, then evaluated on the test split (to
        show training; a few hundred items cannot make a reward that generalises);
     4. generation: DMTet with and without 3D reward guidance, when a prior is available; the guide is
        the RewardCS shipped with dreamcs (trained on the `offline` preset) when it is installed,
@@ -39,8 +39,9 @@ class QuickstartConfig:
     """Dataset sources (``dreamcs data build --source`` specs); the embedded set by default."""
     workers: int = 2
     """Processes for the dataset build."""
-    reward_preset: str = "small"
-    """RewardCS preset trained by the demo (small, base, tiny)."""
+    reward_preset: str = "cpu"
+    """RewardCS preset trained by the demo (cpu, small, base, tiny); the demo's training shows the
+    stage, the shipped model guides generation."""
     reward_steps: int = 200
     reward_batch_size: int = 8
     guide: str = "shipped"
