@@ -11,6 +11,7 @@ from dreamcs.generate.guidance import (
     save_prior,
 )
 from dreamcs.generate.guidance.pixel import tiny_unet
+from dreamcs.generate.guidance.tiny_sd import save_tiny_stable_diffusion
 
 
 @pytest.fixture(scope="module")
@@ -159,52 +160,8 @@ def test_embedded_loads_a_prior_folder(tmp_path):
 
 
 # -- stable-diffusion, from a tiny pipeline saved here --------------------------------------------
-def _byte_chars():
-    """GPT-2's byte -> printable unicode table (what CLIP's byte-level BPE sees)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def _tiny_clip_tokenizer():
-    """A character-level CLIP tokenizer (no merges), built offline."""
-    from transformers import CLIPTokenizer
-
-    chars = _byte_chars()
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77), len(vocab)
-
-
-def build_tiny_sd(root):
-    """A Stable Diffusion folder in the diffusers layout, every component tiny and random (offline)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    tok, n_vocab = _tiny_clip_tokenizer()
-    tok.save_pretrained(str(root / "tokenizer"))
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=n_vocab, hidden_size=32, intermediate_size=37,
-                                        num_hidden_layers=2, num_attention_heads=4,
-                                        max_position_embeddings=77, projection_dim=32))
-    text.save_pretrained(str(root / "text_encoder"))
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 2,
-                  up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[8, 16], latent_channels=4,
-                  norm_num_groups=8, sample_size=32).save_pretrained(str(root / "vae"))
-    UNet2DConditionModel(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                         block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                         attention_head_dim=4, norm_num_groups=8).save_pretrained(str(root / "unet"))
-    DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").save_pretrained(
-        str(root / "scheduler"))
-    return root
+# build_tiny_sd: the package's own tiny SD builder (test_pipeline imports it from here)
+build_tiny_sd = save_tiny_stable_diffusion
 
 
 @pytest.fixture(scope="module")
