@@ -198,16 +198,10 @@ class GeneratePipeline:
         self.reward_2d = build_reward_2d(self.cfg.reward_2d, self.cfg.prompt, self.device)
 
     # 3. one step -----------------------------------------------------------------------------
-    def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
-        """Sample B cameras (and lights) and render: images (B, H, W, 3) in [0, 1] (or (B, H, W, 4)
-        normal + mask latents in the ``normal+mask`` warm-up), view suffixes, shading."""
+    def sample_views(self, step: int) -> tuple[int, str, Any, Tensor]:
+        """The step's render resolution, shading, B cameras and point lights (mesh and volume steps)."""
         from dreamcs import render
-        from dreamcs.generate.appearance import (
-            LATENT_SHADING,
-            normal_mask_latents,
-            pick_shading,
-            sample_lights,
-        )
+        from dreamcs.generate.appearance import pick_shading, sample_lights
 
         r = self.cfg.render
         res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
@@ -216,7 +210,16 @@ class GeneratePipeline:
         cams = multiview(r, step) if multiview else render.sample_cameras(
             r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
             distance_range=r.distance_range, fov_range=r.fov_range)
-        lights = sample_lights(cams, r)
+        return res, shading, cams, sample_lights(cams, r)
+
+    def render_batch(self, verts: Tensor, faces: Tensor, step: int) -> tuple[Tensor, list[str], str]:
+        """Sample B cameras (and lights) and render: images (B, H, W, 3) in [0, 1] (or (B, H, W, 4)
+        normal + mask latents in the ``normal+mask`` warm-up), view suffixes, shading."""
+        from dreamcs import render
+        from dreamcs.generate.appearance import LATENT_SHADING, normal_mask_latents
+
+        r = self.cfg.render
+        res, shading, cams, lights = self.sample_views(step)
         latent = shading == LATENT_SHADING
         colored = self.field.has_albedo and shading in ("albedo", "lambertian", "diffuse")
         rcfg = render.RenderConfig(

@@ -25,16 +25,9 @@ from dreamcs.schedule import C
 def render_volume_batch(pipe: Any, step: int) -> tuple[dict[str, Any], list[str], str]:
     """Sample B cameras (and lights), pick the shading and render; (render output, view suffixes, shading)."""
     from dreamcs import render
-    from dreamcs.generate.appearance import pick_shading, sample_lights
 
     r, field = pipe.cfg.render, pipe.field
-    res = max(8, int(round(C(r.resolution, step, "render.resolution") / 8)) * 8)
-    shading = pick_shading(r, step)
-    multiview = getattr(pipe.guidance, "sample_cameras", None)  # mvdream: groups of orthogonal views
-    cams = multiview(r, step) if multiview else render.sample_cameras(
-        r.batch_size, elevation_range=r.elevation_range, azimuth_range=r.azimuth_range,
-        distance_range=r.distance_range, fov_range=r.fov_range)
-    lights = sample_lights(cams, r)
+    res, shading, cams, lights = pipe.sample_views(step)
     # the mesh path's "diffuse": lit albedo when there are colours, lit grey otherwise
     vol_shading = ("lambertian" if field.has_albedo else "textureless") if shading == "diffuse" else shading
     if r.background_model == "mlp" and shading != "normal":
