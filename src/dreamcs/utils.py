@@ -85,3 +85,25 @@ def parse_shard(spec: str | None) -> tuple[int, int]:
     if n < 1 or not 0 <= i < n:
         raise ValueError(f"--shard {spec!r}: need 0 <= i < n")
     return i, n
+
+
+def read_prompt_mesh_map(path: str | os.PathLike, what: str = "prompt -> mesh map") -> dict[str, Path]:
+    """``{prompt: mesh path}`` from a JSON object of strings; relative paths are taken from the file's
+    folder, prompts whitespace-normalised. Any bad input (missing file or mesh, bad JSON, wrong
+    shape) is a ``ValueError`` naming the file (and the prompt)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: {what} not found")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError(f"{p}: a {what} must be a JSON object of prompt -> mesh path strings")
+    out = {}
+    for prompt, mesh in data.items():
+        m = Path(mesh) if Path(mesh).is_absolute() else p.parent / mesh
+        if not m.is_file():
+            raise ValueError(f"{p}: the mesh for {prompt!r} does not exist: {m}")
+        out[" ".join(prompt.split())] = m
+    return out

@@ -157,7 +157,7 @@ def test_references_file_adds_ground_truths_and_names_bad_input(tmp_path, sample
     assert ground_truth_meshes(good)["a special thing"] == mesh
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"x": "missing.obj"}))
-    with pytest.raises(ValueError, match=r"bad\.json: reference mesh of 'x' not found"):
+    with pytest.raises(ValueError, match=r"bad\.json: the mesh for 'x' does not exist"):
         ground_truth_meshes(bad)
 
 

@@ -32,6 +32,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dreamcs.utils import read_prompt_mesh_map
+
 #: Chamfer distance net of the sampling floor (in [-1, 1]^3 units) that still scores 5.
 CD_FREE = 0.01
 #: decay length of the score: calibrated on the embedded objects (module docstring).
@@ -55,7 +57,7 @@ def ground_truth_meshes(references: str | os.PathLike | None = None) -> dict[str
 
     gt: dict[str, Path] = dict(embedded_ground_truth())
     if references is not None:
-        gt.update(_read_references(Path(references)))
+        gt.update(read_prompt_mesh_map(references, "references file"))
     return {" ".join(k.split()): Path(v) for k, v in gt.items()}
 
 
@@ -78,24 +80,6 @@ def procedural_references(n: int, seed: int, out_dir: str | os.PathLike) -> dict
             atomic_write_text(meta, json.dumps({"caption": obj.caption, "object_id": obj.object_id}) + "\n")
         caption = " ".join(json.loads(meta.read_text(encoding="utf-8"))["caption"].split())
         out.setdefault(caption, path)
-    return out
-
-
-def _read_references(path: Path) -> dict[str, Path]:
-    if not path.is_file():
-        raise ValueError(f"{path}: references file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ValueError(f"{path}: expected a JSON object {{prompt: mesh path}} of strings")
-    out = {}
-    for prompt, mesh in data.items():
-        p = Path(mesh) if Path(mesh).is_absolute() else path.parent / mesh
-        if not p.is_file():
-            raise ValueError(f"{path}: reference mesh of {prompt!r} not found: {p}")
-        out[prompt] = p
     return out
 
 

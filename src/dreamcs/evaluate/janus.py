@@ -18,36 +18,20 @@ Output: ``janus.md`` / ``janus.json`` (+ ``janus.csv``): (recipe, variant) as ro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from dreamcs.evaluate.study import read_manifest
 from dreamcs.evaluate.tables import aggregate, markdown_table, write_tables
-from dreamcs.utils import atomic_write_text
+from dreamcs.utils import atomic_write_text, read_prompt_mesh_map
 
 JANUS_METRICS = ("chamfer", "normal_consistency", "janus", "janus_score", "janus_excess", "floaters", "holes", "reward")
 
 
 def load_gt_map(path: str | Path) -> dict[str, Path]:
     """``{prompt: mesh path}`` from a JSON object; relative paths are taken from the map's folder."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: ground-truth map not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise ValueError(f"{p}: a ground-truth map must be a JSON object of prompt -> mesh path strings")
-    out = {}
-    for prompt, mesh in data.items():
-        m = Path(mesh) if Path(mesh).is_absolute() else p.parent / mesh
-        if not m.is_file():
-            raise FileNotFoundError(f"{p}: the mesh for {prompt!r} does not exist: {m}")
-        out[" ".join(prompt.split())] = m
-    return out
+    return read_prompt_mesh_map(path, "ground-truth map")
 
 
 def janus_benchmark(

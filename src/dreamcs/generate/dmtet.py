@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from dreamcs.generate.encoding import FourierEncoding, HashGridEncoding, TcnnEncoding, mlp
-from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
+from dreamcs.generate.tetgrid import TetGridBuffers, load_tetgrid
 
 
 @dataclass
@@ -83,7 +83,7 @@ def sphere_sdf(points: torch.Tensor, radius: float) -> torch.Tensor:
     return points.norm(dim=-1) - radius
 
 
-class DMTet(nn.Module):
+class DMTet(TetGridBuffers, nn.Module):
     """The field; ``forward() -> (verts (V, 3), faces (F, 3))`` via marching tets."""
 
     def __init__(self, config: DMTetConfig | None = None, device: torch.device | str = "cpu") -> None:
@@ -96,13 +96,7 @@ class DMTet(nn.Module):
         if not 0.0 <= cfg.deform_scale < 0.5:
             raise ValueError(f"deform_scale must be in [0, 0.5) of a cell, got {cfg.deform_scale}")
         grid = load_tetgrid(cfg.grid_resolution, scale=cfg.grid_scale, cache_dir=cfg.cache_dir, device=device)
-        # Buffers, so that .to(device) moves the whole grid; non-persistent: the grid is rebuilt from
-        # the config, so it stays out of checkpoints.
-        self.register_buffer("base_vertices", grid.vertices, persistent=False)
-        self.register_buffer("grid_edges", grid.edges, persistent=False)
-        self.register_buffer("grid_tets", grid.tets, persistent=False)
-        self.register_buffer("grid_tet_edges", grid.tet_edges, persistent=False)
-        self._grid_size = (grid.resolution, grid.scale)
+        self._register_grid(grid)
         n = grid.num_vertices
         if cfg.parameterization == "explicit":
             self.sdf = nn.Parameter(torch.zeros(n, device=device))
@@ -148,12 +142,6 @@ class DMTet(nn.Module):
             cfg.hash_max_resolution,
             bound,
         )
-
-    @property
-    def grid(self) -> TetGrid:
-        """The tet grid as a view of this module's buffers (it follows ``.to(device)``)."""
-        res, scale = self._grid_size
-        return TetGrid(res, scale, self.base_vertices, self.grid_tets, self.grid_edges, self.grid_tet_edges)
 
     # -- the field ---------------------------------------------------------------------------
     def sdf_and_deformation(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -183,6 +183,25 @@ class TetGrid:
                                    return_edges=return_edges)
 
 
+class TetGridBuffers:
+    """Mixin for an ``nn.Module`` field on a tet grid: the grid's tensors as buffers, so that
+    ``.to(device)`` moves them, non-persistent because the grid is rebuilt from the config (it stays
+    out of checkpoints); ``grid`` is a view of them."""
+
+    def _register_grid(self, grid: TetGrid) -> None:
+        self.register_buffer("base_vertices", grid.vertices, persistent=False)  # type: ignore[attr-defined]
+        self.register_buffer("grid_edges", grid.edges, persistent=False)  # type: ignore[attr-defined]
+        self.register_buffer("grid_tets", grid.tets, persistent=False)  # type: ignore[attr-defined]
+        self.register_buffer("grid_tet_edges", grid.tet_edges, persistent=False)  # type: ignore[attr-defined]
+        self._grid_size = (grid.resolution, grid.scale)
+
+    @property
+    def grid(self) -> TetGrid:
+        """The tet grid as a view of this module's buffers (it follows ``.to(device)``)."""
+        res, scale = self._grid_size
+        return TetGrid(res, scale, self.base_vertices, self.grid_tets, self.grid_edges, self.grid_tet_edges)  # type: ignore[attr-defined]
+
+
 def load_tetgrid(
     resolution: int,
     *,

@@ -23,7 +23,7 @@ from torch import nn
 
 from dreamcs.generate.encoding import FourierEncoding, HashGridEncoding, TcnnEncoding, mlp
 from dreamcs.generate.nerf.occupancy import OccupancyGrid
-from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
+from dreamcs.generate.tetgrid import TetGridBuffers, load_tetgrid
 
 
 @dataclass
@@ -81,7 +81,7 @@ def build_encoding(geo: Any) -> nn.Module:
                             geo.hash_max_resolution, bound)
 
 
-class NeRFField(nn.Module):
+class NeRFField(TetGridBuffers, nn.Module):
     """Density (N,) and albedo (N, 3) at world points; ``forward() -> (verts, faces)`` the iso-surface.
 
     ``volume = True`` tells the pipeline to render this geometry by volume rendering.
@@ -99,22 +99,12 @@ class NeRFField(nn.Module):
         self._n_out = 4 if geo.appearance == "albedo" else 1
         self.net = mlp(self.encoding.out_dim, self._n_out, geo.hidden_dim, geo.n_hidden_layers).to(device)
         grid = load_tetgrid(geo.grid_resolution, scale=geo.grid_scale, cache_dir=geo.cache_dir, device=device)
-        # non-persistent: rebuilt from the config, kept out of checkpoints
-        self.register_buffer("base_vertices", grid.vertices, persistent=False)
-        self.register_buffer("grid_edges", grid.edges, persistent=False)
-        self.register_buffer("grid_tets", grid.tets, persistent=False)
-        self.register_buffer("grid_tet_edges", grid.tet_edges, persistent=False)
-        self._grid_size = (grid.resolution, grid.scale)
+        self._register_grid(grid)
         c = self.config
         # a submodule with persistent buffers: a resumed run skips the same space as the original
         step = 2.0 * math.sqrt(3.0) * c.radius / c.n_samples
         self.occupancy = OccupancyGrid(c.occupancy_resolution, c.radius, c.occupancy_threshold / step, c.occupancy_decay)
         self.occupancy.to(device)
-
-    @property
-    def grid(self) -> TetGrid:
-        res, scale = self._grid_size
-        return TetGrid(res, scale, self.base_vertices, self.grid_tets, self.grid_edges, self.grid_tet_edges)
 
     # -- the field -------------------------------------------------------------------------------
     def density_bias(self, points: torch.Tensor) -> torch.Tensor:
