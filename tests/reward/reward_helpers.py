@@ -131,6 +131,7 @@ def ddp_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         cfg = tiny_train_config(model={"dropout": 0.1}, steps=4, batch_size=8, checkpoint_every=2)
         model = train(cfg, SyntheticPrefDataset(), f"{out_dir}/run")
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out_dir}/rank{rank}.safetensors")
+        torch.distributed.barrier()  # as in cs_gather_worker: no rank tears gloo down under the other
     finally:
         torch.distributed.destroy_process_group()
 
@@ -152,6 +153,9 @@ def cs_gather_worker(rank: int, world: int, init_file: str, out_dir: str) -> Non
         loss, logs = compute_loss(score[idx], e, batch, TrainConfig(lambda_cs=1.0))
         loss.backward()
         save_file({"grad": e.grad, "d_cs": torch.tensor([logs["d_cs"]])}, f"{out_dir}/cs{rank}.safetensors")
+        # both ranks past every collective (the backward's included) before either tears down gloo:
+        # without it one rank's teardown could abort the other ("terminate called without an active exception")
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
