@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from dreamcs.data.defects import DEFECTS
-from dreamcs.data.presets import OFFLINE_PROCEDURAL, offline_items, preset_sources
+from dreamcs.data.presets import LICENSED_CLEAN_LODS, OFFLINE_PROCEDURAL, offline_items, preset_sources
 from dreamcs.data.sources import SourceError, parse_source
 from dreamcs.data.validation import is_held_out
 
@@ -26,9 +26,11 @@ def test_offline_items(items):
     proc = [i for i in items if i.id.startswith("procedural/")]
     real = [i for i in items if i.id.startswith("licensed/")]
     assert len([i for i in proc if i.defect is None]) == 26 and len(proc) + len(real) == len(items)
-    # every licensed object gets every defect kind and one wrong prompt
+    # every licensed object gets every defect kind, one wrong prompt and clean coarser levels of detail
     per = Counter(i.object_id for i in real)
-    assert set(per.values()) == {len(DEFECTS.names()) + 2}
+    assert set(per.values()) == {len(DEFECTS.names()) + 2 + len(LICENSED_CLEAN_LODS)}
+    lods = [i for i in real if "max_faces" in i.extra]
+    assert {i.defect for i in lods} == {None} and {i.extra["max_faces"] for i in lods} == set(LICENSED_CLEAN_LODS)
     assert not any(is_held_out(i.object_id) for i in items)
     for i in items:
         if i.defect not in (None, "wrong_prompt"):
@@ -60,6 +62,35 @@ def test_severity_reaches_the_defect(items, tmp_path):
     lo = prepare_mesh(type(it)(**{**it.to_dict(), "extra": {"severity": 0.0}}), BuildConfig())
     hi = prepare_mesh(type(it)(**{**it.to_dict(), "extra": {"severity": 1.0}}), BuildConfig())
     assert len(hi.faces) < len(lo.faces)  # more and larger holes torn out
+
+
+def test_clean_and_defective_meshes_share_one_triangle_density(items):
+    """A coarse clean mesh beside its subdivided defective copies would let density stand in for the label."""
+    from dreamcs.data.build import BuildConfig, prepare_mesh
+
+    clean_item = next(i for i in items if i.id.startswith("procedural/") and i.defect is None)
+    cfg = BuildConfig()
+
+    def with_defect(kind):
+        return type(clean_item)(**{**clean_item.to_dict(), "defect": kind, "extra": {**clean_item.extra, "severity": 0.5}})
+
+    clean, noisy, holed = (len(prepare_mesh(i, cfg).faces) for i in (clean_item, with_defect("noise"), with_defect("holes")))
+    assert clean >= cfg.densify_faces and noisy == clean  # noise displaces vertices: same triangles as clean
+    assert holed < clean  # holes only remove faces: no finer triangles than clean
+    off = len(prepare_mesh(clean_item, BuildConfig(densify_faces=0)).faces)
+    assert off < clean  # the library's objects are coarser than that on their own
+
+
+def test_licensed_lod_items_are_coarser_clean_copies(items):
+    from dreamcs.data.build import BuildConfig, prepare_mesh
+
+    obj = next(i.object_id for i in items if "max_faces" in i.extra)
+    full = next(i for i in items if i.object_id == obj and i.defect is None and "max_faces" not in i.extra)
+    lod = min((i for i in items if i.object_id == obj and "max_faces" in i.extra), key=lambda i: i.extra["max_faces"])
+    cfg = BuildConfig(densify_faces=0)
+    a, b = prepare_mesh(full, cfg), prepare_mesh(lod, cfg)
+    assert len(b.faces) <= lod.extra["max_faces"] < len(a.faces)
+    assert abs(a.bounds - b.bounds).max() < 0.05  # the same object
 
 
 def test_construction_scores_label_every_item():

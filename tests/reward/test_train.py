@@ -40,6 +40,37 @@ def test_balanced_sampler_both_classes_and_deterministic():
     assert sorted(r0 + r1) == sorted(batches[3]) and {labels[i] for i in r0} == {0, 1} == {labels[i] for i in r1}
 
 
+def test_group_balanced_sampler_draws_each_class_equally_from_every_domain():
+    # domain "a": 40 preferred, 10 dispreferred; domain "b": 2 preferred, 40 dispreferred
+    labels = [1] * 40 + [0] * 10 + [1] * 2 + [0] * 40
+    groups = ["a"] * 50 + ["b"] * 42
+    plain = [i for b in BalancedBatchSampler(labels, 8, 100, seed=0) for i in b]
+    s = BalancedBatchSampler(labels, 8, 100, seed=0, groups=groups)
+    drawn = [i for b in s for i in b]
+
+    def share_b(items, y):
+        sel = [i for i in items if labels[i] == y]
+        return sum(groups[i] == "b" for i in sel) / len(sel)
+
+    assert share_b(plain, 1) < 0.15  # without groups the domain predicts the label
+    assert share_b(drawn, 1) == pytest.approx(0.5) and share_b(drawn, 0) == pytest.approx(0.5)
+    assert {i for i in drawn if labels[i] == 1 and groups[i] == "b"} == {50, 51}
+    assert list(BalancedBatchSampler(labels, 8, 100, seed=0, start_step=30, groups=groups)) == list(s)[30:]
+    with pytest.raises(ValueError, match="groups"):
+        BalancedBatchSampler(labels, 8, 3, groups=groups[:-1])
+
+
+def test_balance_groups_from_the_source_column():
+    class Rows:
+        rows = [{"source": s} for s in ("procedural", "procedural_defect", "licensed_clean", "licensed_defect")]
+
+    assert train_mod.balance_groups(Rows(), "domain") == ["procedural", "procedural", "licensed", "licensed"]
+    assert train_mod.balance_groups(Rows(), None) is None
+    one = Rows()
+    one.rows = [{"source": "procedural"}, {"source": "procedural_defect"}]
+    assert train_mod.balance_groups(one, "domain") is None  # a single domain: nothing to balance
+
+
 def test_sampler_errors():
     with pytest.raises(ValueError, match="both classes"):
         BalancedBatchSampler([1, 1, 1], 2, 3)

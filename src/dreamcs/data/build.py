@@ -66,6 +66,10 @@ class BuildConfig:
     """Seeds the synthetic defects (each item's generator is seeded from this and its id)."""
     shard: str = "0/1"
     """``i/n``: build only the i-th of n disjoint parts of the items."""
+    densify_faces: int = 4000
+    """Midpoint-subdivide every mesh below this many faces (the shape is kept) before its defect.
+    Several defects subdivide before they cut or displace; without this, a coarse clean mesh beside
+    its subdivided defective copies lets triangle density stand in for the label. 0: off."""
 
 
 # Settings that do not change the result; a resumed build may differ in them.
@@ -99,10 +103,14 @@ def _scorer(cfg: BuildConfig) -> Any:
 
 def prepare_mesh(item: SourceItem, cfg: BuildConfig):
     """Load, normalise, apply the item's defect, normalise again and simplify: a trimesh in [-1, 1]^3."""
-    from dreamcs.data.defects import apply_defect
+    from dreamcs.data.defects import apply_defect, densify
     from dreamcs.mesh import load_mesh, normalize, simplify
 
     mesh = normalize(load_mesh(item.path))
+    if item.extra.get("max_faces"):  # a coarser level of detail of a clean object (offline preset)
+        mesh = simplify(mesh, max_faces=int(item.extra["max_faces"]))
+    if cfg.densify_faces > 0:
+        mesh = densify(mesh, cfg.densify_faces)
     if item.defect and item.defect != "wrong_prompt":
         mesh = normalize(apply_defect(mesh, item.defect, _h(f"{cfg.seed}:{item.id}"), item.extra.get("severity")))
     return simplify(mesh, max_faces=cfg.max_faces)

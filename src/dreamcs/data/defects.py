@@ -68,6 +68,14 @@ def _refine(mesh: trimesh.Trimesh, min_faces: int = 2000, cap: int = 8000) -> tr
     return _mesh(v, f)
 
 
+def densify(mesh: trimesh.Trimesh, min_faces: int) -> trimesh.Trimesh:
+    """Midpoint-subdivide a mesh below ``min_faces`` faces until it has at least that many (at
+    most 4x more; the shape is kept). Every refinement a defect asks for (``_refine``, at most
+    4,000 faces with a cap of 16,000) is then a no-op, so clean and defective meshes share one density.
+    Vertices are welded as ``_refine`` welds them, for the same reason."""
+    return _refine(mesh, min_faces=min_faces, cap=4 * min_faces)
+
+
 def smooth(m: trimesh.Trimesh, lamb: float, iterations: int) -> trimesh.Trimesh:
     """Laplacian smoothing in place, except that vertices with fewer than three neighbours (loose
     triangles of a triangle soup, e.g. leaves) keep their place instead of collapsing to a point."""

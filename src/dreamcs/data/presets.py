@@ -7,7 +7,7 @@
   second object, a wrong prompt (the caption of an object of another category);
   (b) every licensed real mesh shipped with dreamcs (the embedded set's objects; none of
   ``dreamcs.data.validation.HELD_OUT_OBJECTS``), each clean, with every defect kind at a graded
-  severity and with a wrong prompt.
+  severity, with a wrong prompt, and clean again at coarser levels of detail (``LICENSED_CLEAN_LODS``).
   Labels are given by construction (``construction_scores``): the synthesiser knows what it did,
   which the geometric teacher reads only at ROC-AUC ~0.74 on held-out real meshes
   (docs/teacher-eval.md). ``preset:offline-scored`` is the same item set scored by ``--scorer``.
@@ -28,6 +28,9 @@ OFFLINE_SEED = 0
 #: defects per procedural object (the licensed objects get every kind)
 PROCEDURAL_DEFECTS = 2
 SEVERITY_RANGE = (0.25, 0.95)
+#: face budgets of the extra clean copies of every licensed object: real meshes have 64 clean items
+#: beside ~960 defective ones, and a level of detail is a clean mesh with other triangles
+LICENSED_CLEAN_LODS = (6000, 2500, 1200)
 
 
 def preset_sources(name: str) -> list[str]:
@@ -118,6 +121,9 @@ def offline_items(n_procedural: int = OFFLINE_PROCEDURAL, seed: int = OFFLINE_SE
         base = SourceItem(id=f"licensed/{obj}", path=str(ASSETS / "meshes" / f"{obj}.obj"), prompt=cap,
                           source="licensed_clean", object_id=obj, caption=cap)
         items += _variants(base, kinds, _wrong_prompt(obj, cap.split()[-1], real_pool), "licensed")
+        for lod in LICENSED_CLEAN_LODS:  # the same clean object, coarser: preferred, with other triangles
+            items.append(SourceItem(id=f"licensed/{obj}~lod{lod}", path=base.path, prompt=cap, source="licensed_clean",
+                                    object_id=obj, caption=cap, extra={"max_faces": lod}))
     return items
 
 

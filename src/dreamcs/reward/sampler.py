@@ -32,21 +32,41 @@ class _Stream:
         return out
 
 
+class _GroupStream:
+    """Round-robin over per-group streams: draw t goes to group t mod G, then that group's own
+    endless stream, so every group gets the same share of a class whatever its size."""
+
+    def __init__(self, items: Sequence[int], groups: Sequence[str], seed: int, stream: int) -> None:
+        by: dict[str, list[int]] = {}
+        for i in items:
+            by.setdefault(groups[i], []).append(i)
+        self.streams = [_Stream(by[g], seed, stream * 1000 + k) for k, g in enumerate(sorted(by))]
+
+    def take(self, start: int, count: int) -> list:
+        g = len(self.streams)
+        return [self.streams[t % g].take(t // g, 1)[0] for t in range(start, start + count)]
+
+
 class BalancedBatchSampler(Sampler[list[int]]):
     """Every batch holds both classes: ``n_pos`` preferred and ``batch_size - n_pos`` dispreferred.
 
     labels: one int per item (1 preferred, 0 dispreferred; others are never drawn).
     pos_fraction: share of preferred items per batch (None: 0.5), at least one of each class.
+    groups: one name per item (e.g. the data's domain: procedural, licensed real meshes); given,
+    each class is drawn equally from every group that has items of it, so that the domain an item
+    comes from cannot stand in for its label when the domains' class ratios differ.
     rank / world: under DDP each rank takes its own slice of every class, so each rank's batch
     also holds both classes.
     """
 
     def __init__(
         self, labels: Sequence[int], batch_size: int, steps: int, seed: int = 0, start_step: int = 0,
-        pos_fraction: float | None = None, rank: int = 0, world: int = 1,
+        pos_fraction: float | None = None, rank: int = 0, world: int = 1, groups: Sequence[str] | None = None,
     ) -> None:
         pos = [i for i, y in enumerate(labels) if int(y) == 1]
         neg = [i for i, y in enumerate(labels) if int(y) == 0]
+        if groups is not None and len(groups) != len(labels):
+            raise ValueError(f"got {len(groups)} groups for {len(labels)} labels")
         if not pos or not neg:
             raise ValueError(f"training needs both classes; got {len(pos)} preferred and {len(neg)} dispreferred items")
         if batch_size < 2 * world:
@@ -54,7 +74,10 @@ class BalancedBatchSampler(Sampler[list[int]]):
         frac = 0.5 if pos_fraction is None else float(pos_fraction)
         self.n_pos = min(max(round(batch_size * frac), world), batch_size - world)
         self.n_neg = batch_size - self.n_pos
-        self.pos, self.neg = _Stream(pos, seed, 1), _Stream(neg, seed, 0)
+        if groups is None:
+            self.pos, self.neg = _Stream(pos, seed, 1), _Stream(neg, seed, 0)
+        else:
+            self.pos, self.neg = _GroupStream(pos, groups, seed, 1), _GroupStream(neg, groups, seed, 0)
         self.steps, self.start_step, self.rank, self.world = steps, start_step, rank, world
 
     def batch(self, step: int) -> list[int]:

@@ -69,6 +69,11 @@ class TrainConfig:
     batch_size: int = 32
     pos_fraction: float | None = None
     """Share of preferred items per batch; None: half."""
+    balance_by: str | None = "domain"
+    """Draw each class equally from every group of this column (``domain``: the item's source
+    without its ``_clean``/``_defect`` suffix, e.g. procedural vs licensed real meshes); None: off.
+    Without it, a domain whose share of preferred items differs (the offline build: 95% of clean
+    items are procedural) lets the domain stand in for the label."""
     lr: float = 3e-4
     weight_decay: float = 0.05
     warmup_steps: int = 100
@@ -118,6 +123,29 @@ def dataset_column(dataset: Dataset, key: str) -> list[Any]:
     if isinstance(rows, list) and rows and isinstance(rows[0], dict) and key in rows[0]:
         return [r[key] for r in rows]
     return [dataset[i][key] for i in range(len(dataset))]  # type: ignore[arg-type]
+
+
+def source_domain(source: str) -> str:
+    """An item's data domain: its source without the ``_clean`` / ``_defect`` suffix
+    (``licensed_defect`` -> ``licensed``, ``procedural`` -> ``procedural``)."""
+    return source.removesuffix("_clean").removesuffix("_defect")
+
+
+def balance_groups(dataset: Dataset, balance_by: str | None) -> list[str] | None:
+    """The per-item groups the sampler balances over (see ``TrainConfig.balance_by``); None when
+    off or when the data has a single group (a dataset without a ``source`` column has one)."""
+    if balance_by is None:
+        return None
+    key = "source" if balance_by == "domain" else balance_by
+    rows = getattr(dataset, "rows", None)
+    cheap = hasattr(dataset, "column") or (isinstance(rows, list) and rows and isinstance(rows[0], dict) and key in rows[0])
+    if not cheap:  # reading the column item by item would featurise every mesh
+        if balance_by == "domain":
+            return None
+        raise KeyError(f"balance_by={balance_by!r}: the dataset has no such column")
+    values = dataset_column(dataset, key)
+    groups = [source_domain(str(v)) if balance_by == "domain" else str(v) for v in values]
+    return groups if len(set(groups)) > 1 else None
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -199,7 +227,8 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
         sampler: Any = PairedBatchSampler(labels, dataset_column(dataset, "prompt"), cfg.batch_size, cfg.steps,
                                           cfg.seed, start, rank, world)
     else:
-        sampler = BalancedBatchSampler(labels, cfg.batch_size, cfg.steps, cfg.seed, start, cfg.pos_fraction, rank, world)
+        sampler = BalancedBatchSampler(labels, cfg.batch_size, cfg.steps, cfg.seed, start, cfg.pos_fraction, rank, world,
+                                       groups=balance_groups(dataset, cfg.balance_by))
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model)
