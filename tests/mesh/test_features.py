@@ -130,3 +130,28 @@ def test_output_can_be_modified_in_place_before_backward():
     out.sum().backward()
     (face_features(v2, f) * scale).sum().backward()
     torch.testing.assert_close(v1.grad, v2.grad)
+
+
+def test_patch_boundary_counts_open_edges_after_welding():
+    import trimesh
+
+    from dreamcs.mesh import patch_boundary
+
+    # two triangles sharing an edge, with the shared vertices duplicated (welded by position)
+    v = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], dtype=torch.float32)
+    f = torch.tensor([[[0, 1, 2], [3, 5, 4]]])
+    b = patch_boundary(v, f)
+    assert b.shape == (1, 2, 1)
+    torch.testing.assert_close(b.flatten(), torch.tensor([2 / 3, 2 / 3]))
+    closed = trimesh.creation.icosphere(subdivisions=2)
+    fc = torch.as_tensor(closed.faces).reshape(4, -1, 3)
+    assert patch_boundary(torch.as_tensor(closed.vertices, dtype=torch.float32), fc).sum() == 0
+    opened = fc.reshape(-1, 3)[1:].reshape(1, -1, 3)  # one face removed: its three neighbours get one open edge
+    bo = patch_boundary(torch.as_tensor(closed.vertices, dtype=torch.float32), opened).flatten()
+    assert int((bo > 0).sum()) == 3 and torch.allclose(bo[bo > 0], torch.full((3,), 1 / 3))
+    # a face collapsed to a segment (two corners welded): its two remaining edges lie on top of
+    # each other and the collapsed one is degenerate, so none counts as open
+    vd = torch.tensor([[0, 0, 0], [1, 0, 0], [1, 0, 0]], dtype=torch.float32)
+    assert patch_boundary(vd, torch.tensor([[[0, 1, 2]]])).item() == 0.0
+    with pytest.raises(ValueError, match="faces"):
+        patch_boundary(v, f[0])

@@ -139,3 +139,34 @@ def test_cpu_preset_and_its_training_recipe():
     cfg = load_config(TrainConfig, None, _preset_overrides("cpu", training=True))
     assert cfg.model == preset("cpu") and cfg.batch_size == 32 and cfg.steps == TRAIN_PRESETS["cpu"]["steps"]
     assert load_config(TrainConfig, None, _preset_overrides("small", training=True)).steps == TrainConfig().steps
+
+
+def test_boundary_channel_model_reads_holes_and_keeps_vertex_gradients():
+    mesh = mesh_core()
+    import trimesh
+
+    from dreamcs.mesh import patch_boundary
+    from dreamcs.reward.config import PRESETS as MODEL_PRESETS
+
+    torch.manual_seed(0)
+    model = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], boundary_channel=True))
+    assert model.mesh_encoder.patch_embed[0].in_features == 64 * 11
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    holed = trimesh.Trimesh(sphere.vertices, sphere.faces[sphere.triangles_center[:, 1] < 0.6])
+    for src, is_open in ((sphere, False), (holed, True)):
+        pm = mesh.fuse(mesh.normalize(src), n_patches=256, faces_per_patch=64)
+        v = torch.as_tensor(pm.vertices, dtype=torch.float32).requires_grad_(True)
+        b = patch_boundary(v, torch.as_tensor(pm.faces))
+        assert (b.sum() > 0) == is_open
+        r = model.reward_from_vertices(v, pm.faces, "a ball")
+        (g,) = torch.autograd.grad(r, v)
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+        # the channel enters the reward: zeroing it changes the result on an open mesh only
+        f = mesh.patch_features(v.detach(), torch.as_tensor(pm.faces))[None]
+        c = mesh.patch_centers(v.detach(), torch.as_tensor(pm.faces))[None]
+        with torch.no_grad():
+            r0 = model(f, c, ["a ball"], boundary=torch.zeros_like(b)[None]).reward
+            r1 = model(f, c, ["a ball"], boundary=b[None]).reward
+        assert bool((r0 - r1).abs().max() > 0) == is_open
+    with pytest.raises(ValueError, match="extra channel"):
+        model(f, c, ["a ball"])  # the boundary channel is required by such a model

@@ -3,6 +3,7 @@
     ds = MeshPrefDataset("meshpref", split="train")
     item = ds[0]
     item["features"]  # (P, K, 10) float32, MeshMAE channel order (dreamcs.mesh.patch_features)
+    item["boundary"]  # (P, K, 1) float32, share of each face's edges on an open boundary
     item["centers"]   # (P, 3) float32
     item["score"], item["label"], item["prompt"], item["id"], item["object_id"], item["source"]
 
@@ -63,7 +64,7 @@ class MeshPrefDataset(Dataset):
         return z[f"v{j}"], z[f"f{j}"]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from dreamcs.mesh import patch_centers, patch_features
+        from dreamcs.mesh import patch_boundary, patch_centers, patch_features
 
         r = self.rows[i]
         v, f = self._arrays(r)
@@ -72,6 +73,7 @@ class MeshPrefDataset(Dataset):
         return {
             "features": patch_features(verts, faces).float(),
             "centers": patch_centers(verts, faces).float(),
+            "boundary": patch_boundary(verts, faces),
             "score": float(r["overall"]),
             "label": int(r["label"]),
             "prompt": r["prompt"],

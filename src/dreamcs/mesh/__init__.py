@@ -20,7 +20,7 @@ __all__ = [
 
 # Fusion and features (fuse, PatchedMesh, face_features, patch_features, patch_centers) are
 # exported below by their own module's owner.
-from dreamcs.mesh.features import face_features, patch_centers, patch_features  # noqa: E402
+from dreamcs.mesh.features import face_features, patch_boundary, patch_centers, patch_features  # noqa: E402
 from dreamcs.mesh.fusion import PatchedMesh, fuse  # noqa: E402
 
-__all__ += ["PatchedMesh", "face_features", "fuse", "patch_centers", "patch_features"]
+__all__ += ["PatchedMesh", "face_features", "fuse", "patch_boundary", "patch_centers", "patch_features"]

@@ -27,6 +27,9 @@ class RewardCSConfig:
     """K: faces per patch; the patch embedding reads K x in_features numbers."""
     in_features: int = 10
     """Face feature channels (MeshMAE's 10)."""
+    boundary_channel: bool = False
+    """Also read, per face, the share of its edges on an open boundary (``dreamcs.mesh.patch_boundary``):
+    MeshMAE's channels assume closed surfaces and barely see holes, cracks or cut-away parts."""
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256

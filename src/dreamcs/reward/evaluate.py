@@ -34,7 +34,9 @@ def predict(model: RewardCS, dataset: Dataset, batch_size: int = 32) -> dict[str
         for s in range(0, n, batch_size):
             items = [dataset[i] for i in range(s, min(n, s + batch_size))]
             b = collate(items)
-            o = model(b["features"].to(model.device), b["centers"].to(model.device), b["prompt"])
+            bnd = b.get("boundary")
+            o = model(b["features"].to(model.device), b["centers"].to(model.device), b["prompt"],
+                      boundary=None if bnd is None else bnd.to(model.device))
             rewards.append(o.reward.cpu())
             embs.append(o.embedding.cpu())
             labels += b["label"].tolist()

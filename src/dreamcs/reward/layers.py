@@ -100,11 +100,12 @@ class MeshEncoder(nn.Module):
 
     def __init__(
         self, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
-        faces_per_patch: int, in_features: int, pos_hidden: int,
+        faces_per_patch: int, in_features: int, pos_hidden: int, extra_channels: int = 0,
     ) -> None:
         super().__init__()
-        self.faces_per_patch, self.in_features = faces_per_patch, in_features
-        self.patch_embed = nn.Sequential(nn.Linear(faces_per_patch * in_features, dim), nn.LayerNorm(dim))
+        self.faces_per_patch, self.in_features, self.extra_channels = faces_per_patch, in_features, extra_channels
+        width = faces_per_patch * (in_features + extra_channels)
+        self.patch_embed = nn.Sequential(nn.Linear(width, dim), nn.LayerNorm(dim))
         self.pos_embed = nn.Sequential(nn.Linear(3, pos_hidden), nn.GELU(), nn.Linear(pos_hidden, dim))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.trunc_normal_(self.cls_token, std=0.02)
@@ -139,17 +140,25 @@ class MeshEncoder(nn.Module):
         """(..., C) raw features -> (..., C) transformed and standardised with the fixed buffers."""
         return (self.transform(features) - self.feature_mean) / self.feature_std
 
-    def check(self, features: Tensor, centers: Tensor) -> None:
-        k, c = self.faces_per_patch, self.in_features
+    def check(self, features: Tensor, centers: Tensor, extra: Tensor | None = None) -> None:
+        k, c, e = self.faces_per_patch, self.in_features, self.extra_channels
         if features.dim() != 4 or features.shape[2:] != (k, c):
             raise ValueError(f"features must be (B, P, {k}, {c}), got {tuple(features.shape)}")
         if centers.shape != (*features.shape[:2], 3):
             raise ValueError(f"centers must be (B, P, 3) = {(*features.shape[:2], 3)}, got {tuple(centers.shape)}")
+        if e and (extra is None or extra.shape != (*features.shape[:3], e)):
+            got = None if extra is None else tuple(extra.shape)
+            raise ValueError(f"this encoder reads {e} extra channel(s) per face (e.g. the boundary channel of "
+                             f"dreamcs.mesh.patch_boundary): expected {(*features.shape[:3], e)}, got {got}")
 
-    def embed(self, features: Tensor, centers: Tensor) -> Tensor:
-        """features (B, P, K, C), centers (B, P, 3) -> patch tokens (B, P, D), position included."""
-        self.check(features, centers)
-        flat = rearrange(self.standardise(features), "b p k c -> b p (k c)")
+    def embed(self, features: Tensor, centers: Tensor, extra: Tensor | None = None) -> Tensor:
+        """features (B, P, K, C), centers (B, P, 3), extra (B, P, K, E) when the encoder has extra
+        channels (already in [0, 1]: not standardised) -> patch tokens (B, P, D), position included."""
+        self.check(features, centers, extra)
+        x = self.standardise(features)
+        if self.extra_channels:
+            x = torch.cat([x, extra.to(x.dtype)], -1)
+        flat = rearrange(x, "b p k c -> b p (k c)")
         return self.patch_embed(flat) + self.pos_embed(centers)
 
     def run(self, tokens: Tensor) -> Tensor:
@@ -159,6 +168,6 @@ class MeshEncoder(nn.Module):
             x = blk(x)
         return x
 
-    def forward(self, features: Tensor, centers: Tensor) -> Tensor:
-        """features (B, P, K, C), centers (B, P, 3) -> tokens (B, 1 + P, D)."""
-        return self.run(self.embed(features, centers))
+    def forward(self, features: Tensor, centers: Tensor, extra: Tensor | None = None) -> Tensor:
+        """features (B, P, K, C), centers (B, P, 3)[, extra (B, P, K, E)] -> tokens (B, 1 + P, D)."""
+        return self.run(self.embed(features, centers, extra))

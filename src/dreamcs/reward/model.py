@@ -74,7 +74,8 @@ class RewardCS(nn.Module):
         self.__dict__["text_encoder"] = text_encoder or get_text_encoder(cfg.text_encoder, cfg.text_max_length)
         d = cfg.dim
         self.mesh_encoder = MeshEncoder(
-            d, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.faces_per_patch, cfg.in_features, cfg.pos_hidden
+            d, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.faces_per_patch, cfg.in_features, cfg.pos_hidden,
+            extra_channels=int(cfg.boundary_channel),
         )
         self.text_proj = nn.Sequential(nn.Linear(self.text_encoder.dim, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(FusionBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.cross_depth))
@@ -109,27 +110,32 @@ class RewardCS(nn.Module):
         return self.text_proj(emb.tokens), emb.mask
 
     def fused_tokens(
-        self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None
+        self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None,
+        boundary: Tensor | None = None,
     ) -> Tensor:
-        """features (B, P, K, 10), centers (B, P, 3), B prompts -> text-fused tokens (B, 1 + P, D), cls first."""
+        """features (B, P, K, 10), centers (B, P, 3), B prompts[, boundary (B, P, K, 1)] -> text-fused
+        tokens (B, 1 + P, D), cls first. ``boundary`` is read only by a model with ``boundary_channel``."""
         if isinstance(prompts, str):
             prompts = [prompts]
         if len(prompts) != features.shape[0]:
             raise ValueError(f"got {len(prompts)} prompts for a batch of {features.shape[0]} meshes")
-        x = self.mesh_encoder(features, centers)
+        x = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
         ctx, mask = self.encode_text(prompts, text)
         for blk in self.fusion:
             x = blk(x, ctx, mask)
         return self.norm(x)
 
     def forward(
-        self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None
+        self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None,
+        boundary: Tensor | None = None,
     ) -> RewardOutput:
         """features (B, P, K, 10), centers (B, P, 3), B prompts -> RewardOutput(reward (B,), embedding (B, D)).
 
         text: the prompts' ``TextEmbedding`` when precomputed (training caches them per dataset).
+        boundary: (B, P, K, 1) from ``dreamcs.mesh.patch_boundary``; required by (and only read by) a
+        model whose config has ``boundary_channel``.
         """
-        x = self.fused_tokens(features, centers, prompts, text)
+        x = self.fused_tokens(features, centers, prompts, text, boundary)
         pooled = self.embed_proj(torch.cat([x[:, 0], self.pool(x)], -1))
         embedding = F.normalize(pooled, dim=-1)
         # The head reads the unit embedding scaled to unit-variance entries (entries are ~1/sqrt(D)).
@@ -139,7 +145,7 @@ class RewardCS(nn.Module):
     # -- mesh entry points ------------------------------------------------------------------------
     def reward_from_vertices(self, vertices: Tensor, faces: Tensor | np.ndarray, prompt: str) -> Tensor:
         """vertices (V, 3) float, faces (P, K, 3) long -> reward (), differentiable in ``vertices``."""
-        from dreamcs.mesh import patch_centers, patch_features
+        from dreamcs.mesh import patch_boundary, patch_centers, patch_features
 
         if vertices.dim() != 2 or vertices.shape[-1] != 3:
             raise ValueError(f"vertices must be (V, 3), got {tuple(vertices.shape)}")
@@ -150,7 +156,8 @@ class RewardCS(nn.Module):
         v = vertices.to(self.device, torch.float32)
         feats = patch_features(v, faces_t.to(self.device))
         centers = patch_centers(v, faces_t.to(self.device))
-        return self(feats[None], centers[None], [prompt]).reward[0]
+        boundary = patch_boundary(v, faces_t)[None] if self.config.boundary_channel else None
+        return self(feats[None], centers[None], [prompt], boundary=boundary).reward[0]
 
     @torch.no_grad()
     def score(self, mesh_or_path: Any, prompt: str) -> float:
@@ -168,14 +175,18 @@ class RewardCS(nn.Module):
         return float(r)
 
     @torch.no_grad()
-    def score_batch(self, features: Tensor, centers: Tensor, prompts: list[str], batch_size: int = 32) -> Tensor:
-        """Batched rewards in eval mode: features (N, P, K, 10), centers (N, P, 3) -> (N,) on the CPU."""
+    def score_batch(
+        self, features: Tensor, centers: Tensor, prompts: list[str], batch_size: int = 32, boundary: Tensor | None = None
+    ) -> Tensor:
+        """Batched rewards in eval mode: features (N, P, K, 10), centers (N, P, 3)[, boundary (N, P, K, 1)]
+        -> (N,) on the CPU."""
         was_training = self.training
         self.eval()
         try:
             out = [
                 self(features[i : i + batch_size].to(self.device), centers[i : i + batch_size].to(self.device),
-                     list(prompts[i : i + batch_size])).reward.cpu()
+                     list(prompts[i : i + batch_size]),
+                     boundary=None if boundary is None else boundary[i : i + batch_size].to(self.device)).reward.cpu()
                 for i in range(0, features.shape[0], batch_size)
             ]
         finally:

@@ -110,6 +110,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "score": torch.tensor([float(it["score"]) for it in items], dtype=torch.float32),
         "label": torch.tensor([int(it["label"]) for it in items], dtype=torch.long),
         "prompt": [str(it["prompt"]) for it in items],
+        # (B, P, K, 1), when every item carries it (MeshPrefDataset's do)
+        "boundary": (torch.stack([torch.as_tensor(it["boundary"], dtype=torch.float32) for it in items])
+                     if all("boundary" in it for it in items) else None),
     }
 
 
@@ -186,6 +189,9 @@ def check_dataset(dataset: Dataset, model_cfg: RewardCSConfig) -> None:
             f"{getattr(dataset, 'root', 'dataset')}: items have features of shape {f}, the model expects "
             f"(P, {want[0]}, {want[1]}); set model.faces_per_patch={f[1] if len(f) == 3 else '?'}"
         )
+    if model_cfg.boundary_channel and "boundary" not in dataset[0]:
+        raise ValueError(f"{getattr(dataset, 'root', 'dataset')}: model.boundary_channel needs items with a "
+                         "'boundary' entry (dreamcs.mesh.patch_boundary), as MeshPrefDataset gives")
 
 
 def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume: bool = False) -> RewardCS:
@@ -243,7 +249,9 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
             torch.manual_seed(step_seed)
             feats, cents = augment_patches(batch["features"], batch["centers"], torch.Generator().manual_seed(step_seed),
                                            cfg.augment_rotate_y, cfg.augment_scale)
-            o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=bank.embed(batch["prompt"]))
+            bnd = batch.get("boundary")
+            o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=bank.embed(batch["prompt"]),
+                    boundary=None if bnd is None else bnd.to(cfg.device))
             batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
             loss, logs = compute_loss(o.reward, o.embedding, batch, cfg)
             opt.zero_grad(set_to_none=True)
