@@ -13,9 +13,8 @@ import torch
 from dreamcs.config import load_config
 from dreamcs.generate.config import GenerateConfig, resolve_config_path
 from dreamcs.generate.dmtet import DMTetConfig
-from dreamcs.generate.nerf import NeRFConfig, NeRFField, render_volume
-from dreamcs.generate.nerf import accel
-from dreamcs.generate.nerf.volume_render import _evaluate, cast_rays, composite, march_packed, stratified_samples
+from dreamcs.generate.nerf import NeRFConfig, NeRFField, accel, render_volume
+from dreamcs.generate.nerf import volume_render as vr
 from dreamcs.render import Cameras
 
 GEO = DMTetConfig(grid_resolution=8, encoding="fourier", n_frequencies=3, hidden_dim=32, n_hidden_layers=2,
@@ -72,14 +71,14 @@ def test_packed_marching_reproduces_the_dense_reference(shading) -> None:
     ref = render_volume(field, CAMS, 24, backend="torch", **kw)
     g_ref = torch.autograd.grad(ref["image"].square().sum() + ref["orient"], list(field.parameters()))
 
-    rays = cast_rays(CAMS, 24, field.config.radius, torch.device("cpu"))
+    rays = vr.cast_rays(CAMS, 24, field.config.radius, torch.device("cpu"))
     n = field.config.n_samples
-    t, delta = stratified_samples(rays, n, perturb=False)
+    t, delta = vr.stratified_samples(rays, n, perturb=False)
     pts = (rays.o.unsqueeze(1) + t.unsqueeze(-1) * rays.d.unsqueeze(1)).reshape(-1, 3)
     idx = field.occupancy.query(pts).nonzero().squeeze(1)  # what the occupancy grid keeps, sorted by ray then t
     ray_s = idx // n
-    evaluate = functools.partial(_evaluate, field, rays, grey=0.8, need_normals=shading != "albedo", **kw)
-    out = composite(rays, {**march_packed(rays, ray_s, t.reshape(-1)[idx], delta[ray_s, 0], evaluate),
+    evaluate = functools.partial(vr.shade_samples, field, rays, grey=0.8, need_normals=shading != "albedo", **kw)
+    out = vr.composite(rays, {**vr.march_packed(rays, ray_s, t.reshape(-1)[idx], delta[ray_s, 0], evaluate),
                            "n_samples": ref["n_samples"]}, None)
     g_out = torch.autograd.grad(out["image"].square().sum() + out["orient"], list(field.parameters()))
 

@@ -97,7 +97,7 @@ def stratified_samples(rays: Rays, n: int, perturb: bool) -> tuple[Tensor, Tenso
     return rays.near.unsqueeze(1) + (torch.arange(n, device=dev) + u) * delta, delta
 
 
-def _evaluate(field: Any, rays: Rays, pts: Tensor, ray_k: Tensor, *, shading: str, ambient: float, grey: float,
+def shade_samples(field: Any, rays: Rays, pts: Tensor, ray_k: Tensor, *, shading: str, ambient: float, grey: float,
               light_positions: Tensor | None, need_normals: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     """Density (K,), shaded colour (K, 3) and normals (K, 3) or None at points (K, 3) on rays ``ray_k`` (K,)."""
     if need_normals:
@@ -196,7 +196,7 @@ def render_volume(
     dev = field.base_vertices.device
     chosen = resolve_backend(cfg.backend if backend is None else backend, dev)
     rays = cast_rays(cameras, resolution, cfg.radius, dev)
-    evaluate = functools.partial(_evaluate, field, rays, shading=shading, ambient=ambient, grey=grey,
+    evaluate = functools.partial(shade_samples, field, rays, shading=shading, ambient=ambient, grey=grey,
                                  light_positions=light_positions,
                                  need_normals=shading != "albedo" if need_normals is None else need_normals)
     if chosen == "nerfacc":
