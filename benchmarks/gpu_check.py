@@ -10,6 +10,8 @@ diffusers layout, small grids) and runs a few real steps on the device:
     fantasia3d-sd        normal + mask latent warm-up, then a normal render through the VAE
     magic3d-refine-sd    colour: albedo field, point lights, a GLB with vertex colours
     nvdiffrast           the same face ids as the torch rasteriser, and a run on it (if installed)
+    nerfacc              nerf.backend=nerfacc renders what the torch volume renderer does, and
+                         3 dreamfusion-sd steps on each backend (if nerfacc and its extension load)
     mvdream / dmtet-if   3 steps of mvdream-sd21-dmtet and dmtet-if with tiny random MVDream / IF folders,
                          RewardCS and a 2D reward
     real SD weights      one 512 px SDS step in float16 (if DREAMCS_SD_PATH names a local folder)
@@ -149,6 +151,36 @@ class Checks:
         self.run("dmtet-sd", "nvdiffrast", "render.backend=nvdiffrast")
         return f"face ids agree on {agree:.2%} of pixels; run ok"
 
+    def nerfacc(self) -> str:
+        from dreamcs.generate.nerf.accel import nerfacc_unavailable
+
+        reason = "a cpu run" if self.device == "cpu" else nerfacc_unavailable()
+        if reason is not None:
+            raise Skip(f"nerfacc: {reason}")
+        from dreamcs.generate.dmtet import DMTetConfig
+        from dreamcs.generate.nerf import NeRFConfig, NeRFField, render_volume
+        from dreamcs.render import sample_cameras
+
+        geo = DMTetConfig(grid_resolution=16, encoding="hashgrid", hash_levels=4, hash_log2_table_size=12,
+                          hash_max_resolution=64, appearance="albedo")
+        field = NeRFField(geo, NeRFConfig(n_samples=128, occupancy_resolution=32), device=self.device)
+        cams = sample_cameras(2, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            field.update_occupancy()
+            ref, fast = (render_volume(field, cams, 64, shading="lambertian", backend=b) for b in ("torch", "nerfacc"))
+        diff = float((fast["image"] - ref["image"]).abs().mean())
+        if fast["backend"] != "nerfacc" or diff > 0.01:  # fixed steps of 2r/N against chord/N: close, not equal
+            raise AssertionError(f"{fast['backend']} image differs from torch's by {diff:.4f} on average")
+        per_step = {}
+        for b in ("torch", "nerfacc"):
+            m = self.run("dreamfusion-sd", f"nerf-{b}", f"nerf.backend={b}", "nerf.n_samples=64",
+                         "nerf.occupancy_resolution=32", "nerf.iso_threshold=2.5", "render.batch_size=1")
+            if any(r["backend"] != b for r in m):
+                raise AssertionError(f"nerf.backend={b} ran on {m[-1]['backend']}")
+            per_step[b] = sum(r["time_step"] for r in m[1:]) / max(len(m) - 1, 1)
+        return (f"image mean |diff| {diff:.4f}, samples {fast['n_evaluated']} vs {ref['n_evaluated']}; "
+                f"s/step torch {per_step['torch']:.3f}, nerfacc {per_step['nerfacc']:.3f}")
+
     def multiview_and_if(self) -> str:
         from dreamcs.generate.guidance.tiny_models import save_tiny_deepfloyd_if, save_tiny_mvdream
         from dreamcs.generate.reward2d import save_tiny_blip_reward
@@ -183,7 +215,7 @@ class Checks:
 ROWS: list[tuple[str, str]] = [
     ("cuda", "cuda"), ("device audit", "device_audit"), ("dmtet-sd", "sd_run"), ("dmtet-sd + reward", "sd_reward_run"),
     ("fantasia3d-sd", "fantasia3d"), ("magic3d-refine-sd", "magic3d"), ("nvdiffrast", "nvdiffrast"),
-    ("mvdream / dmtet-if + rewards", "multiview_and_if"), ("real SD weights", "real_sd"),
+    ("nerfacc", "nerfacc"), ("mvdream / dmtet-if + rewards", "multiview_and_if"), ("real SD weights", "real_sd"),
 ]
 
 

@@ -178,3 +178,20 @@ def test_shipped_stage_configs_validate(name, tmp_path) -> None:
         fine = stage_config(cfg, "fine", tmp_path)
         assert (fine.geometry.name, fine.geometry.init, fine.render.resolution) == ("dmtet", str(tmp_path / "coarse"), 512)
         assert fine.steps == 5000 and fine.render.distance_range == [2.0, 2.6] and fine.guidance.max_step_percent == 0.5
+
+
+def test_magic3d_sd_fine_stage_starts_from_the_coarse_albedo(weights, tmp_path) -> None:
+    """magic3d-sd's stages share encoding and MLP: the DMTet's colours are the coarse NeRF's, copied."""
+    from dreamcs.generate.geometry import build_geometry, load_volume_run
+
+    cfg = recipe("magic3d-sd", weights, False, "stages.coarse=[steps=2]",
+                 "stages.fine=[geometry.name=dmtet,geometry.init=stage:coarse,geometry.parameterization=explicit,steps=1]")
+    run = tmp_path / "run"
+    run_generation(cfg, run, show_progress=False)
+    coarse = load_volume_run(run / "coarse")
+    fine = build_geometry(stage_config(cfg, "fine", run))
+    assert coarse.has_albedo and fine.has_albedo
+    with torch.no_grad():
+        verts, faces = fine()
+        pts = torch.cat([verts, torch.rand(512, 3) * 2 - 1])
+        assert faces.shape[0] > 50 and torch.allclose(fine.albedo(pts), coarse.albedo(pts), atol=1e-6)

@@ -223,6 +223,8 @@ class GenerateConfig:
             raise ValueError(f"geometry.name: {self.geometry.name!r} is not dmtet or nerf")
         if self.geometry.name == "nerf":
             self.nerf.validate()
+            if self.nerf.backend == "nerfacc" and not self.device.startswith("cuda"):
+                raise ValueError(f"nerf.backend: nerfacc needs device=cuda, not {self.device!r} (use auto or torch)")
             if self.render.latent_steps:
                 raise ValueError("render.latent_steps: the normal + mask warm-up needs a mesh geometry (dmtet)")
         for key in ("lambda_orient", "lambda_opacity"):

@@ -88,7 +88,7 @@ class TcnnEncoding(nn.Module):
             import tinycudann as tcnn
         except ImportError as e:
             raise ImportError("use_tcnn=True needs the tinycudann package and a CUDA GPU") from e
-        self.bound = bound
+        self.bound, self.config = bound, dict(config)  # config: compared when weights are copied across fields
         self.enc = tcnn.Encoding(3, config)
         self.out_dim = self.enc.n_output_dims
 

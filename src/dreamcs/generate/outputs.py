@@ -22,7 +22,8 @@ from dreamcs.config import config_to_dict
 from dreamcs.utils import atomic_write_text, read_jsonl
 
 # keys a resumed run may change without invalidating its checkpoint
-RESUMABLE_CHANGES = {"steps", "device", "save_every", "mesh_every", "texture_size", "render.backend"}
+RESUMABLE_CHANGES = {"steps", "device", "save_every", "mesh_every", "texture_size", "render.backend",
+                     "nerf.backend"}
 
 
 def to_trimesh(verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor | None = None) -> Any:

@@ -150,6 +150,10 @@ class GeneratePipeline:
             raise FileExistsError(f"{self.run_dir}: already holds a run; pass --resume or choose another --out")
         if resume:
             outputs.check_resume_config(self.run_dir, self.cfg)
+        if self.cfg.geometry.name == "nerf":  # nerf.backend=nerfacc where it cannot run: say so before step 0
+            from dreamcs.generate.nerf.accel import resolve_backend
+
+            resolve_backend(self.cfg.nerf.backend, self.cfg.device)
         if self.cfg.texture_size:
             import importlib.util
 

@@ -5,6 +5,10 @@ extracted differentiably by marching tets at an iso-level of the density (for th
     field = NeRFField(cfg.geometry, cfg.nerf)            # geometry.name: nerf
     out = render_volume(field, cameras, 64, shading="textureless")   # image, alpha, normals, ...
     verts, faces = field()                                # marching tets on threshold - density
+
+Modules: ``field`` (density + albedo, NeRFConfig), ``occupancy`` (the grid that skips empty space),
+``volume_render`` (the renderer, torch reference), ``accel`` (nerfacc as the optional sampler,
+``nerf.backend``), ``step`` (one pipeline step).
 """
 
 from dreamcs.generate.nerf.field import NeRFConfig, NeRFField

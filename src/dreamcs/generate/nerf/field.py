@@ -53,6 +53,11 @@ class NeRFConfig:
     (2 sqrt(3) radius / n_samples) is above this: threestudio / nerfacc's ``occ_thre`` on density x step."""
     occupancy_decay: float = 0.95
     """Each update keeps max(decay * old, new): a cell empties only after staying empty a while."""
+    backend: str = "auto"
+    """Sample placement (``dreamcs.generate.nerf.accel``): ``torch`` (the reference, N samples a ray),
+    ``nerfacc`` (its CUDA ray marching through the occupied cells only, steps of 2 radius / N;
+    ``pip install nerfacc``, device=cuda) or ``auto`` (nerfacc on a CUDA device where its extension
+    loads, torch otherwise: on a CPU always torch)."""
 
     def validate(self) -> None:
         if self.density_activation not in ("softplus", "exp"):
@@ -61,6 +66,8 @@ class NeRFConfig:
             raise ValueError("nerf.n_samples and nerf.occupancy_resolution must be >= 2, occupancy_update_every >= 1")
         if self.radius <= 0 or self.blob_radius <= 0 or self.iso_threshold <= 0:
             raise ValueError("nerf.radius, nerf.blob_radius and nerf.iso_threshold must be > 0")
+        if self.backend not in ("auto", "torch", "nerfacc"):
+            raise ValueError(f"nerf.backend: {self.backend!r} is not auto, torch or nerfacc")
         if not 0.0 <= self.occupancy_decay <= 1.0:
             raise ValueError(f"nerf.occupancy_decay must be in [0, 1], got {self.occupancy_decay}")
 

@@ -82,7 +82,7 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
     rec.update(loss_sds=float(sds["loss_sds"].detach()), grad_norm=float(sds["grad_norm"]),
                t=float(sds["t"].float().mean()), n_nonfinite=int(sds["n_nonfinite"]), resolution=int(images.shape[1]),
                shading=shading, occupied=field.occupancy.occupied_fraction if cfg.nerf.occupancy else 1.0,
-               samples_evaluated=out["n_evaluated"] / max(out["n_samples"], 1))
+               samples_evaluated=out["n_evaluated"] / max(out["n_samples"], 1), backend=out["backend"])
     # 2. the 3D reward on the iso-surface mesh: its vertex gradient flows through marching tets into the density
     alpha = C(cfg.reward.alpha, step, "reward.alpha")
     rec.update(alpha=alpha, reward=None, loss_reward=None)
