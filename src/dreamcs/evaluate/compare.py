@@ -259,6 +259,20 @@ def interval_text(r: dict[str, Any]) -> str:
     return "-" if r["ci_low"] is None else f"[{num(r['ci_low'])}, {num(r['ci_high'])}]"
 
 
+def display_rows(result: dict[str, Any]) -> list[dict[str, str]]:
+    """The comparison as rows of text for a console or HTML table: metric (with its better
+    direction), prompt, pairs, A's and B's means, B - A, the interval and the verdict."""
+    a, b = result["a"], result["b"]
+    pct = f"{100 * result['settings']['confidence']:g}% interval"
+    rows = []
+    for res in result["metrics"].values():
+        name = f"{res['title']} {'↓' if res['lower_is_better'] else '↑'}"
+        for r in res["per_prompt"] + [res["pooled"]]:
+            rows.append({"metric": name, "prompt": r["prompt"], "pairs": str(r["pairs"]), a: num(r["a_mean"]),
+                         b: num(r["b_mean"]), "B - A": num(r["diff"]), pct: interval_text(r), "verdict": r["verdict"]})
+    return rows
+
+
 def markdown_comparison(result: dict[str, Any]) -> str:
     """``compare.md``: the method in two sentences, then per metric a table with a pooled last row."""
     a, b, s = result["a"], result["b"], result["settings"]
