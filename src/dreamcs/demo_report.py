@@ -2,7 +2,7 @@
 
 Sections: the mesh-core table, the dataset statistics, RewardCS on the test split with its training
 curves and embedding plot, and generation: the baseline-vs-RewardCS table (mean +/- std over the
-prompts and seeds), turntables side by side per prompt, and the loss and reward curves of each run.
+prompts and seeds), the paired difference with bootstrap intervals, turntables side by side per prompt, and the loss and reward curves of each run.
 """
 
 from __future__ import annotations
@@ -128,6 +128,25 @@ def generation_curves_png(runs: Sequence[dict[str, Any]]) -> bytes | None:
     return _figure_png(fig)
 
 
+def _paired_section(cmp: dict[str, Any]) -> list[str]:
+    """The paired difference B - A (``evaluate.compare``) as a paragraph and a table."""
+    from dreamcs.evaluate.compare import display_rows
+
+    a, b, s = cmp["a"], cmp["b"], cmp["settings"]
+    per_prompt = [r["pairs"] for res in cmp["metrics"].values() for r in res["per_prompt"]]
+    text = (f"<h3>Paired difference: {html.escape(b)} - {html.escape(a)}</h3><p>The same prompt and seed "
+            f"generated both ways (`dreamcs evaluate compare`): per prompt the mean difference over seeds with "
+            f"a {100 * s['confidence']:g}% percentile bootstrap interval ({s['resamples']:,} resamples of the "
+            f"seeds), and over all prompts the mean of the prompt means with a hierarchical bootstrap "
+            f"(prompts resampled, then seeds). The arrow gives the better direction (↓: lower is better, so a "
+            f"negative difference favours {html.escape(b)}); a verdict needs the interval to exclude 0.")
+    if per_prompt and max(per_prompt) < 2:
+        n = len(next(iter(cmp["metrics"].values()))["per_prompt"])
+        text += (f" With one seed per prompt there is no per-prompt interval, and the pooled one only "
+                 f"resamples {n} prompt(s): read it as rough (more seeds: <code>seeds=[0,1,2,3,4]</code>).")
+    return [text + "</p>", html_table(display_rows(cmp))]
+
+
 def _generation_section(gen: dict[str, Any]) -> list[str]:
     if not gen or not gen.get("runs"):
         return ["<p>not run</p>"]
@@ -142,6 +161,8 @@ def _generation_section(gen: dict[str, Any]) -> list[str]:
                      "Janus score (and the Janus ratio: the share of meshes the Janus decision flags), floaters and "
                      "holes are independent of it.</p>")
         parts.append(html_metrics_table(gen["table"]))
+    if gen.get("compare"):
+        parts += _paired_section(gen["compare"])
     variants = list(dict.fromkeys(r["variant"] for r in gen["runs"]))
     cells: dict[tuple[str, int], dict[str, Path]] = {}
     for r in gen["runs"]:

@@ -46,6 +46,10 @@ def test_reduced_quickstart_writes_report(tmp_path, sample_dir):
     assert set(table["table"]) == {"baseline", "+RewardCS"}
     for variant in ("baseline", "+RewardCS"):
         assert "reward" in table["table"][variant]
+    # and compared pair by pair (one prompt, one seed: no interval, but the difference is there)
+    paired = json.loads((gen / "eval" / "compare.json").read_text())
+    assert (paired["a"], paired["b"]) == ("baseline", "+RewardCS") and "holes" in paired["metrics"]
+    assert paired["metrics"]["holes"]["pooled"]["pairs"] == 1 and "Paired difference: +RewardCS - baseline" in text
     assert "Turntables" in text and text.count("data:image/png;base64,") >= 2
     # A second call reuses everything it finds instead of recomputing.
     mtime = (tmp_path / "demo" / "reward" / "model.safetensors").stat().st_mtime

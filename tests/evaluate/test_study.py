@@ -183,6 +183,12 @@ def test_janus_benchmark_with_ground_truth(baseline, guided, prompts_file, tiny_
         row = data["table"][v]
         assert row["chamfer"]["n"] == 1 and 0 < row["chamfer"]["mean"] < 1  # a blob vs a ball: close
         assert 0 < row["normal_consistency"]["mean"] <= 1 and "janus_excess" in row and "reward" in row
+    # the benchmark's records pair up in `evaluate compare` (one prompt, one seed: no interval)
+    text = cli("evaluate", "compare", out, "--metrics", "chamfer,janus,holes", "--out", tmp_path / "cmp")
+    paired = json.loads((tmp_path / "cmp" / "compare.json").read_text())["metrics"]["chamfer"]["pooled"]
+    chamfer = {v: data["table"][v]["chamfer"]["mean"] for v in ("baseline", "+RewardCS")}
+    assert paired["pairs"] == 1 and paired["diff"] == pytest.approx(chamfer["+RewardCS"] - chamfer["baseline"])
+    assert "## Chamfer ↓" in text and "no interval (one pair)" in text
     bad = gt_dir / "bad.json"
     bad.write_text(json.dumps({"a wooden chair": "missing.obj"}))
     assert "does not exist" in cli("evaluate", "janus", "--prompts", prompts_file, "--runs", baseline,

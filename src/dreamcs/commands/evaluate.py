@@ -1,4 +1,5 @@
-"""`dreamcs evaluate`: run a prompt-set study, merge shards, score it, and the Janus benchmark."""
+"""`dreamcs evaluate`: run a prompt-set study, merge shards, score it, the Janus benchmark, and a paired
+comparison of two variants with bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-evaluate_app = typer.Typer(help="Evaluate text-to-3D on a prompt set: run, merge, score, janus.",
+evaluate_app = typer.Typer(help="Evaluate text-to-3D on a prompt set: run, merge, score, janus, compare.",
                            no_args_is_help=True)
 
 
@@ -110,6 +111,31 @@ def janus(
     except (PromptFileError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(res["paths"]["md"].read_text(encoding="utf-8"))
+
+
+@evaluate_app.command("compare")
+def compare(
+    results: list[Path] = typer.Argument(..., help="janus.json / assets.jsonl files, or folders holding them "
+                                                   "(a study folder: its eval/); e.g. STUDY_A STUDY_B."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where compare.md/csv/json go (default: beside the first records)."),
+    metrics: str = typer.Option("chamfer,janus,floaters,holes", "--metrics", help="Comma-separated metrics."),
+    a: str | None = typer.Option(None, "--a", help="Group A (variant, or 'recipe / variant'); default: the baseline."),
+    b: str | None = typer.Option(None, "--b", help="Group B; default: the other of two groups."),
+    resamples: int = typer.Option(10_000, "--resamples", help="Bootstrap resamples per interval."),
+    confidence: float = typer.Option(0.95, "--confidence", help="Coverage of the percentile interval."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+) -> None:
+    """Paired B - A per prompt (seeds matched) with bootstrap intervals, pooled hierarchically over prompts."""
+    from dreamcs.evaluate.compare import CompareConfig, compare_results
+
+    cfg = CompareConfig(metrics=[m.strip() for m in metrics.split(",") if m.strip()], a=a, b=b,
+                        resamples=resamples, confidence=confidence, seed=seed)
+    try:
+        res = compare_results(results, out, cfg, log=typer.echo)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(res["paths"]["md"].read_text(encoding="utf-8"))
+    typer.echo("written: " + ", ".join(str(p) for p in res["paths"].values()))
 
 
 def register(app: typer.Typer) -> None:
