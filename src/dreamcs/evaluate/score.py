@@ -10,7 +10,7 @@ Per asset: the mesh is loaded and normalised; the geometry metrics and the Janus
 ``evaluate.geometry`` (with the Janus decision ``janus``, whose mean is the Janus ratio); CP (the
 mean CLIP cosine, as the paper prints it) needs ``clip``, GA a RewardCS evaluator (``ga_reward``: by the paper's
 protocol a model trained with another seed or configuration than the one that guided generation),
-the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
+IR a 2D reward folder, VR a VisionReward VLM folder (``evaluate.vision_reward``), the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
 with its ``error`` and left out of the means (the run goes on); a judge that fails (bad reply,
 dropped connection) leaves ``judge_error`` and is asked again on the next run. Records are cached in ``assets.jsonl`` under a key of the scoring settings, so a
 re-run only scores what is new.
@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,12 @@ class ScoreConfig:
     image_reward: str | None = None
     """A 2D reward folder (ImageReward, or a DreamReward Reward3D head; ``dreamcs.generate.reward2d``,
     converted from the public checkpoints) scored on the turntable views for the IR column; None skips it."""
+    vision_reward: str | None = None
+    """A VisionReward folder (a transformers VLM, optionally with ``vision_reward.yaml`` and
+    ``checklist.yaml``; ``dreamcs.evaluate.vision_reward``) scored on the turntable views for the VR
+    column; None skips it."""
+    vision_reward_overrides: list[str] = field(default_factory=list)
+    """``key=value`` overrides of the folder's ``VisionRewardConfig`` (e.g. ``answers=soft``)."""
     judge_url: str | None = None
     """OpenAI-compatible endpoint of the VLM judge; None skips the judge."""
     judge_model: str = "gpt-4o"
@@ -73,7 +79,7 @@ class AssetScorer:
 
     def __init__(self, cfg: ScoreConfig) -> None:
         self.cfg = cfg
-        self.clip = self.ga = self.judge = self.image_reward = None
+        self.clip = self.ga = self.judge = self.image_reward = self.vision_reward = None
         if cfg.clip:
             from dreamcs.evaluate.clip_score import ClipScorer
 
@@ -87,6 +93,10 @@ class AssetScorer:
             from dreamcs.generate.reward2d.blip_reward import load_blip_reward
 
             self.image_reward = load_blip_reward(cfg.image_reward, device=cfg.device)
+        if cfg.vision_reward:
+            from dreamcs.evaluate.vision_reward import load_vision_reward
+
+            self.vision_reward = load_vision_reward(cfg.vision_reward, cfg.vision_reward_overrides, device=cfg.device)
         if cfg.judge_url:
             from dreamcs.evaluate.judge import JudgeConfig, VLMJudge
 
@@ -129,12 +139,14 @@ class AssetScorer:
             return {"error": str(e)}, None
         rec.update(geometry_metrics(mesh, n=self.cfg.points))
         views = None
-        if self.clip is not None or self.judge is not None or self.image_reward is not None:
+        if any(m is not None for m in (self.clip, self.judge, self.image_reward, self.vision_reward)):
             views = self.views(mesh)
         if self.clip is not None:
             rec["clip_score"] = self.clip.score(views, prompt)
         if self.image_reward is not None:
             rec["image_reward"] = self.image_reward_of(views, prompt)
+        if self.vision_reward is not None:
+            rec["vision_reward"] = self.vision_reward.score(views, prompt)
         if self.ga is not None:
             try:
                 rec["ga"] = self.reward(self.ga, mesh, prompt)
