@@ -92,6 +92,8 @@ def score(
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo((res["paths"]["md"]).read_text(encoding="utf-8"))
+    if res["ga_warning"]:
+        typer.echo(res["ga_warning"])
     typer.echo("written: " + ", ".join(str(p) for p in res["paths"].values()))
 
 

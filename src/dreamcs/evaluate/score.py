@@ -9,8 +9,9 @@
 Per asset: the mesh is loaded and normalised; the geometry metrics and the Janus heuristic come from
 ``evaluate.geometry`` (with the Janus decision ``janus``, whose mean is the Janus ratio); CP (the
 mean CLIP cosine, as the paper prints it) needs ``clip``, GA a RewardCS evaluator (``ga_reward``: by the paper's
-protocol a model trained with another seed or configuration than the one that guided generation),
-IR a 2D reward folder, VR a VisionReward VLM folder (``evaluate.vision_reward``), the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
+protocol a model trained with another seed or configuration than the one that guided generation;
+``evaluate.ga`` warns when it is the same), IR a 2D reward folder, VR a VisionReward VLM folder
+(``evaluate.vision_reward``), the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
 with its ``error`` and left out of the means (the run goes on); a judge that fails (bad reply,
 dropped connection) leaves ``judge_error`` and is asked again on the next run. Records are cached in ``assets.jsonl`` under a key of the scoring settings, so a
 re-run only scores what is new.
@@ -185,24 +186,6 @@ def _reusable(rec: dict[str, Any] | None, mesh: Path) -> bool:
             and rec.get("mesh_sha1") == sha1_file(mesh))
 
 
-def _warn_same_reward(cfg: ScoreConfig, runs: Sequence[dict[str, Any]], log: Callable[[str], None]) -> None:
-    """The paper's GA protocol: the evaluator must not be the model that guided generation."""
-    if not cfg.ga_reward:
-        return
-    from dreamcs.generate.pipeline import resolve_reward_dir
-
-    ga = resolve_reward_dir(cfg.ga_reward).resolve()
-    for r in runs:
-        try:
-            guiding = resolve_reward_dir(r["reward"]).resolve() if r.get("reward") else None
-        except FileNotFoundError:
-            continue
-        if guiding == ga:
-            log(f"warning: GA is scored by {ga}, the same RewardCS that guided {r['run']}; the paper's "
-                "protocol uses an evaluator trained with another seed or configuration")
-            return
-
-
 class _progress:
     """A rich progress bar with ETA over ``total`` assets (on stderr; silent when not a terminal)."""
 
@@ -234,7 +217,8 @@ def score_studies(
     studies: Sequence[str | Path], out: str | Path, cfg: ScoreConfig, *, log: Callable[[str], None] = print,
     sheet: bool = True,
 ) -> dict[str, Any]:
-    """Score every finished run of ``studies`` into ``out``; returns {"assets", "table", "paths"}."""
+    """Score every finished run of ``studies`` into ``out``; returns {"assets", "table", "paths",
+    "ga_warning"} (the warning, also in ``table.json``, when GA's evaluator guided some runs)."""
     from dreamcs.utils import sha1_file
 
     out = Path(out)
@@ -247,8 +231,14 @@ def score_studies(
         runs = read_manifest(study)
         if not runs:
             raise FileNotFoundError(f"{study}: no finished runs in {study / 'manifest.jsonl'}")
-        _warn_same_reward(cfg, runs, log)
         jobs += [(study, run) for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"]))]
+    ga_warn = None
+    if cfg.ga_reward:
+        from dreamcs.evaluate.ga import ga_warning, same_as_guidance
+
+        ga_warn = ga_warning(cfg.ga_reward, same_as_guidance(cfg.ga_reward, jobs), len(jobs))
+        if ga_warn:
+            log(ga_warn)
     with _progress("scoring assets", len(jobs)) as advance:
         for study, run in jobs:
             run_dir = study / run["run"]
@@ -279,10 +269,11 @@ def score_studies(
     agg = aggregate(records)
     paths = write_tables(out, agg, "table", extra={"settings": asdict(cfg), "n_assets": len(records),
                                                    "errors": [r for r in records if "error" in r],
-                                                   "judge_errors": [r for r in records if "judge_error" in r]})
+                                                   "judge_errors": [r for r in records if "judge_error" in r],
+                                                   "ga_warning": ga_warn})
     fails = [{k: r.get(k) for k in ("study", "run", "prompt", "seed", "variant", "error", "judge_error") if r.get(k) is not None}
              for r in records if "error" in r or "judge_error" in r]
     paths["failures"] = atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in fails))
     if sheet and cells:
         paths["sheet"] = contact_sheet(cells, list(agg), out / "contact_sheet.png")
-    return {"assets": records, "table": agg, "paths": paths}
+    return {"assets": records, "table": agg, "paths": paths, "ga_warning": ga_warn}
