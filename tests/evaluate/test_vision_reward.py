@@ -203,6 +203,17 @@ def test_evaluate_score_vr_column(vlm_dir, tmp_path):
     scorer = AssetScorer(ScoreConfig(views=2, resolution=32))
     views = scorer.views(normalize(load_mesh(study / "runs" / "r0-s0" / "final.obj")))
     assert rec[PROMPT]["vision_reward"] == pytest.approx(load_vision_reward(str(vlm_dir)).score(views, PROMPT), abs=1e-5)
+    # without VR the cache key is the one written before VR existed (old assets.jsonl stay valid)
+    import dataclasses
+    import hashlib
+
+    d = dataclasses.asdict(ScoreConfig(views=2))
+    for k in ("device", "vision_reward", "vision_reward_overrides"):
+        d.pop(k)
+    d["record_format"] = 2
+    assert ScoreConfig(views=2).key() == hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    assert ScoreConfig(views=2, vision_reward="x").key() != ScoreConfig(views=2, vision_reward="x",
+                                                                          vision_reward_overrides=["answers=soft"]).key()
     bad = CliRunner().invoke(app, ["evaluate", "score", str(study), "--out", str(tmp_path / "e2"),
                                    "--vision-reward", str(tmp_path / "nowhere")])
     assert bad.exit_code == 2 and "no such VisionReward model folder" in bad.output

@@ -71,6 +71,8 @@ class ScoreConfig:
         record format (records of an older format, e.g. CP as 100 x cosine, are scored again)."""
         d = asdict(self)
         d.pop("device")
+        if not self.vision_reward:  # added later: without VR the key is the one earlier caches were written under
+            d.pop("vision_reward"), d.pop("vision_reward_overrides")
         d["record_format"] = RECORD_FORMAT
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
