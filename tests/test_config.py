@@ -39,6 +39,16 @@ def test_bad_key_and_type_are_named(tmp_path):
         load_config(_Outer, tmp_path / "missing.yaml")
 
 
+def test_unparsable_yaml_is_a_config_error_naming_file_or_override(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("inner: {name: a: b}\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(_Outer, bad)
+    with pytest.raises(ConfigError, match=r"override 'inner.name=q: \{x\} a:'.*quote it"):
+        load_config(_Outer, overrides=["lr=0.5", "inner.name=q: {x} a:"])
+    assert load_config(_Outer, overrides=["inner.name='q: {x} a:'"]).inner.name == "q: {x} a:"
+
+
 def test_save_round_trip(tmp_path):
     cfg = load_config(_Outer, overrides=["tags=[a,b]"])
     out = save_config(cfg, tmp_path / "run" / "config.yaml")

@@ -40,16 +40,21 @@ def load_config(
             p = Path(path)
             if not p.is_file():
                 raise ConfigError(f"{p}: config file not found")
-            with open(p, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
+            try:
+                with open(p, encoding="utf-8") as f:
+                    data = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
             if not isinstance(data, dict):
                 raise ConfigError(f"{p}: a config file must hold a mapping, got {type(data).__name__}")
             merged.append(OmegaConf.create(data))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
-        if overrides:
-            merged.append(OmegaConf.from_dotlist(list(overrides)))
+            try:  # one at a time, so that an unparsable value is named
+                merged.append(OmegaConf.from_dotlist([item]))
+            except yaml.YAMLError:
+                raise ConfigError(f"override {item!r}: the value is not valid YAML (quote it: key='...')") from None
         cfg = OmegaConf.merge(*merged)
         return OmegaConf.to_object(cfg)  # type: ignore[return-value]
     except OmegaConfBaseException as e:

@@ -138,6 +138,8 @@ def test_score_two_variants(baseline, guided, tiny_clip_dir, tiny_reward_dir, tm
                 "--views", "2", "--resolution", "32", "--n-patches", "16"]
         text = cli(*args)
         assert "| baseline |" in text and "| +RewardCS |" in text
+        # GA here is the RewardCS that guided the +RewardCS runs: the protocol guard says so
+        assert "warning: GA is scored by" in text and "guided 2 of 4 runs" in text
         assets = read_jsonl(out / "assets.jsonl")
         assert len(assets) == 4 and {a["variant"] for a in assets} == {"baseline", "+RewardCS"}
         for a in assets:

@@ -72,9 +72,12 @@ def score(
     clip: str | None = typer.Option(None, "--clip", help="CLIP folder or hub id for CP."),
     ga_reward: str | None = typer.Option(None, "--ga-reward", help="RewardCS evaluator for GA (not the guiding one)."),
     image_reward: str | None = typer.Option(None, "--image-reward", help="ImageReward / Reward3D folder (dreamcs.generate.reward2d) for IR."),
+    vision_reward: str | None = typer.Option(None, "--vision-reward", help="VisionReward folder (a transformers VLM, "
+                                             "+ vision_reward.yaml, checklist.yaml) or hub id for VR."),
+    vr_set: list[str] | None = typer.Option(None, "--vr-set", help="VisionReward setting key=value (repeat), e.g. answers=soft."),
     judge_url: str | None = typer.Option(None, "--judge-url", help="OpenAI-compatible endpoint for the VLM judge."),
     judge_model: str = typer.Option("gpt-4o", "--judge-model"),
-    views: int = typer.Option(8, "--views", help="Turntable views for CP, IR and the judge."),
+    views: int = typer.Option(8, "--views", help="Turntable views for CP, IR, VR and the judge."),
     resolution: int = typer.Option(224, "--resolution"),
     n_patches: int = typer.Option(256, "--n-patches", help="Patches of the fused mesh for GA."),
     device: str = typer.Option("cpu", "--device"),
@@ -82,13 +85,16 @@ def score(
     """Per-asset metrics and a variant x metric table (Markdown, CSV, JSON) plus a contact sheet."""
     from dreamcs.evaluate.score import ScoreConfig, score_studies
 
-    cfg = ScoreConfig(clip=clip, ga_reward=ga_reward, image_reward=image_reward, judge_url=judge_url, judge_model=judge_model, views=views,
-                      resolution=resolution, n_patches=n_patches, device=device)
+    cfg = ScoreConfig(clip=clip, ga_reward=ga_reward, image_reward=image_reward, vision_reward=vision_reward,
+                      vision_reward_overrides=list(vr_set or []), judge_url=judge_url, judge_model=judge_model,
+                      views=views, resolution=resolution, n_patches=n_patches, device=device)
     try:
         res = score_studies(studies, out or studies[0] / "eval", cfg, log=typer.echo)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo((res["paths"]["md"]).read_text(encoding="utf-8"))
+    if res["ga_warning"]:
+        typer.echo(res["ga_warning"])
     typer.echo("written: " + ", ".join(str(p) for p in res["paths"].values()))
 
 

@@ -1,7 +1,8 @@
 """Evaluation on a prompt set: studies (run every prompt x seed, shard, merge), per-asset metrics
-(CP with CLIP, GA with a RewardCS evaluator, geometry defects, a Janus heuristic, an optional VLM
-judge), the paper-layout table, the Janus benchmark against ground-truth meshes, and the paired
-comparison of two variants with bootstrap intervals (``compare``, ``bootstrap``).
+(CP with CLIP, GA with a separately trained RewardCS, geometry defects, a Janus heuristic; optional
+IR with ImageReward, VR with VisionReward's checklist on a local VLM, a VLM judge), the
+paper-layout table, the Janus benchmark against ground-truth meshes, and the paired comparison of
+two variants with bootstrap intervals (``compare``, ``bootstrap``).
 
     dreamcs evaluate run --prompts prompts.txt --config dmtet-sd --out study/base --seeds 0,1,2
     dreamcs evaluate run --prompts prompts.txt --config dmtet-sd --out study/ours --reward runs/reward

@@ -9,8 +9,9 @@
 Per asset: the mesh is loaded and normalised; the geometry metrics and the Janus heuristic come from
 ``evaluate.geometry`` (with the Janus decision ``janus``, whose mean is the Janus ratio); CP (the
 mean CLIP cosine, as the paper prints it) needs ``clip``, GA a RewardCS evaluator (``ga_reward``: by the paper's
-protocol a model trained with another seed or configuration than the one that guided generation),
-the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
+protocol a model trained with another seed or configuration than the one that guided generation;
+``evaluate.ga`` warns when it is the same), IR a 2D reward folder, VR a VisionReward VLM folder
+(``evaluate.vision_reward``), the judge an endpoint. An asset whose mesh cannot be read, or whose scoring raises, is recorded
 with its ``error`` and left out of the means (the run goes on); a judge that fails (bad reply,
 dropped connection) leaves ``judge_error`` and is asked again on the next run. Records are cached in ``assets.jsonl`` under a key of the scoring settings, so a
 re-run only scores what is new.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ class ScoreConfig:
     image_reward: str | None = None
     """A 2D reward folder (ImageReward, or a DreamReward Reward3D head; ``dreamcs.generate.reward2d``,
     converted from the public checkpoints) scored on the turntable views for the IR column; None skips it."""
+    vision_reward: str | None = None
+    """A VisionReward folder (a transformers VLM, optionally with ``vision_reward.yaml`` and
+    ``checklist.yaml``; ``dreamcs.evaluate.vision_reward``) scored on the turntable views for the VR
+    column; None skips it."""
+    vision_reward_overrides: list[str] = field(default_factory=list)
+    """``key=value`` overrides of the folder's ``VisionRewardConfig`` (e.g. ``answers=soft``)."""
     judge_url: str | None = None
     """OpenAI-compatible endpoint of the VLM judge; None skips the judge."""
     judge_model: str = "gpt-4o"
@@ -64,6 +71,8 @@ class ScoreConfig:
         record format (records of an older format, e.g. CP as 100 x cosine, are scored again)."""
         d = asdict(self)
         d.pop("device")
+        if not self.vision_reward:  # added later: without VR the key is the one earlier caches were written under
+            d.pop("vision_reward"), d.pop("vision_reward_overrides")
         d["record_format"] = RECORD_FORMAT
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -73,7 +82,7 @@ class AssetScorer:
 
     def __init__(self, cfg: ScoreConfig) -> None:
         self.cfg = cfg
-        self.clip = self.ga = self.judge = self.image_reward = None
+        self.clip = self.ga = self.judge = self.image_reward = self.vision_reward = None
         if cfg.clip:
             from dreamcs.evaluate.clip_score import ClipScorer
 
@@ -87,6 +96,10 @@ class AssetScorer:
             from dreamcs.generate.reward2d.blip_reward import load_blip_reward
 
             self.image_reward = load_blip_reward(cfg.image_reward, device=cfg.device)
+        if cfg.vision_reward:
+            from dreamcs.evaluate.vision_reward import load_vision_reward
+
+            self.vision_reward = load_vision_reward(cfg.vision_reward, cfg.vision_reward_overrides, device=cfg.device)
         if cfg.judge_url:
             from dreamcs.evaluate.judge import JudgeConfig, VLMJudge
 
@@ -129,12 +142,14 @@ class AssetScorer:
             return {"error": str(e)}, None
         rec.update(geometry_metrics(mesh, n=self.cfg.points))
         views = None
-        if self.clip is not None or self.judge is not None or self.image_reward is not None:
+        if any(m is not None for m in (self.clip, self.judge, self.image_reward, self.vision_reward)):
             views = self.views(mesh)
         if self.clip is not None:
             rec["clip_score"] = self.clip.score(views, prompt)
         if self.image_reward is not None:
             rec["image_reward"] = self.image_reward_of(views, prompt)
+        if self.vision_reward is not None:
+            rec["vision_reward"] = self.vision_reward.score(views, prompt)
         if self.ga is not None:
             try:
                 rec["ga"] = self.reward(self.ga, mesh, prompt)
@@ -173,24 +188,6 @@ def _reusable(rec: dict[str, Any] | None, mesh: Path) -> bool:
             and rec.get("mesh_sha1") == sha1_file(mesh))
 
 
-def _warn_same_reward(cfg: ScoreConfig, runs: Sequence[dict[str, Any]], log: Callable[[str], None]) -> None:
-    """The paper's GA protocol: the evaluator must not be the model that guided generation."""
-    if not cfg.ga_reward:
-        return
-    from dreamcs.generate.pipeline import resolve_reward_dir
-
-    ga = resolve_reward_dir(cfg.ga_reward).resolve()
-    for r in runs:
-        try:
-            guiding = resolve_reward_dir(r["reward"]).resolve() if r.get("reward") else None
-        except FileNotFoundError:
-            continue
-        if guiding == ga:
-            log(f"warning: GA is scored by {ga}, the same RewardCS that guided {r['run']}; the paper's "
-                "protocol uses an evaluator trained with another seed or configuration")
-            return
-
-
 class _progress:
     """A rich progress bar with ETA over ``total`` assets (on stderr; silent when not a terminal)."""
 
@@ -222,7 +219,8 @@ def score_studies(
     studies: Sequence[str | Path], out: str | Path, cfg: ScoreConfig, *, log: Callable[[str], None] = print,
     sheet: bool = True,
 ) -> dict[str, Any]:
-    """Score every finished run of ``studies`` into ``out``; returns {"assets", "table", "paths"}."""
+    """Score every finished run of ``studies`` into ``out``; returns {"assets", "table", "paths",
+    "ga_warning"} (the warning, also in ``table.json``, when GA's evaluator guided some runs)."""
     from dreamcs.utils import sha1_file
 
     out = Path(out)
@@ -235,8 +233,14 @@ def score_studies(
         runs = read_manifest(study)
         if not runs:
             raise FileNotFoundError(f"{study}: no finished runs in {study / 'manifest.jsonl'}")
-        _warn_same_reward(cfg, runs, log)
         jobs += [(study, run) for run in sorted(runs, key=lambda r: (r["prompt"], r["seed"]))]
+    ga_warn = None
+    if cfg.ga_reward:
+        from dreamcs.evaluate.ga import ga_warning, same_as_guidance
+
+        ga_warn = ga_warning(cfg.ga_reward, same_as_guidance(cfg.ga_reward, jobs), len(jobs))
+        if ga_warn:
+            log(ga_warn)
     with _progress("scoring assets", len(jobs)) as advance:
         for study, run in jobs:
             run_dir = study / run["run"]
@@ -267,10 +271,11 @@ def score_studies(
     agg = aggregate(records)
     paths = write_tables(out, agg, "table", extra={"settings": asdict(cfg), "n_assets": len(records),
                                                    "errors": [r for r in records if "error" in r],
-                                                   "judge_errors": [r for r in records if "judge_error" in r]})
+                                                   "judge_errors": [r for r in records if "judge_error" in r],
+                                                   "ga_warning": ga_warn})
     fails = [{k: r.get(k) for k in ("study", "run", "prompt", "seed", "variant", "error", "judge_error") if r.get(k) is not None}
              for r in records if "error" in r or "judge_error" in r]
     paths["failures"] = atomic_write_text(out / "failures.jsonl", "".join(json.dumps(f) + "\n" for f in fails))
     if sheet and cells:
         paths["sheet"] = contact_sheet(cells, list(agg), out / "contact_sheet.png")
-    return {"assets": records, "table": agg, "paths": paths}
+    return {"assets": records, "table": agg, "paths": paths, "ga_warning": ga_warn}

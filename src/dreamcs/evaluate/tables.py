@@ -22,6 +22,7 @@ from dreamcs.utils import atomic_write_bytes, atomic_write_text
 METRICS: dict[str, tuple[str, bool]] = {
     "clip_score": ("CP", True),
     "image_reward": ("IR", True),
+    "vision_reward": ("VR", True),
     "ga": ("GA", True),
     "chamfer": ("Chamfer", False),
     "normal_consistency": ("NC", True),
