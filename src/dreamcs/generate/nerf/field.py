@@ -53,11 +53,12 @@ class NeRFConfig:
     (2 sqrt(3) radius / n_samples) is above this: threestudio / nerfacc's ``occ_thre`` on density x step."""
     occupancy_decay: float = 0.95
     """Each update keeps max(decay * old, new): a cell empties only after staying empty a while."""
-    backend: str = "auto"
+    backend: str = "torch"
     """Sample placement (``dreamcs.generate.nerf.accel``): ``torch`` (the reference, N samples a ray),
     ``nerfacc`` (its CUDA ray marching through the occupied cells only, steps of 2 radius / N;
     ``pip install nerfacc``, device=cuda) or ``auto`` (nerfacc on a CUDA device where its extension
-    loads, torch otherwise: on a CPU always torch)."""
+    loads, torch otherwise: on a CPU always torch). The default stays torch until the nerfacc path
+    has passed ``make gpu-check`` on a GPU: it is written against nerfacc's API but has not run yet."""
 
     def validate(self) -> None:
         if self.density_activation not in ("softplus", "exp"):
