@@ -79,31 +79,30 @@ def sublattice_indices(resolution: int, coarse: int) -> Tensor:
     return (idx.view(-1, 1, 1) * (n * n) + idx.view(1, -1, 1) * n + idx.view(1, 1, -1)).reshape(-1)
 
 
-def _kuhn_tet(u: Tensor, resolution: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Points u (V, 3) in lattice cells -> the Kuhn tet holding each: corner vertex ids (V, 4),
-    axis order (V, 3) (descending fractional part) and the cell corner (V, 3) float.
+def _kuhn_tet(u: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Points u (V, 3) in lattice cells -> the Kuhn tet holding each: corner vertex ids (V, 4), axis
+    order (V, 3) (descending fractional part), the cell corner (V, 3) and the barycentrics (V, 4).
 
     Corner k of the tet is the cell corner plus unit steps along the first k axes of the order
     (tetgrid's path 000 -> 111), and the barycentrics are 1 - f1, f1 - f2, f2 - f3, f3 for the
-    sorted fractional parts f1 >= f2 >= f3."""
+    sorted fractional parts f1 >= f2 >= f3. NumPy: a few dozen small array operations per call,
+    which torch's thread pool makes slower on a busy CPU."""
     n = resolution + 1
-    cell = u.detach().floor().clamp(0, resolution - 1)
-    order = torch.argsort(u.detach() - cell, dim=1, descending=True)
-    steps = torch.nn.functional.one_hot(order, 3).cumsum(1)  # (V, 3, 3): corners 1..3 minus corner 0
-    corners = cell.long()[:, None, :] + torch.cat([torch.zeros_like(steps[:, :1]), steps], 1)
+    cell = np.clip(np.floor(u), 0, resolution - 1)
+    order = np.argsort(-(u - cell), axis=1, kind="stable")
+    corners = cell.astype(np.int64)[:, None, :] + np.concatenate(
+        [np.zeros((len(u), 1, 3), np.int64), np.eye(3, dtype=np.int64)[order].cumsum(1)], 1)
     ids = corners[..., 0] * (n * n) + corners[..., 1] * n + corners[..., 2]
-    return ids, order, cell
+    f = np.take_along_axis(u - cell, order, 1)
+    lam = np.stack([1 - f[:, 0], f[:, 0] - f[:, 1], f[:, 1] - f[:, 2], f[:, 2]], 1)
+    return ids, order, cell, lam
 
 
-def _barycentric(u: Tensor, order: Tensor, cell: Tensor) -> Tensor:
-    """(V, 4) barycentrics of points u (V, 3) in their Kuhn tets (differentiable in u)."""
-    f = torch.gather(u - cell, 1, order)
-    return torch.stack([1 - f[:, 0], f[:, 0] - f[:, 1], f[:, 1] - f[:, 2], f[:, 2]], 1)
-
-
-def _tet_gradient(s: Tensor, order: Tensor) -> Tensor:
+def _tet_gradient(s: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Gradient (V, 3) per cell of the linear SDF in each tet, from its corner values s (V, 4)."""
-    return torch.zeros(s.shape[0], 3, dtype=s.dtype, device=s.device).scatter(1, order, s[:, 1:] - s[:, :-1])
+    g = np.zeros((len(s), 3))
+    np.put_along_axis(g, order, s[:, 1:] - s[:, :-1], 1)
+    return g
 
 
 def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: int
@@ -112,36 +111,33 @@ def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: 
 
     sdf (N,), positions (N, 3): the grid's SDF and deformed vertices (differentiable).
     Returns the surface points (V, 3) (``Phi`` of the projection; differentiable in sdf and
-    positions through the last Newton step), the projected u (V, 3) detached, and a mask (V,) of
-    the points that landed (|s| below 1e-4 of a cell's worth of gradient).
+    positions through the last Newton step: for a point on the surface, its normal motion), the
+    projected u (V, 3) float64 detached, and a mask (V,) of the points that landed (|s| below 1e-4
+    of a cell's worth of gradient).
     """
-    with torch.no_grad():
-        s_det = sdf.detach()
-        u = u.detach().double()
-        for _ in range(NEWTON_STEPS):
-            ids, order, cell = _kuhn_tet(u, resolution)
-            corner = s_det[ids].double()
-            value = (_barycentric(u, order, cell) * corner).sum(1)
-            g = _tet_gradient(corner, order)
-            g2 = g.square().sum(1, keepdim=True)
-            if bool((value.abs() <= 1e-4 * g2.squeeze(1).sqrt()).all()):
-                break  # all on the surface already (the usual case after one step)
-            step = value[:, None] * g / g2.clamp_min(1e-30)
-            step = step * (MAX_NEWTON_STEP / step.norm(dim=1, keepdim=True).clamp_min(MAX_NEWTON_STEP))
-            u = (u - step).clamp(0, resolution)
-        ids, order, cell = _kuhn_tet(u, resolution)
-        corner = s_det[ids].double()
+    s_np = sdf.detach().cpu().numpy()
+    uu = u.detach().cpu().numpy().astype(np.float64)
+    for _ in range(NEWTON_STEPS + 1):
+        ids, order, cell, lam = _kuhn_tet(uu, resolution)
+        corner = s_np[ids].astype(np.float64)
+        value = (lam * corner).sum(1)
         g = _tet_gradient(corner, order)
-        g2 = g.square().sum(1, keepdim=True)
-        value = (_barycentric(u, order, cell) * corner).sum(1)
-        landed = value.abs() <= 1e-4 * g2.squeeze(1).sqrt()
+        g2 = (g * g).sum(1)
+        landed = np.abs(value) <= 1e-4 * np.sqrt(g2)
+        if landed.all() or _ == NEWTON_STEPS:
+            break  # all on the surface (the usual case after one step), or out of steps
+        step = value[:, None] * g / np.maximum(g2, 1e-30)[:, None]
+        step *= MAX_NEWTON_STEP / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), MAX_NEWTON_STEP)
+        uu = np.clip(uu - step, 0, resolution)
     # the last step again, differentiably: u* = u - s(u) g / |g|^2 (g held), its value is u
-    uf = u.to(sdf.dtype)
-    lam = _barycentric(uf, order, cell.to(sdf.dtype))
-    s_u = (lam * sdf[ids]).sum(1, keepdim=True)
-    u_star = uf - s_u * (g / g2.clamp_min(1e-30)).to(sdf.dtype)
-    lam_star = _barycentric(u_star, order, cell.to(sdf.dtype))
-    return (lam_star[..., None] * positions[ids]).sum(1), u, landed
+    dev, dt = sdf.device, sdf.dtype
+    ids_t, order_t = torch.from_numpy(ids).to(dev), torch.from_numpy(order).to(dev)
+    cell_t, uf = torch.from_numpy(cell).to(dev, dt), torch.from_numpy(uu).to(dev, dt)
+    s_u = (torch.from_numpy(lam).to(dev, dt) * sdf[ids_t]).sum(1, keepdim=True)
+    u_star = uf - s_u * torch.from_numpy(g / np.maximum(g2, 1e-30)[:, None]).to(dev, dt)
+    f = torch.gather(u_star - cell_t, 1, order_t)
+    lam_star = torch.stack([1 - f[:, 0], f[:, 0] - f[:, 1], f[:, 1] - f[:, 2], f[:, 2]], 1)
+    return (lam_star[..., None] * positions[ids_t]).sum(1), torch.from_numpy(uu), torch.from_numpy(landed)
 
 
 def lattice_coordinates(edges: Tensor, sdf: Tensor, resolution: int) -> Tensor:
