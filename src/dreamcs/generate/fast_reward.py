@@ -18,8 +18,9 @@ vertex as a point ``u`` of the undeformed lattice, in cells) and moves it with t
   ``d x / d s_k = -lambda_k J_Phi grad s / |grad s|^2`` (normal motion) and ``d x / d p_k = lambda_k``.
   At a fresh fusion the reward equals the surface path's; its gradient is the normal part of the
   surface path's (whose tangential part re-triangulates without changing the shape).
-- A vertex that does not land (no zero within ``NEWTON_STEPS`` damped steps, or farther than
-  one cell from where it was) counts as changed; when more than ``max_change`` of the layout has,
+- A vertex that does not land (no zero within ``NEWTON_STEPS`` damped steps), lands farther than
+  one cell from where it was, or ends an edge stretched by over a cell since the fusion (the
+  surface tore or grew there) counts as changed; when more than ``max_change`` of the layout has,
   or ``max_age`` calls after a fusion, the surface is fused again (in a worker thread while the
   carried layout scores, with ``overlap``; the new layout is then projected like any other).
 
@@ -160,6 +161,20 @@ class _Layout:
     def __init__(self, patched: Any, u: Tensor) -> None:
         self.faces = torch.from_numpy(np.asarray(patched.faces, dtype=np.int64))
         self.u, self.age = u, 0
+        self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
+        self.lengths = self.edge_lengths(u.numpy())
+
+    def edge_lengths(self, u: np.ndarray) -> np.ndarray:
+        """Lengths (E,) of the layout's edges at lattice points u (V, 3), in cells."""
+        return np.linalg.norm(u[self.edges[:, 0]] - u[self.edges[:, 1]], axis=1)
+
+    def changed(self, u: np.ndarray, landed: np.ndarray) -> np.ndarray:
+        """(V,) vertices that did not land, moved over a cell since the last call, or end an edge
+        stretched by over a cell since the fusion (the surface tore or grew there: the layout's
+        sampling no longer follows it, though every vertex is on it)."""
+        out = ~landed | (np.linalg.norm(u - self.u.numpy(), axis=1) > 1.0)
+        out[self.edges[self.edge_lengths(u) > self.lengths + 1.0].ravel()] = True
+        return out
 
 
 class FieldRewardBranch:
@@ -237,8 +252,7 @@ class FieldRewardBranch:
             self.n_fused += 1
         layout = self._layout
         x, u, landed = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution)
-        moved = (u.cpu() - layout.u).norm(dim=1) > 1.0
-        self.last_change = change = float((~landed.cpu() | moved).double().mean())
+        self.last_change = change = float(layout.changed(u.numpy(), landed.numpy()).mean())
         if change > self.max_change or layout.age + 1 >= self.max_age:
             if self.overlap and change <= 2 * self.max_change:
                 if self._pending is None:  # score with the carried layout; the new one joins next call
