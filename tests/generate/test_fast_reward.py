@@ -211,6 +211,26 @@ def test_field_gradient_matches_finite_differences_with_the_layout_held():
     assert g_sdf.abs().sum() > 0 and g_pos.abs().sum() > 0
 
 
+def test_overlapped_fusion_joins_a_call_later_with_the_same_layout():
+    """overlap: the due fusion runs in a worker while the carried layout scores; the next call
+    scores with it exactly as a branch that fused at once (both project it onto the new surface)."""
+    grid = load_tetgrid(16)
+    model = _model()
+    sdfs = [grid.vertices.norm(dim=1) - 0.5 - 0.01 * k for k in range(4)]
+    rewards = {}
+    for overlap in (False, True):
+        branch = FieldRewardBranch(model, PROMPT, 16, max_age=2, overlap=overlap)
+        with torch.no_grad():
+            rewards[overlap] = [(float(branch(s, grid.vertices, grid)), branch.last_fused) for s in sdfs]
+        branch.close()
+    # call 2 is due (2 calls after the fusion): at once -> fused; overlapped -> carried, and the
+    # worker's layout (of surface 2) joins at call 3, where the other branch carries its own of surface 2
+    assert [f for _, f in rewards[False]] == [True, False, True, False]
+    assert [f for _, f in rewards[True]] == [True, False, False, True]
+    assert rewards[True][3][0] == pytest.approx(rewards[False][3][0], abs=1e-6)
+    assert rewards[True][2][0] != rewards[False][2][0]
+
+
 def test_sublattice_gradient_reaches_the_field(tiny_reward_dir, tmp_path):  # noqa: F811
     cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "reward.alpha=1.0", "loss.lambda_sds=0",
                       "loss.lambda_normal_consistency=0", "loss.lambda_sdf=0", "geometry.grid_resolution=12",
