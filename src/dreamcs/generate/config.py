@@ -96,14 +96,17 @@ class RewardConfig:
     """Score the mesh every k steps; with k > 1 the reward term is weighted k * alpha(t) on the steps
     it runs, so that the guidance per step stays alpha(t) on average."""
     path: str = "field"
-    """``field``: keep the fused patch layout from step to step, carried through the vertices' grid
-    edges, and fuse again only when the surface changed enough (``dreamcs.generate.fast_reward``);
-    ``surface``: fuse the rendered surface on every scored step (the reference)."""
+    """``field``: keep the fused patch layout from step to step, its vertices projected onto the
+    field's level set (along the normal), and fuse again only when the surface changed enough
+    (``dreamcs.generate.fast_reward``); ``surface``: fuse the extracted surface on every scored step
+    (the reference)."""
     grid: int = 0
-    """``field`` path: cubes per side of a sub-lattice the reward extracts its own surface from
-    (0 = the field's grid: the rendered surface itself). Coarser fuses faster, scores a coarser sampling."""
+    """``field`` path: cubes per side of a coarser lattice (dividing the field's) that the SDF is
+    tent-filtered onto for the reward (0 = the field's grid: the rendered surface itself). Coarser
+    fuses faster and scores a smoothed surface; the gradient still reaches every grid vertex."""
     max_change: float = 0.3
-    """``field`` path: fuse again when more than this share of the layout's vertices left the surface."""
+    """``field`` path: fuse again when more than this share of the layout's vertices did not land on
+    the surface (or moved over a cell in one step)."""
     max_age: int = 50
     """``field`` path: fuse again at the latest this many scored steps after the last fusion."""
     n_patches: int = 256
@@ -181,9 +184,9 @@ class GenerateConfig:
             raise ValueError("reward.max_change must be in [0, 1] and reward.max_age >= 1")
         if self.reward.path not in ("field", "surface"):
             raise ValueError(f"reward.path: {self.reward.path!r} is not field or surface")
-        if not 0 <= self.reward.grid <= self.geometry.grid_resolution:
-            raise ValueError(f"reward.grid must be in [0, geometry.grid_resolution = "
-                             f"{self.geometry.grid_resolution}], got {self.reward.grid}")
+        if self.reward.grid < 0 or (self.reward.grid and self.geometry.grid_resolution % self.reward.grid):
+            raise ValueError(f"reward.grid must be 0 or divide geometry.grid_resolution = "
+                             f"{self.geometry.grid_resolution}, got {self.reward.grid}")
         if self.render.shading not in SHADINGS:
             raise ValueError(f"render.shading: {self.render.shading!r} is not one of {', '.join(SHADINGS)}")
         r = self.render

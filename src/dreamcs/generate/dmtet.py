@@ -106,7 +106,6 @@ class DMTet(TetGridBuffers, nn.Module):
             self.net = mlp(self.encoding.out_dim, 4, cfg.hidden_dim, cfg.n_hidden_layers).to(device)
         self._last_sdf: torch.Tensor | None = None
         self._last_positions: torch.Tensor | None = None
-        self._last_edges: torch.Tensor | None = None
         self.initialize()
         # built after the SDF's initial fit, so a geometry-only run and a coloured one start alike
         self.albedo_encoding: nn.Module | None = None
@@ -177,11 +176,9 @@ class DMTet(TetGridBuffers, nn.Module):
         # and nn.Module would register it a second time under this name (a duplicate state_dict key).
         self.__dict__["_last_sdf"] = sdf
         positions = self.base_vertices + deform
-        # the deformed grid, kept for the fast reward branch's sub-lattice extraction
+        # the deformed grid, kept for the field reward branch (it reads the grid, not the mesh)
         self.__dict__["_last_positions"] = positions
-        verts, faces, tet_index, edges = self.grid.extract(sdf, positions, return_edges=True)
-        self.__dict__["_last_edges"] = edges  # (V, 2) grid edge of each vertex: its id across steps
-        return verts, faces, tet_index
+        return self.grid.extract(sdf, positions)
 
     # -- initialisation ------------------------------------------------------------------------
     def initialize(self) -> None:

@@ -193,8 +193,8 @@ class GeneratePipeline:
         elif rcfg.path == "field" and self.cfg.geometry.name == "dmtet":
             from dreamcs.generate.fast_reward import FieldRewardBranch
 
-            self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches,
-                                            rcfg.max_change, rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize)
+            self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.max_change,
+                                            rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize, rcfg.grid)
         else:  # the surface path; a volume geometry's mesh has no grid edges to carry a layout through
             self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize)
         from dreamcs.generate.reward2d.branch import build_reward_2d
@@ -256,12 +256,10 @@ class GeneratePipeline:
         v = verts.detach().requires_grad_(True)
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
         scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
-        res = cfg.geometry.grid_resolution
-        on_field = scoring and cfg.reward.path == "field"
-        on_sublattice = on_field and 0 < cfg.reward.grid < res
-        if on_sublattice:
-            # the reward's own coarser surface: it differentiates the grid's SDF and deformed
-            # vertices (as detached leaves, pushed into the field with the rest below)
+        on_field = scoring and cfg.reward.path == "field" and cfg.geometry.name == "dmtet"
+        if on_field:
+            # the field path reads the grid's SDF and deformed vertices (as detached leaves, pushed
+            # into the field with the rest below), not the extracted mesh
             sdf_leaf = self.field._last_sdf.detach().requires_grad_(True)
             pos_leaf = self.field._last_positions.detach().requires_grad_(True)
         if scoring and cfg.reward.overlap_fusion and not on_field:
@@ -300,10 +298,8 @@ class GeneratePipeline:
                 with torch.set_grad_enabled(alpha != 0.0):
                     if on_field and step % cfg.save_every == 0:  # a resume starts here without a layout
                         self.reward.reset()
-                    if on_sublattice:
-                        r = self.reward(*self.reward.sublattice_surface(sdf_leaf, pos_leaf, res, cfg.reward.grid))
-                    elif on_field:
-                        r = self.reward(v, faces, self.field._last_edges, self.field.grid.num_vertices)
+                    if on_field:
+                        r = self.reward(sdf_leaf, pos_leaf, self.field.grid)
                     else:
                         r = self.reward(v, faces)
             except MeshError as e:
@@ -331,7 +327,7 @@ class GeneratePipeline:
         if reg_total.requires_grad:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
-        if on_sublattice and sdf_leaf.grad is not None:
+        if on_field and sdf_leaf.grad is not None:
             roots += [self.field._last_sdf, self.field._last_positions]
             grads += [sdf_leaf.grad, pos_leaf.grad]
         torch.autograd.backward(roots, grads)
