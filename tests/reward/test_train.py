@@ -179,3 +179,32 @@ def test_loader_workers_give_the_same_run(tmp_path, data):
     b = train(tiny_train_config(steps=4, workers=2), data, tmp_path / "w2")
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_boundary_channel_is_standardised_from_the_training_data(tmp_path):
+    torch.manual_seed(0)
+    ds = SyntheticPrefDataset()
+    items = [ds[i] for i in range(len(ds))]
+    for k, it in enumerate(items):  # a sparse channel: a few faces of the dispreferred items on a boundary
+        b = torch.zeros(*it["features"].shape[:2], 1)
+        if it["label"] == 0:
+            b[k % b.shape[0], :2] = 1 / 3
+        it["boundary"] = b
+
+    class WithBoundary(torch.utils.data.Dataset):
+        rows = getattr(ds, "rows", None)
+
+        def __len__(self):
+            return len(items)
+
+        def __getitem__(self, i):
+            return items[i]
+
+    cfg = tiny_train_config(steps=2, model={"boundary_channel": True})
+    model = train(cfg, WithBoundary(), tmp_path / "run")
+    enc = model.mesh_encoder
+    allb = torch.cat([it["boundary"].reshape(-1) for it in items])
+    assert 0 < float(enc.extra_mean) < 0.05 and float(enc.extra_std) < 0.2  # set from the data, not (0, 1)
+    torch.testing.assert_close(enc.extra_mean, allb.mean().reshape(1).float(), rtol=0.2, atol=1e-4)
+    reloaded = RewardCS.from_pretrained(tmp_path / "run")
+    torch.testing.assert_close(reloaded.mesh_encoder.extra_std, enc.extra_std)

@@ -71,3 +71,16 @@ def feature_stats(dataset: Any, max_items: int = 512, seed: int = 0) -> tuple[Te
     # a constant channel (std 0) is left unscaled instead of divided by ~0
     std = torch.where(std > 1e-8, std, torch.ones_like(std))
     return mean.float(), std.float(), area_scale.float()
+
+
+def channel_stats(dataset: Any, key: str, max_items: int = 512, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std (C,) of ``dataset[i][key]`` (..., C) over the same seeded subset as
+    ``feature_stats``; a constant channel gets std 1."""
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("channel_stats: the dataset is empty")
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: max(1, max_items)].tolist()
+    x = torch.cat([torch.as_tensor(dataset[i][key]).double().reshape(-1, torch.as_tensor(dataset[i][key]).shape[-1])
+                   for i in idx])
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    return mean.float(), torch.where(std > 1e-8, std, torch.ones_like(std)).float()

@@ -113,6 +113,10 @@ class MeshEncoder(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(in_features))
         self.register_buffer("feature_std", torch.ones(in_features))
         self.register_buffer("area_scale", torch.ones(1))
+        # extra channels are mostly 0 (a boundary face is ~1-3% of a fused layout): standardised too,
+        # or their sparse signal would sit far below the unit-variance MeshMAE channels
+        self.register_buffer("extra_mean", torch.zeros(extra_channels))
+        self.register_buffer("extra_std", torch.ones(extra_channels))
 
     @torch.no_grad()
     def set_feature_stats(self, mean: Tensor, std: Tensor, area_scale: float | Tensor | None = None) -> None:
@@ -130,6 +134,15 @@ class MeshEncoder(nn.Module):
             self.area_scale.copy_(a)
         self.feature_mean.copy_(mean)
         self.feature_std.copy_(std.clamp_min(1e-8))
+
+    @torch.no_grad()
+    def set_extra_stats(self, mean: Tensor, std: Tensor) -> None:
+        """Fix the standardisation of the extra channels: mean, std (E,) (std floored at 1e-8)."""
+        e = self.extra_channels
+        if mean.shape != (e,) or std.shape != (e,) or not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError(f"extra channel stats must be finite and ({e},), got {tuple(mean.shape)} and {tuple(std.shape)}")
+        self.extra_mean.copy_(mean)
+        self.extra_std.copy_(std.clamp_min(1e-8))
 
     def transform(self, features: Tensor) -> Tensor:
         """(..., C) raw features -> (..., C) with the area channel as log1p(area / area_scale)."""
@@ -153,11 +166,11 @@ class MeshEncoder(nn.Module):
 
     def embed(self, features: Tensor, centers: Tensor, extra: Tensor | None = None) -> Tensor:
         """features (B, P, K, C), centers (B, P, 3), extra (B, P, K, E) when the encoder has extra
-        channels (already in [0, 1]: not standardised) -> patch tokens (B, P, D), position included."""
+        channels (standardised with ``extra_mean`` / ``extra_std``) -> patch tokens (B, P, D), position included."""
         self.check(features, centers, extra)
         x = self.standardise(features)
         if self.extra_channels:
-            x = torch.cat([x, extra.to(x.dtype)], -1)
+            x = torch.cat([x, (extra.to(x.dtype) - self.extra_mean) / self.extra_std], -1)
         flat = rearrange(x, "b p k c -> b p (k c)")
         return self.patch_embed(flat) + self.pos_embed(centers)
 
