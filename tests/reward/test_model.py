@@ -170,3 +170,23 @@ def test_boundary_channel_model_reads_holes_and_keeps_vertex_gradients():
         assert bool((r0 - r1).abs().max() > 0) == is_open
     with pytest.raises(ValueError, match="extra channel"):
         model(f, c, ["a ball"])  # the boundary channel is required by such a model
+
+
+def test_sliver_gate_quiets_the_normals_of_near_degenerate_faces():
+    from dreamcs.reward.config import PRESETS as MODEL_PRESETS
+
+    torch.manual_seed(0)
+    gated = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], sliver_gate=0.1)).mesh_encoder
+    f = torch.randn(1, 4, 64, 10)
+    f[..., 0] = 1.0  # mean-sized faces
+    f[0, 0, :, 0] = 1e-6  # patch 0: slivers
+    x = gated.standardise(f)
+    assert x[0, 0, :, 1:4].abs().max() < 1e-4 and x[0, 0, :, 7:].abs().max() < 1e-4  # slivers: normals faded
+    torch.testing.assert_close(x[0, 1:, :, 1:4], f[0, 1:, :, 1:4] / 1.1, rtol=1e-5, atol=1e-5)  # a/(a+g) = 1/1.1
+    torch.testing.assert_close(x[..., 4:7], f[..., 4:7])  # angles untouched
+    # a jitter of a sliver's normal no longer reaches the patch tokens
+    f2 = f.clone()
+    f2[0, 0, :, 1:4] = torch.randn(64, 3)
+    torch.testing.assert_close(gated.embed(f2, torch.zeros(1, 4, 3)), gated.embed(f, torch.zeros(1, 4, 3)), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="sliver_gate"):
+        RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], sliver_gate=0.1, in_features=7))

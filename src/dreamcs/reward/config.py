@@ -27,6 +27,9 @@ class RewardCSConfig:
     """K: faces per patch; the patch embedding reads K x in_features numbers."""
     in_features: int = 10
     """Face feature channels (MeshMAE's 10)."""
+    sliver_gate: float = 0.0
+    """> 0: fade the normal channels of faces whose area is small against the mean face area (weight
+    a / (a + sliver_gate)); 0: off. Normals of near-degenerate faces make the reward jump under tiny jitter."""
     boundary_channel: bool = False
     """Also read, per face, the share of its edges on an open boundary (``dreamcs.mesh.patch_boundary``):
     MeshMAE's channels assume closed surfaces and barely see holes, cracks or cut-away parts."""

@@ -100,9 +100,12 @@ class MeshEncoder(nn.Module):
 
     def __init__(
         self, dim: int, depth: int, heads: int, mlp_ratio: float, dropout: float,
-        faces_per_patch: int, in_features: int, pos_hidden: int, extra_channels: int = 0,
+        faces_per_patch: int, in_features: int, pos_hidden: int, extra_channels: int = 0, sliver_gate: float = 0.0,
     ) -> None:
         super().__init__()
+        if sliver_gate and in_features != 10:
+            raise ValueError(f"sliver_gate needs MeshMAE's 10 channels (normals at 1:4 and 7:10), got {in_features}")
+        self.sliver_gate = float(sliver_gate)
         self.faces_per_patch, self.in_features, self.extra_channels = faces_per_patch, in_features, extra_channels
         width = faces_per_patch * (in_features + extra_channels)
         self.patch_embed = nn.Sequential(nn.Linear(width, dim), nn.LayerNorm(dim))
@@ -150,8 +153,18 @@ class MeshEncoder(nn.Module):
         return torch.cat([area, features[..., 1:]], -1)
 
     def standardise(self, features: Tensor) -> Tensor:
-        """(..., C) raw features -> (..., C) transformed and standardised with the fixed buffers."""
-        return (self.transform(features) - self.feature_mean) / self.feature_std
+        """(..., C) raw features -> (..., C) transformed and standardised with the fixed buffers.
+
+        With ``sliver_gate`` g > 0 the normal channels (1:4, and the normal-dot-vertex-normal 7:10) are
+        scaled by a / (a + g), a the face's area over the mean face area: a near-degenerate face's
+        normal turns with any 1e-5 jitter of its corners, so it moves towards the channel mean (0
+        after standardising) instead of moving the reward."""
+        x = (self.transform(features) - self.feature_mean) / self.feature_std
+        if self.sliver_gate > 0:
+            a = features[..., :1].clamp_min(0) / self.area_scale
+            w = a / (a + self.sliver_gate)
+            x = torch.cat([x[..., :1], x[..., 1:4] * w, x[..., 4:7], x[..., 7:] * w], -1)
+        return x
 
     def check(self, features: Tensor, centers: Tensor, extra: Tensor | None = None) -> None:
         k, c, e = self.faces_per_patch, self.in_features, self.extra_channels

@@ -75,7 +75,7 @@ class RewardCS(nn.Module):
         d = cfg.dim
         self.mesh_encoder = MeshEncoder(
             d, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.faces_per_patch, cfg.in_features, cfg.pos_hidden,
-            extra_channels=int(cfg.boundary_channel),
+            extra_channels=int(cfg.boundary_channel), sliver_gate=cfg.sliver_gate,
         )
         self.text_proj = nn.Sequential(nn.Linear(self.text_encoder.dim, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(FusionBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.cross_depth))
