@@ -102,7 +102,7 @@ DDIM, {cfg.card_steps} steps, classifier-free guidance {cfg.card_guidance:g}, se
 
 ![samples](samples.png)
 
-Training views of the first objects, for comparison:
+Training views of eight objects spread over the data (real meshes first), for comparison:
 
 ![views](views.png)
 
