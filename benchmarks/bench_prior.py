@@ -12,8 +12,8 @@ import torch
 from common import print_table
 
 from dreamcs.prior.data import ViewDataConfig, read_captioned_meshes
-from dreamcs.prior.views import render_object_views
 from dreamcs.prior.train import PriorTrainConfig, count_params, seconds_per_step
+from dreamcs.prior.views import render_object_views
 
 
 def bench_steps(rows: list[list[object]], repeats: int = 3) -> None:
