@@ -11,8 +11,9 @@ import time
 import torch
 from common import print_table
 
-from dreamcs.prior.data import ViewDataConfig, read_captioned_meshes, render_mesh_views
+from dreamcs.prior.data import ViewDataConfig, read_captioned_meshes
 from dreamcs.prior.train import PriorTrainConfig, count_params, seconds_per_step
+from dreamcs.prior.views import render_object_views
 
 
 def bench_steps(rows: list[list[object]], repeats: int = 3) -> None:
@@ -31,9 +32,9 @@ def bench_render(rows: list[list[object]], n_views: int = 8) -> None:
     _, _, path = read_captioned_meshes()[13]
     mesh = normalize(load_mesh(path))
     for supersample in (2, 4):
-        cfg = ViewDataConfig(n_views=n_views, supersample=supersample)
+        cfg = ViewDataConfig(n_views=n_views, supersample=supersample, margin=0.1, light_random_share=0.3)
         t0, c0 = time.perf_counter(), time.process_time()
-        render_mesh_views(mesh.vertices, mesh.faces, cfg, seed=0)
+        render_object_views(mesh.vertices, mesh.faces, cfg, n_views, seed=0)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rows.append([32 * supersample, len(mesh.faces), n_views / wall, n_views / cpu])
 

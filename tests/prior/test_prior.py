@@ -82,6 +82,8 @@ def test_bad_mesh_folder_is_named(tmp_path):
 
 
 def test_caption_mix(cache):
+    from dreamcs.render import VIEW_NAMES
+
     data = build_view_dataset(_data_cfg(), cache)
     g = torch.Generator().manual_seed(0)
     caps = draw_captions(data, torch.zeros(4000, dtype=torch.long), g, p_blank=0.1, p_category=0.25)
@@ -89,6 +91,13 @@ def test_caption_mix(cache):
     assert set(share) == {"", article(data.categories[0]), data.captions[0]}
     assert article("armchair") == "an armchair" and article("chair") == "a chair"
     assert share[""] == pytest.approx(0.1, abs=0.02) and share[data.captions[0]] == pytest.approx(0.65, abs=0.03)
+    # with p_view, the view's suffix exactly as SDS composes it, taken from that view's camera
+    for i in range(len(data)):
+        caps = draw_captions(data, torch.full((400,), i, dtype=torch.long), g, p_blank=0.1, p_view=0.5)
+        suffix = f", {VIEW_NAMES[int(data.view[i])]} view"
+        with_view = [c for c in caps if c.endswith(" view")]
+        assert all(c.endswith(suffix) for c in with_view)
+        assert len(with_view) / 400 == pytest.approx(0.45, abs=0.08)
 
 
 def test_training_writes_a_prior_that_guidance_loads(trained):
@@ -207,7 +216,7 @@ def test_cli_sample_and_train_errors(trained, tmp_path):
     res = CliRunner().invoke(app, ["prior", "export", str(out), "--to", str(tmp_path / "ship")])
     assert res.exit_code == 0, res.output
     assert {p.name for p in (tmp_path / "ship").iterdir()} == {
-        "unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png"}
+        "unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png", "config.yaml"}
     from dreamcs.prior.sample import sample_prior
 
     assert sample_prior(tmp_path / "ship", ["a chair"], n=1, steps=2).shape == (1, 1, 1, 16, 16)

@@ -1,4 +1,5 @@
-"""`dreamcs prior` commands: train the offline pixel prior, sample from it, time a training step."""
+"""`dreamcs prior` commands: train the offline pixel prior, sample from it, check it, time a training
+step, and write the held-out prompts' ground truth."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-prior_app = typer.Typer(help="The embedded pixel prior: train it on the embedded meshes, sample from it.",
+prior_app = typer.Typer(help="The embedded pixel prior: train it on rendered meshes, sample from it, check it.",
                         no_args_is_help=True)
 
 
@@ -32,6 +33,9 @@ def train(
                                                  "block_out_channels=[32,64,128] data.n_views=32)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="A YAML PriorTrainConfig file "
                                        "(with --resume: defaults to OUT/config.yaml)."),
+    preset: str = typer.Option("embedded", "--preset", help="Training preset: embedded (the shipped prior's "
+                               "data: the licensed meshes) or library (+ 3,300 procedural objects, framed "
+                               "with margin, view suffixes; configs/prior/library.yaml)."),
     steps: int | None = typer.Option(None, "--steps", help="Total optimiser steps (default 6000)."),
     minutes: float | None = typer.Option(None, "--minutes", help="Wall-clock budget of this run; stops early "
                                          "and still writes the prior."),
@@ -39,14 +43,16 @@ def train(
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (on a shared CPU 1 may be faster)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Render the embedded meshes and train the pixel prior into OUT (resumable)."""
+    """Render the preset's objects and train the pixel prior into OUT (resumable)."""
     from dreamcs.config import ConfigError, load_config
-    from dreamcs.prior.train import PriorTrainConfig, PriorTrainer
+    from dreamcs.prior.train import PriorTrainConfig, PriorTrainer, preset_path
 
     _threads(threads)
     if config is None and resume and (out / "config.yaml").is_file():
         config = out / "config.yaml"
     try:
+        if config is None:
+            config = preset_path(preset)
         cfg = load_config(PriorTrainConfig, config, list(overrides or []))
         if steps is not None:
             cfg.steps = steps
@@ -118,6 +124,46 @@ def speed(
     wall, cpu = seconds_per_step(cfg, repeats)
     typer.echo(f"{count_params(cfg) / 1e6:.2f} M parameters, batch {cfg.batch_size}: {wall:.3f} s/step wall "
                f"(about {int(3600 / wall)} steps per hour), {cpu:.3f} CPU s/step")
+
+
+@prior_app.command("check")
+def check(
+    overrides: list[str] | None = typer.Argument(None, help="CheckConfig overrides as key=value (e.g. samples=16)."),
+    prior: Path | None = typer.Option(None, "--prior", help="A prior folder (default: the shipped one)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    """Share of the prior's samples that a judge trained on unseen objects recognises, per category
+    (PRIOR/check.json, check.png, and the model card's table)."""
+    from dreamcs.config import ConfigError, load_config
+    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
+    from dreamcs.prior.check import CheckConfig, check_prior
+
+    _threads(threads)
+    try:
+        cfg = load_config(CheckConfig, None, list(overrides or []))
+        result = check_prior(prior or DEFAULT_PRIOR, cfg, log=typer.echo)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    worst = sorted(result["categories"].items(), key=lambda kv: kv[1]["recognised"])[:5]
+    weakest = ", ".join(f"{c} {v['recognised']:.0%}" for c, v in worst)
+    typer.echo(f"mean recognised {result['mean_recognised']:.0%} (judge accuracy {result['judge_accuracy']:.0%}); "
+               f"weakest: {weakest}")
+
+
+@prior_app.command("heldout")
+def heldout(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for gt.json, prompts.txt and meshes/."),
+    meshes: Path | None = typer.Option(None, "--meshes", help="The shared meshes folder (default ../shared/data/meshes)."),
+) -> None:
+    """Write the held-out prompts (dreamcs.prior.HELD_OUT_PROMPTS) and their ground truth, y-up and
+    normalised, for `dreamcs evaluate janus --prompts OUT/prompts.txt --gt OUT/gt.json`."""
+    from dreamcs.prior.sources import write_heldout_gt
+
+    try:
+        gt = write_heldout_gt(out, meshes)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {gt} and {out / 'prompts.txt'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -34,19 +34,20 @@ def pick_shading(r: Any, step: int) -> str:
     return r.shading
 
 
-def sample_lights(cameras: Any, r: Any) -> Tensor | None:
+def sample_lights(cameras: Any, r: Any, generator: torch.Generator | None = None) -> Tensor | None:
     """(B, 3) point-light positions for ``random`` light (DreamFusion's sampling), None for a headlight.
 
     The light's direction is the camera's position plus N(0, perturb) noise, its distance from
-    the origin uniform in ``light_distance_range``.
+    the origin uniform in ``light_distance_range``. ``generator``: the pipeline's global one when
+    None; the prior's training views pass their own, so as to render the same lights.
     """
     if r.light != "random":
         return None
     eye, _, _, _ = cameras.frames()
     b = eye.shape[0]
     lo, hi = r.light_distance_range
-    dist = lo + (hi - lo) * torch.rand(b)
-    direction = F.normalize(eye + torch.randn(b, 3) * r.light_position_perturb, dim=-1)
+    dist = lo + (hi - lo) * torch.rand(b, generator=generator)
+    direction = F.normalize(eye + torch.randn(b, 3, generator=generator) * r.light_position_perturb, dim=-1)
     return direction * dist.unsqueeze(1)
 
 

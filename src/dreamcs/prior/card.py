@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from dreamcs.utils import atomic_write_bytes, atomic_write_text, read_jsonl
@@ -51,21 +52,22 @@ def write_model_card(out: str | Path, cfg: PriorTrainConfig, data: ViewDataset, 
     samples = sample_prior(out, prompts, cfg.card_samples, steps=cfg.card_steps, guidance=cfg.card_guidance,
                            seed=cfg.seed)
     save_grid(samples, prompts, out / "samples.png")
-    # one training view of each of the first meshes, to compare the samples with
-    shown = [int((data.mesh_index == k).nonzero()[0][0]) for k in range(min(8, len(data.ids)))]
+    # the first view of 8 objects spread over the data (real meshes come first, then procedural)
+    picks = np.unique(np.linspace(0, len(data.ids) - 1, min(8, len(data.ids))).round().astype(int))
+    shown = [int(np.searchsorted(data.mesh_index, k)) for k in picks]  # mesh_index is sorted
     views = torch.from_numpy(data.images[shown]).view(1, len(shown), 1, *data.images.shape[1:])
     save_grid(views, ["training views"], out / "views.png")
 
     cats = Counter(data.categories)
     first, last = (metrics[0], metrics[-1]) if metrics else ({}, {})
     hours = last.get("elapsed_s", 0.0) / 3600.0
-    d = cfg.data
     text = f"""# dreamcs embedded prior
 
-A small text-conditioned pixel diffusion model, trained offline on renders of the embedded 3D-MeshPref
-meshes. It is the `embedded` guidance backend (`guidance.name=embedded`) for CPU text-to-3D (the
-`dmtet-embedded` preset). Like Stable Diffusion it is **not camera-aware**, on purpose: SDS with it
-shows the Janus problem that the 3D reward is meant to fix.
+A small text-conditioned pixel diffusion model, trained offline on renders of licensed real meshes
+and of the procedural shape library. It is the `embedded` guidance backend (`guidance.name=embedded`)
+for CPU text-to-3D (the `dmtet-embedded` preset). Like Stable Diffusion it is **not camera-aware**
+beyond the view words of its captions ("front view", ...), on purpose: SDS with it shows the Janus
+problem that the 3D reward is meant to fix.
 
 ## Model
 - diffusers `UNet2DConditionModel`: {cfg.data.image_size}x{cfg.data.image_size}, 1 channel (grey), block
@@ -76,15 +78,15 @@ shows the Janus problem that the 3D reward is meant to fix.
   Images are `2 x - 1` of the grey level.
 
 ## Data
-- {len(data.ids)} meshes, {d.n_views} random views each ({len(data)} images): azimuth
-  {d.azimuth_range[0]:g}-{d.azimuth_range[1]:g}, elevation {d.elevation_range[0]:g}..{d.elevation_range[1]:g}
-  degrees, distance {d.distance:g}, fov {d.fov:g}, y up; flat grey Lambertian lit from the camera on
-  black, rendered at {d.image_size * d.supersample} px by `dreamcs.render` and shrunk to {d.image_size} px
-  (what the SDS renderer of `dmtet-embedded` produces). Mirrored left-right at random: {cfg.hflip}.
-- Captions: each mesh's caption; {cfg.p_blank:.0%} blanked (for classifier-free guidance),
+{data_section(cfg, data)}
+- Captions: each object's caption; {cfg.p_blank:.0%} blanked (for classifier-free guidance),
   {cfg.p_category:.0%} replaced by "a {{category}}" ({len(cats)} categories; most common:
-  {", ".join(f"{c} ({k})" for c, k in cats.most_common(8))}).
-- Mesh sources and licences: `dreamcs/assets/meshpref/CREDITS.md`.
+  {", ".join(f"{c} ({k})" for c, k in cats.most_common(8))}); {cfg.p_view:.0%} of the others end in the
+  view suffix SDS appends (", front view" / ", side view" / ", back view" / ", overhead view", from the
+  camera's azimuth and elevation).
+- Mesh sources and licences: `dreamcs/assets/meshpref/CREDITS.md`; procedural objects:
+  `dreamcs.data.procedural`. None of `dreamcs.data.validation.HELD_OUT_OBJECTS` (nor the meshes of
+  `dreamcs.prior.HELD_OUT_PROMPTS`) is in the data.
 
 ## Training
 - {step} steps of batch {cfg.batch_size} (AdamW lr {cfg.lr:g}, {cfg.warmup_steps} warm-up steps, weight
@@ -100,20 +102,97 @@ DDIM, {cfg.card_steps} steps, classifier-free guidance {cfg.card_guidance:g}, se
 
 ![samples](samples.png)
 
-Training views of the first meshes, for comparison:
+Training views of eight objects spread over the data (real meshes first), for comparison:
 
 ![views](views.png)
 
+{check_section(out)}
 ## Limits
-- {d.image_size} px grey silhouettes and shading, from {len(data.ids)} meshes: categories with one or two meshes
-  are weak, and it knows nothing outside them. For real use take `guidance.name=stable-diffusion`.
-- Not camera-aware: it has no notion of front or back.
+- {cfg.data.image_size} px grey silhouettes and shading: categories with few objects are weak, and it
+  knows nothing outside its data. For real use take `guidance.name=stable-diffusion`.
+- Not camera-aware beyond the view words: it has no notion of an object's front.
 """
     return atomic_write_text(out / "MODEL_CARD.md", text)
 
 
+def data_section(cfg: PriorTrainConfig, data: ViewDataset) -> str:
+    """The card's lines on what was rendered, and how."""
+    from dreamcs.prior.views import LIGHTS, framing_radius
+
+    d = cfg.data
+    n_real = sum(s == "real" for s in data.sources)
+    n_proc = len(data.sources) - n_real
+    lights = Counter(LIGHTS[int(k)] for k in data.light)
+    radius = framing_radius(d)
+    framing = ("scaled into the [-1, 1] box (longest side 2; fills the frame)" if radius is None else
+               f"scaled so that the bounding sphere has radius {radius:.3f}: at the closest camera the whole "
+               f"object fills at most {1 - d.margin:.0%} of the half-frame")
+    return f"""- {len(data.ids)} objects, {len(data)} views: {n_real} real meshes x {d.n_views} views, {n_proc} procedural
+  objects (library seed {d.procedural_seed}) x {d.procedural_views} views. Cameras: azimuth
+  {d.azimuth_range[0]:g}-{d.azimuth_range[1]:g}, elevation {d.elevation_range[0]:g}..{d.elevation_range[1]:g} degrees,
+  distance {d.distance_range[0]:g}-{d.distance_range[1]:g}, fov {d.fov_range[0]:g}-{d.fov_range[1]:g}, y up (the
+  `dmtet-embedded` recipe's). Objects {framing}.
+- Flat grey Lambertian (ambient 0.2) on black, rendered at {d.image_size * d.supersample} px by
+  `dreamcs.render` and shrunk to {d.image_size} px as guidance shrinks SDS renders. Light per view:
+  {", ".join(f"{k} {v / max(1, len(data)):.0%}" for k, v in sorted(lights.items()))} (headlight: the recipes'
+  `render.light: camera`; random: DreamFusion's point light, `render.light: random`). Mirrored left-right at
+  random: {cfg.hflip}."""
+
+
+_CHECK_BEGIN, _CHECK_END = "<!-- prior-check -->", "<!-- /prior-check -->"
+
+
+def check_section(out: str | Path) -> str:
+    """The recognition table of ``out/check.json`` (``dreamcs prior check``), between markers, or a
+    line saying how to make it."""
+    import json
+
+    path = Path(out) / "check.json"
+    if not path.is_file():
+        body = "## Recognition check\nNot run yet: `dreamcs prior check --prior PRIOR` writes it here.\n"
+        return f"{_CHECK_BEGIN}\n{body}{_CHECK_END}\n"
+    r = json.loads(path.read_text(encoding="utf-8"))
+    st = r["settings"]
+    rows = "".join(
+        f"| {c} | {v['recognised']:.0%} | {v['most_confused'] or '-'} | {v['judge_real_meshes']} real + "
+        f"{v['judge_procedural']} procedural |\n" for c, v in sorted(r["categories"].items()))
+    body = f"""## Recognition check
+`dreamcs prior check`: {st['samples']} samples per category (prompt "a {{category}}", DDIM {st['steps']} steps,
+guidance {st['guidance']:g}, seed {st['seed']}), each judged by a small CNN trained on renders (the prior's own
+view settings) of objects the prior never saw: {r['judge_real_meshes']} held-out real meshes where a category has
+one, and {st['procedural']} procedural objects per category from library seed {st['procedural_seed']} (the prior's
+data uses another). The judge's own accuracy on unseen procedural objects: {r['judge_accuracy']:.0%} (chance
+{1 / max(1, len(r['categories'])):.0%}). **Mean share recognised: {r['mean_recognised']:.0%}.**
+
+| category | recognised | most often taken for | judge's data |
+|---|---|---|---|
+{rows}
+![check samples](check.png)
+"""
+    return f"{_CHECK_BEGIN}\n{body}{_CHECK_END}\n"
+
+
+def write_check_section(out: str | Path) -> Path:
+    """Put the recognition table (from ``out/check.json``) into ``out/MODEL_CARD.md``, replacing an
+    older one or inserting it before "## Limits"."""
+    card = Path(out) / "MODEL_CARD.md"
+    text = card.read_text(encoding="utf-8")
+    section = check_section(out)
+    if _CHECK_BEGIN in text and _CHECK_END in text:
+        head, rest = text.split(_CHECK_BEGIN, 1)
+        tail = rest.split(_CHECK_END, 1)[1].lstrip("\n")
+        text = head + section + tail
+    elif "## Limits" in text:
+        head, tail = text.split("## Limits", 1)
+        text = head + section + "## Limits" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    return atomic_write_text(card, text)
+
+
 #: what ships from a training run (no checkpoints, metrics or caches)
-SHIP = ("unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png")
+SHIP = ("unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png", "config.yaml",
+        "check.json", "check.png")
 
 
 def export_prior(run: str | Path, dest: str | Path, max_mb: float = 50.0) -> Path:

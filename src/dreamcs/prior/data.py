@@ -1,44 +1,46 @@
-"""The prior's training views: every captioned mesh rendered from random cameras the way the SDS
-renderer of the ``dmtet-embedded`` preset renders (flat grey Lambertian lit from the camera, black
-background, distance 2.6, fov 50, y up), supersampled and shrunk to ``image_size`` the way
-guidance shrinks SDS renders.
+"""The prior's training views: licensed real meshes and the procedural library
+(``dreamcs.prior.sources``), each rendered from random cameras the way the SDS branch of the
+``embedded`` recipes renders (``dreamcs.prior.views``: framing, lights, supersampling).
 
-A mesh folder holds ``captions.csv`` (``id,caption``, no header) and ``meshes/<id>.obj`` (the
-embedded 3D-MeshPref set by default). Renders are cached in an ``.npz`` named by a hash of the
-settings and the mesh files, written atomically, so a rerun (or a resumed training) reuses them.
+    data = build_view_dataset(ViewDataConfig(procedural=3300, margin=0.1), cache_dir)
+    captions = draw_captions(data, image_index, generator, p_blank=0.1, p_category=0.25, p_view=0.5)
+
+Renders are cached under ``cache_dir`` as ``views-<key>.npz``, the key a hash of the settings and
+of what the objects render to (mesh bytes, procedural keys and generator source). A long render
+writes ``views-<key>.parts/part-NNNNN.npz`` every ``CHUNK`` objects, each atomically, so a killed
+run resumes where it stopped; the parts are merged into the one file and removed at the end.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
-import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from dreamcs.prior.sources import (
+    ViewItem,
+    category_of,
+    items_fingerprint,
+    load_item,
+    read_captioned_meshes,
+    view_items,
+)
+from dreamcs.prior.views import render_object_views
 from dreamcs.utils import atomic_write_bytes
 
-#: bump when the rendering changes, so old caches are not reused
-CACHE_VERSION = 1
+#: bump when the rendering changes, so old caches are not reused (2: framing, lights, view suffixes)
+CACHE_VERSION = 2
+#: objects per part file of a long render
+CHUNK = 64
 
-#: head nouns that make a poor "a {category}" caption, mapped to a better one
-_CATEGORY_FIX = {"frame": "door", "stairs": "staircase", "bear": "teddy bear"}
-
-
-def category_of(caption: str) -> str:
-    """A coarse category from a caption: its head noun (the last word before "with ..."),
-    e.g. "a round bar table" -> "table", "a designer chair with a sloped back" -> "chair"."""
-    head = re.split(r"\s+(?:with|for|on|in)\s+", caption.strip().lower())[0]
-    words = re.findall(r"[a-z0-9][a-z0-9\-]*", head)
-    if not words:
-        raise ValueError(f"caption {caption!r} has no words to take a category from")
-    return _CATEGORY_FIX.get(words[-1], words[-1])
+__all__ = ["CACHE_VERSION", "ViewDataConfig", "ViewDataset", "article", "build_view_dataset", "category_of",
+           "draw_captions", "read_captioned_meshes", "render_items"]
 
 
 def article(noun: str) -> str:
@@ -48,44 +50,82 @@ def article(noun: str) -> str:
 
 @dataclass
 class ViewDataConfig:
-    """Which meshes, and how they are rendered."""
+    """Which objects, and how they are rendered (defaults: the shipped prior's data; the
+    ``library`` preset, ``configs/prior/library.yaml``, sets the issue-18 data)."""
 
     meshes: str | None = None
-    """A folder with captions.csv and meshes/<id>.obj; None = the embedded set in the package."""
+    """Real meshes: a folder with captions.csv and meshes/<id>.obj; None = the licensed set in the package."""
+    real: bool = True
+    """Render the real meshes of ``meshes``."""
     limit: int | None = None
-    """Use only the first ``limit`` meshes (sorted by id): for tests and quick runs."""
+    """Use only the first ``limit`` real meshes (sorted by id): for tests and quick runs."""
     n_views: int = 64
-    """Random cameras per mesh."""
+    """Random cameras per real mesh."""
+    procedural: int = 0
+    """Objects of the procedural library (round-robin over its 33 categories); 0 = none."""
+    procedural_seed: int = 0
+    """Library seed (``dreamcs.data.procedural.library``); ``prior check`` draws from another one."""
+    procedural_views: int = 16
+    """Random cameras per procedural object."""
     image_size: int = 32
     """Side of the stored (training) images."""
     supersample: int = 2
     """Render at ``image_size * supersample`` and shrink with the antialiased bilinear filter that
-    guidance applies to SDS renders (the dmtet-embedded preset renders 64 px for a 32 px prior)."""
+    guidance applies to SDS renders (the dmtet-embedded recipe renders 64 px for a 32 px prior)."""
     elevation_range: list[float] = field(default_factory=lambda: [-10.0, 40.0])
-    """Camera elevation in degrees."""
+    """Camera elevation in degrees (the embedded recipes')."""
     azimuth_range: list[float] = field(default_factory=lambda: [0.0, 360.0])
     """Camera azimuth in degrees."""
-    distance: float = 2.6
-    """Camera distance (the dmtet-embedded preset's)."""
-    fov: float = 50.0
-    """Vertical field of view in degrees (the dmtet-embedded preset's)."""
+    distance_range: list[float] = field(default_factory=lambda: [2.6, 2.6])
+    """Camera distance (the embedded recipes' ``render.distance_range``)."""
+    fov_range: list[float] = field(default_factory=lambda: [50.0, 50.0])
+    """Vertical field of view in degrees (the embedded recipes' ``render.fov_range``)."""
+    margin: float | None = None
+    """Framing (``dreamcs.prior.views``): the object's bounding sphere fills at most 1 - margin of
+    the half-frame at the closest camera; None = the box normalisation (fills the frame)."""
+    light_random_share: float = 0.0
+    """Share of views lit by DreamFusion's random point light instead of the headlight."""
+    normal_share: float = 0.0
+    """Share of views normal-shaded (seen in grey): only if a recipe renders normals for this prior."""
     seed: int = 0
-    """Seed of the cameras (per mesh: seed + its index)."""
+    """Seed of the cameras and lights (per object: seed + its index)."""
+
+    def validate(self) -> None:
+        if self.n_views < 1 or self.procedural_views < 1 or self.image_size < 8 or self.supersample < 1:
+            raise ValueError(f"view data: need n_views, procedural_views >= 1, image_size >= 8, supersample >= 1; "
+                             f"got {self}")
+        if self.procedural < 0:
+            raise ValueError(f"view data: procedural must be >= 0, got {self.procedural}")
+        if self.margin is not None and not 0.0 <= self.margin < 1.0:
+            raise ValueError(f"view data: margin must lie in [0, 1), got {self.margin}")
+        shares = (self.light_random_share, self.normal_share)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ValueError(f"view data: light_random_share + normal_share must lie in [0, 1], got {shares}")
+        for name in ("elevation_range", "azimuth_range", "distance_range", "fov_range"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or lo_hi[1] < lo_hi[0]:
+                raise ValueError(f"view data: {name} must be [low, high], got {lo_hi}")
 
 
 @dataclass
 class ViewDataset:
-    """Rendered views with their mesh and captions.
+    """Rendered views with their objects.
 
-    images: (N, S, S) float32 grey in [0, 1] (background 0); mesh_index: (N,) int64 into ``ids``;
-    elevation, azimuth: (N,) float32 degrees; ids, captions, categories: one per mesh.
+    Per view: images (N, S, S) float32 grey in [0, 1] (background 0); mesh_index (N,) int64 into
+    the objects; elevation, azimuth (N,) float32 degrees; view (N,) int8 into
+    ``render.VIEW_NAMES``; light (N,) int8 into ``prior.views.LIGHTS``.
+    Per object: ids, keys (mesh path or ``procedural:CAT:SEED``), sources, captions, categories.
     """
 
     images: np.ndarray
     mesh_index: np.ndarray
     elevation: np.ndarray
     azimuth: np.ndarray
+    view: np.ndarray
+    light: np.ndarray
     ids: list[str]
+    keys: list[str]
+    sources: list[str]
     captions: list[str]
     categories: list[str]
 
@@ -93,120 +133,96 @@ class ViewDataset:
         return int(self.images.shape[0])
 
 
-def read_captioned_meshes(root: str | Path | None = None, limit: int | None = None) -> list[tuple[str, str, Path]]:
-    """(id, caption, obj path) per row of ``root/captions.csv``, sorted by id; checks every file."""
-    from dreamcs.data.embedded import ASSETS
-
-    root = Path(root) if root is not None else ASSETS
-    csv_path = root / "captions.csv"
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"{csv_path}: no captions.csv (expected id,caption rows) in the mesh folder")
-    rows = []
-    with open(csv_path, encoding="utf-8", newline="") as f:
-        for n, row in enumerate(csv.reader(f), 1):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise ValueError(f"{csv_path}: line {n} is not 'id,caption': {row!r}")
-            mesh_id, caption = row[0].strip(), ",".join(row[1:]).strip()
-            path = root / "meshes" / f"{mesh_id}.obj"
-            if not path.is_file():
-                raise FileNotFoundError(f"{csv_path}: line {n}: mesh {path} not found")
-            rows.append((mesh_id, caption, path))
-    if not rows:
-        raise ValueError(f"{csv_path}: no captioned meshes")
-    rows.sort()
-    return rows[:limit] if limit else rows
+_PER_VIEW = ("images", "mesh_index", "elevation", "azimuth", "view", "light")
+_PER_OBJECT = ("ids", "keys", "sources", "captions", "categories")
 
 
-def _cache_key(cfg: ViewDataConfig, rows: list[tuple[str, str, Path]]) -> str:
+def _cache_key(cfg: ViewDataConfig, items: list[ViewItem]) -> str:
     h = hashlib.sha1()
-    settings = {k: v for k, v in asdict(cfg).items() if k != "meshes"}
+    settings = {k: v for k, v in asdict(cfg).items() if k != "meshes"}  # the folder's content is hashed instead
     h.update(json.dumps({"v": CACHE_VERSION, **settings}, sort_keys=True).encode())
-    for mesh_id, caption, path in rows:
-        h.update(f"{mesh_id}\t{caption}\t".encode())
-        h.update(hashlib.sha1(path.read_bytes()).digest())
+    h.update(items_fingerprint(items).encode())
     return h.hexdigest()[:16]
 
 
-@torch.no_grad()
-def render_mesh_views(vertices: np.ndarray, faces: np.ndarray, cfg: ViewDataConfig, seed: int,
-                      batch: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render one mesh (vertices (V, 3) normalised, faces (F, 3)) from ``cfg.n_views`` random
-    cameras -> images (n, S, S) float32 in [0, 1], elevation (n,), azimuth (n,)."""
-    from dreamcs.render import RenderConfig, render, sample_cameras
+def _to_npz(arrays: dict[str, np.ndarray | list[str]]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
 
-    g = torch.Generator().manual_seed(seed)
-    cams = sample_cameras(cfg.n_views, elevation_range=tuple(cfg.elevation_range),
-                          azimuth_range=tuple(cfg.azimuth_range), distance_range=(cfg.distance, cfg.distance),
-                          fov_range=(cfg.fov, cfg.fov), generator=g)
-    # the SDS renderer's settings (RenderConfig defaults = flat grey diffuse on black)
-    rcfg = RenderConfig(shading="diffuse", normals="flat", background=(0.0, 0.0, 0.0))
-    v, f = torch.as_tensor(vertices, dtype=torch.float32), torch.as_tensor(faces, dtype=torch.long)
-    hi = cfg.image_size * cfg.supersample
-    out = []
-    for s in range(0, cfg.n_views, batch):
-        img = render(v, f, cams[s : s + batch], hi, rcfg)["image"][..., :1]  # grey: channels are equal
-        small = F.interpolate(img.permute(0, 3, 1, 2), size=(cfg.image_size, cfg.image_size), mode="bilinear",
-                              align_corners=False, antialias=cfg.supersample > 1)
-        out.append(small[:, 0].clamp(0, 1))
-    return torch.cat(out).numpy(), cams.elevation.numpy(), cams.azimuth.numpy()
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # a torn or foreign file: say which
+        raise ValueError(f"{path}: not a readable view cache ({e}); delete it to render again") from e
+
+
+def render_items(cfg: ViewDataConfig, items: list[ViewItem], first: int = 0) -> dict[str, np.ndarray]:
+    """Render items (object indices first, first + 1, ...; camera seeds cfg.seed + index) -> the
+    per-view arrays of :class:`ViewDataset` (images float16) and ``captions`` (one per item)."""
+    cols: dict[str, list] = {k: [] for k in (*_PER_VIEW, "captions")}
+    for j, item in enumerate(items):
+        vertices, faces, caption = load_item(item)
+        out = render_object_views(vertices, faces, cfg, item.n_views, cfg.seed + first + j)
+        out["images"] = out["images"].astype(np.float16)
+        out["mesh_index"] = np.full(item.n_views, first + j, np.int64)
+        for k in _PER_VIEW:
+            cols[k].append(out[k])
+        cols["captions"].append(caption)
+    return {k: (np.concatenate(v) if k != "captions" else np.array(v)) for k, v in cols.items()}
 
 
 def build_view_dataset(cfg: ViewDataConfig, cache_dir: str | Path, progress: bool = False) -> ViewDataset:
-    """Render (or load from ``cache_dir``) every mesh's views; see :class:`ViewDataset`."""
-    from dreamcs.mesh import load_mesh, normalize
+    """Render (or load from ``cache_dir``, or resume from its parts) every object's views; see
+    :class:`ViewDataset`."""
+    cfg.validate()
+    items = view_items(cfg)
+    key = _cache_key(cfg, items)
+    path = Path(cache_dir) / f"views-{key}.npz"
+    if not path.is_file():
+        parts_dir = path.with_suffix(".parts")
+        chunks = range(0, len(items), CHUNK)
+        if progress:
+            from rich.progress import track
 
-    if cfg.n_views < 1 or cfg.image_size < 8 or cfg.supersample < 1:
-        raise ValueError(f"view data: need n_views >= 1, image_size >= 8, supersample >= 1; got {cfg}")
-    rows = read_captioned_meshes(cfg.meshes, cfg.limit)
-    ids, captions = [r[0] for r in rows], [r[1] for r in rows]
-    categories = [category_of(c) for c in captions]
-    path = Path(cache_dir) / f"views-{_cache_key(cfg, rows)}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            if list(z["ids"]) == ids:
-                return ViewDataset(z["images"].astype(np.float32), z["mesh_index"], z["elevation"],
-                                   z["azimuth"], ids, captions, categories)
-    images, index, elev, azim = [], [], [], []
-    track = range(len(rows))
-    if progress:
-        from rich.progress import track as rich_track
-
-        track = rich_track(track, description=f"rendering {len(rows)} meshes x {cfg.n_views} views")
-    for k in track:
-        mesh = normalize(load_mesh(rows[k][2]))
-        img, el, az = render_mesh_views(np.asarray(mesh.vertices), np.asarray(mesh.faces), cfg, cfg.seed + k)
-        images.append(img)
-        index.append(np.full(len(img), k, np.int64))
-        elev.append(el)
-        azim.append(az)
-    data = ViewDataset(np.concatenate(images), np.concatenate(index), np.concatenate(elev),
-                       np.concatenate(azim), ids, captions, categories)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, images=data.images.astype(np.float16), mesh_index=data.mesh_index,
-                        elevation=data.elevation, azimuth=data.azimuth, ids=np.array(ids))
-    atomic_write_bytes(path, buf.getvalue())
-    data.images = data.images.astype(np.float16).astype(np.float32)  # the same values as a cache hit
-    return data
+            n_views = sum(it.n_views for it in items)
+            chunks = track(chunks, description=f"rendering {len(items)} objects ({n_views} views)")
+        parts = []
+        for c in chunks:
+            part = parts_dir / f"part-{c // CHUNK:05d}.npz"
+            if not part.is_file():
+                atomic_write_bytes(part, _to_npz(render_items(cfg, items[c : c + CHUNK], c)))
+            parts.append(_read_npz(part))
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in (*_PER_VIEW, "captions")}
+        merged |= {"ids": [it.id for it in items], "keys": [it.key for it in items],
+                   "sources": [it.source for it in items], "categories": [it.category for it in items]}
+        atomic_write_bytes(path, _to_npz(merged))
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    z = _read_npz(path)
+    if z["ids"].tolist() != [it.id for it in items]:
+        raise ValueError(f"{path}: the cached objects differ from the configured ones; delete it to render again")
+    return ViewDataset(z["images"].astype(np.float32), z["mesh_index"].astype(np.int64), z["elevation"],
+                       z["azimuth"], z["view"], z["light"], *(z[k].tolist() for k in _PER_OBJECT))
 
 
-def caption_choices(data: ViewDataset) -> list[str]:
-    """Every text a training sample can carry: "" (unconditional), the captions, "a {category}"."""
-    return list(dict.fromkeys(["", *data.captions, *(article(c) for c in data.categories)]))
+def draw_captions(data: ViewDataset, image_index: torch.Tensor, g: torch.Generator, p_blank: float = 0.1,
+                  p_category: float = 0.25, p_view: float = 0.0) -> list[str]:
+    """Per view: "" with p_blank (for classifier-free guidance), else the object's caption, or
+    "a {category}" with p_category; then, with p_view, the view suffix exactly as SDS appends it
+    (``guidance.base.compose_prompt``: "a chair, side view"). image_index (B,) long."""
+    from dreamcs.generate.guidance.base import compose_prompt
+    from dreamcs.render import VIEW_NAMES
 
-
-def draw_captions(data: ViewDataset, mesh_index: torch.Tensor, g: torch.Generator, p_blank: float = 0.1,
-                  p_category: float = 0.25) -> list[str]:
-    """Per sample: "" with p_blank (for classifier-free guidance), "a {category}" with p_category,
-    else the mesh's caption. mesh_index (B,) long."""
-    u = torch.rand(mesh_index.shape[0], generator=g).tolist()
+    u = torch.rand(image_index.shape[0], generator=g).tolist()
+    w = torch.rand(image_index.shape[0], generator=g).tolist()
     out = []
-    for k, x in zip(mesh_index.tolist(), u, strict=True):
+    for i, x, y in zip(image_index.tolist(), u, w, strict=True):
+        k = int(data.mesh_index[i])
         if x < p_blank:
             out.append("")
-        elif x < p_blank + p_category:
-            out.append(article(data.categories[k]))
-        else:
-            out.append(data.captions[k])
+            continue
+        text = article(data.categories[k]) if x < p_blank + p_category else data.captions[k]
+        out.append(compose_prompt(text, f"{VIEW_NAMES[int(data.view[i])]} view" if y < p_view else None))
     return out

@@ -1,6 +1,6 @@
 """Train the offline pixel prior: a diffusers ``UNet2DConditionModel`` (1 channel, 32 px) that
 predicts the noise of a cosine-schedule DDPM, conditioned on MiniLM token embeddings of the
-captions, on renders of the embedded meshes (``dreamcs.prior.data``).
+captions (with SDS's view suffixes), on renders of real and procedural objects (``dreamcs.prior.data``).
 
 OUT, when done, is an ``embedded`` prior folder (``guidance.pretrained=OUT``):
 
@@ -28,12 +28,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamcs.prior.data import ViewDataConfig, ViewDataset, build_view_dataset, caption_choices, draw_captions
+from dreamcs.prior.data import ViewDataConfig, ViewDataset, build_view_dataset, draw_captions
 from dreamcs.utils import append_jsonl, atomic_write_bytes, atomic_write_text, read_jsonl
 
 CKPT_FORMAT = "dreamcs-prior-checkpoint-1"
 DEFAULT_CARD_PROMPTS = ["a chair", "a table", "a sphere", "a bed", "a door", "a tree", "a horse", "a lamp", "a vase",
                         "a pyramid"]
+#: shipped training presets (``prior train --preset NAME``): PriorTrainConfig YAMLs; ``embedded``
+#: is the dataclass defaults (the prior shipped before issue 18)
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "prior"
+
+
+def preset_path(name: str) -> Path | None:
+    """The YAML of training preset ``name`` (None for ``embedded``: the defaults); unknown names raise."""
+    if name == "embedded":
+        return None
+    path = PRESET_DIR / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(["embedded", *sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))])
+        raise FileNotFoundError(f"prior preset {name!r} not found in {PRESET_DIR} (known: {known})")
+    return path
 
 
 def default_cache_dir() -> Path:
@@ -70,6 +84,9 @@ class PriorTrainConfig:
     """Share of empty captions (trains the unconditional branch for classifier-free guidance)."""
     p_category: float = 0.25
     """Share of captions replaced by "a {category}"."""
+    p_view: float = 0.0
+    """Share of (non-blank) captions that get the view suffix SDS appends ("a chair, back view"),
+    from the view's azimuth and elevation; the rest stay plain, for recipes without view prompts."""
     hflip: bool = True
     """Mirror half the views (left-right): more views of the same shapes."""
     num_train_timesteps: int = 1000
@@ -92,6 +109,8 @@ class PriorTrainConfig:
             raise ValueError("prior: steps, batch_size, log_every and save_every must be positive")
         if not 0 <= self.p_blank + self.p_category <= 1 or min(self.p_blank, self.p_category) < 0:
             raise ValueError(f"prior: p_blank + p_category must lie in [0, 1], got {self.p_blank}, {self.p_category}")
+        if not 0 <= self.p_view <= 1:
+            raise ValueError(f"prior: p_view must lie in [0, 1], got {self.p_view}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"prior: ema_decay must be in [0, 1), got {self.ema_decay}")
         if len(self.block_out_channels) < 2:
@@ -148,11 +167,8 @@ class PriorTrainer:
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         self.data: ViewDataset = build_view_dataset(cfg.data, cache, progress=self.show_progress)
         self.images = torch.from_numpy(self.data.images).unsqueeze(1) * 2.0 - 1.0  # (N, 1, S, S) in [-1, 1]
-        self.mesh_index = torch.from_numpy(self.data.mesh_index)
-        self.texts = caption_choices(self.data)
-        self.text_id = {t: i for i, t in enumerate(self.texts)}
-        self.tokens, self.token_mask = encode_texts(cfg.text_encoder, self.texts, cfg.max_tokens)
-        self.unet = build_unet(cfg, int(self.tokens.shape[-1]))
+        self._text_cache: dict[str, tuple[Tensor, Tensor]] = {}
+        self.unet = build_unet(cfg, int(self.encode([""])[0].shape[-1]))
         self.ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.scheduler = build_scheduler(cfg)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.float()
@@ -160,6 +176,20 @@ class PriorTrainer:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step, self.elapsed_s = 0, 0.0
+
+    def encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """Token embeddings (B, max_tokens, D) and mask (B, max_tokens) of ``texts``, cached.
+
+        Encoded one text at a time, when first drawn: a library of thousands of captions, each
+        with its view suffixes, is too many to encode up front, and a text's embedding must not
+        depend on the batch it came in (padding), or a resumed run would drift from an
+        uninterrupted one."""
+        for t in dict.fromkeys(texts):
+            if t not in self._text_cache:
+                tokens, mask = encode_texts(self.cfg.text_encoder, [t], self.cfg.max_tokens)
+                self._text_cache[t] = (tokens[0], mask[0])
+        pairs = [self._text_cache[t] for t in texts]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def lr_at(self, step: int) -> float:
         return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
@@ -225,14 +255,13 @@ class PriorTrainer:
         if cfg.hflip:
             flip = torch.rand(b, generator=g) < 0.5
             x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(-1), x0)
-        captions = draw_captions(self.data, self.mesh_index[idx], g, cfg.p_blank, cfg.p_category)
-        ti = torch.tensor([self.text_id[c] for c in captions])
+        captions = draw_captions(self.data, idx, g, cfg.p_blank, cfg.p_category, cfg.p_view)
+        tokens, token_mask = self.encode(captions)
         t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        pred = self.unet(noisy, t, encoder_hidden_states=self.tokens[ti],
-                         encoder_attention_mask=self.token_mask[ti]).sample
+        pred = self.unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=token_mask).sample
         loss = F.mse_loss(pred, noise)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)

@@ -1,0 +1,223 @@
+"""A measurable check of a prior: how often does "a {category}" come out as that category?
+
+    result = check_prior("runs/prior", CheckConfig())      # -> PRIOR/check.json, check.png, card table
+
+1. A judge: a small CNN (:class:`CategoryCNN`) trained at the prior's resolution, on renders made
+   with the prior's own view settings, of objects the prior never saw: the held-out real meshes of
+   ``../shared/data/meshes`` that name one of the procedural categories (``REAL_CHECK_MESHES``; 11
+   of the 33 categories have one) plus procedural objects of another library seed than the
+   prior's (``procedural_seed``; every category; the only data for the other 22).
+2. Its own accuracy on unseen procedural objects (a quarter of each category's objects, split by
+   object) says how far its verdicts can be trusted.
+3. ``samples`` DDIM samples of the prior per category (prompt "a {category}"), classified: the share
+   recognised per category goes to ``check.json`` and, as a table, into the model card.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamcs.prior.data import ViewDataConfig, article, render_items
+from dreamcs.prior.sources import ViewItem, category_name
+
+#: held-out real meshes (``HELD_OUT_OBJECTS``, relative to ../shared/data/meshes) per procedural category
+REAL_CHECK_MESHES: dict[str, tuple[str, ...]] = {
+    "airplane": ("greg_turk_ply/airplane.ply", "greg_turk_ply/f16.ply"),
+    "boat": ("greg_turk_ply/galleon.ply", "greg_turk_ply/saratoga.ply"),
+    "bottle": ("greg_turk_ply/ketchup.ply",),
+    "car": ("greg_turk_ply/big_dodge.ply", "greg_turk_ply/big_porsche.ply", "greg_turk_ply/pickup_big.ply",
+            "threestudio_shapes/nascar.obj"),
+    "house": ("threestudio_shapes/cabin.obj",),
+    "lamp": ("greg_turk_ply/kerolamp.ply",),
+    "mug": ("greg_turk_ply/mug.ply",),
+    "street_lamp": ("greg_turk_ply/street_lamp.ply",),
+    "teapot": ("greg_turk_ply/teapot.ply",),
+    "tree": ("greg_turk_ply/fracttree.ply",),
+    "vase": ("greg_turk_ply/urn2.ply",),
+}
+
+
+@dataclass
+class CheckConfig:
+    """The recognition check of ``dreamcs prior check``."""
+
+    samples: int = 8
+    """Prior samples per category."""
+    steps: int = 50
+    """DDIM steps per sample."""
+    guidance: float = 4.0
+    """Classifier-free guidance of the samples (the card's)."""
+    procedural: int = 16
+    """Unseen procedural objects per category for the judge (a quarter of them validate it)."""
+    procedural_seed: int = 7
+    """Library seed of those objects: not the prior's (``data.procedural_seed``)."""
+    views: int = 8
+    """Views per procedural object."""
+    real_views: int = 32
+    """Views per held-out real mesh."""
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    width: int = 32
+    """Channels of the judge's first level (then 2x, 4x)."""
+    meshes: str | None = None
+    """The shared meshes folder with the held-out real meshes (None: ``$DREAMCS_SHARED_DATA/meshes``
+    or ../shared/data/meshes); when absent, the judge learns from procedural renders only."""
+    categories: list[str] | None = None
+    """Procedural categories to check (None: all 33)."""
+    seed: int = 0
+
+
+class CategoryCNN(nn.Module):
+    """Three conv levels (3x3, ReLU, 2x2 max-pool), global average, linear: images (B, 1, S, S) in
+    [0, 1] -> logits (B, K)."""
+
+    def __init__(self, n_classes: int, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c in (width, 2 * width, 4 * width):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).mean(dim=(-2, -1)))
+
+
+def judge_items(cfg: CheckConfig, categories: list[str], meshes_dir: Path | None) -> list[ViewItem]:
+    """The judge's objects: held-out real meshes (when ``meshes_dir`` has them), then procedural."""
+    from dreamcs.data.procedural import library_keys
+    from dreamcs.data.validation import UP_AXIS
+
+    items = []
+    if meshes_dir is not None:
+        for cat in categories:
+            for rel in REAL_CHECK_MESHES.get(cat, ()):
+                if (meshes_dir / rel).is_file():
+                    items.append(ViewItem(Path(rel).stem, str(meshes_dir / rel), "real", cat, article(category_name(cat)),
+                                          cfg.real_views, UP_AXIS.get(rel, "y")))
+    for cat, seed in library_keys(cfg.procedural * len(categories), cfg.procedural_seed, tuple(categories)):
+        items.append(ViewItem(f"{cat}-{seed}", f"procedural:{cat}:{seed}", "procedural", cat, None, cfg.views))
+    return items
+
+
+def _augment(x: Tensor, g: torch.Generator) -> Tensor:
+    """Random left-right flips, shifts of up to 2 px and mild noise: the prior's samples are neither
+    centred to the pixel nor clean. x (B, 1, S, S)."""
+    b = x.shape[0]
+    flip = torch.rand(b, generator=g) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
+    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    sigma = 0.05 * torch.rand(b, 1, 1, 1, generator=g)
+    return (x + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+def train_judge(images: Tensor, labels: Tensor, n_classes: int, cfg: CheckConfig) -> CategoryCNN:
+    """Fit :class:`CategoryCNN` to images (N, 1, S, S), labels (N,) long; seeded by ``cfg.seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = CategoryCNN(n_classes, cfg.width)
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    n_steps = cfg.epochs * max(1, -(-len(images) // cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=n_steps)
+    model.train()
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(len(images), generator=g).split(cfg.batch_size):
+            loss = F.cross_entropy(model(_augment(images[idx], g)), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def classify(model: nn.Module, images: Tensor, batch: int = 256) -> Tensor:
+    """images (N, 1, S, S) in [0, 1] -> predicted class (N,)."""
+    return torch.cat([model(images[i : i + batch]).argmax(-1) for i in range(0, len(images), batch)])
+
+
+def prior_view_config(prior: Path) -> ViewDataConfig:
+    """The view settings the prior was trained with (PRIOR/config.yaml), else the library preset's."""
+    from dreamcs.config import load_config
+    from dreamcs.prior.train import PriorTrainConfig, preset_path
+
+    path = prior / "config.yaml"
+    return load_config(PriorTrainConfig, path if path.is_file() else preset_path("library")).data
+
+
+def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[str, Any]:
+    """Run the check (module docstring) on the prior folder; writes PRIOR/check.json, PRIOR/check.png
+    and the card's table (when PRIOR/MODEL_CARD.md exists); returns the result."""
+    from dreamcs.data.procedural import CATEGORIES
+    from dreamcs.data.validation import shared_meshes_dir
+    from dreamcs.prior.card import write_check_section
+    from dreamcs.prior.sample import sample_prior, save_grid
+    from dreamcs.utils import atomic_write_text
+
+    prior = Path(prior)
+    categories = list(cfg.categories or CATEGORIES)
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown:
+        raise ValueError(f"prior check: unknown categories {unknown}; known: {', '.join(CATEGORIES)}")
+    if cfg.samples < 1 or cfg.procedural < 2 or cfg.epochs < 1:
+        raise ValueError("prior check: need samples >= 1, procedural >= 2 (some validate the judge), epochs >= 1")
+    meshes_dir = Path(cfg.meshes) if cfg.meshes else shared_meshes_dir()
+    if cfg.meshes and not meshes_dir.is_dir():
+        raise FileNotFoundError(f"{meshes_dir}: the shared meshes folder does not exist")
+    view_cfg = replace(prior_view_config(prior), seed=cfg.seed)
+    items = judge_items(cfg, categories, meshes_dir if meshes_dir.is_dir() else None)
+    log(f"judge data: rendering {len(items)} unseen objects")
+    arrays = render_items(view_cfg, items)
+    images = torch.from_numpy(arrays["images"].astype(np.float32)).unsqueeze(1)
+    obj = torch.from_numpy(arrays["mesh_index"])
+    label_of = {c: i for i, c in enumerate(categories)}
+    obj_labels = torch.tensor([label_of[it.category] for it in items])
+    # validation: the last quarter of each category's procedural objects (their seeds are in order)
+    per_cat = Counter()
+    is_val = torch.zeros(len(items), dtype=torch.bool)
+    for k, it in enumerate(items):
+        if it.source == "procedural":
+            per_cat[it.category] += 1
+            is_val[k] = per_cat[it.category] > cfg.procedural - max(1, cfg.procedural // 4)
+    val = is_val[obj]
+    judge = train_judge(images[~val], obj_labels[obj][~val], len(categories), cfg)
+    val_acc = float((classify(judge, images[val]) == obj_labels[obj][val]).float().mean())
+    log(f"judge accuracy on unseen procedural objects: {val_acc:.1%}")
+
+    prompts = [article(category_name(c)) for c in categories]
+    log(f"sampling {cfg.samples} images for each of {len(prompts)} prompts ({cfg.steps} DDIM steps)")
+    samples = sample_prior(prior, prompts, cfg.samples, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+    if samples.shape[2] != 1 or samples.shape[-1] != images.shape[-1]:
+        raise ValueError(f"{prior}: samples of shape {tuple(samples.shape[2:])} do not match the judge's "
+                         f"{tuple(images.shape[1:])} (a 1-channel prior at data.image_size)")
+    pred = classify(judge, samples.flatten(0, 1)).view(len(prompts), cfg.samples)
+    real_count = Counter(it.category for it in items if it.source == "real")
+    table = {}
+    for i, cat in enumerate(categories):
+        wrong = Counter(categories[int(p)] for p in pred[i] if int(p) != i)
+        table[cat] = {"prompt": prompts[i], "recognised": float((pred[i] == i).float().mean()),
+                      "most_confused": wrong.most_common(1)[0][0] if wrong else None,
+                      "judge_real_meshes": real_count.get(cat, 0), "judge_procedural": cfg.procedural}
+    result = {"prior": str(prior), "mean_recognised": float(np.mean([r["recognised"] for r in table.values()])),
+              "judge_accuracy": val_acc, "judge_images": int((~val).sum()),
+              "judge_real_meshes": int(sum(real_count.values())), "categories": table, "settings": asdict(cfg)}
+    atomic_write_text(prior / "check.json", json.dumps(result, indent=1) + "\n")
+    save_grid(samples[:, : min(cfg.samples, 8)], prompts, prior / "check.png")
+    if (prior / "MODEL_CARD.md").is_file():
+        write_check_section(prior)
+    return result

@@ -1,0 +1,93 @@
+"""`dreamcs prior check`: the judge learns the categories from unseen objects, a prior that draws
+the right objects scores high and one that draws nothing scores at chance, and the table reaches
+check.json and the model card."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from dreamcs.prior.check import CheckConfig, check_prior, judge_items
+from dreamcs.prior.data import ViewDataConfig
+from dreamcs.prior.train import PriorTrainConfig, PriorTrainer
+
+CATS = ["bed", "lamp", "mug"]
+
+
+@pytest.fixture(scope="module")
+def prior(tmp_path_factory) -> Path:
+    """A 16 px prior trained for 2 steps on framed library views, with its card."""
+    out = tmp_path_factory.mktemp("prior") / "run"
+    data = ViewDataConfig(real=False, procedural=3, procedural_views=2, image_size=16, margin=0.1)
+    cfg = PriorTrainConfig(data=data, text_encoder="hash:32", block_out_channels=[8, 16], steps=2, batch_size=4,
+                           warmup_steps=1, cache_dir=str(out.parent / "cache"), card_prompts=["a bed"],
+                           card_samples=1, card_steps=2)
+    PriorTrainer(cfg, out, show_progress=False).run()
+    return out
+
+
+def _check_cfg(**kw) -> CheckConfig:
+    return CheckConfig(**{**dict(categories=CATS, samples=4, steps=2, procedural=8, views=4, real_views=8, epochs=40),
+                          **kw})
+
+
+def test_judge_items_come_from_another_library_seed_than_the_prior():
+    from dreamcs.data.procedural import library_keys
+
+    items = judge_items(_check_cfg(), CATS, None)
+    assert [it.category for it in items] == CATS * 8 and all(it.source == "procedural" for it in items)
+    trained = {f"procedural:{c}:{s}" for c, s in library_keys(3300, 0)}
+    assert not trained & {it.key for it in items}
+
+
+def test_a_faithful_prior_is_recognised_and_a_blank_one_is_not(prior, monkeypatch):
+    """Stand-ins for the prior's samples: renders of unseen objects of the prompted category
+    (a perfect prior) score high; black images (a prior that draws nothing) score at chance."""
+    import dreamcs.prior.check as check_mod
+    import dreamcs.prior.sample as sample_mod
+    from dreamcs.prior.data import render_items
+
+    cfg = _check_cfg()
+    view_cfg = replace(check_mod.prior_view_config(prior), seed=123)
+    unseen = judge_items(replace(cfg, procedural_seed=11, procedural=1), CATS, None)  # one more object per category
+    renders = torch.from_numpy(render_items(replace(view_cfg), [replace(it, n_views=cfg.samples) for it in unseen])
+                               ["images"].astype("float32")).view(len(CATS), cfg.samples, 1, 16, 16)
+    monkeypatch.setattr(sample_mod, "sample_prior", lambda *a, **k: renders)
+    good = check_prior(prior, cfg, log=lambda *_: None)
+    assert good["judge_accuracy"] >= 0.75
+    assert good["mean_recognised"] >= 0.6
+    monkeypatch.setattr(sample_mod, "sample_prior", lambda *a, **k: torch.zeros_like(renders))
+    blank = check_prior(prior, cfg, log=lambda *_: None)
+    shares = sorted(v["recognised"] for v in blank["categories"].values())
+    assert shares == [0.0, 0.0, 1.0]  # every black image gets the same verdict
+    assert blank["mean_recognised"] == pytest.approx(1 / 3)
+
+
+def test_check_writes_json_grid_and_card_table(prior, shared_data):
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    res = CliRunner().invoke(app, ["prior", "check", "--prior", str(prior), "categories=[bed,lamp,mug]", "samples=2",
+                                   "steps=2", "procedural=4", "views=2", "real_views=4", "epochs=1"])
+    assert res.exit_code == 0, res.output
+    result = json.loads((prior / "check.json").read_text())
+    assert set(result["categories"]) == set(CATS)
+    assert all(v["recognised"] in (0.0, 0.5, 1.0) for v in result["categories"].values())
+    # the held-out real meshes of ../shared/data join the judge's data where a category has one
+    assert result["categories"]["mug"]["judge_real_meshes"] == 1 and result["categories"]["bed"]["judge_real_meshes"] == 0
+    assert (prior / "check.png").read_bytes()[:4] == b"\x89PNG"
+    card = (prior / "MODEL_CARD.md").read_text()
+    assert card.count("<!-- prior-check -->") == 1 and "| mug |" in card and card.index("| mug |") < card.index("## Limits")
+    # a second check replaces the table instead of adding one
+    res = CliRunner().invoke(app, ["prior", "check", "--prior", str(prior), "categories=[bed,mug]", "samples=1",
+                                   "steps=1", "procedural=2", "views=1", "real_views=1", "epochs=1"])
+    assert res.exit_code == 0, res.output
+    card = (prior / "MODEL_CARD.md").read_text()
+    assert card.count("## Recognition check") == 1 and "| lamp |" not in card
+    res = CliRunner().invoke(app, ["prior", "check", "--prior", str(prior), "categories=[dragon]"])
+    assert res.exit_code == 2 and "dragon" in res.output
