@@ -190,3 +190,12 @@ def test_sliver_gate_quiets_the_normals_of_near_degenerate_faces():
     torch.testing.assert_close(gated.embed(f2, torch.zeros(1, 4, 3)), gated.embed(f, torch.zeros(1, 4, 3)), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="sliver_gate"):
         RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], sliver_gate=0.1, in_features=7))
+
+
+def test_models_without_extra_channels_keep_their_state_dict_keys():
+    from dreamcs.reward.config import PRESETS as MODEL_PRESETS
+
+    plain = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"])).state_dict()
+    assert not any("extra_" in k for k in plain)  # checkpoints written before the boundary channel still load
+    with_b = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], boundary_channel=True)).state_dict()
+    assert {"mesh_encoder.extra_mean", "mesh_encoder.extra_std"} <= set(with_b)

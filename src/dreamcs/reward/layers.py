@@ -118,8 +118,9 @@ class MeshEncoder(nn.Module):
         self.register_buffer("area_scale", torch.ones(1))
         # extra channels are mostly 0 (a boundary face is ~1-3% of a fused layout): standardised too,
         # or their sparse signal would sit far below the unit-variance MeshMAE channels
-        self.register_buffer("extra_mean", torch.zeros(extra_channels))
-        self.register_buffer("extra_std", torch.ones(extra_channels))
+        if extra_channels:  # only then: models without extra channels keep their old state_dict keys
+            self.register_buffer("extra_mean", torch.zeros(extra_channels))
+            self.register_buffer("extra_std", torch.ones(extra_channels))
 
     @torch.no_grad()
     def set_feature_stats(self, mean: Tensor, std: Tensor, area_scale: float | Tensor | None = None) -> None:
