@@ -54,13 +54,18 @@ class RewardCSConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
+#: what every trained preset reads besides MeshMAE's channels (measured on the offline build's
+#: object-disjoint val split, 250 steps: ROC-AUC 0.646 without, 0.802 with the boundary channel,
+#: 0.814 with the sliver gate too, whose reward also moves 5x less under 1e-5 vertex jitter)
+_ROBUST = dict(boundary_channel=True, sliver_gate=0.1)
+
 PRESETS: dict[str, dict[str, Any]] = {
     # for the CPU
-    "small": dict(dim=256, depth=6, heads=8, cross_depth=2, head_hidden=256),
+    "small": dict(dim=256, depth=6, heads=8, cross_depth=2, head_hidden=256, **_ROBUST),
     # the paper's size (MeshMAE base)
-    "base": dict(dim=768, depth=12, heads=12, cross_depth=2, head_hidden=768),
+    "base": dict(dim=768, depth=12, heads=12, cross_depth=2, head_hidden=768, **_ROBUST),
     # for a 2-core CPU: 2.7x faster than small per step (measured), 1.3M parameters
-    "cpu": dict(dim=128, depth=4, heads=4, cross_depth=1, head_hidden=128, pos_hidden=64),
+    "cpu": dict(dim=128, depth=4, heads=4, cross_depth=1, head_hidden=128, pos_hidden=64, **_ROBUST),
     # for tests and smoke runs
     "tiny": dict(dim=32, depth=1, heads=4, cross_depth=1, head_hidden=32, pos_hidden=32),
 }
