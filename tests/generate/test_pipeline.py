@@ -275,3 +275,29 @@ def test_cli_generate(tmp_path):
     assert other.exit_code == 2 and "prompt" in other.output
     bad = CliRunner().invoke(app, ["generate", "x", "--config", "nope", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "no such config" in bad.output
+
+
+def test_a_step_on_an_erased_surface_revives_it(tmp_path):
+    """An empty surface renders nothing, so SDS gives no gradient: the step's revive loss must."""
+    pipe = GeneratePipeline(tiny_config("steps=1", "geometry.parameterization=explicit"), tmp_path / "run",
+                            show_progress=False)
+    pipe.prepare_field()
+    pipe.prepare_guidance()
+    pipe.prepare_reward()
+    with torch.no_grad():
+        pipe.field.sdf.fill_(0.05)
+    for step in range(100):
+        rec = pipe.train_step(step)
+        if rec["n_faces"] > 0:
+            break
+        assert rec["loss_revive"] > 0
+    assert rec["n_faces"] > 0 and step > 0
+
+
+def test_an_empty_final_mesh_reads_back_as_a_clear_error(tmp_path):
+    from dreamcs.generate.outputs import write_mesh
+    from dreamcs.mesh import MeshError, load_mesh
+
+    p = write_mesh(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.long), tmp_path / "final.obj")
+    with pytest.raises(MeshError, match="final.obj: no faces"):
+        load_mesh(p)

@@ -164,6 +164,16 @@ class DMTet(TetGridBuffers, nn.Module):
             raise RuntimeError("this field has no colours (geometry.appearance is none)")
         return torch.sigmoid(self.albedo_net(self.albedo_encoding(points)))
 
+    def revive_loss(self) -> torch.Tensor | None:
+        """For a step whose surface is empty (SDS erased it: thin legs and shelves at 32 px do): the
+        SDF of a small core (half the initial sphere) pulled below zero, so that a surface, and
+        gradients, return. None before ``forward`` ran with grad."""
+        sdf = self._last_sdf
+        if sdf is None or not sdf.requires_grad:
+            return None
+        core = self.base_vertices.norm(dim=-1) < 0.5 * self.config.init_radius
+        return torch.relu(sdf[core] + 0.02).mean() if bool(core.any()) else None
+
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The surface: verts (V, 3) float, faces (F, 3) long, CCW seen from outside."""
         verts, faces, _ = self.extract()

@@ -46,6 +46,11 @@ def write_mesh(verts: torch.Tensor, faces: torch.Tensor, path: str | Path, color
     in [0, 1] become vertex colours (GLB ``COLOR_0``, PLY ``red/green/blue``, OBJ ``v x y z r g b``)."""
     from dreamcs.mesh import save_mesh
 
+    if faces.shape[0] == 0 and str(path).lower().endswith(".obj"):
+        # trimesh writes bare "v" / "f" lines for an empty mesh, which no reader parses; a comment
+        # reads back as "no faces found" with the file named
+        atomic_write_text(Path(path), "# dreamcs: empty mesh (the generated surface vanished)\n")
+        return Path(path)
     return save_mesh(to_trimesh(verts, faces, colors), path)
 
 

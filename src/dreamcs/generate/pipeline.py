@@ -322,6 +322,11 @@ class GeneratePipeline:
             rec[f"loss_{name}"] = float(value.detach())
             if lam != 0.0:
                 reg_total = reg_total + lam * value
+        if faces.shape[0] == 0:  # the surface vanished: nothing renders, so nothing would bring it back
+            revive = self.field.revive_loss() if hasattr(self.field, "revive_loss") else None
+            if revive is not None:
+                reg_total = reg_total + revive
+                rec["loss_revive"] = float(revive.detach())
         total += float(reg_total.detach())
         roots, grads = [verts], [v.grad if v.grad is not None else torch.zeros_like(verts)]
         if reg_total.requires_grad:
