@@ -18,7 +18,7 @@ def _fail(msg: str) -> None:
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (re-run the same command to resume)."),
     source: list[str] = typer.Option([], "--source", help="cap3d:MESH_DIR:CAPTIONS.csv | manifest:FILE.jsonl | run:RUN_DIR | harvest:DIR | procedural:N[:SEED] | embedded (repeatable)."),
-    preset: str | None = typer.Option(None, "--preset", help="'embedded': the small offline set shipped with dreamcs; 'offline': ~5,200 procedural and licensed real items with graded defects."),
+    preset: str | None = typer.Option(None, "--preset", help="'embedded': the small offline set shipped with dreamcs; 'offline': ~5,400 procedural and licensed real items with graded defects."),
     scorer: str | None = typer.Option(None, "--scorer", help="geometric (offline heuristic, the default) or llm."),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
     shard: str | None = typer.Option(None, "--shard", help="i/n: build only this part (default 0/1); combine with `dreamcs data merge`."),
