@@ -61,8 +61,9 @@ class QuickstartConfig:
     prompts: list[str] = field(default_factory=lambda: ["a vase", "a pyramid", "a king-size bed"])
     """Prompts generated with and without the reward. Captions of embedded meshes (these three are)
     have a ground-truth shape, so the table gets Chamfer and normal consistency to it."""
-    seeds: list[int] = field(default_factory=lambda: [0])
-    """Generation seeds per prompt (the table's std is over prompts and seeds)."""
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    """Generation seeds per prompt (the table's std is over prompts and seeds; two give every prompt
+    a paired interval for the reward's effect)."""
     seed: int = 0
     """Seed of the dataset build and the reward training."""
 
