@@ -28,7 +28,7 @@ def test_reduced_quickstart_writes_report(tmp_path, sample_dir):
     manifest.write_text("\n".join(lines) + "\n")
     cfg = QuickstartConfig(
         out=str(tmp_path / "demo"), sources=[f"manifest:{manifest}"], workers=1, reward_preset="tiny",
-        reward_steps=3, reward_batch_size=4, generate_config="dmtet-tiny", generate_steps=3, prompts=["a chair"],
+        reward_steps=3, reward_batch_size=4, generate_config="dmtet-tiny", generate_steps=3, prompts=["a chair"], seeds=[0],
     )
     report = quickstart(cfg)
     text = report.read_text()

@@ -109,8 +109,8 @@ def prepare_mesh(item: SourceItem, cfg: BuildConfig):
     mesh = normalize(load_mesh(item.path))
     if item.extra.get("max_faces"):  # a coarser level of detail of a clean object (offline preset)
         mesh = simplify(mesh, max_faces=int(item.extra["max_faces"]))
-    if cfg.densify_faces > 0:
-        mesh = densify(mesh, cfg.densify_faces)
+    if cfg.densify_faces > 0:  # never past the simplification cap: that would only be undone below
+        mesh = densify(mesh, min(cfg.densify_faces, cfg.max_faces))
     if item.defect and item.defect != "wrong_prompt":
         mesh = normalize(apply_defect(mesh, item.defect, _h(f"{cfg.seed}:{item.id}"), item.extra.get("severity")))
     return simplify(mesh, max_faces=cfg.max_faces)
