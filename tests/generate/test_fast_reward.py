@@ -334,3 +334,32 @@ def test_resume_with_the_field_reward_equals_an_uninterrupted_run(tiny_reward_di
     out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(resume=True)
     for a, b in zip(ref.metrics, out.metrics, strict=True):
         assert a["reward"] == b["reward"] and a["loss"] == b["loss"], a["step"]
+
+
+def test_boundary_channel_is_computed_once_per_layout_and_matches_the_surface_path(monkeypatch):
+    """The boundary channel is topology: the field path keeps it with the layout instead of
+    recomputing it at every step, and a fresh layout's reward still equals the surface path's."""
+    import dreamcs.generate.fast_reward as fast
+    from dreamcs.reward import RewardCS, preset
+
+    torch.manual_seed(0)
+    model = RewardCS(preset("tiny", text_encoder="hash:32", boundary_channel=True, faces_per_patch=64))
+    with torch.no_grad():
+        model.mesh_encoder.set_extra_stats(torch.tensor([0.01]), torch.tensor([0.05]))
+    grid = load_tetgrid(16)
+    sdf = grid.vertices[:, 1].abs() - 0.3  # a slab through the grid's walls: an open surface
+    calls = []
+    real = fast.patch_boundary
+    import dreamcs.mesh
+
+    for mod in (fast, dreamcs.mesh):  # the branch's and the model's own fallback
+        monkeypatch.setattr(mod, "patch_boundary", lambda *a: calls.append(1) or real(*a))
+    branch = FieldRewardBranch(model, PROMPT, 16, max_change=1.0)
+    with torch.no_grad():
+        r = float(branch(sdf, grid.vertices, grid))
+        assert branch._layout.boundary.sum() > 0 and len(calls) == 1  # once, at the fusion
+        for k in range(3):  # carried layouts on a moving surface: no new boundary computation
+            branch(sdf - 0.01 * (k + 1), grid.vertices, grid)
+        assert len(calls) == 1 and not branch.last_fused
+        v, f = grid.extract(sdf, grid.vertices)[:2]
+        assert r == pytest.approx(float(RewardBranch(model, PROMPT, 16)(v, f)), abs=1e-5)

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
+from dreamcs.mesh.features import patch_boundary
 
 #: Newton steps per call: one lands a vertex whose tet still holds the surface, more follow it
 #: across tets; each is capped at half a cell so that a vertex walks rather than jumps.
@@ -164,10 +165,12 @@ def lattice_coordinates(edges: Tensor, sdf: Tensor, resolution: int) -> Tensor:
 
 
 class _Layout:
-    """A fused PatchedMesh's faces (P, K, 3) and its vertices as lattice points u (V, 3)."""
+    """A fused PatchedMesh's faces (P, K, 3), its vertices as lattice points u (V, 3) and, for a
+    model that reads it, its boundary channel (P, K, 1): topology, fixed until the next fusion."""
 
-    def __init__(self, patched: Any, u: Tensor) -> None:
+    def __init__(self, patched: Any, u: Tensor, boundary: bool = False) -> None:
         self.faces = torch.from_numpy(np.asarray(patched.faces, dtype=np.int64))
+        self.boundary = patch_boundary(torch.as_tensor(patched.vertices, dtype=torch.float32), self.faces) if boundary else None
         self.u, self.age = u, 0
         self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
         self.lengths = self.edge_lengths(u.numpy())
@@ -243,7 +246,7 @@ class FieldRewardBranch:
         # W's rows are barycentric on one input face, which lies in one tet where Phi is affine:
         # W @ u is the lattice point of each patched vertex (W @ verts = Phi(W @ u))
         u = lattice_coordinates(edges, sdf, grid.resolution).numpy()
-        return _Layout(pm, torch.from_numpy(pm.W.astype(np.float64) @ u))
+        return _Layout(pm, torch.from_numpy(pm.W.astype(np.float64) @ u), self.model.config.boundary_channel)
 
     def __call__(self, sdf: Tensor, positions: Tensor, grid: TetGrid) -> Tensor:
         """sdf (N,), deformed vertices (N, 3) of ``grid`` (differentiable) -> reward ()."""
@@ -278,7 +281,8 @@ class FieldRewardBranch:
             from dreamcs.generate.pipeline import normalize_vertices
 
             x = normalize_vertices(x)
-        return self.model.reward_from_vertices(x, layout.faces, self.prompt)
+        boundary = None if layout.boundary is None else layout.boundary.to(x.device)
+        return self.model.reward_from_vertices(x, layout.faces, self.prompt, boundary=boundary)
 
     def reset(self) -> None:
         """Forget the layout (and any fusion in flight): the next call fuses afresh. The pipeline

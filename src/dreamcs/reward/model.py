@@ -143,8 +143,13 @@ class RewardCS(nn.Module):
         return RewardOutput(reward=reward, embedding=embedding)
 
     # -- mesh entry points ------------------------------------------------------------------------
-    def reward_from_vertices(self, vertices: Tensor, faces: Tensor | np.ndarray, prompt: str) -> Tensor:
-        """vertices (V, 3) float, faces (P, K, 3) long -> reward (), differentiable in ``vertices``."""
+    def reward_from_vertices(
+        self, vertices: Tensor, faces: Tensor | np.ndarray, prompt: str, boundary: Tensor | None = None
+    ) -> Tensor:
+        """vertices (V, 3) float, faces (P, K, 3) long -> reward (), differentiable in ``vertices``.
+
+        boundary: (P, K, 1) ``patch_boundary`` of this layout when the caller keeps it (it depends on
+        the topology only); computed here otherwise, for a model with ``boundary_channel``."""
         from dreamcs.mesh import patch_boundary, patch_centers, patch_features
 
         if vertices.dim() != 2 or vertices.shape[-1] != 3:
@@ -156,7 +161,10 @@ class RewardCS(nn.Module):
         v = vertices.to(self.device, torch.float32)
         feats = patch_features(v, faces_t.to(self.device))
         centers = patch_centers(v, faces_t.to(self.device))
-        boundary = patch_boundary(v, faces_t)[None] if self.config.boundary_channel else None
+        if self.config.boundary_channel:
+            boundary = (patch_boundary(v, faces_t) if boundary is None else boundary.to(self.device))[None]
+        else:
+            boundary = None
         return self(feats[None], centers[None], [prompt], boundary=boundary).reward[0]
 
     @torch.no_grad()
