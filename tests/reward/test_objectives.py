@@ -87,7 +87,7 @@ def test_augmentation_acts_like_a_rotation_about_y():
 
 
 def test_feature_stats_standardise(separable):
-    mean, std, area_scale = feature_stats(separable, max_items=32)
+    mean, std, area_scale = feature_stats(separable, max_items=32)[:3]
     f = torch.stack([it["features"] for it in separable.items]).reshape(-1, 10)
     assert float(area_scale) == pytest.approx(float(f[:, 0].clamp_min(0).mean()), rel=1e-4)
     t = torch.cat([torch.log1p(f[:, :1].clamp_min(0) / area_scale), f[:, 1:]], 1)

@@ -9,7 +9,7 @@ angles and normal dot products are invariant; patch centres rotate and scale.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -40,47 +40,60 @@ def augment_patches(
     return feats, cents
 
 
-def feature_stats(dataset: Any, max_items: int = 512, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+class FeatureStats(NamedTuple):
+    """The input transform's statistics: per-channel mean and std (C,) of the transformed features,
+    the mean face area, and those of an extra channel set (E,) when one was asked for."""
+
+    mean: Tensor
+    std: Tensor
+    area_scale: Tensor
+    extra_mean: Tensor | None = None
+    extra_std: Tensor | None = None
+
+    def apply(self, encoder: Any) -> None:
+        """Fix them in a ``MeshEncoder`` (its extra channels too, when measured)."""
+        encoder.set_feature_stats(self.mean, self.std, self.area_scale)
+        if self.extra_mean is not None:
+            encoder.set_extra_stats(self.extra_mean, self.extra_std)
+
+
+def _moments(total: Tensor, total_sq: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    mean = total / count
+    std = (total_sq / count - mean.pow(2)).clamp_min(0).sqrt()
+    # a constant channel (std 0) is left unscaled instead of divided by ~0
+    return mean.float(), torch.where(std > 1e-8, std, torch.ones_like(std)).float()
+
+
+def feature_stats(dataset: Any, max_items: int = 512, seed: int = 0, extra_key: str | None = None) -> FeatureStats:
     """The input transform's statistics over up to ``max_items`` items of ``dataset`` (a seeded
     subset): area_scale () the mean face area (from the first 64 of them), then the per-channel
-    mean and std (C,) of the features with area as log1p(area / area_scale) (``MeshEncoder.transform``).
-    Returns (mean, std, area_scale); accumulated in float64."""
+    mean and std (C,) of the features with area as log1p(area / area_scale) (``MeshEncoder.transform``)
+    and, with ``extra_key`` (e.g. ``"boundary"``), of ``item[extra_key]`` (..., E) in the same pass.
+    Accumulated in float64."""
     n = len(dataset)
     if n == 0:
         raise ValueError("feature_stats: the dataset is empty")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=g)[: max(1, max_items)].tolist()
 
-    def faces(i: int) -> Tensor:
-        f = torch.as_tensor(dataset[i]["features"]).double()
-        return f.reshape(-1, f.shape[-1])
+    def flat(x: Any) -> Tensor:
+        x = torch.as_tensor(x).double()
+        return x.reshape(-1, x.shape[-1])
 
-    areas = torch.cat([faces(i)[:, 0] for i in idx[:64]])
+    areas = torch.cat([flat(dataset[i]["features"])[:, 0] for i in idx[:64]])
     area_scale = areas.clamp_min(0).mean()
     if not area_scale > 0:
         area_scale = torch.ones((), dtype=torch.float64)
-    total, total_sq, count = None, None, 0
+    sums: dict[str, list] = {}
     for i in idx:
-        f = faces(i)
-        f = torch.cat([torch.log1p(f[:, :1].clamp_min(0) / area_scale), f[:, 1:]], 1)
-        total = f.sum(0) if total is None else total + f.sum(0)
-        total_sq = f.pow(2).sum(0) if total_sq is None else total_sq + f.pow(2).sum(0)
-        count += f.shape[0]
-    mean = total / count
-    std = (total_sq / count - mean.pow(2)).clamp_min(0).sqrt()
-    # a constant channel (std 0) is left unscaled instead of divided by ~0
-    std = torch.where(std > 1e-8, std, torch.ones_like(std))
-    return mean.float(), std.float(), area_scale.float()
-
-
-def channel_stats(dataset: Any, key: str, max_items: int = 512, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and std (C,) of ``dataset[i][key]`` (..., C) over the same seeded subset as
-    ``feature_stats``; a constant channel gets std 1."""
-    n = len(dataset)
-    if n == 0:
-        raise ValueError("channel_stats: the dataset is empty")
-    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: max(1, max_items)].tolist()
-    x = torch.cat([torch.as_tensor(dataset[i][key]).double().reshape(-1, torch.as_tensor(dataset[i][key]).shape[-1])
-                   for i in idx])
-    mean, std = x.mean(0), x.std(0, unbiased=False)
-    return mean.float(), torch.where(std > 1e-8, std, torch.ones_like(std)).float()
+        item = dataset[i]
+        f = flat(item["features"])
+        parts = {"features": torch.cat([torch.log1p(f[:, :1].clamp_min(0) / area_scale), f[:, 1:]], 1)}
+        if extra_key is not None:
+            parts["extra"] = flat(item[extra_key])
+        for k, x in parts.items():
+            acc = sums.setdefault(k, [0.0, 0.0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + x.sum(0), acc[1] + x.pow(2).sum(0), acc[2] + x.shape[0]
+    mean, std = _moments(*sums["features"])
+    extra = _moments(*sums["extra"]) if extra_key is not None else (None, None)
+    return FeatureStats(mean, std, area_scale.float(), *extra)

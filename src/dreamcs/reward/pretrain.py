@@ -117,7 +117,7 @@ def pretrain(cfg: PretrainConfig, dataset: Dataset, out_dir: str | os.PathLike, 
     if n == 0:
         raise ValueError("pretrain: no meshes in the input")
     mae = MeshMAE(cfg)
-    mae.mesh_encoder.set_feature_stats(*feature_stats(dataset, 512, cfg.seed))
+    feature_stats(dataset, 512, cfg.seed).apply(mae.mesh_encoder)
     mae.to(cfg.device)
     opt = torch.optim.AdamW(mae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dreamcs.config import config_to_dict, save_config
-from dreamcs.reward.augment import augment_patches, channel_stats, feature_stats
+from dreamcs.reward.augment import augment_patches, feature_stats
 from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dreamcs.reward.config import RewardCSConfig
 from dreamcs.reward.distributed import dist_info as _dist
@@ -207,9 +207,8 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     check_dataset(dataset, cfg.model)
     model = RewardCS(cfg.model)
     if cfg.standardise:
-        model.mesh_encoder.set_feature_stats(*feature_stats(dataset, cfg.stats_items, cfg.seed))
-        if cfg.model.boundary_channel:
-            model.mesh_encoder.set_extra_stats(*channel_stats(dataset, "boundary", cfg.stats_items, cfg.seed))
+        extra = "boundary" if cfg.model.boundary_channel else None
+        feature_stats(dataset, cfg.stats_items, cfg.seed, extra_key=extra).apply(model.mesh_encoder)
     if cfg.init:
         load_init(model, cfg.init)  # a pre-trained encoder keeps the standardisation it learnt with
     model.to(cfg.device)
