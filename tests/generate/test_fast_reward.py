@@ -236,9 +236,7 @@ def test_sublattice_gradient_reaches_the_field(tiny_reward_dir, tmp_path):  # no
                       "loss.lambda_normal_consistency=0", "loss.lambda_sdf=0", "geometry.grid_resolution=12",
                       "render.batch_size=1", "reward.n_patches=8", "reward.grid=6")
     pipe = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)
-    pipe.prepare_field()
-    pipe.prepare_guidance()
-    pipe.prepare_reward()
+    pipe.prepare()
     pipe.optimizer.step = lambda: None
     rec = pipe.train_step(0)
     assert rec["reward"] is not None and np.isfinite(rec["reward"])
@@ -275,9 +273,7 @@ def test_guided_run_moves_the_reward_alike_on_both_paths(volume_model, tmp_path)
     assert np.sign(gains["field"]) == np.sign(gains["surface"]) != 0, gains
 
     pipe = GeneratePipeline(_cfg("field"), tmp_path / "grad", reward_model=volume_model, show_progress=False)
-    pipe.prepare_field()
-    pipe.prepare_guidance()
-    pipe.prepare_reward()
+    pipe.prepare()
     for step in range(4):
         rec = pipe.train_step(step)
     assert rec["reward_fused"] is False and rec["reward_layout_change"] > 0  # the last step carried

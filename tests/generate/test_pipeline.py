@@ -239,9 +239,7 @@ def test_step_gradient_is_minus_alpha_grad_r(tiny_reward_dir, tmp_path):
                       "loss.lambda_normal_consistency=0", "loss.lambda_sdf=0", "geometry.grid_resolution=8",
                       "render.batch_size=1", "reward.n_patches=8", "reward.path=surface")
     pipe = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)
-    pipe.prepare_field()
-    pipe.prepare_guidance()
-    pipe.prepare_reward()
+    pipe.prepare()
     pipe.optimizer.step = lambda: None  # keep the gradients, leave the field as it is
     rec = pipe.train_step(0)
     assert rec["alpha"] == pytest.approx(0.7) and rec["reward"] is not None
@@ -281,9 +279,7 @@ def test_a_step_on_an_erased_surface_revives_it(tmp_path):
     """An empty surface renders nothing, so SDS gives no gradient: the step's revive loss must."""
     pipe = GeneratePipeline(tiny_config("steps=1", "geometry.parameterization=explicit"), tmp_path / "run",
                             show_progress=False)
-    pipe.prepare_field()
-    pipe.prepare_guidance()
-    pipe.prepare_reward()
+    pipe.prepare()
     with torch.no_grad():
         pipe.field.sdf.fill_(0.05)
     for step in range(100):

@@ -127,9 +127,7 @@ def test_reward_2d_gradient_reaches_the_field(tiny_rewards, tmp_path):
         "render.fov_range=[50,50]", "render.resolution=32", f"reward_2d.checkpoint={ckpt}", "reward_2d.alpha=0.7",
         "loss.lambda_sds=0", "loss.lambda_normal_consistency=0", "loss.lambda_sdf=0"])
     pipe = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)
-    pipe.prepare_field()
-    pipe.prepare_guidance()
-    pipe.prepare_reward()
+    pipe.prepare()
     pipe.optimizer.step = lambda: None  # keep the gradients, leave the field as it is
     rec = pipe.train_step(0)
     assert rec["alpha_2d"] == pytest.approx(0.7) and np.isfinite(rec["reward_2d"])

@@ -90,6 +90,14 @@ class GeneratePipeline:
                 raise ImportError("texture_size needs the xatlas package: pip install 'dreamcs[texture]'")
 
     # 2. components ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Seed, then build every component (their random init is part of the seeded stream): the
+        field, the guidance (prompt embeddings cached per view suffix), the optional 3D reward."""
+        seed_everything(self.cfg.seed)
+        self.prepare_field()
+        self.prepare_guidance()
+        self.prepare_reward()
+
     def prepare_field(self) -> None:
         from dreamcs.generate.background import Background
         from dreamcs.generate.geometry import build_geometry
@@ -303,13 +311,8 @@ class GeneratePipeline:
         cfg = self.cfg
         # 1. check inputs and the run folder
         self.check_inputs(resume)
-        # 2. seed, then build every component (their random init is part of the seeded stream)
-        seed_everything(cfg.seed)
-        self.prepare_field()
-        # 3. guidance and its prompt embeddings (cached per view suffix)
-        self.prepare_guidance()
-        # 4. the 3D reward model (optional)
-        self.prepare_reward()
+        # 2-4. seed, field, guidance, reward
+        self.prepare()
         # 5. resume: field, optimizer and RNG states from the newest checkpoint
         ckpt_dir, metrics_path = self.run_dir / "checkpoints", self.run_dir / "metrics.jsonl"
         start = 0
