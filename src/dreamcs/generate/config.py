@@ -117,6 +117,10 @@ class RewardConfig:
     """Fuse in a worker thread. ``surface`` path: while render and guidance run (same result);
     ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
     Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
+    log_gradients: bool = False
+    """``field`` path: on scored steps also log how the SDS and the reward gradients compare on the
+    grid's SDF (``grad_sds_sdf``, ``grad_reward_sdf`` norms, ``grad_cos_sdf``); costs one extra
+    backward through marching tets."""
 
 
 @dataclass

@@ -270,6 +270,10 @@ class GeneratePipeline:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
         if on_field and sdf_leaf.grad is not None:
+            if cfg.reward.log_gradients and v.grad is not None:
+                from dreamcs.generate.reward_branch import compare_gradients
+
+                rec.update(compare_gradients(verts, v.grad, self.field._last_sdf, sdf_leaf.grad))
             roots += [self.field._last_sdf, self.field._last_positions]
             grads += [sdf_leaf.grad, pos_leaf.grad]
         torch.autograd.backward(roots, grads)

@@ -87,3 +87,19 @@ class RewardBranch:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def compare_gradients(verts: Tensor, sds_vertex_grad: Tensor, sdf: Tensor, reward_sdf_grad: Tensor) -> dict[str, float]:
+    """How the SDS and the reward gradients compare on the grid's SDF values (both gradients of the
+    loss, so a positive cosine means they push the field the same way).
+
+    verts: (V, 3) extracted vertices, still attached to ``sdf`` (N,) through marching tets;
+    sds_vertex_grad: (V, 3) dL_SDS/dverts; reward_sdf_grad: (N,) d(-alpha r)/dsdf. The graph is kept.
+    """
+    (g_sds,) = torch.autograd.grad(verts, sdf, sds_vertex_grad, retain_graph=True, allow_unused=True)
+    if g_sds is None:
+        g_sds = torch.zeros_like(sdf)
+    a, b = g_sds.detach().flatten().double(), reward_sdf_grad.detach().flatten().double()
+    na, nb = float(a.norm()), float(b.norm())
+    cos = float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
+    return {"grad_sds_sdf": na, "grad_reward_sdf": nb, "grad_cos_sdf": cos}
