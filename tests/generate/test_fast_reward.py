@@ -387,3 +387,20 @@ def test_gradient_log_compares_sds_and_reward_on_the_sdf(tiny_reward_dir, tmp_pa
     _, rec2 = step("reward.log_gradients=true", "reward.alpha=2.0")
     assert rec2["grad_reward_sdf"] == pytest.approx(2 * rec["grad_reward_sdf"], rel=1e-4)
     assert rec2["grad_sds_sdf"] == pytest.approx(rec["grad_sds_sdf"], rel=1e-4)
+
+
+def test_relative_alpha_sets_the_reward_gradient_to_a_share_of_the_sds_gradient(tiny_reward_dir, tmp_path):  # noqa: F811
+    """``reward.relative``: the reward's gradient on the SDF is rescaled to alpha x the SDS one
+    (the logged norms show it), whatever r's own scale; the surface path refuses it."""
+    common = ("render.batch_size=1", "geometry.grid_resolution=12", "reward.n_patches=8",
+              f"reward.checkpoint={tiny_reward_dir}", "reward.log_gradients=true", "reward.relative=true")
+    for alpha in (0.1, 0.5):
+        pipe = GeneratePipeline(tiny_config(*common, f"reward.alpha={alpha}"), tmp_path / f"a{alpha}",
+                                show_progress=False)
+        pipe.prepare()
+        rec = pipe.train_step(0)
+        assert rec["grad_reward_sdf"] == pytest.approx(alpha * rec["grad_sds_sdf"], rel=1e-5)
+        assert rec["reward_weight"] > 0 and rec["loss_reward"] == pytest.approx(-rec["reward_weight"] * rec["reward"])
+    pipe = GeneratePipeline(tiny_config(*common, "reward.path=surface"), tmp_path / "surface", show_progress=False)
+    with pytest.raises(ValueError, match="reward.relative needs the field path"):
+        pipe.prepare()

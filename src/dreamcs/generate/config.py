@@ -117,6 +117,11 @@ class RewardConfig:
     """Fuse in a worker thread. ``surface`` path: while render and guidance run (same result);
     ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
     Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
+    relative: bool = False
+    """``field`` path: alpha(t) is the ratio of the reward's gradient norm to the SDS gradient norm on
+    the grid's SDF (the reward's gradient is rescaled at every scored step) instead of a weight on r.
+    With the embedded prior the raw reward gradient is ~1e-3 of the SDS one, so a weight on r barely
+    moves the field; the ratio keeps the reward's push at a set share whatever the prior's scale."""
     log_gradients: bool = False
     """``field`` path: on scored steps also log how the SDS and the reward gradients compare on the
     grid's SDF (``grad_sds_sdf``, ``grad_reward_sdf`` norms, ``grad_cos_sdf``); costs one extra

@@ -132,6 +132,9 @@ class GeneratePipeline:
 
             self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.max_change,
                                             rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize, rcfg.grid)
+        elif rcfg.relative:
+            raise ValueError("reward.relative needs the field path on a dmtet geometry (reward.path=field); "
+                             f"got reward.path={rcfg.path}, geometry.name={self.cfg.geometry.name}")
         else:  # the surface path; a volume geometry's mesh has no grid edges to carry a layout through
             self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize)
         from dreamcs.generate.reward2d.branch import build_reward_2d
@@ -194,6 +197,7 @@ class GeneratePipeline:
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
         scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
         on_field = scoring and cfg.reward.path == "field" and cfg.geometry.name == "dmtet"
+        relative = on_field and cfg.reward.relative
         if on_field:
             # the field path reads the grid's SDF and deformed vertices (as detached leaves, pushed
             # into the field with the rest below), not the extracted mesh
@@ -243,8 +247,8 @@ class GeneratePipeline:
                 # a degenerate surface that cannot be fused: skip the reward this step, keep the run
                 rec["reward_error"] = str(e)[:300]
             else:
-                if alpha != 0.0:
-                    (-alpha * r).backward()
+                if alpha != 0.0:  # relative: a unit weight here, rescaled against SDS below
+                    (-(1.0 if relative else alpha) * r).backward()
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
                 if on_field:  # whether this step brought a new patch layout in, and how far the old one was carried
                     rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change)
@@ -270,10 +274,20 @@ class GeneratePipeline:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
         if on_field and sdf_leaf.grad is not None:
-            if cfg.reward.log_gradients and v.grad is not None:
-                from dreamcs.generate.reward_branch import compare_gradients
+            if relative or cfg.reward.log_gradients:
+                from dreamcs.generate.reward_branch import compare_gradients, sdf_gradient
 
-                rec.update(compare_gradients(verts, v.grad, self.field._last_sdf, sdf_leaf.grad))
+                g_sds = sdf_gradient(verts, v.grad, self.field._last_sdf)
+                if relative:  # alpha = |reward gradient| / |SDS gradient| on the SDF
+                    norm = float(sdf_leaf.grad.norm())
+                    scale = alpha * float(g_sds.norm()) / norm if norm > 0 else 0.0
+                    sdf_leaf.grad.mul_(scale)
+                    if pos_leaf.grad is not None:
+                        pos_leaf.grad.mul_(scale)
+                    rec.update(reward_weight=scale, loss_reward=-scale * rec["reward"])
+                    total += alpha * rec["reward"] - scale * rec["reward"]
+                if cfg.reward.log_gradients:
+                    rec.update(compare_gradients(g_sds, sdf_leaf.grad))
             roots += [self.field._last_sdf, self.field._last_positions]
             grads += [sdf_leaf.grad, pos_leaf.grad]
         torch.autograd.backward(roots, grads)

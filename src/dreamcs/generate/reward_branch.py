@@ -89,17 +89,19 @@ class RewardBranch:
             self._pool = None
 
 
-def compare_gradients(verts: Tensor, sds_vertex_grad: Tensor, sdf: Tensor, reward_sdf_grad: Tensor) -> dict[str, float]:
-    """How the SDS and the reward gradients compare on the grid's SDF values (both gradients of the
-    loss, so a positive cosine means they push the field the same way).
+def sdf_gradient(verts: Tensor, vertex_grad: Tensor | None, sdf: Tensor) -> Tensor:
+    """The gradient ``vertex_grad`` (V, 3) on the extracted vertices, pulled back through marching
+    tets onto the grid's SDF values ``sdf`` (N,); the graph is kept for the step's own backward."""
+    if vertex_grad is None:
+        return torch.zeros_like(sdf)
+    (g,) = torch.autograd.grad(verts, sdf, vertex_grad, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(sdf) if g is None else g.detach()
 
-    verts: (V, 3) extracted vertices, still attached to ``sdf`` (N,) through marching tets;
-    sds_vertex_grad: (V, 3) dL_SDS/dverts; reward_sdf_grad: (N,) d(-alpha r)/dsdf. The graph is kept.
-    """
-    (g_sds,) = torch.autograd.grad(verts, sdf, sds_vertex_grad, retain_graph=True, allow_unused=True)
-    if g_sds is None:
-        g_sds = torch.zeros_like(sdf)
-    a, b = g_sds.detach().flatten().double(), reward_sdf_grad.detach().flatten().double()
+
+def compare_gradients(sds_sdf_grad: Tensor, reward_sdf_grad: Tensor) -> dict[str, float]:
+    """Norms of the SDS and the reward gradients on the grid's SDF (N,) and their cosine; both are
+    gradients of the loss, so a positive cosine means they push the field the same way."""
+    a, b = sds_sdf_grad.detach().flatten().double(), reward_sdf_grad.detach().flatten().double()
     na, nb = float(a.norm()), float(b.norm())
     cos = float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
     return {"grad_sds_sdf": na, "grad_reward_sdf": nb, "grad_cos_sdf": cos}
