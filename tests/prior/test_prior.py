@@ -245,3 +245,24 @@ def test_real_settings_with_minilm(tmp_path, cache):
     img = torch.rand(1, 64, 64, 3, requires_grad=True)
     g.sds_loss(img, g.encode_prompts("a chair"), step=0)["loss_sds"].backward()
     assert torch.isfinite(img.grad).all() and img.grad.abs().sum() > 0
+
+
+def test_init_from_starts_at_another_priors_weights(trained, tmp_path):
+    """``init_from``: a run starts from the UNet of a prior folder (its step-0 checkpoint holds those
+    weights, not the seeded fresh ones); a folder of other widths is refused, naming it."""
+    from safetensors.torch import load_file
+
+    src, cfg = trained
+    run = tmp_path / "run"
+    PriorTrainer(replace(cfg, init_from=str(src), minutes=0.0, card=False), run, show_progress=False).run()
+    start = load_file(str(run / "checkpoints" / "step_0000000.safetensors"))
+    shipped = {k: v for f in (src / "unet").glob("*.safetensors") for k, v in load_file(str(f)).items()}
+    key = next(k for k in shipped if k.endswith("conv_in.weight"))
+    assert any(torch.equal(v, shipped[key]) for k, v in start.items() if k.endswith("conv_in.weight"))
+    fresh = tmp_path / "fresh"
+    PriorTrainer(replace(cfg, minutes=0.0, card=False), fresh, show_progress=False).run()
+    other = load_file(str(fresh / "checkpoints" / "step_0000000.safetensors"))
+    assert not any(torch.equal(v, shipped[key]) for k, v in other.items() if k.endswith("conv_in.weight"))
+    with pytest.raises(ValueError, match="does not match block_out_channels"):
+        PriorTrainer(replace(cfg, init_from=str(src), block_out_channels=[8, 24], minutes=0.0, card=False),
+                     tmp_path / "wide", show_progress=False).run()

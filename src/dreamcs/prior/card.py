@@ -61,6 +61,9 @@ def write_model_card(out: str | Path, cfg: PriorTrainConfig, data: ViewDataset, 
     cats = Counter(data.categories)
     first, last = (metrics[0], metrics[-1]) if metrics else ({}, {})
     hours = last.get("elapsed_s", 0.0) / 3600.0
+    init_line = "" if not cfg.init_from else (
+        f"\n- Started from the UNet of `{cfg.init_from}` (`init_from`; `embedded`: the prior the package held"
+        "\n  when training began), not from scratch; the step count above is this run's only.")
     text = f"""# dreamcs embedded prior
 
 A small text-conditioned pixel diffusion model, trained offline on renders of licensed real meshes
@@ -91,7 +94,7 @@ problem that the 3D reward is meant to fix.
 ## Training
 - {step} steps of batch {cfg.batch_size} (AdamW lr {cfg.lr:g}, {cfg.warmup_steps} warm-up steps, weight
   decay {cfg.weight_decay:g}, gradient clip {cfg.grad_clip:g}); seed {cfg.seed}; {hours:.2f} h of training.
-- The weights are an EMA (decay {cfg.ema_decay:g}, warmed up).
+- The weights are an EMA (decay {cfg.ema_decay:g}, warmed up).{init_line}
 - Loss {first.get("loss", float("nan")):.4f} at step {first.get("step", 0)} ->
   {last.get("loss", float("nan")):.4f} at step {last.get("step", 0)}.
 

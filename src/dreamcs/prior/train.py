@@ -67,6 +67,10 @@ class PriorTrainConfig:
     """Token embeddings per caption (padded / truncated, with a mask), as guidance encodes them."""
     block_out_channels: list[int] = field(default_factory=lambda: [24, 48, 96])
     """UNet widths per level (one layer each; cross-attention on all but the first, and the middle)."""
+    init_from: str | None = None
+    """Start from the UNet of a prior folder (``unet/`` in diffusers format) instead of a seeded
+    fresh one; ``embedded``: the prior shipped in the package. Its widths must match
+    ``block_out_channels``. Ignored on ``--resume`` (the checkpoint holds the weights)."""
     steps: int = 6000
     """Optimiser steps in all (a resumed run counts from where it stopped)."""
     minutes: float | None = None
@@ -136,6 +140,27 @@ def build_unet(cfg: PriorTrainConfig, cross_dim: int) -> nn.Module:
         return tiny_unet(1, cfg.data.image_size, list(cfg.block_out_channels), cross_dim)
 
 
+def load_init_weights(unet: nn.Module, source: str) -> Path:
+    """Copy the UNet weights of prior folder ``source`` (``embedded``: the shipped one) into ``unet``;
+    a folder without a UNet, or one of other widths, is a clear error naming it."""
+    from safetensors.torch import load_file
+
+    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
+
+    folder = DEFAULT_PRIOR if source == "embedded" else Path(source)
+    files = sorted((folder / "unet").glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"prior init_from={source}: no unet/*.safetensors in {folder}")
+    state = {k: v for f in files for k, v in load_file(str(f)).items()}
+    own = unet.state_dict()
+    bad = sorted(set(own) ^ set(state)) + [k for k in own if k in state and own[k].shape != state[k].shape]
+    if bad:
+        raise ValueError(f"prior init_from={source}: its UNet does not match block_out_channels "
+                         f"({len(bad)} tensors differ, e.g. {bad[0]})")
+    unet.load_state_dict(state)
+    return folder
+
+
 def build_scheduler(cfg: PriorTrainConfig):  # -> diffusers.DDPMScheduler
     from diffusers import DDPMScheduler
 
@@ -169,6 +194,8 @@ class PriorTrainer:
         self.images = torch.from_numpy(self.data.images).unsqueeze(1) * 2.0 - 1.0  # (N, 1, S, S) in [-1, 1]
         self._text_cache: dict[str, tuple[Tensor, Tensor]] = {}
         self.unet = build_unet(cfg, int(self.encode([""])[0].shape[-1]))
+        if cfg.init_from:
+            load_init_weights(self.unet, cfg.init_from)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.scheduler = build_scheduler(cfg)
         self.alphas_cumprod = self.scheduler.alphas_cumprod.float()
