@@ -127,7 +127,7 @@ def test_field_path_agrees_with_surface_path_over_varied_surfaces(volume_model):
     model, grid = volume_model, load_tetgrid(32)
     r_surface, r_field, vol_surface, vol_field = [], [], [], []
     for sdf in _shapes(grid.vertices).values():
-        branch = FieldRewardBranch(model, PROMPT, 64, max_change=1.0, max_age=10)
+        branch = FieldRewardBranch(model, PROMPT, 64, max_change=1.0, max_age=10, max_flipped=10**6)
         for k in range(3):  # the shape grows a little each step
             with torch.no_grad():
                 r = float(branch(sdf - 0.005 * k, grid.vertices, grid))
@@ -219,7 +219,7 @@ def test_overlapped_fusion_joins_a_call_later_with_the_same_layout():
     sdfs = [grid.vertices.norm(dim=1) - 0.5 - 0.01 * k for k in range(4)]
     rewards = {}
     for overlap in (False, True):
-        branch = FieldRewardBranch(model, PROMPT, 16, max_age=2, overlap=overlap)
+        branch = FieldRewardBranch(model, PROMPT, 16, max_age=2, overlap=overlap, max_flipped=10**6)
         with torch.no_grad():
             rewards[overlap] = [(float(branch(s, grid.vertices, grid)), branch.last_fused) for s in sdfs]
         branch.close()
@@ -258,7 +258,7 @@ def test_every_k_scores_every_kth_step_with_k_alpha(tiny_reward_dir, tmp_path): 
 def _cfg(path: str, *more: str):
     return tiny_config("reward.alpha=1.0", "loss.lambda_sds=0", "loss.lambda_normal_consistency=0",
                        "loss.lambda_sdf=0", "geometry.grid_resolution=16", "lr=0.02", "reward.n_patches=64",
-                       f"reward.path={path}", "mesh_every=0", *more)
+                       f"reward.path={path}", "mesh_every=0", "reward.max_flipped=1000000", *more)
 
 
 def test_guided_run_moves_the_reward_alike_on_both_paths(volume_model, tmp_path):
@@ -404,3 +404,21 @@ def test_relative_alpha_sets_the_reward_gradient_to_a_share_of_the_sds_gradient(
     pipe = GeneratePipeline(tiny_config(*common, "reward.path=surface"), tmp_path / "surface", show_progress=False)
     with pytest.raises(ValueError, match="reward.relative needs the field path"):
         pipe.prepare()
+
+
+def test_a_folded_sliver_brings_a_fresh_fusion_that_scores_as_the_surface_path(volume_model):
+    """Each carried vertex lands on the moved level set on its own, so slivers fold (a torus grown by
+    0.005: dozens of faces). By default (``max_flipped=0``) a fold fuses the surface again, and the
+    reward is then the surface path's on that surface; allowed, the folded layout is carried."""
+    grid = load_tetgrid(32)
+    torus = _shapes(grid.vertices)["torus"]
+    carried = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0, max_flipped=10**6)
+    strict = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0)
+    with torch.no_grad():
+        for branch in (carried, strict):
+            branch(torus, grid.vertices, grid)
+            r = float(branch(torus - 0.005, grid.vertices, grid))
+            assert branch.last_flipped > 0
+        r_surface = float(RewardBranch(volume_model, PROMPT, 64)(*_surface(grid, torus - 0.005)[:2]))
+    assert carried.n_fused == 1 and strict.n_fused == 2 and strict.last_fused
+    assert r == pytest.approx(r_surface, abs=1e-3)  # float32 Newton landing vs float64 fusion

@@ -107,6 +107,9 @@ class RewardConfig:
     max_change: float = 0.3
     """``field`` path: fuse again when more than this share of the layout's vertices did not land on
     the surface (or moved over a cell in one step)."""
+    max_flipped: int = 0
+    """``field`` path: fuse again when more than this many of the layout's faces turned over (a
+    carried sliver folds when its corners land on the moved surface apart; RewardCS reads folds as damage)."""
     max_age: int = 50
     """``field`` path: fuse again at the latest this many scored steps after the last fusion."""
     n_patches: int = 256
@@ -189,8 +192,8 @@ class GenerateConfig:
                 raise ValueError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.mesh_every < 0 or self.reward.every < 1:
             raise ValueError("mesh_every must be >= 0 and reward.every >= 1")
-        if not 0.0 <= self.reward.max_change <= 1.0 or self.reward.max_age < 1:
-            raise ValueError("reward.max_change must be in [0, 1] and reward.max_age >= 1")
+        if not 0.0 <= self.reward.max_change <= 1.0 or self.reward.max_age < 1 or self.reward.max_flipped < 0:
+            raise ValueError("reward.max_change must be in [0, 1], reward.max_age >= 1 and reward.max_flipped >= 0")
         if self.reward.path not in ("field", "surface"):
             raise ValueError(f"reward.path: {self.reward.path!r} is not field or surface")
         if self.reward.grid < 0 or (self.reward.grid and self.geometry.grid_resolution % self.reward.grid):

@@ -131,7 +131,8 @@ class GeneratePipeline:
             from dreamcs.generate.fast_reward import FieldRewardBranch
 
             self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.max_change,
-                                            rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize, rcfg.grid)
+                                            rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize, rcfg.grid,
+                                            rcfg.max_flipped)
         elif rcfg.relative:
             raise ValueError("reward.relative needs the field path on a dmtet geometry (reward.path=field); "
                              f"got reward.path={rcfg.path}, geometry.name={self.cfg.geometry.name}")
@@ -251,7 +252,8 @@ class GeneratePipeline:
                     (-(1.0 if relative else alpha) * r).backward()
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
                 if on_field:  # whether this step brought a new patch layout in, and how far the old one was carried
-                    rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change)
+                    rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change,
+                               reward_flipped=self.reward.last_flipped)
                 total += -alpha * float(r.detach())
         t6 = time.perf_counter()
         times["reward"] = t6 - t5
