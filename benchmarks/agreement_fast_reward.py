@@ -1,9 +1,9 @@
 """Does the field reward path agree with the surface path, with the shipped RewardCS? (issue 15)
 
 Not part of ``make bench`` (minutes, not seconds). On the dmtet-embedded recipe's grid (24 cubes,
-scale 1.15; ``--grid 24 128`` adds the 128 grid), over ~25 varied SDFs (primitives, bumpy and noisy
-ones, unions, thin plates, shapes with holes, SDS-like blobs, and ``--meshes`` files, e.g. a
-generation run's ``meshes/step_*.obj``), each scored by
+scale 1.15; ``--grid 24 128`` adds the 128 grid), over 34 varied SDFs (primitives, bumpy and noisy
+ones, unions, thin plates, shapes with holes, SDS-like blobs, rough versions, and ``--meshes``
+files, e.g. a generation run's ``meshes/step_*.obj``), each scored by
 
 - (a) the surface path (``RewardBranch``: marching tets, fuse, RewardCS), the reference;
 - (b) the field path fresh (``FieldRewardBranch``'s first call: its own fusion);
@@ -18,7 +18,8 @@ RMS over the surface's grid vertices) along the surface path's gradient, the fie
 layout) and a random direction, and a short guided run per shape (``--guided`` ascent steps on the
 grid SDF along each path's gradient, then the surface path's reward of the result).
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/agreement_fast_reward.py [--grid 24 128] [--meshes 'runs/*/meshes/*.obj']
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/agreement_fast_reward.py [--grid 24 128] \\
+        [--meshes 'runs/*/meshes/*.obj'] [--out figures.jsonl]
 """
 
 from __future__ import annotations
@@ -298,7 +299,8 @@ def run_trajectory(model, prompt: str, steps: int) -> None:
               f"{np.abs(diff[a:b]).max():.3f}", sum(r[3] for r in rows[a:b]), f"{max(r[4] for r in rows[a:b]):.3f}"]
              for a, b in zip(range(0, steps, 10), range(10, steps + 10, 10), strict=False)]
     print_table(f"(e) dmtet-embedded run, {steps} steps, prompt {prompt!r}: the field path's reward (as logged) vs "
-                f"a fresh surface-path fusion of the same SDF; |diff| > 0.1 at {np.mean(np.abs(diff) > 0.1):.0%} of steps",
+                f"a fresh surface-path fusion of the same SDF; |diff| > 0.1 at {np.mean(np.abs(diff) > 0.1):.0%} "
+                "of steps",
                 ["steps", "field (carried) mean", "surface (fresh) mean", "max |diff|", "fusions", "max layout change"],
                 table)
 
@@ -327,7 +329,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", type=int, nargs="+", default=[24], help="DMTet grid resolutions (24: dmtet-embedded)")
     ap.add_argument("--prompt", default="a chair")
     ap.add_argument("--meshes", default=None, help="glob of mesh files to add as shapes (e.g. a run's meshes)")
-    ap.add_argument("--step", type=float, default=0.05, help="gradient step, RMS in grid cells over the surface's vertices")
+    ap.add_argument("--step", type=float, default=0.05,
+                    help="gradient step, RMS in grid cells over the surface's vertices")
     ap.add_argument("--guided", type=int, default=5, help="ascent steps of the short guided run per shape")
     ap.add_argument("--out", default=None, help="append each shape's figures to this JSONL file")
     ap.add_argument("--run-steps", type=int, default=60, help="steps of the dmtet-embedded run (e); 0: skip")
