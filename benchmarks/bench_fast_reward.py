@@ -11,7 +11,8 @@ SDF and vertices, backward into them), on the field's lattice or on a coarser on
 shipped model's own forward + backward is timed beside it (it adds the same to every path).
 Few repeats (a shared CPU): one pass of STEPS steps per grid; ratios are within one process.
 
-Agreement of the paths is a test (``tests/generate/test_fast_reward.py``).
+Agreement of the paths is a test (``tests/generate/test_fast_reward.py``, a small model fitted to volume)
+and, with the shipped RewardCS, ``agreement_fast_reward.py`` (minutes; docs/fast-reward-agreement.md).
 """
 
 from __future__ import annotations
