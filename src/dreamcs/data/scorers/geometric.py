@@ -14,6 +14,14 @@ ramps were tuned on the tuning split of licensed, training-side meshes
 (``dreamcs data validation --split tuning``) and then reported once on the held-out real objects
 (``dreamcs data teacher-eval``). The v1 ramps are in ``configs/scorers/geometric-v1.yaml``.
 
+**v3** (``configs/scorers/geometric-v3.yaml``): figures that read shape rather than construction
+(``dreamcs.data.scorers.figures_v3``): ``ragged_boundary`` / ``ragged_holes`` (torn, zig-zag
+boundary loops only; open rims, sheet edges and unwelded parts are not damage) replace
+``boundary``, ``slits`` and ``holes``; ``small_handles`` (small closed parts of genus >= 1, wrong
+topology), ``concentration`` (crease / (crease + soft bending): smoothing, melting and bloating
+spread the bending evenly) and ``sag`` (melting) are added. The v3 figures are always computed and
+reported in the details; a config weighs them.
+
 **Structural realism** (figures from ``dreamcs.mesh.quality`` plus our own):
 - ``parts_far_small``: the area share of *small* part groups away from the main body (floaters;
   see ``figures``); v1's ``floater_area`` (every part farther than ``gap``, whatever its size) is
@@ -200,6 +208,7 @@ class GeometricScorer:
     def figures(self, mesh: trimesh.Trimesh) -> dict[str, float]:
         """All figures behind realism and fidelity, for a mesh normalised into [-1, 1]^3."""
         from dreamcs.data.scorers.figures import surface_v2
+        from dreamcs.data.scorers.figures_v3 import surface_v3
         from dreamcs.mesh import quality
 
         q = quality(mesh)
@@ -211,6 +220,7 @@ class GeometricScorer:
             degenerate=q["degenerate_faces"] / n_f,
         )
         fig.update(surface_v2(mesh, self.cfg.gap))
+        fig.update(surface_v3(mesh))
         # the v1 floater figure is slow on dense meshes (all point pairs within gap): only when weighed
         if any(k == "floater_area" and r[2] > 0 for ramps in (self.cfg.realism, self.cfg.fidelity) for k, r in ramps.items()):
             fig["floater_area"] = floater_area(mesh, self.cfg.gap)
