@@ -52,7 +52,8 @@ def ragged_boundary(m: trimesh.Trimesh) -> dict[str, float]:
         return {"ragged_boundary": 0.0, "ragged_holes": 0.0}
     vv = np.asarray(m.vertices)
     nv = len(vv)
-    loop = connected_components(coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(nv, nv)), directed=False)[1][b[:, 0]]
+    graph = coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(nv, nv))
+    loop = connected_components(graph, directed=False)[1][b[:, 0]]
     n_loop = int(loop.max()) + 1
     seg = vv[b[:, 1]] - vv[b[:, 0]]
     length = np.linalg.norm(seg, axis=1)
@@ -107,7 +108,8 @@ def crease_figures(m: trimesh.Trimesh) -> dict[str, float]:
     crease = float(pair_area[deg > 20.0].sum() / total)
     soft = float(pair_area[(deg > 2.0) & (deg <= 20.0)].sum() / total)
     # a mesh that barely bends softly anywhere (a sheet, an open faceted cylinder) has nothing spread
-    return {"crease_share": crease, "soft_share": soft, "concentration": crease / (crease + soft) if soft >= SOFT_MIN else 1.0}
+    concentration = crease / (crease + soft) if soft >= SOFT_MIN else 1.0
+    return {"crease_share": crease, "soft_share": soft, "concentration": concentration}
 
 
 def surface_v3(mesh: trimesh.Trimesh) -> dict[str, float]:

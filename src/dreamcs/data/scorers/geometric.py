@@ -8,14 +8,14 @@ for a real judge (the ``llm`` scorer) or for human calibration (``dreamcs data c
 Every penalty is ``ramp(x; lo, hi) = clip((x - lo) / (hi - lo), 0, 1)``: none at or below ``lo``
 (the level clean meshes show), full at ``hi``. A score is ``clip(5 - sum(weight * ramp), 0, 5)``.
 
-**v2** (``configs/scorers/geometric-v2.yaml``): real meshes are open scans and multi-part CAD, so the penalties that read
-those as defects were softened and sharper figures added (``dreamcs.data.scorers.figures``); the
+**v2** (``configs/scorers/geometric-v2.yaml``): real meshes are open scans and multi-part CAD, so
+the penalties that read those as defects were softened and sharper figures added (``dreamcs.data.scorers.figures``); the
 ramps were tuned on the tuning split of licensed, training-side meshes
 (``dreamcs data validation --split tuning``) and then reported once on the held-out real objects
 (``dreamcs data teacher-eval``). The v1 ramps are in ``configs/scorers/geometric-v1.yaml``.
 
-**v3** (the defaults; also ``configs/scorers/geometric-v3.yaml``): figures that read shape rather than construction
-(``dreamcs.data.scorers.figures_v3``): ``ragged_boundary`` / ``ragged_holes`` (torn, zig-zag
+**v3** (the defaults; also ``configs/scorers/geometric-v3.yaml``): figures that read shape rather
+than construction (``dreamcs.data.scorers.figures_v3``): ``ragged_boundary`` / ``ragged_holes`` (torn, zig-zag
 boundary loops only; open rims, sheet edges and unwelded parts are not damage) replace
 ``boundary``, ``slits`` and ``holes``; ``small_handles`` (small closed parts of genus >= 1, wrong
 topology), ``concentration`` (crease / (crease + soft bending): smoothing, melting and bloating
