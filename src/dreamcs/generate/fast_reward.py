@@ -15,7 +15,7 @@ vertex as a point ``u`` of the undeformed lattice, in cells) and moves it with t
   edge instead (the previous carry) slid them along the edges, tangentially, by up to a cell for
   an SDF change of a hundredth of one. Neither carry is invisible to the shipped RewardCS: it
   reads triangulation noise (iid jitter of 1e-5 of the normalised mesh lowers its reward by 0.01,
-  1e-4 by 0.07, against a spread of 0.09 over ten shapes), and a carried layout scores ~0.05
+  1e-4 by 0.07, against a spread of 0.09 over ten shapes), and (before folds were caught) a carried layout scored ~0.05
   below a fresh fusion (the previous carry ~0.07).
 - The gradient is the implicit one: the last Newton step is taken differentiably, so
   ``d x / d s_k = -lambda_k J_Phi grad s / |grad s|^2`` (normal motion) and ``d x / d p_k = lambda_k``.
@@ -35,7 +35,7 @@ vertex as a point ``u`` of the undeformed lattice, in cells) and moves it with t
   turns over when its corners move by more than its width. The shipped RewardCS reads folds as
   heavy damage (18 folded faces of 16,384 took a sphere's reward from 3.80 to 1.95), so any fold
   (``max_flipped``) fuses again. Measured with the ``dmtet-embedded`` recipe (grid 24, lr 0.005),
-  SDS folds 30-500 faces at nearly every step: there the branch fuses almost every step, i.e. it
+  SDS folds faces at nearly every step (median 49-729 per run over four prompts): there the branch fuses almost every step, i.e. it
   is the surface path; the carry pays only where the surface moves slowly against its slivers.
 
 ``reward.grid`` (``restrict_lattice``) runs all of this on a coarser lattice of the same field:
