@@ -40,6 +40,24 @@ def test_dataset_items_follow_the_interface(built):
         MeshPrefDataset(built, split="dev")
 
 
+def test_concat_reads_each_part_from_its_own_folder(built, built_copy):
+    from dreamcs.data import ConcatMeshPref
+    from dreamcs.reward.train import balance_groups, dataset_column
+
+    a, b = MeshPrefDataset(built, split="train"), MeshPrefDataset(built_copy, split="val")
+    both = ConcatMeshPref([a, b])
+    assert len(both) == len(a) + len(b) and list(both.labels) == list(a.labels) + list(b.labels)
+    last = both[len(a) + len(b) - 1]
+    assert last["id"] == b.rows[-1]["id"] and torch.equal(last["features"], b[len(b) - 1]["features"])
+    assert both[0]["id"] == a.rows[0]["id"]
+    # the trainer's cheap column reads and domain groups see every part's rows
+    assert dataset_column(both, "prompt") == [r["prompt"] for r in a.rows + b.rows]
+    groups = balance_groups(both, "domain")
+    assert groups is None or len(groups) == len(both)
+    with pytest.raises(ValueError, match="at least one"):
+        ConcatMeshPref([])
+
+
 def test_middle_band_is_not_served(built_copy):
     calibrate(built_copy, _csv(built_copy, "id,overall\n{a},3.8\n"))
     a = read_table(built_copy)[0]["id"]

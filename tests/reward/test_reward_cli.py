@@ -43,6 +43,15 @@ def test_train_eval_resume(tmp_path, fake_dataset):
     assert (run / "eval_test" / "embeddings.png").is_file()
 
 
+def test_train_on_two_datasets_as_one(tmp_path, fake_dataset):
+    run = tmp_path / "run"
+    r = runner.invoke(app, ["reward", "train", "--data", str(tmp_path / "a"), "--data", str(tmp_path / "b"),
+                            "--out", str(run), *TINY])
+    assert r.exit_code == 0, r.output
+    assert fake_dataset == [(str(tmp_path / "a"), "train"), (str(tmp_path / "b"), "train")]
+    assert (run / "model.safetensors").is_file()
+
+
 def test_bad_override_and_missing_ckpt(tmp_path, fake_dataset):
     r = runner.invoke(app, ["reward", "train", "--data", "x", "--out", str(tmp_path / "r"), "nonsense_key=3"])
     assert r.exit_code == 2 and "nonsense_key" in r.output

@@ -31,6 +31,14 @@ def _dataset(root: Path, split: str) -> Any:
     return MeshPrefDataset(root, split=split)
 
 
+def _datasets(roots: list[Path], split: str) -> Any:
+    """One dataset, or several read as one (``ConcatMeshPref``: e.g. the offline build and a harvest's)."""
+    from dreamcs.data import ConcatMeshPref
+
+    parts = [_dataset(r, split) for r in roots]
+    return parts[0] if len(parts) == 1 else ConcatMeshPref(parts)
+
+
 def _preset_overrides(name: str | None, training: bool = False) -> list[str]:
     """The model preset's fields (and, for training, its TRAIN_PRESETS defaults) as overrides."""
     from dreamcs.reward.config import PRESETS, TRAIN_PRESETS
@@ -54,7 +62,8 @@ def _load(cls: type, config: Path | None, overrides: list[str]) -> Any:
 
 @reward_app.command("train")
 def train(
-    data: Path = typer.Option(..., "--data", help="A MeshPref dataset folder."),
+    data: list[Path] = typer.Option(..., "--data", help="A MeshPref dataset folder; repeat it to train on "
+                                    "several as one (e.g. the offline build and an SDS harvest's build)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (config, metrics, checkpoints, model)."),
     init: Path = typer.Option(None, "--init", help="A `reward pretrain` run to start the mesh encoder from."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's latest checkpoint."),
@@ -77,7 +86,7 @@ def train(
     cfg = _load(TrainConfig, config, extra)
     init_distributed()
     try:
-        run_train(cfg, _dataset(data, split), out, resume=resume)
+        run_train(cfg, _datasets(data, split), out, resume=resume)
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"model written to {out}")

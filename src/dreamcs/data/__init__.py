@@ -13,6 +13,7 @@ from typing import Any
 
 _LAZY = {
     "MeshPrefDataset": "dreamcs.data.dataset",
+    "ConcatMeshPref": "dreamcs.data.dataset",
     "BuildConfig": "dreamcs.data.build",
     "merge": "dreamcs.data.build",
     "SCORERS": "dreamcs.data.scorers",

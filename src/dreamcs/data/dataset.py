@@ -90,3 +90,34 @@ class MeshPrefDataset(Dataset):
     def __repr__(self) -> str:
         n1 = int(self.labels.sum()) if len(self) else 0
         return f"MeshPrefDataset({str(self.root)!r}, split={self.split!r}: {len(self)} items, {n1} preferred)"
+
+
+class ConcatMeshPref(Dataset):
+    """Several MeshPref datasets as one, e.g. the offline build beside an SDS harvest's build (the
+    paper trains on captioned meshes and meshes of early SDS runs together). Items are read from
+    their own folders; ``rows`` (what the trainer reads labels, prompts and the ``source`` it balances
+    over from, without featurising) are the parts' rows in order, when every part has them."""
+
+    def __init__(self, parts: list[Dataset]) -> None:
+        if not parts:
+            raise ValueError("ConcatMeshPref needs at least one dataset")
+        self.parts = list(parts)
+        self._where = [(k, j) for k, p in enumerate(self.parts) for j in range(len(p))]  # type: ignore[arg-type]
+        if all(isinstance(getattr(p, "rows", None), list) for p in self.parts):
+            self.rows = [r for p in self.parts for r in p.rows]  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    @property
+    def labels(self) -> np.ndarray:
+        rows = getattr(self, "rows", None)
+        labels = [r["label"] for r in rows] if rows is not None else [self[i]["label"] for i in range(len(self))]
+        return np.array(labels, dtype=np.int64)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        k, j = self._where[i]
+        return self.parts[k][j]
+
+    def __repr__(self) -> str:
+        return f"ConcatMeshPref({', '.join(repr(p) for p in self.parts)})"
