@@ -45,12 +45,14 @@ it is slower per step than the field's own lattice (the filter costs more than t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dreamcs.generate.layout_repair import MAX_SHIFT_EDGES, neighbour_mean_operator, untangle
 from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
 from dreamcs.mesh.features import patch_boundary
 
@@ -122,18 +124,9 @@ def _tet_gradient(s: np.ndarray, order: np.ndarray) -> np.ndarray:
     return g
 
 
-def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: int
-                         ) -> tuple[Tensor, Tensor, Tensor]:
-    """Lattice points u (V, 3) (cells, detached) -> the zero set of the grid's piecewise-linear SDF.
-
-    sdf (N,), positions (N, 3): the grid's SDF and deformed vertices (differentiable).
-    Returns the surface points (V, 3) (``Phi`` of the projection; differentiable in sdf and
-    positions through the last Newton step: for a point on the surface, its normal motion), the
-    projected u (V, 3) float64 detached, and a mask (V,) of the points that landed (|s| below 1e-4
-    of a cell's worth of gradient).
-    """
-    s_np = sdf.detach().cpu().numpy()
-    uu = u.detach().cpu().numpy().astype(np.float64)
+def _newton(uu: np.ndarray, s_np: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Lattice points uu (V, 3) float64 -> Newton-landed points (V, 3), the landed mask (V,) (|s|
+    below 1e-4 of a cell's worth of gradient) and the last tet's data (ids, order, cell, lam, g, g2)."""
     for _ in range(NEWTON_STEPS + 1):
         ids, order, cell, lam = _kuhn_tet(uu, resolution)
         corner = s_np[ids].astype(np.float64)
@@ -146,6 +139,37 @@ def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: 
         step = value[:, None] * g / np.maximum(g2, 1e-30)[:, None]
         step *= MAX_NEWTON_STEP / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), MAX_NEWTON_STEP)
         uu = np.clip(uu - step, 0, resolution)
+    return uu, landed, (ids, order, cell, lam, g, g2)
+
+
+#: A repair of landed points: (points (V, 3), level-set gradient there (V, 3), a projection of moved
+#: points (K, 3) -> (landed points, gradient, landed mask)) -> repaired points (the input if none moved).
+Repair = Callable[[np.ndarray, np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, ...]]], np.ndarray]
+
+
+def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: int, repair: Repair | None = None
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+    """Lattice points u (V, 3) (cells, detached) -> the zero set of the grid's piecewise-linear SDF.
+
+    sdf (N,), positions (N, 3): the grid's SDF and deformed vertices (differentiable).
+    Returns the surface points (V, 3) (``Phi`` of the projection; differentiable in sdf and
+    positions through the last Newton step: for a point on the surface, its normal motion), the
+    projected u (V, 3) float64 detached, and a mask (V,) of the points that landed (|s| below 1e-4
+    of a cell's worth of gradient). ``repair`` (e.g. ``layout_repair.untangle``) may move the landed
+    points along the level set first; the differentiable step is then taken at the repaired points.
+    """
+    s_np = sdf.detach().cpu().numpy()
+    uu, landed, tet = _newton(u.detach().cpu().numpy().astype(np.float64), s_np, resolution)
+    if repair is not None:
+
+        def land(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            q, ok, t = _newton(p, s_np, resolution)
+            return q, t[4], ok
+
+        fixed = repair(uu, tet[4], land)
+        if fixed is not uu:
+            uu, landed, tet = _newton(fixed, s_np, resolution)
+    ids, order, cell, lam, g, g2 = tet
     # the last step again, differentiably: u* = u - s(u) g / |g|^2 (g held), its value is u
     dev, dt = sdf.device, sdf.dtype
     ids_t, order_t = torch.from_numpy(ids).to(dev), torch.from_numpy(order).to(dev)
@@ -182,6 +206,17 @@ class _Layout:
         self.normals = self.face_normals(u.numpy())
         self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
         self.lengths = self.edge_lengths(u.numpy())
+        self._mean_op: Any = None
+        self.folded = self.repaired = 0  # the last repair's folds before it and the ones it undid
+
+    def untangle(self, u: np.ndarray, grad: np.ndarray, land: Any, rounds: int) -> np.ndarray:
+        """``layout_repair.untangle`` on this layout (a ``project_to_level_set`` repair); counts kept."""
+        if self._mean_op is None:
+            self._mean_op = neighbour_mean_operator(self.edges, len(u))
+        out, self.folded, left = untangle(u, grad, self.faces.reshape(-1, 3).numpy(), self.normals, self._mean_op,
+                                          land, rounds, MAX_SHIFT_EDGES * float(self.lengths.mean()))
+        self.repaired = self.folded - left
+        return out
 
     def edge_lengths(self, u: np.ndarray) -> np.ndarray:
         """Lengths (E,) of the layout's edges at lattice points u (V, 3), in cells."""
@@ -222,15 +257,18 @@ class FieldRewardBranch:
         normalize: normalise the patched mesh into [-1, 1]^3 (differentiably) first.
         grid: cubes per side of a coarser lattice of the field's (0: the field's own): the SDF is
             tent-filtered onto it (``restrict_lattice``), and the reward's surface is that one.
-        max_flipped: fuse again when more than this many of the layout's faces turned over.
+        max_flipped: fuse again when more than this many of the layout's faces are still turned over
+            after the repair.
+        repair_rounds: rounds of ``layout_repair.untangle`` on folded faces after each projection (0: none).
     """
 
     def __init__(self, model: Any, prompt: str, n_patches: int, max_change: float = 0.3, max_age: int = 50,
-                 overlap: bool = False, normalize: bool = True, grid: int = 0, max_flipped: int = 0) -> None:
+                 overlap: bool = False, normalize: bool = True, grid: int = 0, max_flipped: int = 0,
+                 repair_rounds: int = 8) -> None:
         self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
         self.faces_per_patch = int(model.config.faces_per_patch)
         self.max_change, self.max_age, self.overlap, self.grid = float(max_change), int(max_age), bool(overlap), int(grid)
-        self.max_flipped = int(max_flipped)
+        self.max_flipped, self.repair_rounds = int(max_flipped), int(repair_rounds)
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
@@ -239,7 +277,7 @@ class FieldRewardBranch:
         self._pending: Any = None
         self._coarse: tuple[TetGrid, Tensor] | None = None
         self.n_fused = self.n_calls = 0
-        self.last_fused, self.last_change, self.last_flipped = False, 0.0, 0
+        self.last_fused, self.last_change, self.last_flipped, self.last_repaired = False, 0.0, 0, 0
 
     def lattice(self, sdf: Tensor, positions: Tensor, grid: TetGrid) -> tuple[Tensor, Tensor, TetGrid]:
         """The reward's lattice: (sdf (N,), positions (N, 3), grid) as given, or restricted to
@@ -284,7 +322,9 @@ class FieldRewardBranch:
             self._layout, self.last_fused = self._fuse(*detached), True
             self.n_fused += 1
         layout = self._layout
-        x, u, landed = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution)
+        x, u, landed = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution,
+                                            self._repair(layout))
+        self.last_repaired = layout.repaired
         self.last_change = change = float(layout.changed(u.numpy(), landed.numpy()).mean())
         self.last_flipped = flipped = int(layout.flipped(u.numpy()).sum())
         if change > self.max_change or layout.age >= self.max_age or flipped > self.max_flipped:
@@ -298,7 +338,8 @@ class FieldRewardBranch:
                 self._layout = layout = self._fuse(*detached)
                 self.n_fused += 1
                 self.last_fused = True
-                x, u, _ = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution)
+                x, u, _ = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution,
+                                               self._repair(layout))
         layout.u, layout.age = u.cpu(), layout.age + 1
         if self.normalize:
             from dreamcs.generate.pipeline import normalize_vertices
@@ -306,6 +347,12 @@ class FieldRewardBranch:
             x = normalize_vertices(x)
         boundary = None if layout.boundary is None else layout.boundary.to(x.device)
         return self.model.reward_from_vertices(x, layout.faces, self.prompt, boundary=boundary)
+
+    def _repair(self, layout: _Layout) -> Repair | None:
+        layout.folded = layout.repaired = 0
+        if self.repair_rounds <= 0:
+            return None
+        return lambda u, grad, land: layout.untangle(u, grad, land, self.repair_rounds)
 
     def reset(self) -> None:
         """Forget the layout (and any fusion in flight): the next call fuses afresh. The pipeline
