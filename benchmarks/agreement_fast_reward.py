@@ -296,6 +296,7 @@ def run_trajectory(model, prompt: str, steps: int, repair_rounds: int = 8, overr
     from dreamcs.config import load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
     from dreamcs.generate.pipeline import GeneratePipeline
+    from dreamcs.mesh import MeshError
 
     cfg = load_config(GenerateConfig, resolve_config_path("dmtet-embedded"),
                       [f"prompt={prompt}", f"steps={steps}", "mesh_every=0", "save_every=1000", *overrides])
@@ -309,21 +310,28 @@ def run_trajectory(model, prompt: str, steps: int, repair_rounds: int = 8, overr
                 pipe.field()
                 s = pipe.field._last_sdf.detach().clone()
                 verts, faces = pipe.field.grid.extract(s, pipe.field._last_positions.detach())[:2]
-                fresh = float(RewardBranch(model, prompt, N_PATCHES)(verts, faces))
+                try:
+                    fresh = float(RewardBranch(model, prompt, N_PATCHES)(verts, faces))
+                except MeshError:  # no surface to fuse: the pipeline skips the reward this step too
+                    fresh = float("nan")
             rec = pipe.train_step(step)
+            if rec.get("reward") is None:
+                continue
             folded = rec["reward_flipped"] + rec["reward_repaired"]
             rows.append([step, rec["reward"], fresh, rec["reward_fused"], rec["reward_layout_change"], folded,
                          rec["reward_flipped"], rec["time_reward"]])
     col = np.array(rows, dtype=float)
+    col = col[np.isfinite(col[:, 2])]  # steps with a surface to score
     diff = col[:, 1] - col[:, 2]
-    table = [[f"{a}-{b - 1}", f"{col[a:b, 1].mean():.3f}", f"{col[a:b, 2].mean():.3f}", f"{np.abs(diff[a:b]).max():.3f}",
+    steps = len(col)
+    table = [[f"{col[a, 0]:.0f}-{col[min(b, steps) - 1, 0]:.0f}", f"{col[a:b, 1].mean():.3f}", f"{col[a:b, 2].mean():.3f}", f"{np.abs(diff[a:b]).max():.3f}",
               int(col[a:b, 3].sum()), f"{np.median(col[a:b, 5]):.0f}", f"{np.median(col[a:b, 6]):.0f}",
               f"{col[a:b, 4].max():.3f}", f"{np.median(col[a:b, 7]):.2f}"]
              for a, b in zip(range(0, steps, 10), range(10, steps + 10, 10), strict=False)]
     out = {"fused": float(col[1:, 3].mean()), "folds": float(np.median(col[1:, 5])), "left": float(np.median(col[1:, 6])),
            "time": float(np.median(col[1:, 7])), "absdiff": float(np.abs(diff).mean()),
            "over": float(np.mean(np.abs(diff) > 0.1))}
-    print_table(f"(e) dmtet-embedded run, {steps} steps, prompt {prompt!r}, repair rounds {repair_rounds}: the field "
+    print_table(f"(e) dmtet-embedded run, {steps} scored steps, prompt {prompt!r}, repair rounds {repair_rounds}: the field "
                 f"path's reward (as logged) vs a fresh surface-path fusion of the same SDF; mean |diff| "
                 f"{out['absdiff']:.3f}, > 0.1 at {out['over']:.0%} of steps; fused at {out['fused']:.0%} of steps "
                 f"after the first; median reward time {out['time']:.2f} s",
