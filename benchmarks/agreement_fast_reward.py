@@ -162,10 +162,11 @@ class Scorer:
             g = torch.autograd.grad(r, s) if grad else (None,)
         return float(r.detach()), g[0]
 
-    def branch(self) -> FieldRewardBranch:
-        """A field branch that carries its layout (no re-fusion, folds repaired or not), to measure the carry."""
+    def branch(self, max_flipped: int = 10**9) -> FieldRewardBranch:
+        """A field branch that carries its layout (by default no re-fusion, folds repaired or not), to
+        measure the carry; ``max_flipped=0``: the shipped setting, a fold left after the repair fuses."""
         return FieldRewardBranch(self.model, self.prompt, N_PATCHES, max_change=1.0, max_age=10**6,
-                                 max_flipped=10**9, repair_rounds=self.repair_rounds)
+                                 max_flipped=max_flipped, repair_rounds=self.repair_rounds)
 
 
 def spearman_ci(a, b, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -208,6 +209,12 @@ def evaluate_shape(sc: Scorer, sdf: Tensor, step_cells: float, guided: int, seed
         out[f"change {scale}x{steps}"] = branch.last_change
         out[f"folds {scale}x{steps}"] = branch.last_flipped + branch.last_repaired
         out[f"left {scale}x{steps}"] = branch.last_flipped
+        branch, s = sc.branch(max_flipped=0), sdf.clone()  # (c0): as shipped, a fold left fuses again
+        sc.field(branch, s)
+        for k in range(steps):
+            s = s + scale * smooth_field(sc.grid.vertices, seed * 100 + k)
+            out[f"c0 {scale}x{steps}"] = sc.field(branch, s)[0]
+        out[f"fused {scale}x{steps}"] = branch.n_fused - 1
     if carry_only:
         return out
     # gradient effect, on the surface after one SDS-like step (the field path's layout carried there)
@@ -256,6 +263,10 @@ def summarise(res: int, names: list[str], rows: list[dict[str, float]], prompt: 
                          f"layout changed {moved:.1%}; folds median {np.median(col[f'folds {key}']):.0f}, left "
                          f"{np.median(col[f'left {key}']):.0f} (0 on {np.mean(col[f'left {key}'] == 0):.0%}); "
                          f"|diff| > 0.1 on {over:.0%}"))
+        if f"c0 {key}" in col:
+            over0 = float(np.mean(np.abs(col[f"c0 {key}"] - col[f"a' {key}"]) > 0.1))
+            table.append(row(f"(a') vs (c0) as shipped (max_flipped 0), {key}", f"a' {key}", f"c0 {key}",
+                             f"fused {np.mean(col[f'fused {key}']) / steps:.0%} of calls; |diff| > 0.1 on {over0:.0%}"))
         table.append(row(f"  reference: (a) before vs (a') after, {key}", "a", f"a' {key}", "stale reward"))
     print_table(f"grid {res} (scale {GRID_SCALE}), shipped RewardCS, prompt {prompt!r}, {len(rows)} shapes "
                 f"({clean.sum()} clean, {minutes:.1f} min); reward sd over shapes {spread:.4f} (clean ones: "

@@ -52,7 +52,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dreamcs.generate.layout_repair import MAX_SHIFT_EDGES, neighbour_mean_operator, untangle
+from dreamcs.generate.layout_repair import (
+    MAX_SHIFT_EDGES,
+    against_vertex_normals,
+    folded,
+    neighbour_mean_operator,
+    untangle,
+    vertex_face_operator,
+)
 from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
 from dreamcs.mesh.features import patch_boundary
 
@@ -206,6 +213,9 @@ class _Layout:
         self.normals = self.face_normals(u.numpy())
         self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
         self.lengths = self.edge_lengths(u.numpy())
+        f = self.faces.reshape(-1, 3).numpy()
+        self._vf_op = vertex_face_operator(f, len(u))
+        self._exempt = against_vertex_normals(u.numpy(), f, self._vf_op)  # so at the fusion already
         self._mean_op: Any = None
         self.folded = self.repaired = 0  # the last repair's folds before it and the ones it undid
 
@@ -213,7 +223,7 @@ class _Layout:
         """``layout_repair.untangle`` on this layout (a ``project_to_level_set`` repair); counts kept."""
         if self._mean_op is None:
             self._mean_op = neighbour_mean_operator(self.edges, len(u))
-        out, self.folded, left = untangle(u, grad, self.faces.reshape(-1, 3).numpy(), self.normals, self._mean_op,
+        out, self.folded, left = untangle(u, grad, self.faces.reshape(-1, 3).numpy(), self.flipped, self._mean_op,
                                           land, rounds, MAX_SHIFT_EDGES * float(self.lengths.mean()))
         self.repaired = self.folded - left
         return out
@@ -228,11 +238,12 @@ class _Layout:
         return np.cross(u[f[:, 1]] - u[f[:, 0]], u[f[:, 2]] - u[f[:, 0]])
 
     def flipped(self, u: np.ndarray) -> np.ndarray:
-        """(F,) faces turned over since the fusion. Each vertex lands on the level set on its own,
-        so a sliver (marching tets makes many, fusion keeps them) folds over when its corners move by
-        more than its width; the shipped RewardCS reads a handful of folded faces as heavy damage
-        (18 of 16,384 halved its reward on a sphere), so a fold means the layout must be fused again."""
-        return (self.face_normals(u) * self.normals).sum(1) < 0
+        """(F,) faces turned over since the fusion (against their fused normal, or newly against one
+        of their vertex normals). Each vertex lands on the level set on its own, so a sliver (marching
+        tets makes many, fusion keeps them) folds over when its corners move by more than its width;
+        the shipped RewardCS reads a handful of folded faces as heavy damage (18 of 16,384 halved its
+        reward on a sphere): ``untangle`` repairs folds, and one it leaves fuses again."""
+        return folded(u, self.faces.reshape(-1, 3).numpy(), self.normals, self._vf_op, self._exempt)
 
     def changed(self, u: np.ndarray, landed: np.ndarray) -> np.ndarray:
         """(V,) vertices that did not land, moved over a cell since the last call, or end an edge
@@ -259,12 +270,13 @@ class FieldRewardBranch:
             tent-filtered onto it (``restrict_lattice``), and the reward's surface is that one.
         max_flipped: fuse again when more than this many of the layout's faces are still turned over
             after the repair.
-        repair_rounds: rounds of ``layout_repair.untangle`` on folded faces after each projection (0: none).
+        repair_rounds: rounds of ``layout_repair.untangle`` on folded faces after each projection (0: none,
+            the default: measured, a repaired layout still reads as damaged on some steps; see the module doc).
     """
 
     def __init__(self, model: Any, prompt: str, n_patches: int, max_change: float = 0.3, max_age: int = 50,
                  overlap: bool = False, normalize: bool = True, grid: int = 0, max_flipped: int = 0,
-                 repair_rounds: int = 8) -> None:
+                 repair_rounds: int = 0) -> None:
         self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
         self.faces_per_patch = int(model.config.faces_per_patch)
         self.max_change, self.max_age, self.overlap, self.grid = float(max_change), int(max_age), bool(overlap), int(grid)
