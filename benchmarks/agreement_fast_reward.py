@@ -209,7 +209,7 @@ def evaluate_shape(sc: Scorer, sdf: Tensor, step_cells: float, guided: int, seed
         out[f"change {scale}x{steps}"] = branch.last_change
         out[f"folds {scale}x{steps}"] = branch.last_flipped + branch.last_repaired
         out[f"left {scale}x{steps}"] = branch.last_flipped
-        branch, s = sc.branch(max_flipped=0), sdf.clone()  # (c0): as shipped, a fold left fuses again
+        branch, s = sc.branch(max_flipped=0), sdf.clone()  # (c0): max_flipped 0, a fold left fuses again
         sc.field(branch, s)
         for k in range(steps):
             s = s + scale * smooth_field(sc.grid.vertices, seed * 100 + k)
@@ -265,7 +265,7 @@ def summarise(res: int, names: list[str], rows: list[dict[str, float]], prompt: 
                          f"|diff| > 0.1 on {over:.0%}"))
         if f"c0 {key}" in col:
             over0 = float(np.mean(np.abs(col[f"c0 {key}"] - col[f"a' {key}"]) > 0.1))
-            table.append(row(f"(a') vs (c0) as shipped (max_flipped 0), {key}", f"a' {key}", f"c0 {key}",
+            table.append(row(f"(a') vs (c0) max_flipped 0 (a fold left fuses), {key}", f"a' {key}", f"c0 {key}",
                              f"fused {np.mean(col[f'fused {key}']) / steps:.0%} of calls; |diff| > 0.1 on {over0:.0%}"))
         table.append(row(f"  reference: (a) before vs (a') after, {key}", "a", f"a' {key}", "stale reward"))
     print_table(f"grid {res} (scale {GRID_SCALE}), shipped RewardCS, prompt {prompt!r}, {len(rows)} shapes "

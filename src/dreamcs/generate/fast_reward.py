@@ -33,10 +33,15 @@ vertex as a point ``u`` of the undeformed lattice, in cells) and moves it with t
 
 - Folds: each vertex lands on its own, so a sliver (marching tets makes many; fusion keeps them)
   turns over when its corners move by more than its width. The shipped RewardCS reads folds as
-  heavy damage (18 folded faces of 16,384 took a sphere's reward from 3.80 to 1.95), so any fold
-  (``max_flipped``) fuses again. Measured with the ``dmtet-embedded`` recipe (grid 24, lr 0.005),
-  SDS folds faces at nearly every step (median 49-729 per run over four prompts): there the branch fuses almost every step, i.e. it
-  is the surface path; the carry pays only where the surface moves slowly against its slivers.
+  heavy damage (18 folded faces of 16,384 took a sphere's reward from 3.80 to 1.95), so a fold (a
+  face against its fused normal, or newly against one of its vertex normals) fuses again
+  (``max_flipped``, default 0). With ``repair_rounds`` > 0 ``layout_repair.untangle`` first smooths the
+  folded faces' vertices tangentially and lands them again (10-60 ms); the differentiable Newton step
+  is then taken at the repaired points, and only folds it leaves fuse. On the ``dmtet-embedded``
+  recipe (grid 24) the branch without it fuses at every step (i.e. it is the surface path); with it
+  at 23-73% of steps on three prompts, but on one (teddy bear) a repaired layout with no fold left
+  still read up to 1.8 below a fresh fusion on 8% of steps, so it is off by default
+  (docs/fast-reward-agreement.md).
 
 ``reward.grid`` (``restrict_lattice``) runs all of this on a coarser lattice of the same field:
 the SDF tent-filtered onto it, so a fusion costs what it costs at that grid. Measured at 128 -> 64
