@@ -142,8 +142,8 @@ def mesh_shapes(pattern: str, p: Tensor) -> dict[str, Tensor]:
 class Scorer:
     """The two paths on one grid with the shipped model: rewards, and gradients on the grid SDF."""
 
-    def __init__(self, model, grid: TetGrid, prompt: str) -> None:
-        self.model, self.grid, self.prompt = model, grid, prompt
+    def __init__(self, model, grid: TetGrid, prompt: str, repair_rounds: int = 8) -> None:
+        self.model, self.grid, self.prompt, self.repair_rounds = model, grid, prompt, repair_rounds
 
     def surface(self, sdf: Tensor, grad: bool = False) -> tuple[float, Tensor | None]:
         """(a): reward of a fresh fusion of the SDF's surface, and its gradient (N,) on the SDF."""
@@ -162,9 +162,11 @@ class Scorer:
             g = torch.autograd.grad(r, s) if grad else (None,)
         return float(r.detach()), g[0]
 
-    def branch(self) -> FieldRewardBranch:
-        """A field branch that carries its layout (no re-fusion), to measure the carry itself."""
-        return FieldRewardBranch(self.model, self.prompt, N_PATCHES, max_change=1.0, max_age=10**6)
+    def branch(self, max_flipped: int = 10**9) -> FieldRewardBranch:
+        """A field branch that carries its layout (by default no re-fusion, folds repaired or not), to
+        measure the carry; ``max_flipped=0``: the shipped setting, a fold left after the repair fuses."""
+        return FieldRewardBranch(self.model, self.prompt, N_PATCHES, max_change=1.0, max_age=10**6,
+                                 max_flipped=max_flipped, repair_rounds=self.repair_rounds)
 
 
 def spearman_ci(a, b, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -186,14 +188,17 @@ def unit_step(g: Tensor, support: Tensor, cells: float, cell: float) -> Tensor:
     return g * (cells * cell * np.sqrt(n) / max(float(g.norm()), 1e-30))
 
 
-def evaluate_shape(sc: Scorer, sdf: Tensor, step_cells: float, guided: int, seed: int) -> dict[str, float]:
-    """Every figure of one shape: rewards (a, b, c per CARRY setting, d), gradient effects, guided gains."""
+def evaluate_shape(sc: Scorer, sdf: Tensor, step_cells: float, guided: int, seed: int, carry_only: bool = False
+                   ) -> dict[str, float]:
+    """Every figure of one shape: rewards (a, b, c per CARRY setting, d), gradient effects, guided gains
+    (``carry_only``: a, b and c, and the carried layout's folds before and after the repair)."""
     out: dict[str, float] = {}
     cell = sc.grid.cell_size
-    out["a"], g_surf = sc.surface(sdf, grad=True)
+    out["a"] = sc.surface(sdf)[0]
     out["b"] = sc.field(sc.branch(), sdf)[0]
     noise = torch.Generator().manual_seed(seed)
-    out["d"] = sc.surface(sdf + 1e-4 * torch.randn(sdf.shape, generator=noise))[0]
+    if not carry_only:
+        out["d"] = sc.surface(sdf + 1e-4 * torch.randn(sdf.shape, generator=noise))[0]
     for scale, steps in CARRY:
         branch, s = sc.branch(), sdf.clone()
         sc.field(branch, s)  # the fusion
@@ -202,6 +207,16 @@ def evaluate_shape(sc: Scorer, sdf: Tensor, step_cells: float, guided: int, seed
             r = sc.field(branch, s)[0]
         out[f"c {scale}x{steps}"], out[f"a' {scale}x{steps}"] = r, sc.surface(s)[0]
         out[f"change {scale}x{steps}"] = branch.last_change
+        out[f"folds {scale}x{steps}"] = branch.last_flipped + branch.last_repaired
+        out[f"left {scale}x{steps}"] = branch.last_flipped
+        branch, s = sc.branch(max_flipped=0), sdf.clone()  # (c0): max_flipped 0, a fold left fuses again
+        sc.field(branch, s)
+        for k in range(steps):
+            s = s + scale * smooth_field(sc.grid.vertices, seed * 100 + k)
+            out[f"c0 {scale}x{steps}"] = sc.field(branch, s)[0]
+        out[f"fused {scale}x{steps}"] = branch.n_fused - 1
+    if carry_only:
+        return out
     # gradient effect, on the surface after one SDS-like step (the field path's layout carried there)
     branch, s = sc.branch(), sdf.clone()
     sc.field(branch, s)
@@ -237,18 +252,29 @@ def summarise(res: int, names: list[str], rows: list[dict[str, float]], prompt: 
         return [label, f"{rho:.3f} [{lo:.3f}, {hi:.3f}]", f"{rho_c:.3f} [{lo_c:.3f}, {hi_c:.3f}]",
                 f"{diff.mean():+.4f}", f"{np.abs(diff).mean() / spread:.3f}", note]
 
-    table = [row("(a) surface vs (b) field fresh", "a", "b"), row("(d) surface vs surface + 1e-4 iid", "a", "d")]
+    table = [row("(a) surface vs (b) field fresh", "a", "b")]
+    if "d" in col:
+        table.append(row("(d) surface vs surface + 1e-4 iid", "a", "d"))
     for scale, steps in CARRY:
         key = f"{scale}x{steps}"
         moved = float(np.mean(col[f"change {key}"]))
+        over = float(np.mean(np.abs(col[f"c {key}"] - col[f"a' {key}"]) > 0.1))
         table.append(row(f"(a') vs (c) carried, {steps} step(s) RMS {scale}", f"a' {key}", f"c {key}",
-                         f"layout changed {moved:.1%}"))
+                         f"layout changed {moved:.1%}; folds median {np.median(col[f'folds {key}']):.0f}, left "
+                         f"{np.median(col[f'left {key}']):.0f} (0 on {np.mean(col[f'left {key}'] == 0):.0%}); "
+                         f"|diff| > 0.1 on {over:.0%}"))
+        if f"c0 {key}" in col:
+            over0 = float(np.mean(np.abs(col[f"c0 {key}"] - col[f"a' {key}"]) > 0.1))
+            table.append(row(f"(a') vs (c0) max_flipped 0 (a fold left fuses), {key}", f"a' {key}", f"c0 {key}",
+                             f"fused {np.mean(col[f'fused {key}']) / steps:.0%} of calls; |diff| > 0.1 on {over0:.0%}"))
         table.append(row(f"  reference: (a) before vs (a') after, {key}", "a", f"a' {key}", "stale reward"))
     print_table(f"grid {res} (scale {GRID_SCALE}), shipped RewardCS, prompt {prompt!r}, {len(rows)} shapes "
                 f"({clean.sum()} clean, {minutes:.1f} min); reward sd over shapes {spread:.4f} (clean ones: "
                 f"{col['a'][clean].std():.4f}), range [{col['a'].min():.3f}, {col['a'].max():.3f}]",
                 ["comparison", "Spearman, all [95%]", "Spearman, clean [95%]", "mean diff", "mean |diff| / sd",
                  "note"], table)
+    if "jitter" not in col:
+        return
     noise = float(np.median(np.abs(col["jitter"])))
     grad = []
     for name in ("surface", "field", "random"):
@@ -270,54 +296,74 @@ def summarise(res: int, names: list[str], rows: list[dict[str, float]], prompt: 
               f" guided s/f {r.get('guided surface', 0):+.4f}/{r.get('guided field', 0):+.4f}")
 
 
-def run_trajectory(model, prompt: str, steps: int) -> None:
-    """(e) A dmtet-embedded run (the recipe as shipped, field path, reward monitored until alpha
-    rises at step 50): at every step the field path's logged reward (its layout carried) against a
-    fresh surface-path fusion of the same SDF, before the step's update."""
+def run_trajectory(model, prompt: str, steps: int, repair_rounds: int = 8, overrides: tuple[str, ...] = ()
+                   ) -> dict[str, float]:
+    """(e) A dmtet-embedded run (the recipe as shipped, field path; the reward only monitors until
+    alpha rises at step 50): at every step the field path's logged reward against a fresh
+    surface-path fusion of the same SDF (before the step's update), the layout's folds before and
+    after the repair (``repair_rounds`` 0: none), fusions, and the reward's time (forward + backward)."""
     import tempfile
 
     from dreamcs.config import load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
     from dreamcs.generate.pipeline import GeneratePipeline
+    from dreamcs.mesh import MeshError
 
     cfg = load_config(GenerateConfig, resolve_config_path("dmtet-embedded"),
-                      [f"prompt={prompt}", f"steps={steps}", "mesh_every=0", "save_every=1000"])
+                      [f"prompt={prompt}", f"steps={steps}", "mesh_every=0", "save_every=1000", *overrides])
     rows = []
     with tempfile.TemporaryDirectory() as d:
         pipe = GeneratePipeline(cfg, Path(d) / "run", show_progress=False, reward_model=model)
         pipe.prepare()
+        pipe.reward.repair_rounds = repair_rounds
         for step in range(steps):
             with torch.no_grad():
                 pipe.field()
                 s = pipe.field._last_sdf.detach().clone()
                 verts, faces = pipe.field.grid.extract(s, pipe.field._last_positions.detach())[:2]
-                fresh = float(RewardBranch(model, prompt, N_PATCHES)(verts, faces))
+                try:
+                    fresh = float(RewardBranch(model, prompt, N_PATCHES)(verts, faces))
+                except MeshError:  # no surface to fuse: the pipeline skips the reward this step too
+                    fresh = float("nan")
             rec = pipe.train_step(step)
-            rows.append([step, rec["reward"], fresh, rec["reward_fused"], rec["reward_layout_change"]])
-    diff = np.array([r[1] - r[2] for r in rows])
-    table = [[f"{a}-{b - 1}", f"{np.mean([r[1] for r in rows[a:b]]):.3f}", f"{np.mean([r[2] for r in rows[a:b]]):.3f}",
-              f"{np.abs(diff[a:b]).max():.3f}", sum(r[3] for r in rows[a:b]), f"{max(r[4] for r in rows[a:b]):.3f}"]
+            if rec.get("reward") is None:
+                continue
+            folded = rec["reward_flipped"] + rec["reward_repaired"]
+            rows.append([step, rec["reward"], fresh, rec["reward_fused"], rec["reward_layout_change"], folded,
+                         rec["reward_flipped"], rec["time_reward"]])
+    col = np.array(rows, dtype=float)
+    col = col[np.isfinite(col[:, 2])]  # steps with a surface to score
+    diff = col[:, 1] - col[:, 2]
+    steps = len(col)
+    table = [[f"{col[a, 0]:.0f}-{col[min(b, steps) - 1, 0]:.0f}", f"{col[a:b, 1].mean():.3f}", f"{col[a:b, 2].mean():.3f}", f"{np.abs(diff[a:b]).max():.3f}",
+              int(col[a:b, 3].sum()), f"{np.median(col[a:b, 5]):.0f}", f"{np.median(col[a:b, 6]):.0f}",
+              f"{col[a:b, 4].max():.3f}", f"{np.median(col[a:b, 7]):.2f}"]
              for a, b in zip(range(0, steps, 10), range(10, steps + 10, 10), strict=False)]
-    print_table(f"(e) dmtet-embedded run, {steps} steps, prompt {prompt!r}: the field path's reward (as logged) vs "
-                f"a fresh surface-path fusion of the same SDF; |diff| > 0.1 at {np.mean(np.abs(diff) > 0.1):.0%} "
-                "of steps",
-                ["steps", "field (carried) mean", "surface (fresh) mean", "max |diff|", "fusions", "max layout change"],
-                table)
+    out = {"fused": float(col[1:, 3].mean()), "folds": float(np.median(col[1:, 5])), "left": float(np.median(col[1:, 6])),
+           "time": float(np.median(col[1:, 7])), "absdiff": float(np.abs(diff).mean()),
+           "over": float(np.mean(np.abs(diff) > 0.1))}
+    print_table(f"(e) dmtet-embedded run, {steps} scored steps, prompt {prompt!r}, repair rounds {repair_rounds}: the field "
+                f"path's reward (as logged) vs a fresh surface-path fusion of the same SDF; mean |diff| "
+                f"{out['absdiff']:.3f}, > 0.1 at {out['over']:.0%} of steps; fused at {out['fused']:.0%} of steps "
+                f"after the first; median reward time {out['time']:.2f} s",
+                ["steps", "field mean", "fresh mean", "max |diff|", "fusions", "folds (median)",
+                 "left after repair", "max layout change", "reward s (median)"], table)
+    return out
 
 
 def run(res: int, model, prompt: str, meshes: str | None, step_cells: float, guided: int, out: str | None = None,
-        log: Callable[[str], None] = print) -> None:
+        repair_rounds: int = 8, carry_only: bool = False, log: Callable[[str], None] = print) -> None:
     grid = load_tetgrid(res, scale=GRID_SCALE)
     sdfs = shapes(grid.vertices)
     sdfs.update(rough_shapes(grid.vertices, sdfs, grid.cell_size))
     if meshes:
         sdfs.update(mesh_shapes(meshes, grid.vertices))
-    sc, rows, t0 = Scorer(model, grid, prompt), [], time.perf_counter()
+    sc, rows, t0 = Scorer(model, grid, prompt, repair_rounds), [], time.perf_counter()
     for i, (name, sdf) in enumerate(sdfs.items()):
-        rows.append(evaluate_shape(sc, sdf, step_cells, guided, seed=i))
+        rows.append(evaluate_shape(sc, sdf, step_cells, guided, seed=i, carry_only=carry_only))
         if out:  # one JSON line per shape, so that a stopped run keeps what it measured
             with open(out, "a") as f:
-                f.write(json.dumps({"grid": res, "shape": name, **rows[-1]}) + "\n")
+                f.write(json.dumps({"grid": res, "shape": name, "repair_rounds": repair_rounds, **rows[-1]}) + "\n")
         log(f"[grid {res}] {i + 1}/{len(sdfs)} {name}: a {rows[-1]['a']:.3f} ({time.perf_counter() - t0:.0f} s)")
     summarise(res, list(sdfs), rows, prompt, (time.perf_counter() - t0) / 60)
 
@@ -334,12 +380,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--guided", type=int, default=5, help="ascent steps of the short guided run per shape")
     ap.add_argument("--out", default=None, help="append each shape's figures to this JSONL file")
     ap.add_argument("--run-steps", type=int, default=60, help="steps of the dmtet-embedded run (e); 0: skip")
+    ap.add_argument("--run-prompts", nargs="+", default=None, help="prompts of the runs (e) (default: --prompt)")
+    ap.add_argument("--repair-rounds", type=int, nargs="+", default=[8],
+                    help="the field branch's fold repair rounds, one run (e) each (0: no repair)")
+    ap.add_argument("--run-set", nargs="*", default=[], help="config overrides of the runs (e), e.g. reward.alpha=1")
+    ap.add_argument("--shapes", action=argparse.BooleanOptionalAction, default=True, help="the 34 shapes (a)-(d)")
+    ap.add_argument("--carry-only", action="store_true", help="the shapes' (a)-(c) only (no (d), no gradients)")
     args = ap.parse_args(argv)
     model = RewardCS.from_pretrained("embedded")
-    if args.run_steps:
-        run_trajectory(model, args.prompt, args.run_steps)
-    for res in args.grid:
-        run(res, model, args.prompt, args.meshes, args.step, args.guided, args.out)
+    for prompt in args.run_prompts or [args.prompt] if args.run_steps else ():
+        for rounds in args.repair_rounds:
+            out = run_trajectory(model, prompt, args.run_steps, rounds, tuple(args.run_set))
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps({"run": prompt, "repair_rounds": rounds, **out}) + "\n")
+    for res in args.grid if args.shapes else ():
+        for rounds in args.repair_rounds:
+            run(res, model, args.prompt, args.meshes, args.step, args.guided, args.out, rounds, args.carry_only)
 
 
 if __name__ == "__main__":

@@ -410,17 +410,80 @@ def test_relative_alpha_sets_the_reward_gradient_to_a_share_of_the_sds_gradient(
 
 def test_a_folded_sliver_brings_a_fresh_fusion_that_scores_as_the_surface_path(volume_model):
     """Each carried vertex lands on the moved level set on its own, so slivers fold (a torus grown by
-    0.005: dozens of faces). By default (``max_flipped=0``) a fold fuses the surface again, and the
-    reward is then the surface path's on that surface; allowed, the folded layout is carried."""
+    0.005: dozens of faces). Without the repair (``repair_rounds=0``) a fold left fuses the surface
+    again (``max_flipped=0``), and the reward is then the surface path's on that surface; allowed,
+    the folded layout is carried."""
     grid = load_tetgrid(32)
     torus = _shapes(grid.vertices)["torus"]
-    carried = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0, max_flipped=10**6)
-    strict = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0)
+    carried = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0, max_flipped=10**6, repair_rounds=0)
+    strict = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0, repair_rounds=0)
     with torch.no_grad():
         for branch in (carried, strict):
             branch(torus, grid.vertices, grid)
             r = float(branch(torus - 0.005, grid.vertices, grid))
-            assert branch.last_flipped > 0
+            assert branch.last_flipped > 0 and branch.last_repaired == 0
         r_surface = float(RewardBranch(volume_model, PROMPT, 64)(*_surface(grid, torus - 0.005)[:2]))
     assert carried.n_fused == 1 and strict.n_fused == 2 and strict.last_fused
     assert r == pytest.approx(r_surface, abs=1e-3)  # float32 Newton landing vs float64 fusion
+
+
+def _on_level_set(u: torch.Tensor, sdf: torch.Tensor, resolution: int) -> np.ndarray:
+    """|s(u)| (V,) of the piecewise-linear SDF at lattice points u, in cells (s over |grad s|)."""
+    from dreamcs.generate.fast_reward import _kuhn_tet, _tet_gradient
+
+    ids, order, _, lam = _kuhn_tet(u.numpy(), resolution)
+    corner = sdf.double().numpy()[ids]
+    return np.abs((lam * corner).sum(1)) / np.linalg.norm(_tet_gradient(corner, order), axis=1)
+
+
+def test_repair_untangles_the_folds_on_the_level_set_without_fusing(volume_model):
+    """The repair undoes the torus's folds (tangential smoothing of their vertices, landed
+    again): no fold left, no fusion, every vertex on the new level set, only a few vertices moved,
+    and the volume of the fresh fusion kept (the reward against a fresh fusion is checked with the
+    shipped model in test_fast_reward_shipped.py: this fitted model reads any carried layout of this
+    torus ~1.3 off a fresh fusion, folded or not)."""
+    from dreamcs.generate.pipeline import normalize_vertices
+
+    grid = load_tetgrid(32)
+    torus = _shapes(grid.vertices)["torus"]
+    plain = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0, max_flipped=10**6, repair_rounds=0)
+    repaired = FieldRewardBranch(volume_model, PROMPT, 64, max_change=1.0, repair_rounds=8)
+    with torch.no_grad():
+        for branch in (plain, repaired):
+            branch(torus, grid.vertices, grid)
+            assert np.isfinite(float(branch(torus - 0.005, grid.vertices, grid)))
+    folds = plain.last_flipped
+    assert folds > 10 and repaired.last_repaired == folds  # the same projection, then the repair
+    assert repaired.last_flipped == 0 and repaired.n_fused == 1 and not repaired.last_fused
+    layout = repaired._layout
+    assert _on_level_set(layout.u, torus - 0.005, 32).max() < 1e-4  # landed, as project_to_level_set lands
+    moved = (layout.u - plain._layout.u).norm(dim=1)
+    assert 0 < (moved > 0).sum() < 0.2 * len(moved)  # local: the folded faces' vertices and their rings
+    x = normalize_vertices(project_to_level_set(layout.u, torus - 0.005, grid.vertices, 32)[0])
+    pm = RewardBranch(volume_model, PROMPT, 64)._fuse(*_surface(grid, torus - 0.005)[:2])
+    fresh = _volume(normalize_vertices(torch.from_numpy(pm.vertices)), torch.from_numpy(pm.faces))
+    rel = abs(float(_volume(x, layout.faces)) / float(fresh) - 1)
+    print(f"{folds} folds repaired, {int((moved > 0).sum())} of {len(moved)} vertices moved; volume off by {rel:.4f}")
+    assert rel < 0.005  # measured: 0.0017
+
+
+def test_repair_leaves_an_unfolded_layout_untouched():
+    """No fold, no repair: the same array comes back, and the branch scores exactly as without it."""
+    from dreamcs.generate.layout_repair import neighbour_mean_operator, untangle
+
+    grid = load_tetgrid(16)
+    model = _model()
+    sdf = grid.vertices.norm(dim=1) - 0.6
+    branches = [FieldRewardBranch(model, PROMPT, 16, max_change=1.0, repair_rounds=k) for k in (0, 8)]
+    with torch.no_grad():
+        out = [[float(b(sdf - 0.01 * k, grid.vertices, grid)) for k in range(3)] for b in branches]
+    assert branches[1].last_flipped == branches[1].last_repaired == 0 and branches[1].n_fused == 1
+    assert out[0] == out[1]
+    assert torch.equal(branches[0]._layout.u, branches[1]._layout.u)
+    layout = branches[1]._layout
+    u, faces = layout.u.numpy(), layout.faces.reshape(-1, 3).numpy()
+    never = lambda p: (_ for _ in ()).throw(AssertionError("projected"))  # noqa: E731
+    assert not layout.flipped(u).any()
+    fixed, before, after = untangle(u, np.ones_like(u), faces, layout.flipped,
+                                    neighbour_mean_operator(layout.edges, len(u)), never)
+    assert fixed is u and before == after == 0

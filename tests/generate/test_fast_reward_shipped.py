@@ -4,9 +4,10 @@
 case, kept as a check for whoever changes the carry. At a fresh fusion the field path scores what the
 surface path scores, but two SDS-sized steps later (smooth SDF changes of RMS 0.01, a tenth of a
 cell; a dmtet-embedded run changes its SDF near the surface by 0.005-0.02 RMS per step) the carried
-layout has folded faces (a face normal against its vertex normals: ~3% of faces, none in a fresh
-fusion), and the shipped reward, which reads those normals, falls from 3.84 to ~2.1 while a fresh
-fusion of the same SDF still scores 3.84. So a fold fuses again (``reward.max_flipped``, default 0).
+layout has folded faces (~1% of faces, none in a fresh fusion), and the shipped reward falls from
+3.84 to ~2.1 while a fresh fusion of the same SDF still scores 3.84. The repair
+(``layout_repair.untangle``) undoes those folds on the level set, and the carried layout then scores
+as the fresh fusion; without it, a fold fuses again (``reward.max_flipped``, default 0).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ def _smooth(p: torch.Tensor, seed: int) -> torch.Tensor:
     return (f / f.square().mean().sqrt()).float()
 
 
-def test_folded_carried_layout_is_fused_again_and_scores_like_a_fresh_fusion():
-    """Carried regardless (``max_flipped`` huge) the folded layout reads ~1.7 lower than a fresh
-    fusion; by default a fold fuses again, and the field path scores what the surface path scores."""
+def test_folded_carried_layout_is_repaired_or_fused_again_and_scores_like_a_fresh_fusion():
+    """Carried regardless (no repair, ``max_flipped`` huge) the folded layout reads ~1.7 lower than a
+    fresh fusion; without the repair (the default) a fold fuses again; with it the folds are undone,
+    the layout is carried, and it scores as a fresh fusion (measured: 3.841 and 3.840 vs 3.840)."""
     from dreamcs.reward import RewardCS
 
     model = RewardCS.from_pretrained("embedded")
@@ -43,17 +45,21 @@ def test_folded_carried_layout_is_fused_again_and_scores_like_a_fresh_fusion():
     def fresh(s: torch.Tensor) -> float:
         return float(RewardBranch(model, PROMPT, 256)(*grid.extract(s, grid.vertices)[:2]))
 
-    carried = FieldRewardBranch(model, PROMPT, 256, max_change=1.0, max_flipped=10**9)
-    default = FieldRewardBranch(model, PROMPT, 256, max_change=1.0)
+    carried = FieldRewardBranch(model, PROMPT, 256, max_change=1.0, max_flipped=10**9, repair_rounds=0)
+    strict = FieldRewardBranch(model, PROMPT, 256, max_change=1.0, repair_rounds=0)
+    repaired = FieldRewardBranch(model, PROMPT, 256, max_change=1.0, repair_rounds=8)
     with torch.no_grad():
-        for branch in (carried, default):
+        for branch in (carried, strict, repaired):
             sdf = torus
             assert float(branch(sdf, grid.vertices, grid)) == pytest.approx(fresh(sdf), abs=1e-4)
             for k in range(2):
                 sdf = sdf + 0.01 * _smooth(grid.vertices, k)
                 r = float(branch(sdf, grid.vertices, grid))
-            assert branch.last_flipped > 0
+                if branch is repaired:  # every step's folds undone, nothing fused
+                    assert branch.last_repaired > 10 and branch.last_flipped == 0 and not branch.last_fused
+                    assert r == pytest.approx(fresh(sdf), abs=0.01)
             if branch is carried:
-                assert not branch.last_fused and r < fresh(sdf) - 0.5  # measured: 2.11 vs 3.84
-            else:
-                assert branch.last_fused and r == pytest.approx(fresh(sdf), abs=1e-3)
+                assert branch.last_flipped > 0 and not branch.last_fused and r < fresh(sdf) - 0.5  # 2.11 vs 3.84
+            elif branch is strict:
+                assert branch.last_flipped > 0 and branch.last_fused and r == pytest.approx(fresh(sdf), abs=1e-3)
+    assert repaired.n_fused == 1

@@ -33,10 +33,15 @@ vertex as a point ``u`` of the undeformed lattice, in cells) and moves it with t
 
 - Folds: each vertex lands on its own, so a sliver (marching tets makes many; fusion keeps them)
   turns over when its corners move by more than its width. The shipped RewardCS reads folds as
-  heavy damage (18 folded faces of 16,384 took a sphere's reward from 3.80 to 1.95), so any fold
-  (``max_flipped``) fuses again. Measured with the ``dmtet-embedded`` recipe (grid 24, lr 0.005),
-  SDS folds faces at nearly every step (median 49-729 per run over four prompts): there the branch fuses almost every step, i.e. it
-  is the surface path; the carry pays only where the surface moves slowly against its slivers.
+  heavy damage (18 folded faces of 16,384 took a sphere's reward from 3.80 to 1.95), so a fold (a
+  face against its fused normal, or newly against one of its vertex normals) fuses again
+  (``max_flipped``, default 0). With ``repair_rounds`` > 0 ``layout_repair.untangle`` first smooths the
+  folded faces' vertices tangentially and lands them again (10-60 ms); the differentiable Newton step
+  is then taken at the repaired points, and only folds it leaves fuse. On the ``dmtet-embedded``
+  recipe (grid 24) the branch without it fuses at every step (i.e. it is the surface path); with it
+  at 23-73% of steps on three prompts, but on one (teddy bear) a repaired layout with no fold left
+  still read up to 1.8 below a fresh fusion on 8% of steps, so it is off by default
+  (docs/fast-reward-agreement.md).
 
 ``reward.grid`` (``restrict_lattice``) runs all of this on a coarser lattice of the same field:
 the SDF tent-filtered onto it, so a fusion costs what it costs at that grid. Measured at 128 -> 64
@@ -45,12 +50,21 @@ it is slower per step than the field's own lattice (the filter costs more than t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dreamcs.generate.layout_repair import (
+    MAX_SHIFT_EDGES,
+    against_vertex_normals,
+    folded,
+    neighbour_mean_operator,
+    untangle,
+    vertex_face_operator,
+)
 from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
 from dreamcs.mesh.features import patch_boundary
 
@@ -122,18 +136,9 @@ def _tet_gradient(s: np.ndarray, order: np.ndarray) -> np.ndarray:
     return g
 
 
-def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: int
-                         ) -> tuple[Tensor, Tensor, Tensor]:
-    """Lattice points u (V, 3) (cells, detached) -> the zero set of the grid's piecewise-linear SDF.
-
-    sdf (N,), positions (N, 3): the grid's SDF and deformed vertices (differentiable).
-    Returns the surface points (V, 3) (``Phi`` of the projection; differentiable in sdf and
-    positions through the last Newton step: for a point on the surface, its normal motion), the
-    projected u (V, 3) float64 detached, and a mask (V,) of the points that landed (|s| below 1e-4
-    of a cell's worth of gradient).
-    """
-    s_np = sdf.detach().cpu().numpy()
-    uu = u.detach().cpu().numpy().astype(np.float64)
+def _newton(uu: np.ndarray, s_np: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Lattice points uu (V, 3) float64 -> Newton-landed points (V, 3), the landed mask (V,) (|s|
+    below 1e-4 of a cell's worth of gradient) and the last tet's data (ids, order, cell, lam, g, g2)."""
     for _ in range(NEWTON_STEPS + 1):
         ids, order, cell, lam = _kuhn_tet(uu, resolution)
         corner = s_np[ids].astype(np.float64)
@@ -146,6 +151,37 @@ def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: 
         step = value[:, None] * g / np.maximum(g2, 1e-30)[:, None]
         step *= MAX_NEWTON_STEP / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), MAX_NEWTON_STEP)
         uu = np.clip(uu - step, 0, resolution)
+    return uu, landed, (ids, order, cell, lam, g, g2)
+
+
+#: A repair of landed points: (points (V, 3), level-set gradient there (V, 3), a projection of moved
+#: points (K, 3) -> (landed points, gradient, landed mask)) -> repaired points (the input if none moved).
+Repair = Callable[[np.ndarray, np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, ...]]], np.ndarray]
+
+
+def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: int, repair: Repair | None = None
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+    """Lattice points u (V, 3) (cells, detached) -> the zero set of the grid's piecewise-linear SDF.
+
+    sdf (N,), positions (N, 3): the grid's SDF and deformed vertices (differentiable).
+    Returns the surface points (V, 3) (``Phi`` of the projection; differentiable in sdf and
+    positions through the last Newton step: for a point on the surface, its normal motion), the
+    projected u (V, 3) float64 detached, and a mask (V,) of the points that landed (|s| below 1e-4
+    of a cell's worth of gradient). ``repair`` (e.g. ``layout_repair.untangle``) may move the landed
+    points along the level set first; the differentiable step is then taken at the repaired points.
+    """
+    s_np = sdf.detach().cpu().numpy()
+    uu, landed, tet = _newton(u.detach().cpu().numpy().astype(np.float64), s_np, resolution)
+    if repair is not None:
+
+        def land(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            q, ok, t = _newton(p, s_np, resolution)
+            return q, t[4], ok
+
+        fixed = repair(uu, tet[4], land)
+        if fixed is not uu:
+            uu, landed, tet = _newton(fixed, s_np, resolution)
+    ids, order, cell, lam, g, g2 = tet
     # the last step again, differentiably: u* = u - s(u) g / |g|^2 (g held), its value is u
     dev, dt = sdf.device, sdf.dtype
     ids_t, order_t = torch.from_numpy(ids).to(dev), torch.from_numpy(order).to(dev)
@@ -182,6 +218,20 @@ class _Layout:
         self.normals = self.face_normals(u.numpy())
         self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
         self.lengths = self.edge_lengths(u.numpy())
+        f = self.faces.reshape(-1, 3).numpy()
+        self._vf_op = vertex_face_operator(f, len(u))
+        self._exempt = against_vertex_normals(u.numpy(), f, self._vf_op)  # so at the fusion already
+        self._mean_op: Any = None
+        self.folded = self.repaired = 0  # the last repair's folds before it and the ones it undid
+
+    def untangle(self, u: np.ndarray, grad: np.ndarray, land: Any, rounds: int) -> np.ndarray:
+        """``layout_repair.untangle`` on this layout (a ``project_to_level_set`` repair); counts kept."""
+        if self._mean_op is None:
+            self._mean_op = neighbour_mean_operator(self.edges, len(u))
+        out, self.folded, left = untangle(u, grad, self.faces.reshape(-1, 3).numpy(), self.flipped, self._mean_op,
+                                          land, rounds, MAX_SHIFT_EDGES * float(self.lengths.mean()))
+        self.repaired = self.folded - left
+        return out
 
     def edge_lengths(self, u: np.ndarray) -> np.ndarray:
         """Lengths (E,) of the layout's edges at lattice points u (V, 3), in cells."""
@@ -193,11 +243,12 @@ class _Layout:
         return np.cross(u[f[:, 1]] - u[f[:, 0]], u[f[:, 2]] - u[f[:, 0]])
 
     def flipped(self, u: np.ndarray) -> np.ndarray:
-        """(F,) faces turned over since the fusion. Each vertex lands on the level set on its own,
-        so a sliver (marching tets makes many, fusion keeps them) folds over when its corners move by
-        more than its width; the shipped RewardCS reads a handful of folded faces as heavy damage
-        (18 of 16,384 halved its reward on a sphere), so a fold means the layout must be fused again."""
-        return (self.face_normals(u) * self.normals).sum(1) < 0
+        """(F,) faces turned over since the fusion (against their fused normal, or newly against one
+        of their vertex normals). Each vertex lands on the level set on its own, so a sliver (marching
+        tets makes many, fusion keeps them) folds over when its corners move by more than its width;
+        the shipped RewardCS reads a handful of folded faces as heavy damage (18 of 16,384 halved its
+        reward on a sphere): ``untangle`` repairs folds, and one it leaves fuses again."""
+        return folded(u, self.faces.reshape(-1, 3).numpy(), self.normals, self._vf_op, self._exempt)
 
     def changed(self, u: np.ndarray, landed: np.ndarray) -> np.ndarray:
         """(V,) vertices that did not land, moved over a cell since the last call, or end an edge
@@ -222,15 +273,19 @@ class FieldRewardBranch:
         normalize: normalise the patched mesh into [-1, 1]^3 (differentiably) first.
         grid: cubes per side of a coarser lattice of the field's (0: the field's own): the SDF is
             tent-filtered onto it (``restrict_lattice``), and the reward's surface is that one.
-        max_flipped: fuse again when more than this many of the layout's faces turned over.
+        max_flipped: fuse again when more than this many of the layout's faces are still turned over
+            after the repair.
+        repair_rounds: rounds of ``layout_repair.untangle`` on folded faces after each projection (0: none,
+            the default: measured, a repaired layout still reads as damaged on some steps; see the module doc).
     """
 
     def __init__(self, model: Any, prompt: str, n_patches: int, max_change: float = 0.3, max_age: int = 50,
-                 overlap: bool = False, normalize: bool = True, grid: int = 0, max_flipped: int = 0) -> None:
+                 overlap: bool = False, normalize: bool = True, grid: int = 0, max_flipped: int = 0,
+                 repair_rounds: int = 0) -> None:
         self.model, self.prompt, self.n_patches, self.normalize = model, prompt, int(n_patches), normalize
         self.faces_per_patch = int(model.config.faces_per_patch)
         self.max_change, self.max_age, self.overlap, self.grid = float(max_change), int(max_age), bool(overlap), int(grid)
-        self.max_flipped = int(max_flipped)
+        self.max_flipped, self.repair_rounds = int(max_flipped), int(repair_rounds)
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
@@ -239,7 +294,7 @@ class FieldRewardBranch:
         self._pending: Any = None
         self._coarse: tuple[TetGrid, Tensor] | None = None
         self.n_fused = self.n_calls = 0
-        self.last_fused, self.last_change, self.last_flipped = False, 0.0, 0
+        self.last_fused, self.last_change, self.last_flipped, self.last_repaired = False, 0.0, 0, 0
 
     def lattice(self, sdf: Tensor, positions: Tensor, grid: TetGrid) -> tuple[Tensor, Tensor, TetGrid]:
         """The reward's lattice: (sdf (N,), positions (N, 3), grid) as given, or restricted to
@@ -284,7 +339,9 @@ class FieldRewardBranch:
             self._layout, self.last_fused = self._fuse(*detached), True
             self.n_fused += 1
         layout = self._layout
-        x, u, landed = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution)
+        x, u, landed = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution,
+                                            self._repair(layout))
+        self.last_repaired = layout.repaired
         self.last_change = change = float(layout.changed(u.numpy(), landed.numpy()).mean())
         self.last_flipped = flipped = int(layout.flipped(u.numpy()).sum())
         if change > self.max_change or layout.age >= self.max_age or flipped > self.max_flipped:
@@ -298,7 +355,8 @@ class FieldRewardBranch:
                 self._layout = layout = self._fuse(*detached)
                 self.n_fused += 1
                 self.last_fused = True
-                x, u, _ = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution)
+                x, u, _ = project_to_level_set(layout.u.to(sdf.device), sdf, positions, grid.resolution,
+                                               self._repair(layout))
         layout.u, layout.age = u.cpu(), layout.age + 1
         if self.normalize:
             from dreamcs.generate.pipeline import normalize_vertices
@@ -306,6 +364,12 @@ class FieldRewardBranch:
             x = normalize_vertices(x)
         boundary = None if layout.boundary is None else layout.boundary.to(x.device)
         return self.model.reward_from_vertices(x, layout.faces, self.prompt, boundary=boundary)
+
+    def _repair(self, layout: _Layout) -> Repair | None:
+        layout.folded = layout.repaired = 0
+        if self.repair_rounds <= 0:
+            return None
+        return lambda u, grad, land: layout.untangle(u, grad, land, self.repair_rounds)
 
     def reset(self) -> None:
         """Forget the layout (and any fusion in flight): the next call fuses afresh. The pipeline

@@ -253,7 +253,7 @@ class GeneratePipeline:
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
                 if on_field:  # whether this step brought a new patch layout in, and how far the old one was carried
                     rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change,
-                               reward_flipped=self.reward.last_flipped)
+                               reward_flipped=self.reward.last_flipped, reward_repaired=self.reward.last_repaired)
                 total += -alpha * float(r.detach())
         t6 = time.perf_counter()
         times["reward"] = t6 - t5
