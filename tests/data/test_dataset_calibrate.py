@@ -42,7 +42,7 @@ def test_dataset_items_follow_the_interface(built):
 
 def test_concat_reads_each_part_from_its_own_folder(built, built_copy):
     from dreamcs.data import ConcatMeshPref
-    from dreamcs.reward.train import balance_groups, dataset_column
+    from dreamcs.reward.train import dataset_column
 
     a, b = MeshPrefDataset(built, split="train"), MeshPrefDataset(built_copy, split="val")
     both = ConcatMeshPref([a, b])
@@ -52,8 +52,7 @@ def test_concat_reads_each_part_from_its_own_folder(built, built_copy):
     assert both[0]["id"] == a.rows[0]["id"]
     # the trainer's cheap column reads and domain groups see every part's rows
     assert dataset_column(both, "prompt") == [r["prompt"] for r in a.rows + b.rows]
-    groups = balance_groups(both, "domain")
-    assert groups is None or len(groups) == len(both)
+    assert dataset_column(both, "source") == [r["source"] for r in a.rows + b.rows]
     with pytest.raises(ValueError, match="at least one"):
         ConcatMeshPref([])
 
