@@ -111,6 +111,10 @@ def prepare_mesh(item: SourceItem, cfg: BuildConfig):
         mesh = simplify(mesh, max_faces=int(item.extra["max_faces"]))
     if cfg.densify_faces > 0:  # never past the simplification cap: that would only be undone below
         mesh = densify(mesh, min(cfg.densify_faces, cfg.max_faces))
+    if item.extra.get("realism"):  # a clean variant that looks like a real mesh (dreamcs.data.realism)
+        from dreamcs.data.realism import apply_realism
+
+        mesh = normalize(apply_realism(mesh, str(item.extra["realism"]), _h(f"{cfg.seed}:{item.id}:realism")))
     if item.defect and item.defect != "wrong_prompt":
         mesh = normalize(apply_defect(mesh, item.defect, _h(f"{cfg.seed}:{item.id}"), item.extra.get("severity")))
     return simplify(mesh, max_faces=cfg.max_faces)

@@ -11,6 +11,10 @@
   Labels are given by construction (``construction_scores``): the synthesiser knows what it did,
   which the geometric teacher reads only at ROC-AUC ~0.74 on held-out real meshes
   (docs/teacher-eval.md). ``preset:offline-scored`` is the same item set scored by ``--scorer``.
+- ``offline-realism``: items to train beside ``offline`` (``reward train --data OFFLINE --data
+  REALISM``), of the same objects: clean variants that look like real meshes (open base, unwelded
+  along creases; ``dreamcs.data.realism``), preferred, and defects applied to such variants,
+  dispreferred, so that an open boundary alone no longer marks a mesh as damaged.
 
 A preset is reached through the source spec ``preset:NAME`` (``dreamcs.data.sources``), so a
 preset build resumes, shards and merges like any other.
@@ -22,7 +26,7 @@ import hashlib
 
 from dreamcs.data.sources import SourceError, SourceItem
 
-PRESETS = ("embedded", "offline", "offline-scored")
+PRESETS = ("embedded", "offline", "offline-scored", "offline-realism")
 OFFLINE_PROCEDURAL = 1200
 OFFLINE_SEED = 0
 #: defects per procedural object (the licensed objects get every kind)
@@ -127,10 +131,42 @@ def offline_items(n_procedural: int = OFFLINE_PROCEDURAL, seed: int = OFFLINE_SE
     return items
 
 
+#: defects applied on each licensed object's realism variants (every ``LICENSED_REALISM_STRIDE``-th kind)
+LICENSED_REALISM_STRIDE = 3
+
+
+def realism_items(n_procedural: int = OFFLINE_PROCEDURAL, seed: int = OFFLINE_SEED) -> list[SourceItem]:
+    """The items of the ``offline-realism`` preset (see the module docstring): per procedural object
+    one variant (kind by a hash), clean and with one defect; per licensed object every variant, clean
+    and with every ``LICENSED_REALISM_STRIDE``-th defect kind. Object ids match ``offline_items``, so
+    both sets split every object the same way."""
+    from dreamcs.data.defects import DEFECTS
+    from dreamcs.data.realism import REALISM
+
+    kinds, variants = DEFECTS.names(), REALISM.names()
+    items: list[SourceItem] = []
+    for it in offline_items(n_procedural, seed):
+        if it.defect is not None or it.extra.get("max_faces"):
+            continue
+        prefix = it.source.removesuffix("_clean")
+        chosen = variants if prefix == "licensed" else [variants[_h(it.id + "~realism") % len(variants)]]
+        for j, v in enumerate(chosen):
+            base = SourceItem(id=f"{it.id}~{v}", path=it.path, prompt=it.prompt, source=f"{prefix}_clean",
+                              object_id=it.object_id, caption=it.caption, extra={**it.extra, "realism": v})
+            if prefix == "licensed":
+                picked = kinds[j % LICENSED_REALISM_STRIDE :: LICENSED_REALISM_STRIDE]
+            else:
+                picked = [kinds[(_h(base.id) + 3) % len(kinds)]]
+            items += _variants(base, picked, None, prefix)
+    return items
+
+
 def preset_items(name: str) -> list[SourceItem]:
     """Items of the source spec ``preset:NAME``."""
     if name == "offline":
         return _with_construction_scores(offline_items())
+    if name == "offline-realism":
+        return _with_construction_scores(realism_items())
     if name == "offline-scored":
         return offline_items()
     if name == "embedded":
