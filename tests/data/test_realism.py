@@ -32,28 +32,35 @@ def _boundary_edges(m: trimesh.Trimesh) -> int:
 def test_variant_keeps_the_surface_and_is_deterministic(chair, name):
     out = apply_realism(chair, name, seed=3)
     assert np.isfinite(out.vertices).all() and len(out.faces) >= 0.5 * len(chair.faces)
-    # every face of the variant is a face of the clean mesh, moved by a hair at most (nothing added)
-    dist, idx = cKDTree(chair.vertices).query(out.vertices)
-    assert dist.max() < 1e-3
-    clean_faces = {tuple(sorted(f)) for f in chair.faces.tolist()}
-    assert all(tuple(sorted(f)) in clean_faces for f in idx[out.faces].tolist())
+    # the variant's surface is part of the clean one: nothing moved off it, nothing added
+    dense = trimesh.sample.sample_surface_even(chair, 200_000, seed=0)[0]
+    pts = trimesh.sample.sample_surface(out, 2000, seed=1)[0]
+    assert cKDTree(dense).query(pts)[0].max() < 0.02
+    assert 0.85 * chair.area < out.area < chair.area * (1 + 1e-6)
     again = apply_realism(chair, name, seed=3)
     assert np.array_equal(out.vertices, again.vertices) and np.array_equal(out.faces, again.faces)
     assert _boundary_edges(out) > _boundary_edges(chair)  # it opens the mesh
 
 
-def test_open_base_cuts_along_one_plane(chair):
+def test_open_base_cuts_along_one_straight_plane(chair):
+    import torch
+
+    from dreamcs.mesh import fuse, patch_boundary
+
     out = apply_realism(chair, "open_base", seed=0)
-    removed = np.setdiff1d(np.arange(len(chair.faces)), _kept_faces(chair, out))
-    assert len(removed) > 0
-    y = chair.triangles_center[removed, 1]
     lo, hi = chair.bounds[:, 1]
-    assert y.max() <= lo + 0.06 * (hi - lo) + 1e-9  # only the bottom slice went
-
-
-def _kept_faces(a: trimesh.Trimesh, b: trimesh.Trimesh) -> np.ndarray:
-    tree = cKDTree(a.triangles_center)
-    return np.unique(tree.query(b.triangles_center)[1])
+    cut = out.bounds[0, 1]
+    assert lo < cut <= lo + 0.06 * (hi - lo) + 1e-9  # only a thin bottom slice went
+    m = out.copy()
+    m.merge_vertices()
+    edges, counts = np.unique(m.edges_sorted, axis=0, return_counts=True)
+    ends = m.vertices[edges[counts == 1]]
+    assert len(ends) and np.abs(ends[..., 1] - cut).max() < 1e-9  # every new boundary edge lies in the cut plane
+    # the cut runs straight: the boundary barely turns, where a torn-out region zig-zags
+    pm = fuse(out, 256, 64)
+    b = patch_boundary(torch.as_tensor(pm.vertices, dtype=torch.float32), torch.as_tensor(pm.faces), ragged=True)
+    b = b.reshape(-1, 2).numpy()
+    assert b[b[:, 0] > 0, 1].mean() < 0.15
 
 
 def test_unweld_splits_along_creases_not_smooth_surfaces(chair):

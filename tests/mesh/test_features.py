@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -155,3 +156,32 @@ def test_patch_boundary_counts_open_edges_after_welding():
     assert patch_boundary(vd, torch.tensor([[[0, 1, 2]]])).item() == 0.0
     with pytest.raises(ValueError, match="faces"):
         patch_boundary(v, f[0])
+
+
+def test_patch_boundary_ragged_channel_reads_straight_cuts_low_and_zigzags_high():
+    import trimesh
+
+    from dreamcs.mesh import patch_boundary
+
+    # a flat grid: its outer boundary runs straight (turns only at the 4 corners)
+    n = 8
+    xs, ys = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    v = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size)], 1) / n
+    idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)
+    quads = np.stack([idx[:-1, :-1], idx[1:, :-1], idx[1:, 1:], idx[:-1, 1:]], -1).reshape(-1, 4)
+    f = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    vt = torch.as_tensor(v, dtype=torch.float32)
+    b = patch_boundary(vt, torch.as_tensor(f).reshape(2, -1, 3), ragged=True).reshape(-1, 2)
+    assert b.shape == (2 * n * n, 2)
+    torch.testing.assert_close(b[:, 0], patch_boundary(vt, torch.as_tensor(f).reshape(2, -1, 3)).reshape(-1))
+    open_ = b[:, 0] > 0
+    assert (b[~open_, 1] == 0).all()  # closed faces read 0
+    assert float(b[open_, 1].median()) == 0.0  # a straight edge does not turn
+    # faces torn out of a sphere leave a loop along triangle edges: it turns at most vertices
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    keep = np.ones(len(sphere.faces), bool)
+    keep[np.random.default_rng(0).choice(len(keep), 40, replace=False)] = False
+    fs = torch.as_tensor(sphere.faces[keep][: len(sphere.faces[keep]) // 4 * 4]).reshape(4, -1, 3)
+    bs = patch_boundary(torch.as_tensor(sphere.vertices, dtype=torch.float32), fs, ragged=True).reshape(-1, 2)
+    assert float(bs[bs[:, 0] > 0, 1].mean()) > 0.3
+    assert ((bs[:, 1] >= 0) & (bs[:, 1] <= 1)).all()

@@ -172,6 +172,40 @@ def test_boundary_channel_model_reads_holes_and_keeps_vertex_gradients():
         model(f, c, ["a ball"])  # the boundary channel is required by such a model
 
 
+def test_ragged_channel_model_reads_the_second_boundary_channel():
+    mesh = mesh_core()
+    import trimesh
+
+    from dreamcs.mesh import patch_boundary
+    from dreamcs.reward.config import PRESETS as MODEL_PRESETS
+
+    with pytest.raises(ValueError, match="boundary_channel"):
+        RewardCSConfig(ragged_channel=True)
+    torch.manual_seed(0)
+    model = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], boundary_channel=True, ragged_channel=True))
+    assert model.mesh_encoder.patch_embed[0].in_features == 64 * 12
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    holed = trimesh.Trimesh(sphere.vertices, sphere.faces[sphere.triangles_center[:, 1] < 0.6])
+    pm = mesh.fuse(mesh.normalize(holed), n_patches=256, faces_per_patch=64)
+    v = torch.as_tensor(pm.vertices, dtype=torch.float32)
+    b = patch_boundary(v, torch.as_tensor(pm.faces), ragged=True)
+    f = mesh.patch_features(v, torch.as_tensor(pm.faces))[None]
+    c = mesh.patch_centers(v, torch.as_tensor(pm.faces))[None]
+    with torch.no_grad():
+        r = model(f, c, ["a ball"], boundary=b[None]).reward
+        flat = b.clone()
+        flat[..., 1] = 0
+        assert (model(f, c, ["a ball"], boundary=flat[None]).reward - r).abs().item() > 0  # the turn is read
+        # reward_from_vertices computes both channels itself
+        torch.testing.assert_close(model.reward_from_vertices(v, pm.faces, "a ball"), r[0])
+        # a one-channel model takes the first channel of two-channel data (what datasets now give)
+        one = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], boundary_channel=True))
+        torch.testing.assert_close(one(f, c, ["a ball"], boundary=b[None]).reward,
+                                   one(f, c, ["a ball"], boundary=b[None, ..., :1]).reward)
+    with pytest.raises(ValueError, match="extra channel"):
+        model(f, c, ["a ball"], boundary=b[None, ..., :1])  # too few channels for this model
+
+
 def test_sliver_gate_quiets_the_normals_of_near_degenerate_faces():
     from dreamcs.reward.config import PRESETS as MODEL_PRESETS
 

@@ -187,7 +187,8 @@ def pretrain(
 
 @reward_app.command("ablate")
 def ablate(
-    data: Path = typer.Option(..., "--data", help="The MeshPref dataset to train on."),
+    data: list[Path] = typer.Option(..., "--data", help="The MeshPref dataset to train on; repeat it to train on "
+                                    "several as one (e.g. the offline and offline-realism builds)."),
     val: Path = typer.Option(..., "--val", help="The dataset to evaluate on (e.g. `dreamcs data validation`'s)."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the runs and ablation.md/.csv/.json."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Comma-separated seeds."),
@@ -209,8 +210,8 @@ def ablate(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         _fail(f"--seeds {seeds!r}: expected comma-separated integers")
-    vsplit = val_split or ("val" if val.resolve() == data.resolve() else "all")
-    train_data, val_data = _dataset(data, split), _dataset(val, vsplit)
+    vsplit = val_split or ("val" if val.resolve() in {d.resolve() for d in data} else "all")
+    train_data, val_data = _datasets(data, split), _dataset(val, vsplit)
     try:
         res = run_ablate(cfg, train_data, val_data, out, [t.strip() for t in losses.split(",") if t.strip()],
                          seed_list, log=typer.echo)

@@ -3,7 +3,7 @@
     ds = MeshPrefDataset("meshpref", split="train")
     item = ds[0]
     item["features"]  # (P, K, 10) float32, MeshMAE channel order (dreamcs.mesh.patch_features)
-    item["boundary"]  # (P, K, 1) float32, share of each face's edges on an open boundary
+    item["boundary"]  # (P, K, 2) float32: share of each face's edges on an open boundary, how much it turns
     item["centers"]   # (P, 3) float32
     item["score"], item["label"], item["prompt"], item["id"], item["object_id"], item["source"]
 
@@ -73,7 +73,7 @@ class MeshPrefDataset(Dataset):
         return {
             "features": patch_features(verts, faces).float(),
             "centers": patch_centers(verts, faces).float(),
-            "boundary": patch_boundary(verts, faces),
+            "boundary": patch_boundary(verts, faces, ragged=True),  # (P, K, 2): a model reads what it needs
             "score": float(r["overall"]),
             "label": int(r["label"]),
             "prompt": r["prompt"],

@@ -11,8 +11,8 @@ or a cut plane, as they do on real objects; torn-out faces leave ragged loops in
 Each variant is ``(mesh, rng) -> mesh`` on a mesh normalised into [-1, 1]^3 (y up); all randomness
 comes from ``rng``.
 
-- ``open_base``: the faces of a thin slice at the bottom removed (a scan's open underside, or the
-  open ends of a chair's legs): the cut follows one horizontal plane.
+- ``open_base``: a thin slice at the bottom cut off by one horizontal plane (a scan's open
+  underside, or the open ends of a chair's legs).
 - ``unweld``: the surface split into its smooth regions along sharp creases (dihedral > 40 deg),
   each region with its own vertices, moved apart by a hair (1e-4 of the extent) so that no exact
   duplicate is merged again: a CAD model's separately modelled faces and parts.
@@ -39,16 +39,19 @@ def _mesh(v: np.ndarray, f: np.ndarray) -> trimesh.Trimesh:
 
 @REALISM.register("open_base")
 def open_base(mesh: trimesh.Trimesh, rng: np.random.Generator) -> trimesh.Trimesh:
-    """Remove the faces whose centres lie in the bottom 2-6% of the height."""
-    c = mesh.triangles_center
+    """Slice off the bottom 2-6% of the height along one horizontal plane (triangles cut through, so
+    the new boundary runs straight, as a scanner's cut does; removing whole faces would leave the
+    zig-zag loop of a torn-out region)."""
     y0, y1 = float(mesh.bounds[0, 1]), float(mesh.bounds[1, 1])
     cut = y0 + rng.uniform(0.02, 0.06) * (y1 - y0)
-    keep = c[:, 1] > cut
-    if keep.sum() < 0.8 * len(keep):  # a flat object would lose too much: cut only what faces down
-        keep = (c[:, 1] > cut) | (mesh.face_normals[:, 1] > -0.9)
-    if keep.all() or keep.sum() < 0.5 * len(keep):
+    out = trimesh.intersections.slice_faces_plane(
+        np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces), plane_normal=np.array([0.0, 1.0, 0.0]),
+        plane_origin=np.array([0.0, cut, 0.0]))
+    v, f = out[0], out[1]
+    if len(f) < 0.5 * len(mesh.faces):  # a flat object would lose too much
         return mesh
-    m = _mesh(mesh.vertices, mesh.faces[keep])
+    m = _mesh(v, f)
+    m.merge_vertices()  # the cut makes a vertex per cut edge and face: weld the copies
     m.remove_unreferenced_vertices()
     return m
 

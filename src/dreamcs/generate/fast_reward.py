@@ -209,11 +209,13 @@ def lattice_coordinates(edges: Tensor, sdf: Tensor, resolution: int) -> Tensor:
 
 class _Layout:
     """A fused PatchedMesh's faces (P, K, 3), its vertices as lattice points u (V, 3) and, for a
-    model that reads it, its boundary channel (P, K, 1): topology, fixed until the next fusion."""
+    model that reads it, its boundary channels (P, K, 2): fixed until the next fusion."""
 
     def __init__(self, patched: Any, u: Tensor, boundary: bool = False) -> None:
         self.faces = torch.from_numpy(np.asarray(patched.faces, dtype=np.int64))
-        self.boundary = patch_boundary(torch.as_tensor(patched.vertices, dtype=torch.float32), self.faces) if boundary else None
+        # both channels (open share, boundary turn): a model reads the ones it was trained with
+        self.boundary = (patch_boundary(torch.as_tensor(patched.vertices, dtype=torch.float32), self.faces, ragged=True)
+                         if boundary else None)
         self.u, self.age = u, 0
         self.normals = self.face_normals(u.numpy())
         self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)

@@ -53,8 +53,9 @@ class FeatureStats(NamedTuple):
     def apply(self, encoder: Any) -> None:
         """Fix them in a ``MeshEncoder`` (its extra channels too, when measured)."""
         encoder.set_feature_stats(self.mean, self.std, self.area_scale)
-        if self.extra_mean is not None:
-            encoder.set_extra_stats(self.extra_mean, self.extra_std)
+        if self.extra_mean is not None:  # the data may hold more extra channels than the encoder reads
+            e = encoder.extra_channels
+            encoder.set_extra_stats(self.extra_mean[:e], self.extra_std[:e])
 
 
 def _moments(total: Tensor, total_sq: Tensor, count: int) -> tuple[Tensor, Tensor]:

@@ -33,6 +33,10 @@ class RewardCSConfig:
     boundary_channel: bool = False
     """Also read, per face, the share of its edges on an open boundary (``dreamcs.mesh.patch_boundary``):
     MeshMAE's channels assume closed surfaces and barely see holes, cracks or cut-away parts."""
+    ragged_channel: bool = False
+    """With ``boundary_channel``: also read how much the boundary turns at each open face
+    (``patch_boundary(ragged=True)``): clean real meshes are open along straight cuts and creases,
+    torn-out faces leave zig-zag loops, and the share of open edges alone cannot tell them apart."""
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256
@@ -50,6 +54,8 @@ class RewardCSConfig:
         for name in ("dim", "depth", "heads", "faces_per_patch", "in_features"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.ragged_channel and not self.boundary_channel:
+            raise ValueError("ragged_channel needs boundary_channel (it is the boundary's second channel)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

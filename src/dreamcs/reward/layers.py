@@ -169,6 +169,8 @@ class MeshEncoder(nn.Module):
 
     def check(self, features: Tensor, centers: Tensor, extra: Tensor | None = None) -> None:
         k, c, e = self.faces_per_patch, self.in_features, self.extra_channels
+        if e and extra is not None and extra.dim() == 4 and extra.shape[-1] > e:
+            extra = extra[..., :e]
         if features.dim() != 4 or features.shape[2:] != (k, c):
             raise ValueError(f"features must be (B, P, {k}, {c}), got {tuple(features.shape)}")
         if centers.shape != (*features.shape[:2], 3):
@@ -184,7 +186,9 @@ class MeshEncoder(nn.Module):
         self.check(features, centers, extra)
         x = self.standardise(features)
         if self.extra_channels:
-            x = torch.cat([x, (extra.to(x.dtype) - self.extra_mean) / self.extra_std], -1)
+            # data may carry more channels than this encoder reads (the ragged channel): the first ones
+            e = extra[..., : self.extra_channels].to(x.dtype)
+            x = torch.cat([x, (e - self.extra_mean) / self.extra_std], -1)
         flat = rearrange(x, "b p k c -> b p (k c)")
         return self.patch_embed(flat) + self.pos_embed(centers)
 

@@ -75,7 +75,7 @@ class RewardCS(nn.Module):
         d = cfg.dim
         self.mesh_encoder = MeshEncoder(
             d, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.faces_per_patch, cfg.in_features, cfg.pos_hidden,
-            extra_channels=int(cfg.boundary_channel), sliver_gate=cfg.sliver_gate,
+            extra_channels=int(cfg.boundary_channel) + int(cfg.ragged_channel), sliver_gate=cfg.sliver_gate,
         )
         self.text_proj = nn.Sequential(nn.Linear(self.text_encoder.dim, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(FusionBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.cross_depth))
@@ -148,7 +148,7 @@ class RewardCS(nn.Module):
     ) -> Tensor:
         """vertices (V, 3) float, faces (P, K, 3) long -> reward (), differentiable in ``vertices``.
 
-        boundary: (P, K, 1) ``patch_boundary`` of this layout when the caller keeps it (it depends on
+        boundary: (P, K, E) ``patch_boundary`` of this layout when the caller keeps it (it depends on
         the topology only); computed here otherwise, for a model with ``boundary_channel``."""
         from dreamcs.mesh import patch_boundary, patch_centers, patch_features
 
@@ -162,7 +162,9 @@ class RewardCS(nn.Module):
         feats = patch_features(v, faces_t.to(self.device))
         centers = patch_centers(v, faces_t.to(self.device))
         if self.config.boundary_channel:
-            boundary = (patch_boundary(v, faces_t) if boundary is None else boundary.to(self.device))[None]
+            if boundary is None:
+                boundary = patch_boundary(v, faces_t, ragged=self.config.ragged_channel)
+            boundary = boundary.to(self.device)[None]
         else:
             boundary = None
         return self(feats[None], centers[None], [prompt], boundary=boundary).reward[0]
