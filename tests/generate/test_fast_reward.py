@@ -351,7 +351,7 @@ def test_boundary_channel_is_computed_once_per_layout_and_matches_the_surface_pa
     import dreamcs.mesh
 
     for mod in (fast, dreamcs.mesh):  # the branch's and the model's own fallback
-        monkeypatch.setattr(mod, "patch_boundary", lambda *a: calls.append(1) or real(*a))
+        monkeypatch.setattr(mod, "patch_boundary", lambda *a, **k: calls.append(1) or real(*a, **k))
     branch = FieldRewardBranch(model, PROMPT, 16, max_change=1.0)
     with torch.no_grad():
         r = float(branch(sdf, grid.vertices, grid))
