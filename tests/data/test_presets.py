@@ -49,6 +49,7 @@ def test_full_offline_preset_is_large_enough():
 
 def test_preset_specs():
     assert preset_sources("embedded") == ["embedded"] and preset_sources("offline") == ["preset:offline"]
+    assert preset_sources("offline-realism") == ["preset:offline-realism"]
     with pytest.raises(SourceError, match="unknown preset"):
         preset_sources("nope")
     with pytest.raises(SourceError, match="unknown preset"):
