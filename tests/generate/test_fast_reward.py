@@ -337,7 +337,6 @@ def test_resume_with_the_field_reward_equals_an_uninterrupted_run(tiny_reward_di
 def test_boundary_channel_is_computed_once_per_layout_and_matches_the_surface_path(monkeypatch):
     """The boundary channel is topology: the field path keeps it with the layout instead of
     recomputing it at every step, and a fresh layout's reward still equals the surface path's."""
-    import dreamcs.generate.fast_reward as fast
     from dreamcs.reward import RewardCS, preset
 
     torch.manual_seed(0)
@@ -347,11 +346,10 @@ def test_boundary_channel_is_computed_once_per_layout_and_matches_the_surface_pa
     grid = load_tetgrid(16)
     sdf = grid.vertices[:, 1].abs() - 0.3  # a slab through the grid's walls: an open surface
     calls = []
-    real = fast.patch_boundary
-    import dreamcs.mesh
+    import dreamcs.mesh.channels as channels
 
-    for mod in (fast, dreamcs.mesh):  # the branch's and the model's own fallback
-        monkeypatch.setattr(mod, "patch_boundary", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = channels.patch_boundary  # what the branch and the model's own fallback both go through
+    monkeypatch.setattr(channels, "patch_boundary", lambda *a, **k: calls.append(1) or real(*a, **k))
     branch = FieldRewardBranch(model, PROMPT, 16, max_change=1.0)
     with torch.no_grad():
         r = float(branch(sdf, grid.vertices, grid))

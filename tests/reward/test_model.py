@@ -204,6 +204,14 @@ def test_ragged_channel_model_reads_the_second_boundary_channel():
                                    one(f, c, ["a ball"], boundary=b[None, ..., :1]).reward)
     with pytest.raises(ValueError, match="extra channel"):
         model(f, c, ["a ball"], boundary=b[None, ..., :1])  # too few channels for this model
+    # a third channel (isolation) in order: it needs the ragged one, and reward_from_vertices computes it
+    with pytest.raises(ValueError, match="ragged_channel"):
+        RewardCSConfig(boundary_channel=True, isolation_channel=True)
+    iso = RewardCS(RewardCSConfig(**MODEL_PRESETS["tiny"], boundary_channel=True, ragged_channel=True,
+                                  isolation_channel=True))
+    assert iso.config.extra_channels == 3 and iso.mesh_encoder.patch_embed[0].in_features == 64 * 13
+    with torch.no_grad():
+        assert torch.isfinite(iso.reward_from_vertices(v, pm.faces, "a ball"))
 
 
 def test_sliver_gate_quiets_the_normals_of_near_degenerate_faces():

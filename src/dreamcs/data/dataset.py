@@ -3,7 +3,7 @@
     ds = MeshPrefDataset("meshpref", split="train")
     item = ds[0]
     item["features"]  # (P, K, 10) float32, MeshMAE channel order (dreamcs.mesh.patch_features)
-    item["boundary"]  # (P, K, 2) float32: share of each face's edges on an open boundary, how much it turns
+    item["boundary"]  # (P, K, E) float32: the extra channels of dreamcs.mesh.channels (E = extra_channels, 2)
     item["centers"]   # (P, 3) float32
     item["score"], item["label"], item["prompt"], item["id"], item["object_id"], item["source"]
 
@@ -35,6 +35,8 @@ class MeshPrefDataset(Dataset):
         sources: list[str] | None = None,
     ) -> None:
         self.root = Path(root)
+        #: extra channels each item carries (``dreamcs.mesh.channels``); ``ask_extra_channels`` raises it
+        self.extra_channels = 2
         if split not in ("train", "val", "test", "all"):
             raise ValueError(f"split must be train, val, test or all, got {split!r}")
         rows = read_table(self.root)
@@ -64,7 +66,8 @@ class MeshPrefDataset(Dataset):
         return z[f"v{j}"], z[f"f{j}"]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from dreamcs.mesh import patch_boundary, patch_centers, patch_features
+        from dreamcs.mesh import patch_centers, patch_features
+        from dreamcs.mesh.channels import patch_extra_channels
 
         r = self.rows[i]
         v, f = self._arrays(r)
@@ -73,7 +76,7 @@ class MeshPrefDataset(Dataset):
         return {
             "features": patch_features(verts, faces).float(),
             "centers": patch_centers(verts, faces).float(),
-            "boundary": patch_boundary(verts, faces, ragged=True),  # (P, K, 2): a model reads what it needs
+            "boundary": patch_extra_channels(verts, faces, self.extra_channels),  # a model reads the first it needs
             "score": float(r["overall"]),
             "label": int(r["label"]),
             "prompt": r["prompt"],
@@ -121,3 +124,12 @@ class ConcatMeshPref(Dataset):
 
     def __repr__(self) -> str:
         return f"ConcatMeshPref({', '.join(repr(p) for p in self.parts)})"
+
+
+def ask_extra_channels(dataset: Any, n: int) -> None:
+    """Make ``dataset`` (a MeshPrefDataset, a ConcatMeshPref of them, or any dataset with an
+    ``extra_channels`` attribute) give at least ``n`` extra channels per item; others are left alone.
+    The third channel (isolation) costs ~20 ms an item, so datasets give two unless a model asks."""
+    for part in getattr(dataset, "parts", [dataset]):
+        if hasattr(part, "extra_channels"):
+            part.extra_channels = max(int(part.extra_channels), int(n))

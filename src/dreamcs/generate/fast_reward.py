@@ -66,7 +66,7 @@ from dreamcs.generate.layout_repair import (
     vertex_face_operator,
 )
 from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
-from dreamcs.mesh.features import patch_boundary
+from dreamcs.mesh.channels import patch_extra_channels
 
 #: Newton steps per call: one lands a vertex whose tet still holds the surface, more follow it
 #: across tets; each is capped at half a cell so that a vertex walks rather than jumps.
@@ -211,11 +211,11 @@ class _Layout:
     """A fused PatchedMesh's faces (P, K, 3), its vertices as lattice points u (V, 3) and, for a
     model that reads it, its boundary channels (P, K, 2): fixed until the next fusion."""
 
-    def __init__(self, patched: Any, u: Tensor, boundary: bool = False) -> None:
+    def __init__(self, patched: Any, u: Tensor, extra_channels: int = 0) -> None:
         self.faces = torch.from_numpy(np.asarray(patched.faces, dtype=np.int64))
-        # both channels (open share, boundary turn): a model reads the ones it was trained with
-        self.boundary = (patch_boundary(torch.as_tensor(patched.vertices, dtype=torch.float32), self.faces, ragged=True)
-                         if boundary else None)
+        # the extra channels the model reads (open share, boundary turn, isolation), at the fusion
+        self.boundary = (patch_extra_channels(torch.as_tensor(patched.vertices, dtype=torch.float32), self.faces,
+                                              extra_channels) if extra_channels else None)
         self.u, self.age = u, 0
         self.normals = self.face_normals(u.numpy())
         self.edges = np.unique(np.sort(self.faces.reshape(-1, 3).numpy()[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
@@ -325,7 +325,7 @@ class FieldRewardBranch:
         # W's rows are barycentric on one input face, which lies in one tet where Phi is affine:
         # W @ u is the lattice point of each patched vertex (W @ verts = Phi(W @ u))
         u = lattice_coordinates(edges, sdf, grid.resolution).numpy()
-        return _Layout(pm, torch.from_numpy(pm.W.astype(np.float64) @ u), self.model.config.boundary_channel)
+        return _Layout(pm, torch.from_numpy(pm.W.astype(np.float64) @ u), self.model.config.extra_channels)
 
     def __call__(self, sdf: Tensor, positions: Tensor, grid: TetGrid) -> Tensor:
         """sdf (N,), deformed vertices (N, 3) of ``grid`` (differentiable) -> reward ()."""

@@ -4,7 +4,10 @@ surface's topology and layout say, with no gradient (constants for the vertices'
 In the order a model reads them (a model with E extra channels reads the first E):
 
 0. open share: the share of each face's edges on an open boundary (``patch_boundary``);
-1. ragged turn: how far that boundary turns at the face (``patch_boundary(ragged=True)``).
+1. ragged turn: how far that boundary turns at the face (``patch_boundary(ragged=True)``);
+2. isolation: whether the face's part floats free of the rest (``patch_isolation``).
+
+``patch_extra_channels(vertices, faces, n)`` gives the first n.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor
+
+#: channels ``patch_extra_channels`` can give, in order
+N_EXTRA = 3
 
 
 @torch.no_grad()
@@ -89,3 +95,71 @@ def _weld(vertices: Tensor, faces: Tensor, weld: float) -> tuple[np.ndarray, np.
     _, ids = np.unique((q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2], return_inverse=True)
     ids = ids.reshape(-1)
     return v, ids, ids[faces.reshape(-1, 3).cpu().numpy().astype(np.int64)]
+
+
+#: a part with less than this share of the area may float; larger ones are the object
+SMALL_PART = 0.05
+#: gap (in the [-1, 1] frame, beyond twice the median edge) at which a small part reads fully isolated
+FLOAT_GAP = 0.1
+
+
+@torch.no_grad()
+def patch_isolation(vertices: Tensor, faces: Tensor, weld: float = 2e-6) -> Tensor:
+    """Per face, how far its part floats free of the object: 0 for faces of large parts and of small
+    parts that touch (or nearly touch) a large one, up to 1 for a small part FLOAT_GAP away.
+
+    Real meshes are often many parts (unwelded CAD pieces, leaves, wheels) that touch the body;
+    density-field floaters hover apart from it. A part is a connected set of faces after welding;
+    small: under ``SMALL_PART`` of the area; its gap: the least distance from its vertices to a
+    vertex of a large part (the largest part is large in any case), less twice the median edge.
+
+    Args:
+        vertices: (V, 3) float, normalised into about [-1, 1]^3. faces: (P, K, 3) long.
+
+    Returns:
+        (P, K, 1) float32 on ``vertices``' device.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    if faces.ndim != 3 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must have shape (P, K, 3), got {tuple(faces.shape)}")
+    v, ids, f = _weld(vertices, faces, weld)
+    n = int(ids.max()) + 1
+    pos = np.zeros((n, 3))
+    pos[ids] = v
+    a, b = np.r_[f[:, 0], f[:, 1]], np.r_[f[:, 1], f[:, 2]]
+    _, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    area = 0.5 * np.linalg.norm(np.cross(pos[f[:, 1]] - pos[f[:, 0]], pos[f[:, 2]] - pos[f[:, 0]]), axis=1)
+    face_comp = comp[f[:, 0]]
+    share = np.bincount(face_comp, weights=area, minlength=comp.max() + 1) / max(area.sum(), 1e-20)
+    large = share >= SMALL_PART
+    large[np.argmax(share)] = True
+    out = np.zeros(len(f), dtype=np.float32)
+    small_v = np.flatnonzero(~large[comp])
+    if len(small_v):
+        edges = np.linalg.norm(pos[f] - pos[np.roll(f, 1, axis=1)], axis=-1)
+        slack = 2.0 * float(np.median(edges))
+        d = cKDTree(pos[large[comp]]).query(pos[small_v])[0]
+        gap = np.full(len(share), np.inf)
+        np.minimum.at(gap, comp[small_v], d)
+        iso = np.clip((gap - slack) / FLOAT_GAP, 0.0, 1.0)
+        iso[large] = 0.0
+        out = iso[face_comp].astype(np.float32)
+    return torch.from_numpy(out).reshape(faces.shape[0], faces.shape[1], 1).to(vertices.device)
+
+
+def patch_extra_channels(vertices: Tensor, faces: Tensor, n: int = N_EXTRA) -> Tensor:
+    """The first ``n`` extra channels (see the module docstring) of a fused layout: faces (P, K, 3)
+    -> (P, K, n) float32 on ``vertices``' device; n = 0 gives (P, K, 0)."""
+    if not 0 <= n <= N_EXTRA:
+        raise ValueError(f"there are {N_EXTRA} extra channels, asked for {n}")
+    parts = []
+    if n >= 1:
+        parts.append(patch_boundary(vertices, faces, ragged=n >= 2))
+    if n >= 3:
+        parts.append(patch_isolation(vertices, faces))
+    if not parts:
+        return torch.zeros((*faces.shape[:2], 0), device=vertices.device)
+    return torch.cat(parts, -1)

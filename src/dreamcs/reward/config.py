@@ -37,6 +37,14 @@ class RewardCSConfig:
     """With ``boundary_channel``: also read how much the boundary turns at each open face
     (``patch_boundary(ragged=True)``): clean real meshes are open along straight cuts and creases,
     torn-out faces leave zig-zag loops, and the share of open edges alone cannot tell them apart."""
+    isolation_channel: bool = False
+    """With ``ragged_channel``: also read whether each face's part floats free of the object
+    (``dreamcs.mesh.channels.patch_isolation``): density-field floaters hover apart, real parts touch."""
+
+    @property
+    def extra_channels(self) -> int:
+        """How many of ``dreamcs.mesh.channels``' channels the model reads (the first ones)."""
+        return int(self.boundary_channel) + int(self.ragged_channel) + int(self.isolation_channel)
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256
@@ -56,6 +64,8 @@ class RewardCSConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.ragged_channel and not self.boundary_channel:
             raise ValueError("ragged_channel needs boundary_channel (it is the boundary's second channel)")
+        if self.isolation_channel and not self.ragged_channel:
+            raise ValueError("isolation_channel needs ragged_channel (the extra channels are read in order)")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

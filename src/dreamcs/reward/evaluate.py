@@ -164,6 +164,9 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
     """All metrics as a dict; with ``out_dir``, also eval.json and embeddings.png there."""
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("evaluate: the dataset split is empty")
+    from dreamcs.data.dataset import ask_extra_channels
+
+    ask_extra_channels(dataset, model.config.extra_channels)
     pred = predict(model, dataset, batch_size)
     r, y = pred["reward"], pred["label"]
     acc, n_pairs = pair_accuracy(r, y)

@@ -75,7 +75,7 @@ class RewardCS(nn.Module):
         d = cfg.dim
         self.mesh_encoder = MeshEncoder(
             d, cfg.depth, cfg.heads, cfg.mlp_ratio, cfg.dropout, cfg.faces_per_patch, cfg.in_features, cfg.pos_hidden,
-            extra_channels=int(cfg.boundary_channel) + int(cfg.ragged_channel), sliver_gate=cfg.sliver_gate,
+            extra_channels=cfg.extra_channels, sliver_gate=cfg.sliver_gate,
         )
         self.text_proj = nn.Sequential(nn.Linear(self.text_encoder.dim, d), nn.LayerNorm(d))
         self.fusion = nn.ModuleList(FusionBlock(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.cross_depth))
@@ -113,7 +113,7 @@ class RewardCS(nn.Module):
         self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None,
         boundary: Tensor | None = None,
     ) -> Tensor:
-        """features (B, P, K, 10), centers (B, P, 3), B prompts[, boundary (B, P, K, 1)] -> text-fused
+        """features (B, P, K, 10), centers (B, P, 3), B prompts[, boundary (B, P, K, E)] -> text-fused
         tokens (B, 1 + P, D), cls first. ``boundary`` is read only by a model with ``boundary_channel``."""
         if isinstance(prompts, str):
             prompts = [prompts]
@@ -132,8 +132,8 @@ class RewardCS(nn.Module):
         """features (B, P, K, 10), centers (B, P, 3), B prompts -> RewardOutput(reward (B,), embedding (B, D)).
 
         text: the prompts' ``TextEmbedding`` when precomputed (training caches them per dataset).
-        boundary: (B, P, K, 1) from ``dreamcs.mesh.patch_boundary``; required by (and only read by) a
-        model whose config has ``boundary_channel``.
+        boundary: (B, P, K, E) from ``dreamcs.mesh.channels.patch_extra_channels`` (the model reads the
+        first ``config.extra_channels``); required by (and only read by) a model with ``boundary_channel``.
         """
         x = self.fused_tokens(features, centers, prompts, text, boundary)
         pooled = self.embed_proj(torch.cat([x[:, 0], self.pool(x)], -1))
@@ -150,7 +150,8 @@ class RewardCS(nn.Module):
 
         boundary: (P, K, E) ``patch_boundary`` of this layout when the caller keeps it (it depends on
         the topology only); computed here otherwise, for a model with ``boundary_channel``."""
-        from dreamcs.mesh import patch_boundary, patch_centers, patch_features
+        from dreamcs.mesh import patch_centers, patch_features
+        from dreamcs.mesh.channels import patch_extra_channels
 
         if vertices.dim() != 2 or vertices.shape[-1] != 3:
             raise ValueError(f"vertices must be (V, 3), got {tuple(vertices.shape)}")
@@ -163,7 +164,7 @@ class RewardCS(nn.Module):
         centers = patch_centers(v, faces_t.to(self.device))
         if self.config.boundary_channel:
             if boundary is None:
-                boundary = patch_boundary(v, faces_t, ragged=self.config.ragged_channel)
+                boundary = patch_extra_channels(v, faces_t, self.config.extra_channels)
             boundary = boundary.to(self.device)[None]
         else:
             boundary = None

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dreamcs.config import config_to_dict, save_config
+from dreamcs.data.dataset import ask_extra_channels
 from dreamcs.reward.augment import augment_patches, feature_stats
 from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dreamcs.reward.config import RewardCSConfig
@@ -204,6 +205,7 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     out = Path(out_dir)
     rank, world = _dist()
     seed_everything(cfg.seed)
+    ask_extra_channels(dataset, cfg.model.extra_channels)
     check_dataset(dataset, cfg.model)
     model = RewardCS(cfg.model)
     if cfg.standardise:
