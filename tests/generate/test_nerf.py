@@ -42,8 +42,8 @@ def test_uniform_density_alpha_matches_beer_lambert() -> None:
 def test_orientation_loss_penalises_normals_facing_away() -> None:
     solid = AnalyticField(lambda p: 40 * torch.sigmoid((0.5 - p.norm(dim=-1)) * 20), n_samples=96, occupancy=False)
     hollow = AnalyticField(lambda p: 40 * torch.sigmoid((p.norm(dim=-1) - 0.5) * 20), n_samples=96, occupancy=False)
-    o_solid = float(render_volume(solid, FRONT, 24, shading="textureless")["orient"])
-    o_hollow = float(render_volume(hollow, FRONT, 24, shading="textureless")["orient"])
+    o_solid = float(render_volume(solid, FRONT, 24, shading="textureless")["orient"].detach())
+    o_hollow = float(render_volume(hollow, FRONT, 24, shading="textureless")["orient"].detach())
     assert o_hollow > 0.1 and o_solid < 0.05 * o_hollow
 
 
