@@ -94,3 +94,44 @@ def test_pretrain_on_a_built_dataset_folder(tmp_path):
     assert not torch.allclose(std, torch.ones(10))
     with pytest.raises(ValueError, match="no meshes"):
         DatasetMeshes(root, ("test",))
+
+
+def test_pretrain_reads_the_boundary_channels_of_the_trained_presets(tmp_path):
+    """The shipped presets read two extra channels (open share, ragged turn); pre-training must feed
+    them (and set their standardisation) so that ``reward train --init`` starts from a fitting encoder."""
+    import numpy as np
+    import trimesh
+    from reward_helpers import mesh_core, write_tiny_dataset
+
+    from dreamcs.mesh.channels import patch_extra_channels
+    from dreamcs.reward.augment import feature_stats
+    from dreamcs.reward.pretrain import DatasetMeshes, MeshFolderDataset
+
+    mesh_core()
+    model_cfg = preset("tiny", faces_per_patch=8, text_encoder="hash:16", boundary_channel=True, ragged_channel=True)
+    root = write_tiny_dataset(tmp_path / "ds")
+    data = DatasetMeshes(root)
+    assert "boundary" not in data[0]  # the channels come once a model asks for them
+    pretrain(_cfg(model=model_cfg, steps=2, checkpoint_every=2), data, tmp_path / "pre0")
+    z = np.load(root / "shards" / data.rows[0]["shard"])
+    j = data.rows[0]["shard_index"]
+    want = patch_extra_channels(torch.from_numpy(z[f"v{j}"]).float(), torch.from_numpy(z[f"f{j}"]).long(), 2)
+    assert data[0]["boundary"].shape == (8, 8, 2) and torch.allclose(data[0]["boundary"], want)
+
+    folder = tmp_path / "open"  # open meshes, so the channels vary and their stats are not the defaults
+    folder.mkdir()
+    for i, cut in enumerate((0.0, 0.3, -0.2)):
+        m = trimesh.creation.icosphere(subdivisions=3)
+        m.update_faces(m.triangles_center[:, 1] < cut)
+        m.export(folder / f"open{i}.obj")
+    meshes = MeshFolderDataset(folder, faces_per_patch=8, n_patches=8)
+    pretrain(_cfg(model=model_cfg, steps=4, checkpoint_every=4), meshes, tmp_path / "pre")
+    stats = feature_stats(meshes, 512, 0, extra_key="boundary")
+    assert stats.extra_mean[0] > 0  # open boundaries seen
+    model = RewardCS(model_cfg)
+    assert load_init(model, tmp_path / "pre") > 0  # the encoder fits the model that reads the channels
+    assert torch.equal(model.mesh_encoder.extra_mean, stats.extra_mean)
+    assert torch.equal(model.mesh_encoder.extra_std, stats.extra_std)
+    item = meshes[0]
+    with pytest.raises(ValueError, match="extra channel"):  # features without the channels are refused
+        MeshMAE(_cfg(model=model_cfg))(item["features"][None], item["centers"][None])

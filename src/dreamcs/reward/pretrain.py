@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from dreamcs.config import save_config
+from dreamcs.data.dataset import ask_extra_channels
 from dreamcs.reward.augment import feature_stats
 from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dreamcs.reward.config import RewardCSConfig
@@ -70,8 +71,10 @@ class MeshMAE(nn.Module):
         super().__init__()
         m = cfg.model
         self.mask_ratio = cfg.mask_ratio
+        # built as RewardCS builds it (extra channels, sliver gate), so that `reward train --init` fits
         self.mesh_encoder = MeshEncoder(m.dim, m.depth, m.heads, m.mlp_ratio, m.dropout, m.faces_per_patch,
-                                        m.in_features, m.pos_hidden)
+                                        m.in_features, m.pos_hidden, extra_channels=m.extra_channels,
+                                        sliver_gate=m.sliver_gate)
         dd = cfg.decoder_dim
         self.enc_norm = nn.LayerNorm(m.dim)
         self.decoder_embed = nn.Linear(m.dim, dd)
@@ -82,14 +85,17 @@ class MeshMAE(nn.Module):
         self.decoder_norm = nn.LayerNorm(dd)
         self.predict = nn.Linear(dd, m.faces_per_patch * m.in_features)
 
-    def forward(self, features: Tensor, centers: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """features (B, P, K, C), centers (B, P, 3) -> the masked-patch reconstruction loss ()."""
+    def forward(self, features: Tensor, centers: Tensor, generator: torch.Generator | None = None,
+                extra: Tensor | None = None) -> Tensor:
+        """features (B, P, K, C), centers (B, P, 3), extra (B, P, K, E) when the encoder reads extra
+        channels (``dreamcs.mesh.channels``; input only: the targets are the C face features)
+        -> the masked-patch reconstruction loss ()."""
         b, p = features.shape[:2]
         n_keep = max(1, min(p - 1, round(p * (1 - self.mask_ratio))))
         noise = torch.rand(b, p, generator=generator).to(features.device)
         order = noise.argsort(1)
         keep, hidden = order[:, :n_keep], order[:, n_keep:]
-        tokens = self.mesh_encoder.embed(features, centers)
+        tokens = self.mesh_encoder.embed(features, centers, extra)
         visible = torch.gather(tokens, 1, keep[..., None].expand(-1, -1, tokens.shape[-1]))
         enc = self.enc_norm(self.mesh_encoder.run(visible))
         dec_vis = self.decoder_embed(enc[:, 1:])
@@ -117,7 +123,9 @@ def pretrain(cfg: PretrainConfig, dataset: Dataset, out_dir: str | os.PathLike, 
     if n == 0:
         raise ValueError("pretrain: no meshes in the input")
     mae = MeshMAE(cfg)
-    feature_stats(dataset, 512, cfg.seed).apply(mae.mesh_encoder)
+    n_extra = cfg.model.extra_channels
+    ask_extra_channels(dataset, n_extra)  # the trained presets read the boundary channels too
+    feature_stats(dataset, 512, cfg.seed, extra_key="boundary" if n_extra else None).apply(mae.mesh_encoder)
     mae.to(cfg.device)
     opt = torch.optim.AdamW(mae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -140,7 +148,8 @@ def pretrain(cfg: PretrainConfig, dataset: Dataset, out_dir: str | os.PathLike, 
             g = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step) % (2**63))
             idx = torch.randint(0, n, (cfg.batch_size,), generator=g).tolist()
             b = collate([_with_defaults(dataset[i]) for i in idx])
-            loss = mae(b["features"].to(cfg.device), b["centers"].to(cfg.device), generator=g)
+            extra = b["boundary"].to(cfg.device) if n_extra else None
+            loss = mae(b["features"].to(cfg.device), b["centers"].to(cfg.device), generator=g, extra=extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(mae.parameters(), cfg.grad_clip)
@@ -168,7 +177,8 @@ def _with_defaults(item: dict[str, Any]) -> dict[str, Any]:
 
 class MeshFolderDataset(Dataset):
     """Unlabelled meshes from a folder: prepared ``.npz`` PatchedMeshes and/or mesh files (loaded,
-    normalised and fused once, kept in memory). Items: features (P, K, 10), centers (P, 3)."""
+    normalised and fused once, kept in memory). Items: features (P, K, 10), centers (P, 3), and
+    boundary (P, K, E) with ``extra_channels`` E > 0 (set by ``pretrain`` from the model)."""
 
     def __init__(self, root: str | os.PathLike, faces_per_patch: int = 64, n_patches: int = 256) -> None:
         from dreamcs.mesh import MESH_EXTENSIONS
@@ -181,13 +191,15 @@ class MeshFolderDataset(Dataset):
         if not self.files:
             raise ValueError(f"{self.root}: no mesh files ({', '.join(sorted(exts))}) found")
         self.k, self.p = faces_per_patch, n_patches
+        self.extra_channels = 0
         self._cache: dict[int, dict[str, Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        if i not in self._cache:
+        cached = self._cache.get(i)
+        if cached is None or cached.get("boundary", torch.empty(0, 0, 0)).shape[-1] < self.extra_channels:
             from dreamcs.mesh import PatchedMesh, patch_centers, patch_features
             from dreamcs.reward.model import to_patched
 
@@ -196,13 +208,15 @@ class MeshFolderDataset(Dataset):
             v = torch.as_tensor(pm.vertices, dtype=torch.float32)
             faces = torch.as_tensor(pm.faces, dtype=torch.long)
             with torch.no_grad():
-                self._cache[i] = {"features": patch_features(v, faces), "centers": patch_centers(v, faces)}
+                self._cache[i] = {"features": patch_features(v, faces), "centers": patch_centers(v, faces),
+                                  **_extra(v, faces, self.extra_channels)}
         return {**self._cache[i], "id": self.files[i].stem}
 
 
 class DatasetMeshes(Dataset):
     """Every stored mesh of a built MeshPref dataset folder, labelled or not (the middle band too),
-    from the chosen splits. Items: features (P, K, 10), centers (P, 3), id.
+    from the chosen splits. Items: features (P, K, 10), centers (P, 3), id, and boundary (P, K, E)
+    with ``extra_channels`` E > 0 (set by ``pretrain`` from the model).
 
     splits: which splits' meshes to use; the default keeps val/test geometry out of pre-training.
     """
@@ -223,6 +237,7 @@ class DatasetMeshes(Dataset):
         if not self.rows:
             raise ValueError(f"{self.root}: no meshes in split(s) {', '.join(splits)}")
         self._open: tuple[str, Any] | None = None
+        self.extra_channels = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -239,4 +254,14 @@ class DatasetMeshes(Dataset):
         v = torch.from_numpy(np.asarray(z[f"v{j}"], dtype=np.float32))
         f = torch.from_numpy(np.asarray(z[f"f{j}"], dtype=np.int64))
         with torch.no_grad():
-            return {"features": patch_features(v, f), "centers": patch_centers(v, f), "id": r["id"]}
+            return {"features": patch_features(v, f), "centers": patch_centers(v, f), "id": r["id"],
+                    **_extra(v, f, self.extra_channels)}
+
+
+def _extra(vertices: Tensor, faces: Tensor, n: int) -> dict[str, Tensor]:
+    """{"boundary": (P, K, n)} extra channels of a fused layout, or {} for n = 0."""
+    if n <= 0:
+        return {}
+    from dreamcs.mesh.channels import patch_extra_channels
+
+    return {"boundary": patch_extra_channels(vertices, faces, n)}
