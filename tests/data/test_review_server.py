@@ -213,7 +213,9 @@ def test_cli_review_serves_until_interrupted(built_copy):
     first = review_queue(read_table(built_copy))[0]  # the CLI's default seed and strata
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"), os.environ.get("PYTHONPATH", "")])}
     p = subprocess.Popen([sys.executable, "-m", "dreamcs.cli", "data", "review", str(built_copy), "--port", "0", "--no-browser",
-                          "--reviewer", "ann b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                          "--reviewer", "ann b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                         # started with SIGINT ignored (as a script's background job is): Ctrl-C must still stop it
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = p.stdout.readline()
         m = re.search(r"serving (http://127\.0\.0\.1:\d+)/\?reviewer=ann%20b", line)

@@ -231,6 +231,11 @@ def review_cmd(
         import webbrowser
 
         webbrowser.open(url)
+    import signal
+
+    # Ctrl-C must stop it even when started where SIGINT is ignored (a script's background job, a
+    # test runner's child): Python installs no KeyboardInterrupt handler then
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
