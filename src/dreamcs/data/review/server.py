@@ -210,13 +210,6 @@ def make_handler(app: ReviewApp) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class _ReviewServer(ThreadingHTTPServer):
-    # No bookkeeping of handler threads (they are daemons; answers live in the app, flushed by its
-    # close): with it, a Ctrl-C landing while the accept loop holds that list's lock could leave
-    # the lock held and server_close() waiting on it forever (seen once in CI under load).
-    block_on_close = False
-
-
 def make_server(app: ReviewApp, port: int = 8765, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """A server bound to ``host:port`` (port 0: any free port); call ``serve_forever`` on it."""
-    return _ReviewServer((host, port), make_handler(app))
+    return ThreadingHTTPServer((host, port), make_handler(app))
