@@ -83,6 +83,9 @@ class MeshPrefDataset(Dataset):
             "id": r["id"],
             "object_id": r["object_id"],
             "source": r["source"],
+            # what the mesh shows; a wrong-prompt item's prompt is another object's caption
+            "caption": str(r.get("caption") or ""),
+            "alignment": float("nan") if r.get("alignment") is None else float(r["alignment"]),
         }
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen shards themselves

@@ -45,6 +45,12 @@ class RewardCSConfig:
     def extra_channels(self) -> int:
         """How many of ``dreamcs.mesh.channels``' channels the model reads (the first ones)."""
         return int(self.boundary_channel) + int(self.ragged_channel) + int(self.isolation_channel)
+    text_match: bool = False
+    """Add a CLIP-style agreement term to the reward: ``match_scale * cos(W_m cls, W_t pooled prompt)``
+    between the mesh encoder's cls token (before fusion) and the prompt's pooled vector. The
+    cross-attention path starts with a vanishing gradient w.r.t. the prompt (products of small
+    projections), and training on labels that the geometry alone predicts leaves it there: the
+    shipped model's reward moves by ~0.1 whatever the prompt. This term's gradient does not vanish."""
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256

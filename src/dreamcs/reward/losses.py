@@ -10,6 +10,9 @@
                    tau -> inf is plain logistic ERM, tau -> 0 the worst item.
     bradley_terry  paired: -log sigmoid(r_p - r_d) over same-prompt pairs (Reward3D's)
 
+Any of them plus ``lambda_swap`` * the prompt-swap term (``prompt_swap_loss``): each mesh whose prompt
+fits it should score higher with its own prompt than with another object's (in-batch negatives).
+
 r: rewards (B,), z: unit embeddings (B, D). The divergence terms use the cross-pair median
 bandwidth (``cs_divergence``) and are taken over every rank's embeddings under DDP.
 """
@@ -42,6 +45,23 @@ def dro_loss(reward: Tensor, label: Tensor, threshold: float, tau: float) -> Ten
         if len(li):
             parts.append(tau * (torch.logsumexp(li / tau, 0) - math.log(len(li))))
     return torch.stack(parts).mean()
+
+
+def swap_partners(pooled: Tensor, objects: list[str], max_cos: float, generator: torch.Generator) -> Tensor:
+    """pooled (B, E) prompt vectors, B object ids -> (B,) the index of another batch item whose prompt
+    is about something else (another object, prompt cosine < max_cos), drawn at random; -1 where none."""
+    z = F.normalize(pooled.float(), dim=-1)
+    ok = (z @ z.T < max_cos) & torch.tensor([[a != b for b in objects] for a in objects], dtype=torch.bool)
+    pick = torch.rand(ok.shape, generator=generator).masked_fill(~ok, -1.0).argmax(1)
+    return torch.where(ok.any(1), pick, torch.full_like(pick, -1))
+
+
+def prompt_swap_loss(reward: Tensor, swapped: Tensor, eligible: Tensor) -> Tensor:
+    """reward (B,) with the own prompts, swapped (B,) with the partners', eligible (B,) bool ->
+    mean over eligible items of -log sigmoid(r_own - r_swapped); 0 when none is eligible."""
+    if not bool(eligible.any()):
+        return reward.sum() * 0.0
+    return -F.logsigmoid(reward[eligible] - swapped[eligible]).mean()
 
 
 def compute_loss(out_reward: Tensor, embedding: Tensor, batch: dict[str, Any], cfg: Any) -> tuple[Tensor, dict[str, float]]:

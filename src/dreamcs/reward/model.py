@@ -57,10 +57,12 @@ def resolve_model_dir(directory: str | os.PathLike) -> Path:
 
 @dataclass
 class RewardOutput:
-    """reward (B,): the scalar score; embedding (B, D): L2-normalised fused embedding."""
+    """reward (B,): the scalar score; embedding (B, D): L2-normalised fused embedding; swapped (B,):
+    the reward of the same meshes read with other prompts, when ``forward`` was given ``swap_text``."""
 
     reward: Tensor
     embedding: Tensor
+    swapped: Tensor | None = None
 
 
 class RewardCS(nn.Module):
@@ -83,6 +85,10 @@ class RewardCS(nn.Module):
         self.pool = AttentionPool(d, cfg.heads)
         self.embed_proj = nn.Linear(2 * d, d)
         self.head = nn.Sequential(nn.Linear(d, cfg.head_hidden), nn.GELU(), nn.Linear(cfg.head_hidden, 1))
+        if cfg.text_match:
+            self.match_mesh = nn.Linear(d, d)
+            self.match_text = nn.Linear(self.text_encoder.dim, d)
+            self.match_scale = nn.Parameter(torch.tensor(1.0))
         self.apply(_init_weights)
         nn.init.constant_(self.head[-1].bias, cfg.reward_bias)
 
@@ -115,32 +121,52 @@ class RewardCS(nn.Module):
     ) -> Tensor:
         """features (B, P, K, 10), centers (B, P, 3), B prompts[, boundary (B, P, K, E)] -> text-fused
         tokens (B, 1 + P, D), cls first. ``boundary`` is read only by a model with ``boundary_channel``."""
-        if isinstance(prompts, str):
-            prompts = [prompts]
+        prompts = self._check_prompts(prompts, features)
+        x = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
+        return self._fuse(x, *self.encode_text(prompts, text))
+
+    @staticmethod
+    def _check_prompts(prompts: list[str] | str, features: Tensor) -> list[str]:
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if len(prompts) != features.shape[0]:
             raise ValueError(f"got {len(prompts)} prompts for a batch of {features.shape[0]} meshes")
-        x = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
-        ctx, mask = self.encode_text(prompts, text)
+        return prompts
+
+    def _fuse(self, x: Tensor, ctx: Tensor, mask: Tensor) -> Tensor:
+        """mesh tokens (B, 1 + P, D), text tokens (B, L, D) + mask -> fused, normed tokens (B, 1 + P, D)."""
         for blk in self.fusion:
             x = blk(x, ctx, mask)
         return self.norm(x)
 
     def forward(
         self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None,
-        boundary: Tensor | None = None,
+        boundary: Tensor | None = None, swap_text: TextEmbedding | None = None,
     ) -> RewardOutput:
         """features (B, P, K, 10), centers (B, P, 3), B prompts -> RewardOutput(reward (B,), embedding (B, D)).
 
         text: the prompts' ``TextEmbedding`` when precomputed (training caches them per dataset).
         boundary: (B, P, K, E) from ``dreamcs.mesh.channels.patch_extra_channels`` (the model reads the
         first ``config.extra_channels``); required by (and only read by) a model with ``boundary_channel``.
+        swap_text: other prompts' ``TextEmbedding`` (B rows): also return the meshes' reward under them.
         """
-        x = self.fused_tokens(features, centers, prompts, text, boundary)
+        prompts = self._check_prompts(prompts, features)
+        tokens = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
+        reward, embedding = self._head(tokens, (text or self.text_encoder.encode(prompts)).to(self.device))
+        # the mesh is encoded once and read again with other prompts (training's prompt-swap term)
+        swapped = None if swap_text is None else self._head(tokens, swap_text.to(self.device))[0]
+        return RewardOutput(reward=reward, embedding=embedding, swapped=swapped)
+
+    def _head(self, tokens: Tensor, text: TextEmbedding) -> tuple[Tensor, Tensor]:
+        """mesh tokens (B, 1 + P, D), the prompts' TextEmbedding -> reward (B,), unit embedding (B, D)."""
+        x = self._fuse(tokens, self.text_proj(text.tokens), text.mask)
         pooled = self.embed_proj(torch.cat([x[:, 0], self.pool(x)], -1))
         embedding = F.normalize(pooled, dim=-1)
         # The head reads the unit embedding scaled to unit-variance entries (entries are ~1/sqrt(D)).
         reward = self.head(embedding * math.sqrt(self.config.dim)).squeeze(-1)
-        return RewardOutput(reward=reward, embedding=embedding)
+        if self.config.text_match:
+            agree = F.cosine_similarity(self.match_mesh(tokens[:, 0]), self.match_text(text.pooled), dim=-1)
+            reward = reward + self.match_scale * agree
+        return reward, embedding
 
     # -- mesh entry points ------------------------------------------------------------------------
     def reward_from_vertices(

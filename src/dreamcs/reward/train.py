@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from dreamcs.config import config_to_dict, save_config
@@ -32,7 +33,7 @@ from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_c
 from dreamcs.reward.config import RewardCSConfig
 from dreamcs.reward.distributed import dist_info as _dist
 from dreamcs.reward.distributed import gather_across_ranks, init_distributed
-from dreamcs.reward.losses import LOSS_TYPES, compute_loss
+from dreamcs.reward.losses import LOSS_TYPES, compute_loss, prompt_swap_loss, swap_partners
 from dreamcs.reward.model import RewardCS
 from dreamcs.reward.sampler import BalancedBatchSampler, PairedBatchSampler
 from dreamcs.reward.text_bank import TextBank
@@ -56,6 +57,13 @@ class TrainConfig:
     """dro: the reward that separates the classes (between the labels' 3.5 and 4 score cuts)."""
     dro_tau: float = 1.0
     """dro: temperature of the per-class log-sum-exp (large: plain mean, small: worst item)."""
+    lambda_swap: float = 0.0
+    """Weight of the prompt-swap term: each mesh whose prompt fits it (see ``prompt_fits``), clean or
+    damaged, should score higher with its prompt than with another object's from the batch
+    (-log sigmoid of the difference). Wrong-prompt items alone are too few for the text path to learn
+    which shapes a prompt names; this gives every item a wrong prompt."""
+    swap_max_cos: float = 0.7
+    """A swap partner's prompt must have a pooled-text cosine below this with the item's own."""
     sigma: float | None = None
     """Kernel bandwidth of D_CS / MMD; None: the median cross-class distance per batch."""
     standardise: bool = True
@@ -111,10 +119,25 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "score": torch.tensor([float(it["score"]) for it in items], dtype=torch.float32),
         "label": torch.tensor([int(it["label"]) for it in items], dtype=torch.long),
         "prompt": [str(it["prompt"]) for it in items],
+        # the prompt-swap term's: which object each item shows, and whether its prompt names it
+        "object_id": [str(it.get("object_id", it.get("id", i))) for i, it in enumerate(items)],
+        "prompt_fits": torch.tensor([prompt_fits(it) for it in items], dtype=torch.bool),
         # (B, P, K, 1), when every item carries it (MeshPrefDataset's do)
         "boundary": (torch.stack([torch.as_tensor(it["boundary"], dtype=torch.float32) for it in items])
                      if all("boundary" in it for it in items) else None),
     }
+
+
+def prompt_fits(item: dict[str, Any]) -> bool:
+    """Whether an item's prompt describes its mesh: the prompt is the mesh's caption when the item
+    has one (a wrong-prompt item's is another object's), else alignment >= 4, else it is preferred."""
+    caption = item.get("caption")
+    if isinstance(caption, str) and caption:
+        return str(item["prompt"]) == caption
+    align = item.get("alignment")
+    if align is not None and not math.isnan(float(align)):
+        return float(align) >= 4.0
+    return int(item["label"]) == 1
 
 
 def dataset_column(dataset: Dataset, key: str) -> list[Any]:
@@ -253,10 +276,18 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
             feats, cents = augment_patches(batch["features"], batch["centers"], torch.Generator().manual_seed(step_seed),
                                            cfg.augment_rotate_y, cfg.augment_scale)
             bnd = batch.get("boundary")
-            o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=bank.embed(batch["prompt"]),
-                    boundary=None if bnd is None else bnd.to(cfg.device))
+            text = bank.embed(batch["prompt"])
+            swap_text, eligible = _swap_batch(batch, text, bank, cfg, step_seed) if cfg.lambda_swap > 0 else (None, None)
+            o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=text,
+                    boundary=None if bnd is None else bnd.to(cfg.device), swap_text=swap_text)
             batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
             loss, logs = compute_loss(o.reward, o.embedding, batch, cfg)
+            if o.swapped is not None:
+                eligible = eligible.to(cfg.device)
+                swap = prompt_swap_loss(o.reward, o.swapped, eligible)
+                wins = (o.reward > o.swapped)[eligible].float()
+                logs.update(loss_swap=float(swap.detach()), swap_acc=float(wins.mean()) if len(wins) else float("nan"))
+                loss = loss + cfg.lambda_swap * swap
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -281,6 +312,15 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
         model.save_pretrained(out)
         atomic_write_text(out / "train_config.json", json.dumps(config_to_dict(cfg)))
     return model.eval()
+
+
+def _swap_batch(batch: dict[str, Any], text: Any, bank: TextBank, cfg: TrainConfig, seed: int) -> tuple[Any, Tensor]:
+    """The prompt-swap term's inputs: the partners' TextEmbedding (B rows; an item without a partner
+    keeps its own prompt) and which items count (a partner, and a prompt that fits the mesh)."""
+    partner = swap_partners(text.pooled, batch["object_id"], cfg.swap_max_cos, torch.Generator().manual_seed(seed + 1))
+    prompts = batch["prompt"]
+    swap_text = bank.embed([prompts[j] if j >= 0 else p for p, j in zip(prompts, partner.tolist(), strict=True)])
+    return swap_text, (partner >= 0) & batch["prompt_fits"]
 
 
 def _batches(dataset: Dataset, sampler: Any, start: int, cfg: TrainConfig) -> Any:
