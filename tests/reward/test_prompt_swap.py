@@ -6,6 +6,7 @@ import pytest
 import torch
 from reward_helpers import random_batch, tiny_model, tiny_train_config
 
+from dreamcs.reward.evaluate import prompt_agreement
 from dreamcs.reward.losses import prompt_swap_loss, swap_partners
 from dreamcs.reward.train import prompt_fits, train
 from dreamcs.utils import read_jsonl
@@ -83,8 +84,11 @@ def test_swap_term_ties_prompts_to_shapes(tmp_path):
     logs = read_jsonl(tmp_path / "swap" / "metrics.jsonl")
     assert all("loss_swap" in r for r in logs) and logs[-1]["loss_swap"] < 0.5 * logs[0]["loss_swap"]
     assert _own_prompt_wins(with_swap, data) >= 0.9  # damaged (dispreferred) meshes too
+    agree, pairs = prompt_agreement(with_swap, data, others=1)
+    assert agree >= 0.9 and pairs == 16  # the 16 preferred items, each against the other prompt
     without = train(tiny_train_config(**kw), data, tmp_path / "plain")
     assert _own_prompt_wins(without, data) < 0.8
+    assert prompt_agreement(without, data, others=1)[0] < 0.8
     assert "loss_swap" not in read_jsonl(tmp_path / "plain" / "metrics.jsonl")[-1]
 
 

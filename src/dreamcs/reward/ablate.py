@@ -24,10 +24,10 @@ from dreamcs.reward.losses import LOSS_TYPES
 from dreamcs.reward.train import TrainConfig
 from dreamcs.utils import atomic_write_text
 
-METRICS = ("pair_accuracy", "roc_auc", "same_prompt_pair_accuracy", "d_cs", "spearman")
+METRICS = ("pair_accuracy", "roc_auc", "same_prompt_pair_accuracy", "prompt_agreement", "d_cs", "spearman")
 """Reported per run and summarised per objective (names as in ``evaluate``)."""
 LABELS = {"pair_accuracy": "accuracy", "roc_auc": "ROC-AUC", "same_prompt_pair_accuracy": "same-prompt acc.",
-          "d_cs": "D_CS", "spearman": "Spearman"}
+          "prompt_agreement": "prompt agreement", "d_cs": "D_CS", "spearman": "Spearman"}
 
 
 def run_name(loss_type: str, seed: int) -> str:

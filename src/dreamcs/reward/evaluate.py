@@ -160,6 +160,55 @@ def per_kind_auc(reward: np.ndarray, label: np.ndarray, ids: list[str]) -> dict[
     return out
 
 
+@torch.no_grad()
+def prompt_agreement(model: RewardCS, dataset: Dataset, max_items: int = 128, others: int = 8, seed: int = 0,
+                     batch_size: int = 32) -> tuple[float, int]:
+    """How often the reward knows what a prompt names: over preferred items whose prompt is their
+    caption (at most ``max_items``, a seeded subset), the share of (item, other prompt) pairs where
+    the mesh scores higher with its own prompt than with ``others`` other objects' prompts from the
+    same set. Returns (share or nan, number of pairs); nan when fewer than two distinct prompts."""
+    from dreamcs.reward.train import prompt_fits
+
+    rows = getattr(dataset, "rows", None)
+    n = len(dataset)  # type: ignore[arg-type]
+    if isinstance(rows, list) and len(rows) == n and rows and "caption" in rows[0]:
+        idx = [i for i, r in enumerate(rows) if int(r["label"]) == 1 and prompt_fits(r)]
+    else:  # no cheap table: read the items (featurises each)
+        idx = [i for i in range(n) if int(dataset[i]["label"]) == 1 and prompt_fits(dataset[i])]
+    rng = np.random.default_rng(seed)
+    if len(idx) > max_items:
+        idx = sorted(rng.choice(idx, size=max_items, replace=False).tolist())
+    items = [dataset[i] for i in idx]
+    prompts = [str(it["prompt"]) for it in items]
+    if len(set(prompts)) < 2:
+        return float("nan"), 0
+    # each item's others: prompts of other items that differ from its own
+    choices = [[q for q in dict.fromkeys(prompts) if q != p] for p in prompts]
+    picks = [[c[j] for j in rng.permutation(len(c))[:others]] for c in choices]
+    was = model.training
+    model.eval()
+    wins, total = 0, 0
+    try:
+        for s in range(0, len(items), batch_size):
+            b = collate(items[s : s + batch_size])
+            bnd = b.get("boundary")
+            args = (b["features"].to(model.device), b["centers"].to(model.device), b["prompt"])
+            kw = {"boundary": None if bnd is None else bnd.to(model.device)}
+            own = model(*args, **kw).reward
+            chunk = picks[s : s + batch_size]
+            for k in range(others):
+                sel = [i for i, pk in enumerate(chunk) if k < len(pk)]
+                if not sel:
+                    break
+                other = [pk[k] if k < len(pk) else p for p, pk in zip(b["prompt"], chunk, strict=True)]
+                r_other = model(*args, **kw, swap_text=model.text_encoder.encode(other)).swapped
+                wins += int((own[sel] > r_other[sel]).sum())
+                total += len(sel)
+    finally:
+        model.train(was)
+    return (wins / total if total else float("nan")), total
+
+
 def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict[str, Any]:
     """All metrics as a dict; with ``out_dir``, also eval.json and embeddings.png there."""
     if len(dataset) == 0:  # type: ignore[arg-type]
@@ -181,6 +230,7 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
         "reward_mean_preferred": float(r[y == 1].mean()) if (y == 1).any() else float("nan"),
         "reward_mean_dispreferred": float(r[y == 0].mean()) if (y == 0).any() else float("nan"),
     }
+    metrics["prompt_agreement"], metrics["n_prompt_pairs"] = prompt_agreement(model, dataset, batch_size=batch_size)
     kinds = per_kind_auc(r, y, pred["id"])
     if kinds:
         metrics["per_kind_roc_auc"] = {k: v["roc_auc"] for k, v in kinds.items()}
