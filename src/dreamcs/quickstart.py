@@ -116,6 +116,7 @@ def _dataset(cfg: QuickstartConfig, out: Path, console: Console) -> Path:
 def _reward(cfg: QuickstartConfig, data: Path, out: Path, console: Console) -> tuple[Path, dict[str, Any]]:
     from dreamcs.data import MeshPrefDataset
     from dreamcs.reward import RewardCS, preset
+    from dreamcs.reward.config import TRAIN_PRESETS
     from dreamcs.reward.evaluate import evaluate
     from dreamcs.reward.train import TrainConfig, train
 
@@ -128,7 +129,7 @@ def _reward(cfg: QuickstartConfig, data: Path, out: Path, console: Console) -> t
         tcfg = TrainConfig(
             model=preset(cfg.reward_preset), steps=cfg.reward_steps, batch_size=cfg.reward_batch_size,
             warmup_steps=max(1, cfg.reward_steps // 10), checkpoint_every=max(1, cfg.reward_steps // 4),
-            seed=cfg.seed,
+            seed=cfg.seed, lambda_swap=TRAIN_PRESETS.get(cfg.reward_preset, {}).get("lambda_swap", 0.0),
         )
         model = train(tcfg, MeshPrefDataset(data, split="train"), run, resume=True)
     test = MeshPrefDataset(data, split="test")

@@ -81,8 +81,10 @@ class RewardCSConfig:
 #: 0.814 with the sliver gate too, whose reward also moves 5x less under 1e-5 vertex jitter; with
 #: the ragged channel as well, seeds 0-2: val 0.814/0.818/0.780, held-out real meshes
 #: 0.673/0.671/0.635 against 0.638/0.642/0.656 without; the isolation channel is measured, not in:
-#: val 0.798, held-out 0.649, seed 0)
-_ROBUST = dict(boundary_channel=True, sliver_gate=0.1, ragged_channel=True)
+#: val 0.798, held-out 0.649, seed 0). text_match goes with the prompt-swap term (TrainConfig.lambda_swap):
+#: seeds 0-2, val 0.869/0.870/0.861 (0.820/0.818/0.780 without), prompt agreement on held-out real
+#: meshes 0.56/0.58/0.63 (0.53/0.46/0.47 without), held-out AUC 0.640/0.633/0.623 (0.644/0.659/0.635)
+_ROBUST = dict(boundary_channel=True, sliver_gate=0.1, ragged_channel=True, text_match=True)
 
 PRESETS: dict[str, dict[str, Any]] = {
     # for the CPU
@@ -100,7 +102,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # `reward train --preset cpu`: 8,000 meshes (about one epoch of 5-10k items). Measured 2.3 meshes/s
     # (batch 32, 2 threads) on a 2-core CPU shared at load ~8, i.e. 58 min there; an idle 2-core CPU
     # should take ~15-30 min. Check meshes_per_s in metrics.jsonl and scale steps to the machine.
-    "cpu": dict(steps=250, batch_size=32, lr=5e-4, warmup_steps=20, checkpoint_every=50),
+    "cpu": dict(steps=250, batch_size=32, lr=5e-4, warmup_steps=20, checkpoint_every=50, lambda_swap=1.0),
+    "small": dict(lambda_swap=1.0),
+    "base": dict(lambda_swap=1.0),
 }
 """TrainConfig defaults that go with a model preset in ``reward train/ablate --preset``."""
 
