@@ -42,6 +42,9 @@ def test_swapped_reward_equals_reading_the_mesh_with_the_other_prompts():
         plain = model(f, c, own)
     assert torch.allclose(out.swapped, direct.reward, atol=1e-5)
     assert torch.allclose(out.reward, plain.reward, atol=1e-6) and plain.swapped is None
+    with torch.no_grad():  # one mesh encoding read with several prompt sets
+        both = model.rewards_for_texts(f, c, [model.text_encoder.encode(own), model.text_encoder.encode(other)])
+    assert both.shape == (2, 3) and torch.allclose(both, torch.stack([plain.reward, direct.reward]), atol=1e-5)
 
 
 class ShapeNamedData(torch.utils.data.Dataset):

@@ -161,52 +161,48 @@ def per_kind_auc(reward: np.ndarray, label: np.ndarray, ids: list[str]) -> dict[
 
 
 @torch.no_grad()
+def _clean_and_fits(item: dict[str, Any]) -> bool:
+    from dreamcs.reward.train import prompt_fits
+
+    return int(item["label"]) == 1 and prompt_fits(item)
+
+
 def prompt_agreement(model: RewardCS, dataset: Dataset, max_items: int = 128, others: int = 8, seed: int = 0,
                      batch_size: int = 32) -> tuple[float, int]:
     """How often the reward knows what a prompt names: over preferred items whose prompt is their
     caption (at most ``max_items``, a seeded subset), the share of (item, other prompt) pairs where
     the mesh scores higher with its own prompt than with ``others`` other objects' prompts from the
     same set. Returns (share or nan, number of pairs); nan when fewer than two distinct prompts."""
-    from dreamcs.reward.train import prompt_fits
-
-    rows = getattr(dataset, "rows", None)
     n = len(dataset)  # type: ignore[arg-type]
-    if isinstance(rows, list) and len(rows) == n and rows and "caption" in rows[0]:
-        idx = [i for i, r in enumerate(rows) if int(r["label"]) == 1 and prompt_fits(r)]
-    else:  # no cheap table: read the items (featurises each)
-        idx = [i for i in range(n) if int(dataset[i]["label"]) == 1 and prompt_fits(dataset[i])]
+    rows = getattr(dataset, "rows", None)
+    meta = rows if isinstance(rows, list) and len(rows) == n else None  # else read (featurise) each item once
+    idx = [i for i in range(n) if _clean_and_fits(meta[i] if meta else dataset[i])]
     rng = np.random.default_rng(seed)
     if len(idx) > max_items:
         idx = sorted(rng.choice(idx, size=max_items, replace=False).tolist())
     items = [dataset[i] for i in idx]
     prompts = [str(it["prompt"]) for it in items]
-    if len(set(prompts)) < 2:
+    distinct = list(dict.fromkeys(prompts))
+    k = min(others, len(distinct) - 1)  # every item has len(distinct) - 1 others to draw from
+    if k < 1:
         return float("nan"), 0
-    # each item's others: prompts of other items that differ from its own
-    choices = [[q for q in dict.fromkeys(prompts) if q != p] for p in prompts]
-    picks = [[c[j] for j in rng.permutation(len(c))[:others]] for c in choices]
+    picks = [[q for q in distinct if q != p] for p in prompts]
+    picks = [[c[j] for j in rng.permutation(len(c))[:k]] for c in picks]
     was = model.training
     model.eval()
-    wins, total = 0, 0
+    wins = 0
     try:
         for s in range(0, len(items), batch_size):
             b = collate(items[s : s + batch_size])
+            texts = [model.text_encoder.encode(b["prompt"])]
+            texts += [model.text_encoder.encode([pk[j] for pk in picks[s : s + batch_size]]) for j in range(k)]
             bnd = b.get("boundary")
-            args = (b["features"].to(model.device), b["centers"].to(model.device), b["prompt"])
-            kw = {"boundary": None if bnd is None else bnd.to(model.device)}
-            own = model(*args, **kw).reward
-            chunk = picks[s : s + batch_size]
-            for k in range(others):
-                sel = [i for i, pk in enumerate(chunk) if k < len(pk)]
-                if not sel:
-                    break
-                other = [pk[k] if k < len(pk) else p for p, pk in zip(b["prompt"], chunk, strict=True)]
-                r_other = model(*args, **kw, swap_text=model.text_encoder.encode(other)).swapped
-                wins += int((own[sel] > r_other[sel]).sum())
-                total += len(sel)
+            r = model.rewards_for_texts(b["features"].to(model.device), b["centers"].to(model.device), texts,
+                                        None if bnd is None else bnd.to(model.device))
+            wins += int((r[0] > r[1:]).sum())
     finally:
         model.train(was)
-    return (wins / total if total else float("nan")), total
+    return wins / (k * len(items)), k * len(items)
 
 
 def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | None = None, batch_size: int = 32) -> dict[str, Any]:

@@ -112,8 +112,12 @@ class RewardCS(nn.Module):
 
         text: the prompts' encoder output when already computed (e.g. by a ``TextBank``).
         """
-        emb = (text or self.text_encoder.encode(list(prompts))).to(self.device)
+        emb = self._text(prompts, text)
         return self.text_proj(emb.tokens), emb.mask
+
+    def _text(self, prompts: list[str], text: TextEmbedding | None) -> TextEmbedding:
+        """The prompts' encoder output on the model's device (``text`` when already computed)."""
+        return (text or self.text_encoder.encode(list(prompts))).to(self.device)
 
     def fused_tokens(
         self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None,
@@ -151,10 +155,18 @@ class RewardCS(nn.Module):
         """
         prompts = self._check_prompts(prompts, features)
         tokens = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
-        reward, embedding = self._head(tokens, (text or self.text_encoder.encode(prompts)).to(self.device))
+        reward, embedding = self._head(tokens, self._text(prompts, text))
         # the mesh is encoded once and read again with other prompts (training's prompt-swap term)
         swapped = None if swap_text is None else self._head(tokens, swap_text.to(self.device))[0]
         return RewardOutput(reward=reward, embedding=embedding, swapped=swapped)
+
+    def rewards_for_texts(
+        self, features: Tensor, centers: Tensor, texts: list[TextEmbedding], boundary: Tensor | None = None
+    ) -> Tensor:
+        """features (B, P, K, 10), centers (B, P, 3), T prompt sets (each B rows) -> rewards (T, B): the
+        meshes encoded once and read with each set (e.g. their own prompts and other objects')."""
+        tokens = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
+        return torch.stack([self._head(tokens, t.to(self.device))[0] for t in texts])
 
     def _head(self, tokens: Tensor, text: TextEmbedding) -> tuple[Tensor, Tensor]:
         """mesh tokens (B, 1 + P, D), the prompts' TextEmbedding -> reward (B,), unit embedding (B, D)."""
