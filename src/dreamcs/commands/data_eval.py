@@ -1,5 +1,6 @@
-"""`dreamcs data validation` and `dreamcs data teacher-eval`: the held-out real-mesh set and how well
-the geometric scorer (the teacher that labels the training sets) separates it."""
+"""`dreamcs data validation`, `dreamcs data teacher-eval` and `dreamcs data teacher-figures`: the
+held-out real-mesh set, how well the geometric scorer (the teacher) separates it, and the teacher's
+per-figure reading of a built set as training targets."""
 
 from __future__ import annotations
 
@@ -61,7 +62,24 @@ def teacher_eval_cmd(
     Console(width=120).print(t)
 
 
+def teacher_figures_cmd(
+    dataset: Path = typer.Argument(..., help="A built MeshPref folder (e.g. `dreamcs data build --preset offline`)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes."),
+) -> None:
+    """Write the teacher's penalty ramps of every item (teacher_figures.parquet) for `lambda_teacher`."""
+    from dreamcs.data.teacher_figures import TEACHER_FIGURES, write_teacher_figures
+
+    try:
+        path = write_teacher_figures(dataset, workers=workers)
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    failures = dataset / "teacher_figures.failures.jsonl"
+    note = f"; items that failed: {failures}" if failures.is_file() else ""
+    typer.echo(f"{path}: {len(TEACHER_FIGURES)} figures per item ({', '.join(TEACHER_FIGURES)}){note}")
+
+
 def add_commands(app: typer.Typer) -> None:
     """Register these commands on the ``dreamcs data`` app."""
     app.command("validation")(validation_cmd)
     app.command("teacher-eval")(teacher_eval_cmd)
+    app.command("teacher-figures")(teacher_figures_cmd)

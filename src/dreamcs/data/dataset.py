@@ -6,6 +6,8 @@
     item["boundary"]  # (P, K, E) float32: the extra channels of dreamcs.mesh.channels (E = extra_channels, 2)
     item["centers"]   # (P, 3) float32
     item["score"], item["label"], item["prompt"], item["id"], item["object_id"], item["source"]
+    item["teacher_figures"]  # (12,) float32, only when the folder has teacher_figures.parquet
+                             # (dreamcs.data.teacher_figures; NaN for an item it could not score)
 
 Only labelled rows are served (label 1 preferred, 0 dispreferred); the middle band is not. Features
 are computed from the stored patched mesh on access; shards are opened lazily and the last one kept
@@ -20,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset
 
 from dreamcs.data.store import read_table
@@ -46,6 +49,10 @@ class MeshPrefDataset(Dataset):
         ]
         self.split = split
         self._open: tuple[str, Any] | None = None
+        from dreamcs.data.teacher_figures import read_teacher_figures
+
+        #: the geometric teacher's penalty ramps per item id, when the folder has them
+        self.teacher_figures = read_teacher_figures(self.root)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -86,7 +93,15 @@ class MeshPrefDataset(Dataset):
             # what the mesh shows; a wrong-prompt item's prompt is another object's caption
             "caption": str(r.get("caption") or ""),
             "alignment": float("nan") if r.get("alignment") is None else float(r["alignment"]),
+            **self._teacher_target(r["id"]),
         }
+
+    def _teacher_target(self, item_id: str) -> dict[str, Tensor]:
+        if self.teacher_figures is None:
+            return {}
+        n = len(next(iter(self.teacher_figures.values()), ()))
+        t = self.teacher_figures.get(str(item_id))
+        return {"teacher_figures": torch.tensor(t) if t is not None else torch.full((n,), float("nan"))}
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen shards themselves
         d = dict(self.__dict__)

@@ -1,0 +1,67 @@
+"""`dreamcs data teacher-figures`: the teacher's per-figure reading of a built set, resumable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+import dreamcs.data.teacher_figures as tf
+from dreamcs.data.dataset import MeshPrefDataset
+from dreamcs.data.scorers.geometric import GeometricScorer
+from dreamcs.data.store import read_table
+from dreamcs.utils import read_jsonl
+
+
+def test_ramps_read_what_the_scorer_penalises():
+    scorer = GeometricScorer()
+    sphere = trimesh.creation.icosphere(4)
+    torn = sphere.copy()
+    rng = np.random.default_rng(0)
+    torn.update_faces(rng.random(len(torn.faces)) > 0.15)  # faces torn out: ragged holes
+    clean, damaged = tf.penalty_ramps(scorer.figures(sphere)), tf.penalty_ramps(scorer.figures(torn))
+    assert list(clean) == tf.TEACHER_FIGURES and len(tf.TEACHER_FIGURES) == 12
+    assert all(0.0 <= v <= 1.0 for v in [*clean.values(), *damaged.values()])
+    assert clean["ragged_holes"] == 0.0 and damaged["ragged_holes"] > 0.5
+
+
+def test_every_item_gets_targets_and_a_rerun_resumes(built_copy, monkeypatch):
+    out = tf.write_teacher_figures(built_copy, workers=1, chunk=3)
+    ids = {str(r["id"]) for r in read_table(built_copy) if r.get("mesh_path")}
+    figs = tf.read_teacher_figures(built_copy)
+    assert out.name == tf.FILENAME and set(figs) == ids
+    assert all(v.shape == (12,) and np.all((v >= 0) & (v <= 1)) for v in figs.values())
+    # what the trainer sees: each labelled item carries its row
+    ds = MeshPrefDataset(built_copy, split="all")
+    item = ds[0]
+    assert np.allclose(item["teacher_figures"].numpy(), figs[item["id"]])
+    # a killed job keeps its finished chunks: a rerun scores only what is missing
+    partial = built_copy / "teacher_figures.partial.jsonl"
+    lines = partial.read_text().splitlines()
+    partial.write_text("\n".join(lines[:2]) + "\n" + lines[2][:10])  # two rows and a torn third
+    (built_copy / tf.FILENAME).unlink()
+    scored = []
+    real = tf._score_chunk
+    monkeypatch.setattr(tf, "_score_chunk", lambda root, rows: scored.extend(rows) or real(root, rows))
+    tf.write_teacher_figures(built_copy, workers=1, chunk=3)
+    assert len(scored) == len(ids) - 2
+    assert set(tf.read_teacher_figures(built_copy)) == ids
+
+
+def test_a_broken_mesh_is_named_and_skipped(built_copy):
+    rows = [r for r in read_table(built_copy) if r.get("mesh_path")]
+    bad = built_copy / rows[0]["mesh_path"]
+    bad.write_bytes(b"not a mesh")
+    tf.write_teacher_figures(built_copy)
+    fails = read_jsonl(built_copy / "teacher_figures.failures.jsonl")
+    assert [f["id"] for f in fails] == [str(rows[0]["id"])] and rows[0]["mesh_path"] in fails[0]["error"]
+    assert str(rows[0]["id"]) not in tf.read_teacher_figures(built_copy)
+
+
+def test_a_file_with_other_figures_is_refused(built_copy):
+    import pandas as pd
+
+    pd.DataFrame({"id": ["a"], "jagged": [0.0]}).to_parquet(built_copy / tf.FILENAME)
+    with pytest.raises(ValueError, match="ragged_boundary"):
+        tf.read_teacher_figures(built_copy)
+    assert tf.read_teacher_figures(built_copy, names=["jagged"]) == {"a": pytest.approx(np.zeros(1))}
