@@ -51,6 +51,16 @@ class RewardCSConfig:
     cross-attention path starts with a vanishing gradient w.r.t. the prompt (products of small
     projections), and training on labels that the geometry alone predicts leaves it there: the
     shipped model's reward moves by ~0.1 whatever the prompt. This term's gradient does not vanish."""
+    teacher_figures: int = 0
+    """> 0: a training-only head that predicts this many of the geometric teacher's penalty ramps
+    (``dreamcs.data.teacher_figures``) from the mesh encoder's tokens, before any text; the reward
+    does not read it unless ``figure_weight`` > 0. 0: no head (and no such weights in the checkpoint)."""
+    figure_weight: float = 0.0
+    """With ``teacher_figures``: the reward is ``(1 - w) * learned + w * teacher score`` where the
+    teacher score is 5 minus the figure head's weighed penalties (``RewardCS.teacher_score``). The
+    learned head ranks meshes like its training data; the figure head reads real objects it has
+    never seen more like the teacher does (docs/reward-teacher.md). Training's objectives read the
+    learned reward alone whatever w is, so w can be changed after training."""
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256
@@ -63,6 +73,8 @@ class RewardCSConfig:
     """Prompt tokens kept by the text encoder."""
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.figure_weight <= 1.0 or (self.figure_weight > 0 and self.teacher_figures < 1):
+            raise ValueError(f"figure_weight must be in [0, 1] and needs teacher_figures > 0, got {self.figure_weight}")
         if self.dim % self.heads != 0:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         for name in ("dim", "depth", "heads", "faces_per_patch", "in_features"):

@@ -64,6 +64,15 @@ def prompt_swap_loss(reward: Tensor, swapped: Tensor, eligible: Tensor) -> Tenso
     return -F.logsigmoid(reward[eligible] - swapped[eligible]).mean()
 
 
+def teacher_figure_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Binary cross-entropy of the figure head's logits (B, T) against the teacher's ramps (B, T) in
+    [0, 1] (soft targets); rows with any NaN (items the teacher could not score) are left out."""
+    keep = torch.isfinite(target).all(-1)
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[keep], target[keep].to(logits.dtype))
+
+
 def compute_loss(out_reward: Tensor, embedding: Tensor, batch: dict[str, Any], cfg: Any) -> tuple[Tensor, dict[str, float]]:
     """The loss of ``cfg.loss_type`` (a ``TrainConfig``) and its parts for logging.
 

@@ -57,12 +57,17 @@ def resolve_model_dir(directory: str | os.PathLike) -> Path:
 
 @dataclass
 class RewardOutput:
-    """reward (B,): the scalar score; embedding (B, D): L2-normalised fused embedding; swapped (B,):
-    the reward of the same meshes read with other prompts, when ``forward`` was given ``swap_text``."""
+    """reward (B,): the scalar score (with ``figure_weight`` > 0, the learned head's reward mixed with
+    the teacher-figure score); embedding (B, D): L2-normalised fused embedding; learned (B,): the
+    learned head's reward alone (what training's objectives read); swapped (B,): the learned head's
+    reward of the same meshes read with other prompts, when ``forward`` was given ``swap_text``;
+    teacher_figures (B, T): logits of the teacher's penalty ramps, for a model with ``teacher_figures``."""
 
     reward: Tensor
     embedding: Tensor
     swapped: Tensor | None = None
+    teacher_figures: Tensor | None = None
+    learned: Tensor | None = None
 
 
 class RewardCS(nn.Module):
@@ -89,6 +94,12 @@ class RewardCS(nn.Module):
             self.match_mesh = nn.Linear(d, d)
             self.match_text = nn.Linear(self.text_encoder.dim, d)
             self.match_scale = nn.Parameter(torch.tensor(1.0))
+        if cfg.teacher_figures:
+            # reads the mesh tokens before the text: what the teacher sees is geometry only
+            self.figure_head = nn.Sequential(nn.LayerNorm(2 * d), nn.Linear(2 * d, cfg.teacher_figures))
+            weights, groups = _teacher_weights(cfg.teacher_figures)
+            self.register_buffer("figure_weights", weights)
+            self.register_buffer("figure_groups", groups)
         self.apply(_init_weights)
         nn.init.constant_(self.head[-1].bias, cfg.reward_bias)
 
@@ -158,7 +169,9 @@ class RewardCS(nn.Module):
         reward, embedding = self._head(tokens, self._text(prompts, text))
         # the mesh is encoded once and read again with other prompts (training's prompt-swap term)
         swapped = None if swap_text is None else self._head(tokens, swap_text.to(self.device))[0]
-        return RewardOutput(reward=reward, embedding=embedding, swapped=swapped)
+        figures = self._figures(tokens)
+        return RewardOutput(reward=self._mix(reward, figures), embedding=embedding, swapped=swapped,
+                            teacher_figures=figures, learned=reward)
 
     def rewards_for_texts(
         self, features: Tensor, centers: Tensor, texts: list[TextEmbedding], boundary: Tensor | None = None
@@ -166,7 +179,30 @@ class RewardCS(nn.Module):
         """features (B, P, K, 10), centers (B, P, 3), T prompt sets (each B rows) -> rewards (T, B): the
         meshes encoded once and read with each set (e.g. their own prompts and other objects')."""
         tokens = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
-        return torch.stack([self._head(tokens, t.to(self.device))[0] for t in texts])
+        figures = self._figures(tokens)
+        return torch.stack([self._mix(self._head(tokens, t.to(self.device))[0], figures) for t in texts])
+
+    def _figures(self, tokens: Tensor) -> Tensor | None:
+        """mesh tokens (B, 1 + P, D) -> the figure head's logits (B, T), before any text; None without a head."""
+        if not self.config.teacher_figures:
+            return None
+        return self.figure_head(torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], -1))
+
+    def teacher_score(self, figures: Tensor) -> Tensor:
+        """Figure logits (B, T) -> the geometric teacher's score as the head reads it (B,), in (0, 5]:
+        like the scorer, the mean over its groups (realism, fidelity) of 5 minus the group's weighed
+        penalty ramps (``figure_weights``, the scorer's weights); a softplus in place of the scorer's
+        clip at 0 keeps a gradient on badly damaged meshes."""
+        pen = torch.sigmoid(figures) * self.figure_weights
+        n = int(self.figure_groups.max()) + 1
+        per_group = torch.zeros(*pen.shape[:-1], n, dtype=pen.dtype, device=pen.device).index_add_(-1, self.figure_groups, pen)
+        return F.softplus(5.0 - per_group, beta=2.0).clamp_max(5.0).mean(-1)
+
+    def _mix(self, learned: Tensor, figures: Tensor | None) -> Tensor:
+        w = self.config.figure_weight
+        if w == 0 or figures is None:
+            return learned
+        return (1.0 - w) * learned + w * self.teacher_score(figures)
 
     def _head(self, tokens: Tensor, text: TextEmbedding) -> tuple[Tensor, Tensor]:
         """mesh tokens (B, 1 + P, D), the prompts' TextEmbedding -> reward (B,), unit embedding (B, D)."""
@@ -280,6 +316,21 @@ class RewardCS(nn.Module):
         except RuntimeError as e:
             raise ValueError(f"{d / WEIGHTS_NAME}: weights do not fit {d / CONFIG_NAME} ({str(e)[:300]})") from e
         return model.to(device).eval()
+
+
+def _teacher_weights(n: int) -> tuple[Tensor, Tensor]:
+    """The geometric scorer's penalty weights (n,) of its ``n`` figures (``TEACHER_FIGURES`` order) and
+    their groups (n,) (0 realism, 1 fidelity); ones and one group when ``n`` is not that list's length."""
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig
+    from dreamcs.data.teacher_figures import teacher_figure_names
+
+    cfg = GeometricScorerConfig()
+    names = teacher_figure_names(cfg)
+    if len(names) != n:
+        return torch.ones(n), torch.zeros(n, dtype=torch.long)
+    ramps = {**cfg.realism, **cfg.fidelity}
+    return (torch.tensor([float(ramps[k][2]) for k in names]),
+            torch.tensor([int(k not in cfg.realism) for k in names], dtype=torch.long))
 
 
 def _init_weights(m: nn.Module) -> None:

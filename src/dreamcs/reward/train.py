@@ -28,12 +28,19 @@ from torch.utils.data import Dataset
 
 from dreamcs.config import config_to_dict, save_config
 from dreamcs.data.dataset import ask_extra_channels
+from dreamcs.data.teacher_figures import check_teacher_targets
 from dreamcs.reward.augment import augment_patches, feature_stats
 from dreamcs.reward.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from dreamcs.reward.config import RewardCSConfig
 from dreamcs.reward.distributed import dist_info as _dist
 from dreamcs.reward.distributed import gather_across_ranks, init_distributed
-from dreamcs.reward.losses import LOSS_TYPES, compute_loss, prompt_swap_loss, swap_partners
+from dreamcs.reward.losses import (
+    LOSS_TYPES,
+    compute_loss,
+    prompt_swap_loss,
+    swap_partners,
+    teacher_figure_loss,
+)
 from dreamcs.reward.model import RewardCS
 from dreamcs.reward.sampler import BalancedBatchSampler, PairedBatchSampler
 from dreamcs.reward.text_bank import TextBank
@@ -64,6 +71,10 @@ class TrainConfig:
     which shapes a prompt names; this gives every item a wrong prompt."""
     swap_max_cos: float = 0.7
     """A swap partner's prompt must have a pooled-text cosine below this with the item's own."""
+    lambda_teacher: float = 0.0
+    """Weight of the teacher-figure term: the model's figure head (``model.teacher_figures`` > 0)
+    predicts the geometric teacher's penalty ramps of each item (``dreamcs data teacher-figures``),
+    a multi-task target that shapes the mesh encoder; 0: off."""
     sigma: float | None = None
     """Kernel bandwidth of D_CS / MMD; None: the median cross-class distance per batch."""
     standardise: bool = True
@@ -106,6 +117,8 @@ class TrainConfig:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if self.steps < 1 or self.batch_size < 2:
             raise ValueError(f"need steps >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+        if self.lambda_teacher > 0 and self.model.teacher_figures < 1:
+            raise ValueError("lambda_teacher > 0 needs a figure head: set model.teacher_figures (e.g. 12)")
         if self.dro_tau <= 0 or not 0 <= self.augment_scale < 1:
             raise ValueError(f"need dro_tau > 0 and 0 <= augment_scale < 1, got {self.dro_tau}, {self.augment_scale}")
 
@@ -125,7 +138,17 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         # (B, P, K, 1), when every item carries it (MeshPrefDataset's do)
         "boundary": (torch.stack([torch.as_tensor(it["boundary"], dtype=torch.float32) for it in items])
                      if all("boundary" in it for it in items) else None),
+        "teacher_figures": _stack_teacher_figures(items),
     }
+
+
+def _stack_teacher_figures(items: list[dict[str, Any]]) -> Tensor | None:
+    """(B, T) teacher targets when any item has them (NaN rows for those without); else None."""
+    have = [it["teacher_figures"] for it in items if "teacher_figures" in it]
+    if not have:
+        return None
+    nan = torch.full_like(torch.as_tensor(have[0], dtype=torch.float32), float("nan"))
+    return torch.stack([torch.as_tensor(it.get("teacher_figures", nan), dtype=torch.float32) for it in items])
 
 
 def prompt_fits(item: dict[str, Any]) -> bool:
@@ -230,6 +253,8 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
     seed_everything(cfg.seed)
     ask_extra_channels(dataset, cfg.model.extra_channels)
     check_dataset(dataset, cfg.model)
+    if cfg.lambda_teacher > 0:
+        check_teacher_targets(dataset, cfg.model.teacher_figures)
     model = RewardCS(cfg.model)
     if cfg.standardise:
         extra = "boundary" if cfg.model.boundary_channel else None
@@ -281,13 +306,18 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
             o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=text,
                     boundary=None if bnd is None else bnd.to(cfg.device), swap_text=swap_text)
             batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
-            loss, logs = compute_loss(o.reward, o.embedding, batch, cfg)
+            learned = o.reward if o.learned is None else o.learned  # a figure-weighted reward is mixed after training
+            loss, logs = compute_loss(learned, o.embedding, batch, cfg)
             if o.swapped is not None:
                 eligible = eligible.to(cfg.device)
-                swap = prompt_swap_loss(o.reward, o.swapped, eligible)
-                wins = (o.reward > o.swapped)[eligible].float()
+                swap = prompt_swap_loss(learned, o.swapped, eligible)
+                wins = (learned > o.swapped)[eligible].float()
                 logs.update(loss_swap=float(swap.detach()), swap_acc=float(wins.mean()) if len(wins) else float("nan"))
                 loss = loss + cfg.lambda_swap * swap
+            if cfg.lambda_teacher > 0 and o.teacher_figures is not None and batch["teacher_figures"] is not None:
+                fig_loss = teacher_figure_loss(o.teacher_figures, batch["teacher_figures"].to(cfg.device))
+                logs.update(loss_teacher=float(fig_loss.detach()))
+                loss = loss + cfg.lambda_teacher * fig_loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
