@@ -95,7 +95,9 @@ class RewardCSConfig:
 #: 0.673/0.671/0.635 against 0.638/0.642/0.656 without; the isolation channel is measured, not in:
 #: val 0.798, held-out 0.649, seed 0). text_match goes with the prompt-swap term (TrainConfig.lambda_swap):
 #: seeds 0-2, val 0.869/0.870/0.861 (0.820/0.818/0.780 without), prompt agreement on held-out real
-#: meshes 0.56/0.58/0.63 (0.53/0.46/0.47 without), held-out AUC 0.640/0.633/0.623 (0.644/0.659/0.635)
+#: meshes 0.56/0.58/0.63 (0.53/0.46/0.47 without), held-out AUC 0.640/0.633/0.623 (0.644/0.659/0.635).
+#: The teacher-figure head (teacher_figures, figure_weight) is not in the presets: it needs the data's
+#: teacher_figures.parquet and lambda_teacher (docs/reward-teacher.md; the shipped model has it).
 _ROBUST = dict(boundary_channel=True, sliver_gate=0.1, ragged_channel=True, text_match=True)
 
 PRESETS: dict[str, dict[str, Any]] = {
