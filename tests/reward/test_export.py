@@ -39,6 +39,18 @@ def test_export_float16_loads_as_embedded(tmp_path, monkeypatch):
     assert resolve_reward_dir("embedded") == ship
 
 
+def test_export_keeps_the_figure_head_and_its_groups(tmp_path):
+    from safetensors.torch import load_file
+
+    model = tiny_model(seed=1, teacher_figures=12, figure_weight=0.5).eval()
+    model.save_pretrained(tmp_path / "run")
+    export_model(tmp_path / "run", tmp_path / "out")
+    w = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert w["figure_groups"].dtype == torch.long and w["figure_head.1.weight"].dtype == torch.float16
+    again = RewardCS.from_pretrained(tmp_path / "out")
+    assert torch.equal(again.figure_groups, model.figure_groups) and again.config.figure_weight == 0.5
+
+
 def test_export_refuses_oversized_weights(tmp_path, monkeypatch):
     tiny_model().save_pretrained(tmp_path / "run")
     monkeypatch.setattr(export_mod, "MAX_SHIPPED_BYTES", 1000)

@@ -32,7 +32,9 @@ def export_model(ckpt: str | os.PathLike, out_dir: str | os.PathLike, dtype: str
     if dtype not in ("float16", "float32"):
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     model = RewardCS.from_pretrained(ckpt)
-    state = {k: v.detach().cpu().to(getattr(torch, dtype)).contiguous() for k, v in model.state_dict().items()}
+    # integer buffers (the figure head's groups) keep their type
+    state = {k: (v.detach().cpu().to(getattr(torch, dtype)) if v.is_floating_point() else v.detach().cpu()).contiguous()
+             for k, v in model.state_dict().items()}
     # feature statistics stay float32: they divide the raw inputs
     for k in ("mesh_encoder.feature_mean", "mesh_encoder.feature_std", "mesh_encoder.area_scale"):
         state[k] = model.state_dict()[k].detach().cpu().float().contiguous()
