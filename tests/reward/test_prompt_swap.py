@@ -122,3 +122,13 @@ def test_prompt_fits_reads_caption_then_alignment_then_label():
     assert not prompt_fits({"prompt": "a cup", "alignment": 1.0, "label": 1})
     assert prompt_fits({"prompt": "a cup", "alignment": float("nan"), "label": 1})
     assert not prompt_fits({"prompt": "a cup", "label": 0})
+
+
+def test_prompt_agreement_builds_no_graph(monkeypatch):
+    """It only reads the model: no autograd graph (evaluate() runs it outside no_grad)."""
+    model = tiny_model(text_match=True)
+    seen = []
+    real = model.rewards_for_texts
+    monkeypatch.setattr(model, "rewards_for_texts", lambda *a, **k: seen.append(torch.is_grad_enabled()) or real(*a, **k))
+    agree, pairs = prompt_agreement(model, ShapeNamedData(), others=1)
+    assert pairs == 16 and seen and not any(seen)

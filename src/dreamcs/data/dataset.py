@@ -53,6 +53,7 @@ class MeshPrefDataset(Dataset):
 
         #: the geometric teacher's penalty ramps per item id, when the folder has them
         self.teacher_figures = read_teacher_figures(self.root)
+        self._n_figures = len(next(iter(self.teacher_figures.values()), ())) if self.teacher_figures else 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -99,9 +100,8 @@ class MeshPrefDataset(Dataset):
     def _teacher_target(self, item_id: str) -> dict[str, Tensor]:
         if self.teacher_figures is None:
             return {}
-        n = len(next(iter(self.teacher_figures.values()), ()))
         t = self.teacher_figures.get(str(item_id))
-        return {"teacher_figures": torch.tensor(t) if t is not None else torch.full((n,), float("nan"))}
+        return {"teacher_figures": torch.tensor(t) if t is not None else torch.full((self._n_figures,), float("nan"))}
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen shards themselves
         d = dict(self.__dict__)

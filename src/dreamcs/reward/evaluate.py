@@ -160,13 +160,13 @@ def per_kind_auc(reward: np.ndarray, label: np.ndarray, ids: list[str]) -> dict[
     return out
 
 
-@torch.no_grad()
 def _clean_and_fits(item: dict[str, Any]) -> bool:
     from dreamcs.reward.train import prompt_fits
 
     return int(item["label"]) == 1 and prompt_fits(item)
 
 
+@torch.no_grad()
 def prompt_agreement(model: RewardCS, dataset: Dataset, max_items: int = 128, others: int = 8, seed: int = 0,
                      batch_size: int = 32) -> tuple[float, int]:
     """How often the reward knows what a prompt names: over preferred items whose prompt is their

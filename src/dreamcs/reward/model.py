@@ -194,9 +194,10 @@ class RewardCS(nn.Module):
         penalty ramps (``figure_weights``, the scorer's weights); a softplus in place of the scorer's
         clip at 0 keeps a gradient on badly damaged meshes."""
         pen = torch.sigmoid(figures) * self.figure_weights
-        n = int(self.figure_groups.max()) + 1
-        per_group = torch.zeros(*pen.shape[:-1], n, dtype=pen.dtype, device=pen.device).index_add_(-1, self.figure_groups, pen)
-        return F.softplus(5.0 - per_group, beta=2.0).clamp_max(5.0).mean(-1)
+        # T group slots, the empty ones masked out: no device-to-host read of the group count per call
+        per_group = torch.zeros_like(pen).index_add_(-1, self.figure_groups, pen)
+        used = torch.zeros_like(self.figure_weights).index_add_(0, self.figure_groups, torch.ones_like(self.figure_weights)) > 0
+        return (F.softplus(5.0 - per_group, beta=2.0).clamp_max(5.0) * used).sum(-1) / used.sum()
 
     def _mix(self, learned: Tensor, figures: Tensor | None) -> Tensor:
         w = self.config.figure_weight

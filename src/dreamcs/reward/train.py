@@ -306,7 +306,7 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
             o = net(feats.to(cfg.device), cents.to(cfg.device), batch["prompt"], text=text,
                     boundary=None if bnd is None else bnd.to(cfg.device), swap_text=swap_text)
             batch = {**batch, "score": batch["score"].to(cfg.device), "label": batch["label"].to(cfg.device)}
-            learned = o.reward if o.learned is None else o.learned  # a figure-weighted reward is mixed after training
+            learned = o.learned  # the objectives read the learned head; a figure-weighted reward mixes in after training
             loss, logs = compute_loss(learned, o.embedding, batch, cfg)
             if o.swapped is not None:
                 eligible = eligible.to(cfg.device)
@@ -314,7 +314,7 @@ def train(cfg: TrainConfig, dataset: Dataset, out_dir: str | os.PathLike, resume
                 wins = (learned > o.swapped)[eligible].float()
                 logs.update(loss_swap=float(swap.detach()), swap_acc=float(wins.mean()) if len(wins) else float("nan"))
                 loss = loss + cfg.lambda_swap * swap
-            if cfg.lambda_teacher > 0 and o.teacher_figures is not None and batch["teacher_figures"] is not None:
+            if cfg.lambda_teacher > 0:  # the config checked the head, check_teacher_targets the targets
                 fig_loss = teacher_figure_loss(o.teacher_figures, batch["teacher_figures"].to(cfg.device))
                 logs.update(loss_teacher=float(fig_loss.detach()))
                 loss = loss + cfg.lambda_teacher * fig_loss
