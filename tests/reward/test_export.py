@@ -67,6 +67,8 @@ def test_cli_and_generation_say_the_shipped_model_is_missing(tmp_path, monkeypat
     mesh.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     r = runner.invoke(app, ["reward", "score", "--ckpt", "embedded", str(mesh), "a chair"])
     assert r.exit_code == 2 and "shipped reward model is missing" in r.output
+    r = runner.invoke(app, ["reward", "score", str(mesh), "a chair"])  # no --ckpt: the shipped one
+    assert r.exit_code == 2 and "shipped reward model is missing" in r.output
     from dreamcs.generate.pipeline import resolve_reward_dir
 
     with pytest.raises(FileNotFoundError, match="shipped reward model is missing"):

@@ -94,7 +94,8 @@ def train(
 
 @reward_app.command("eval")
 def evaluate(
-    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder, RewardCS model folder, or `embedded` (the shipped one)."),
+    ckpt: Path = typer.Option(Path("embedded"), "--ckpt", help="A run folder, RewardCS model folder, or `embedded` "
+                              "(the shipped one, the default)."),
     data: Path = typer.Option(..., "--data", help="A MeshPref dataset folder."),
     split: str = typer.Option("test", "--split"),
     out: Path = typer.Option(None, "--out", "-o", help="Where eval.json and embeddings.png go (default CKPT/eval_SPLIT)."),
@@ -136,7 +137,8 @@ def _model(ckpt: Path, device: str) -> Any:
 def score(
     mesh: Path = typer.Argument(..., help="A mesh file (obj, ply, glb, ...) or a prepared .npz."),
     prompt: str = typer.Argument(..., help="The text prompt."),
-    ckpt: Path = typer.Option(..., "--ckpt", help="A run folder, RewardCS model folder, or `embedded` (the shipped one)."),
+    ckpt: Path = typer.Option(Path("embedded"), "--ckpt", help="A run folder, RewardCS model folder, or `embedded` "
+                              "(the shipped one, the default)."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Print the reward of MESH for PROMPT."""
