@@ -159,10 +159,10 @@ def _check_prior(cfg: QuickstartConfig) -> None:
     per-run failure inside the study would hide it; a random prior would make meaningless shapes)."""
     from dreamcs.config import load_config
     from dreamcs.generate.config import GenerateConfig, resolve_config_path
-    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
+    from dreamcs.generate.guidance.pixel import prior_dir
 
     g = load_config(GenerateConfig, resolve_config_path(cfg.generate_config), list(cfg.generate_overrides)).guidance
-    root = Path(g.pretrained) if g.pretrained else DEFAULT_PRIOR
+    root = prior_dir(g.pretrained)
     if g.name == "embedded" and not (root / "prior.yaml").is_file():
         raise FileNotFoundError(f"{root}: no embedded prior (train one with `dreamcs prior train`)")
 

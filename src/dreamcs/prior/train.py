@@ -145,9 +145,9 @@ def load_init_weights(unet: nn.Module, source: str) -> Path:
     a folder without a UNet, or one of other widths, is a clear error naming it."""
     from safetensors.torch import load_file
 
-    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
+    from dreamcs.generate.guidance.pixel import prior_dir
 
-    folder = DEFAULT_PRIOR if source == "embedded" else Path(source)
+    folder = prior_dir(source)
     files = sorted((folder / "unet").glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"prior init_from={source}: no unet/*.safetensors in {folder}")

@@ -41,7 +41,7 @@ class GuidanceConfig:
     name: str = "tiny"
     """Registry name: ``tiny``, ``embedded``, ``stable-diffusion``, ``mvdream``, ``deepfloyd-if``."""
     pretrained: str | None = None
-    """A local folder or hub id (``stable-diffusion``), or the prior folder (``embedded``; default: the shipped one)."""
+    """A local folder or hub id (``stable-diffusion``), or the prior folder (``embedded``; default, or ``embedded``: the shipped one)."""
     guidance_scale: float = 100.0
     """Classifier-free guidance scale s (DreamFusion uses 100 with SD; a small pixel prior ~7.5)."""
     min_step_percent: Any = 0.02

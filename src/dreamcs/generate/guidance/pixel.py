@@ -24,6 +24,11 @@ from dreamcs.generate.guidance.base import GUIDANCE, Guidance, GuidanceConfig, r
 DEFAULT_PRIOR = Path(__file__).resolve().parents[2] / "assets" / "prior"
 
 
+def prior_dir(spec: str | Path | None) -> Path:
+    """The folder of an embedded prior: None or ``"embedded"`` is the one shipped in the package."""
+    return DEFAULT_PRIOR if spec is None or str(spec) in ("", "embedded") else Path(spec)
+
+
 class HashedTextEncoder(nn.Module):
     """A tiny offline text encoder: words hashed (crc32) into a seeded random embedding table,
     plus a learned-position table. tokens (L, D) with a mask; deterministic for a given seed."""
@@ -156,7 +161,7 @@ class EmbeddedGuidance(PixelGuidance):
         super().__init__(cfg)
         from diffusers import DDPMScheduler, UNet2DConditionModel
 
-        root = Path(cfg.pretrained) if cfg.pretrained else DEFAULT_PRIOR
+        root = prior_dir(cfg.pretrained)
         meta_path = root / "prior.yaml"
         if not (root / "unet" / "config.json").is_file() or not meta_path.is_file():
             raise FileNotFoundError(
