@@ -1,5 +1,5 @@
-"""`dreamcs evaluate`: run a prompt-set study, merge shards, score it, the Janus benchmark, and a paired
-comparison of two variants with bootstrap intervals."""
+"""`dreamcs evaluate`: run a prompt-set study, merge shards, score it, the Janus benchmark, a paired
+comparison of two variants with bootstrap intervals, and the representation floor of a recipe."""
 
 from __future__ import annotations
 
@@ -142,6 +142,40 @@ def compare(
         _fail(str(e))
     typer.echo(res["paths"]["md"].read_text(encoding="utf-8"))
     typer.echo("written: " + ", ".join(str(p) for p in res["paths"].values()))
+
+
+@evaluate_app.command("floor")
+def floor(
+    overrides: list[str] | None = typer.Argument(None, help="Generation config overrides: key=value "
+                                                 "(e.g. geometry.grid_resolution=32)."),
+    gt: Path = typer.Option(..., "--gt", help="JSON map prompt -> ground-truth mesh path."),
+    config: str = typer.Option("dmtet-embedded", "--config", "-c", help="Generation recipe whose field is measured."),
+    prompts: Path | None = typer.Option(None, "--prompts", help="Prompt file (default: every prompt of --gt)."),
+    size: float = typer.Option(1.0, "--size", help="Object half-extent in the grid (SDS shapes are often smaller)."),
+    steps: int = typer.Option(0, "--steps", help="Fit steps (0: the recipe's geometry.init_steps)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write floor.md and floor.json into this folder."),
+) -> None:
+    """The representation floor: the Chamfer the recipe's field reaches when fitted to the ground truth."""
+    import json
+
+    from dreamcs.config import ConfigError, load_config
+    from dreamcs.evaluate.floor import floor_markdown, floor_table
+    from dreamcs.evaluate.janus import load_gt_map
+    from dreamcs.evaluate.prompts import PromptFileError, load_prompts
+    from dreamcs.generate.config import GenerateConfig, resolve_config_path
+    from dreamcs.utils import atomic_write_text
+
+    try:
+        cfg = load_config(GenerateConfig, resolve_config_path(config), list(overrides or []))
+        res = floor_table(cfg.geometry, load_gt_map(gt), load_prompts(prompts) if prompts else None,
+                          steps=steps, size=size, log=typer.echo)
+    except (ConfigError, PromptFileError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    md = floor_markdown(res)
+    if out is not None:
+        atomic_write_text(out / "floor.md", md)
+        atomic_write_text(out / "floor.json", json.dumps(res, indent=2) + "\n")
+    typer.echo(md)
 
 
 def register(app: typer.Typer) -> None:
