@@ -98,6 +98,7 @@ def floor_table(geometry: Any, gt: dict[str, Path], prompts: Sequence[str] | Non
     mesh that cannot be read or has no faces is an error naming its file."""
     from dreamcs.mesh import MeshError, load_mesh
 
+    cfg, n_steps = _field_config(geometry, steps)  # a recipe without a DMTet field fails before any mesh is read
     wanted = [p for p in (prompts or list(gt)) if p in gt]
     if not wanted:
         raise ValueError("representation floor: no prompt has a ground-truth mesh")
@@ -111,7 +112,6 @@ def floor_table(geometry: Any, gt: dict[str, Path], prompts: Sequence[str] | Non
         r = per_prompt[p]
         log(f"{p}: floor {r['chamfer']:.4f} ({r['target']}; signed {r['chamfer_signed']:.4f}, "
             f"shell {r['chamfer_shell']:.4f}; {r['seconds']:.0f} s)")
-    cfg, n_steps = _field_config(geometry, steps)
     return {"per_prompt": per_prompt, "mean_chamfer": float(np.mean([r["chamfer"] for r in per_prompt.values()])),
             "grid_resolution": cfg.grid_resolution, "parameterization": cfg.parameterization,
             "size": size, "steps": n_steps}
