@@ -4,6 +4,7 @@ exact resume, the CLI."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -297,3 +298,40 @@ def test_an_empty_final_mesh_reads_back_as_a_clear_error(tmp_path):
     p = write_mesh(torch.zeros(0, 3), torch.zeros(0, 3, dtype=torch.long), tmp_path / "final.obj")
     with pytest.raises(MeshError, match="final.obj: no faces"):
         load_mesh(p)
+
+
+@pytest.mark.parametrize("path", ["field", "surface"])
+def test_a_floater_lowers_the_step_reward_with_exact_figures(tmp_path, path):
+    """A reward that reads floaters off the surface (exact_figures) scores a body with a floater lower
+    than the same model reading its figure head, on both reward paths; the term pushes the floater."""
+    from dreamcs.generate.dmtet import sphere_sdf
+    from dreamcs.reward import RewardCS, preset
+
+    torch.manual_seed(0)
+    model = RewardCS(preset("tiny", faces_per_patch=16, text_encoder="hash:32", teacher_figures=12, figure_weight=0.5))
+    with torch.no_grad():  # a figure head that reads no penalty: only the exact figure can lower the score
+        model.figure_head[-1].weight.zero_()
+        model.figure_head[-1].bias.fill_(-50.0)
+    rewards, grads = {}, {}
+    for exact in ([], ["parts_far_small"]):
+        model.config.exact_figures = exact
+        d = model.save_pretrained(tmp_path / f"m{len(exact)}")
+        cfg = tiny_config(f"reward.checkpoint={d}", f"reward.path={path}", "geometry.grid_resolution=16",
+                          "reward.alpha=1.0", "steps=1")
+        pipe = GeneratePipeline(cfg, tmp_path / f"run{len(exact)}", show_progress=False)
+        pipe.prepare()
+        with torch.no_grad():  # a ball and a small ball away from it
+            p = pipe.field.base_vertices
+            far = torch.tensor([0.75, 0.75, 0.0], device=p.device)
+            pipe.field.sdf.copy_(torch.minimum(sphere_sdf(p, 0.55), sphere_sdf(p - far, 0.17)))  # 7.6% of the area
+        rec = pipe.train_step(0)
+        rewards[len(exact)] = rec["reward"]
+        grads[len(exact)] = pipe.field.sdf.grad.clone()
+        near = (p - far).norm(dim=-1) < 0.35
+        if exact:
+            # the exact term's own gradient: it lifts the floater's SDF (a descent step shrinks it) and
+            # acts there more than anywhere else
+            diff = grads[1] - grads[0]
+            assert float(diff[near].sum()) < 0
+            assert float(diff[near].abs().mean()) > 3 * float(diff[~near].abs().mean())  # the floater's share is past the ramp's top: realism 5 -> ln 2 / 2, the reward a quarter of that lower
+            assert rewards[0] - rewards[1] == pytest.approx(0.25 * (5.0 - math.log(2) / 2), abs=0.02)

@@ -88,7 +88,7 @@ def janus_benchmark(
             if model is not None:
                 try:
                     pm = fuse(mesh, n_patches=n_patches, faces_per_patch=int(model.config.faces_per_patch))
-                    rec["reward"] = float(model.score(pm, run["prompt"]))
+                    rec["reward"] = float(model.score(pm, run["prompt"], figures_from=mesh))
                 except (MeshError, ValueError) as e:
                     rec["reward_error"] = str(e)[:500]
             records.append(rec)

@@ -116,7 +116,7 @@ class AssetScorer:
         from dreamcs.mesh import fuse
 
         pm = fuse(mesh, n_patches=self.cfg.n_patches, faces_per_patch=int(model.config.faces_per_patch))
-        return float(model.score(pm, prompt))
+        return float(model.score(pm, prompt, figures_from=mesh))
 
     @torch.no_grad()
     def image_reward_of(self, views: np.ndarray, prompt: str) -> float:

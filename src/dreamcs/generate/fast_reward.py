@@ -327,8 +327,10 @@ class FieldRewardBranch:
         u = lattice_coordinates(edges, sdf, grid.resolution).numpy()
         return _Layout(pm, torch.from_numpy(pm.W.astype(np.float64) @ u), self.model.config.extra_channels)
 
-    def __call__(self, sdf: Tensor, positions: Tensor, grid: TetGrid) -> Tensor:
-        """sdf (N,), deformed vertices (N, 3) of ``grid`` (differentiable) -> reward ()."""
+    def __call__(self, sdf: Tensor, positions: Tensor, grid: TetGrid, figure_values: Tensor | None = None) -> Tensor:
+        """sdf (N,), deformed vertices (N, 3) of ``grid`` (differentiable) -> reward ().
+
+        figure_values: (T,) teacher ramps read off the step's surface (``RewardCS.reward_from_vertices``)."""
         sdf, positions, grid = self.lattice(sdf, positions, grid)
         self.n_calls += 1
         self.last_fused = False
@@ -365,7 +367,7 @@ class FieldRewardBranch:
 
             x = normalize_vertices(x)
         boundary = None if layout.boundary is None else layout.boundary.to(x.device)
-        return self.model.reward_from_vertices(x, layout.faces, self.prompt, boundary=boundary)
+        return self.model.reward_from_vertices(x, layout.faces, self.prompt, boundary=boundary, figure_values=figure_values)
 
     def _repair(self, layout: _Layout) -> Repair | None:
         layout.folded = layout.repaired = 0

@@ -234,16 +234,19 @@ class GeneratePipeline:
         rec.update(alpha=alpha, reward=None, loss_reward=None)
         if scoring:
             from dreamcs.mesh import MeshError
+            from dreamcs.reward.exact_figures import exact_figure_values
 
             try:
                 # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
                 with torch.set_grad_enabled(alpha != 0.0):
                     if on_field and step % cfg.save_every == 0:  # a resume starts here without a layout
                         self.reward.reset()
+                    # teacher figures read off the whole surface (floaters), differentiable in v
+                    fv = exact_figure_values(list(self.reward.model.config.exact_figures), v, faces)
                     if on_field:
-                        r = self.reward(sdf_leaf, pos_leaf, self.field.grid)
+                        r = self.reward(sdf_leaf, pos_leaf, self.field.grid, figure_values=fv)
                     else:
-                        r = self.reward(v, faces)
+                        r = self.reward(v, faces, figure_values=fv)
             except MeshError as e:
                 # a degenerate surface that cannot be fused: skip the reward this step, keep the run
                 rec["reward_error"] = str(e)[:300]

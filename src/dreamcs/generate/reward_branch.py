@@ -71,8 +71,10 @@ class RewardBranch:
         v, f = verts.detach().cpu().clone(), faces.detach().cpu().clone()
         self._pending = (f, self._pool.submit(self._fuse, v, f))
 
-    def __call__(self, verts: Tensor, faces: Tensor) -> Tensor:
-        """verts (V, 3) differentiable, faces (F, 3) -> reward (), differentiable in ``verts``."""
+    def __call__(self, verts: Tensor, faces: Tensor, figure_values: Tensor | None = None) -> Tensor:
+        """verts (V, 3) differentiable, faces (F, 3) -> reward (), differentiable in ``verts``.
+
+        figure_values: (T,) teacher ramps read off the surface (``RewardCS.reward_from_vertices``)."""
         pending, self._pending = self._pending, None
         if pending is not None and torch.equal(pending[0], faces.detach().cpu()):
             pm = pending[1].result()
@@ -81,7 +83,7 @@ class RewardBranch:
         v = pm.vertices_from(verts)
         if self.normalize:
             v = normalize_vertices(v)
-        return self.model.reward_from_vertices(v, pm.faces, self.prompt)
+        return self.model.reward_from_vertices(v, pm.faces, self.prompt, figure_values=figure_values)
 
     def close(self) -> None:
         if self._pool is not None:

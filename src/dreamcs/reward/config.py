@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+#: Teacher figures that can be read off a mesh exactly and differentiably (``RewardCSConfig.exact_figures``).
+EXACT_FIGURES = ("parts_far_small",)
+
 
 @dataclass
 class RewardCSConfig:
@@ -61,6 +64,12 @@ class RewardCSConfig:
     learned head ranks meshes like its training data; the figure head reads real objects it has
     never seen more like the teacher does (docs/reward-teacher.md). Training's objectives read the
     learned reward alone whatever w is, so w can be changed after training."""
+    exact_figures: list[str] = dataclasses.field(default_factory=list)
+    """Teacher figures the reward reads off the mesh itself instead of the figure head, when the
+    caller has the mesh (``score``, ``reward eval`` on a set with ``teacher_figures.parquet``, the
+    generation branches): ``parts_far_small`` (floaters), which the fused 256 x 64 layout keeps too
+    few faces of to be seen (``dreamcs.mesh.parts``; docs/reward-floaters.md). Inference only: the
+    head is still trained on it, and without the mesh the head's reading is used."""
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256
@@ -75,6 +84,13 @@ class RewardCSConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.figure_weight <= 1.0 or (self.figure_weight > 0 and self.teacher_figures < 1):
             raise ValueError(f"figure_weight must be in [0, 1] and needs teacher_figures > 0, got {self.figure_weight}")
+        if self.exact_figures:
+            from dreamcs.data.teacher_figures import TEACHER_FIGURES
+
+            unknown = sorted(set(self.exact_figures) - set(EXACT_FIGURES))
+            if unknown or self.figure_weight <= 0 or self.teacher_figures != len(TEACHER_FIGURES):
+                raise ValueError(f"exact_figures {list(self.exact_figures)}: needs figure_weight > 0, the "
+                                 f"scorer's {len(TEACHER_FIGURES)} teacher_figures and names in {EXACT_FIGURES}")
         if self.dim % self.heads != 0:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         for name in ("dim", "depth", "heads", "faces_per_patch", "in_features"):

@@ -35,8 +35,9 @@ def predict(model: RewardCS, dataset: Dataset, batch_size: int = 32) -> dict[str
             items = [dataset[i] for i in range(s, min(n, s + batch_size))]
             b = collate(items)
             bnd = b.get("boundary")
+            # the set's teacher ramps, read by a model with exact_figures (RewardCSConfig) in place of its head's
             o = model(b["features"].to(model.device), b["centers"].to(model.device), b["prompt"],
-                      boundary=None if bnd is None else bnd.to(model.device))
+                      boundary=None if bnd is None else bnd.to(model.device), figure_values=b.get("teacher_figures"))
             rewards.append(o.reward.cpu())
             embs.append(o.embedding.cpu())
             labels += b["label"].tolist()
@@ -226,6 +227,9 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
         "reward_mean_preferred": float(r[y == 1].mean()) if (y == 1).any() else float("nan"),
         "reward_mean_dispreferred": float(r[y == 0].mean()) if (y == 0).any() else float("nan"),
     }
+    if model.config.exact_figures:  # read off the meshes only where the set has its teacher ramps
+        have = getattr(dataset, "teacher_figures", None)
+        metrics["exact_figures"] = {k: "mesh" if have else "head (no teacher_figures.parquet)" for k in model.config.exact_figures}
     metrics["prompt_agreement"], metrics["n_prompt_pairs"] = prompt_agreement(model, dataset, batch_size=batch_size)
     kinds = per_kind_auc(r, y, pred["id"])
     if kinds:

@@ -155,7 +155,7 @@ class RewardCS(nn.Module):
 
     def forward(
         self, features: Tensor, centers: Tensor, prompts: list[str], text: TextEmbedding | None = None,
-        boundary: Tensor | None = None, swap_text: TextEmbedding | None = None,
+        boundary: Tensor | None = None, swap_text: TextEmbedding | None = None, figure_values: Tensor | None = None,
     ) -> RewardOutput:
         """features (B, P, K, 10), centers (B, P, 3), B prompts -> RewardOutput(reward (B,), embedding (B, D)).
 
@@ -163,6 +163,8 @@ class RewardCS(nn.Module):
         boundary: (B, P, K, E) from ``dreamcs.mesh.channels.patch_extra_channels`` (the model reads the
         first ``config.extra_channels``); required by (and only read by) a model with ``boundary_channel``.
         swap_text: other prompts' ``TextEmbedding`` (B rows): also return the meshes' reward under them.
+        figure_values: (B, T) teacher ramps read off the meshes (``dreamcs.reward.exact_figures``; NaN
+        where unknown): used in place of the figure head's for ``config.exact_figures``.
         """
         prompts = self._check_prompts(prompts, features)
         tokens = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
@@ -170,17 +172,18 @@ class RewardCS(nn.Module):
         # the mesh is encoded once and read again with other prompts (training's prompt-swap term)
         swapped = None if swap_text is None else self._head(tokens, swap_text.to(self.device))[0]
         figures = self._figures(tokens)
-        return RewardOutput(reward=self._mix(reward, figures), embedding=embedding, swapped=swapped,
+        return RewardOutput(reward=self._mix(reward, figures, figure_values), embedding=embedding, swapped=swapped,
                             teacher_figures=figures, learned=reward)
 
     def rewards_for_texts(
-        self, features: Tensor, centers: Tensor, texts: list[TextEmbedding], boundary: Tensor | None = None
+        self, features: Tensor, centers: Tensor, texts: list[TextEmbedding], boundary: Tensor | None = None,
+        figure_values: Tensor | None = None,
     ) -> Tensor:
         """features (B, P, K, 10), centers (B, P, 3), T prompt sets (each B rows) -> rewards (T, B): the
         meshes encoded once and read with each set (e.g. their own prompts and other objects')."""
         tokens = self.mesh_encoder(features, centers, boundary if self.config.boundary_channel else None)
         figures = self._figures(tokens)
-        return torch.stack([self._mix(self._head(tokens, t.to(self.device))[0], figures) for t in texts])
+        return torch.stack([self._mix(self._head(tokens, t.to(self.device))[0], figures, figure_values) for t in texts])
 
     def _figures(self, tokens: Tensor) -> Tensor | None:
         """mesh tokens (B, 1 + P, D) -> the figure head's logits (B, T), before any text; None without a head."""
@@ -188,22 +191,31 @@ class RewardCS(nn.Module):
             return None
         return self.figure_head(torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], -1))
 
-    def teacher_score(self, figures: Tensor) -> Tensor:
+    def teacher_score(self, figures: Tensor, figure_values: Tensor | None = None) -> Tensor:
         """Figure logits (B, T) -> the geometric teacher's score as the head reads it (B,), in (0, 5]:
         like the scorer, the mean over its groups (realism, fidelity) of 5 minus the group's weighed
         penalty ramps (``figure_weights``, the scorer's weights); a softplus in place of the scorer's
-        clip at 0 keeps a gradient on badly damaged meshes."""
-        pen = torch.sigmoid(figures) * self.figure_weights
+        clip at 0 keeps a gradient on badly damaged meshes. figure_values (B, T): ramps read off the
+        meshes, used for ``config.exact_figures`` where finite."""
+        ramps = torch.sigmoid(figures)
+        if figure_values is not None and self.config.exact_figures:
+            from dreamcs.reward.exact_figures import exact_mask
+
+            # a config choice, not a weight: read at every call, so it can be set on a loaded model
+            fv = figure_values.to(ramps)
+            use = exact_mask(list(self.config.exact_figures), ramps.shape[-1]).to(ramps.device) & torch.isfinite(fv)
+            ramps = torch.where(use, torch.nan_to_num(fv, nan=0.0), ramps)
+        pen = ramps * self.figure_weights
         # T group slots, the empty ones masked out: no device-to-host read of the group count per call
         per_group = torch.zeros_like(pen).index_add_(-1, self.figure_groups, pen)
         used = torch.zeros_like(self.figure_weights).index_add_(0, self.figure_groups, torch.ones_like(self.figure_weights)) > 0
         return (F.softplus(5.0 - per_group, beta=2.0).clamp_max(5.0) * used).sum(-1) / used.sum()
 
-    def _mix(self, learned: Tensor, figures: Tensor | None) -> Tensor:
+    def _mix(self, learned: Tensor, figures: Tensor | None, figure_values: Tensor | None = None) -> Tensor:
         w = self.config.figure_weight
         if w == 0 or figures is None:
             return learned
-        return (1.0 - w) * learned + w * self.teacher_score(figures)
+        return (1.0 - w) * learned + w * self.teacher_score(figures, figure_values)
 
     def _head(self, tokens: Tensor, text: TextEmbedding) -> tuple[Tensor, Tensor]:
         """mesh tokens (B, 1 + P, D), the prompts' TextEmbedding -> reward (B,), unit embedding (B, D)."""
@@ -219,12 +231,14 @@ class RewardCS(nn.Module):
 
     # -- mesh entry points ------------------------------------------------------------------------
     def reward_from_vertices(
-        self, vertices: Tensor, faces: Tensor | np.ndarray, prompt: str, boundary: Tensor | None = None
+        self, vertices: Tensor, faces: Tensor | np.ndarray, prompt: str, boundary: Tensor | None = None,
+        figure_values: Tensor | None = None,
     ) -> Tensor:
         """vertices (V, 3) float, faces (P, K, 3) long -> reward (), differentiable in ``vertices``.
 
         boundary: (P, K, E) ``patch_boundary`` of this layout when the caller keeps it (it depends on
-        the topology only); computed here otherwise, for a model with ``boundary_channel``."""
+        the topology only); computed here otherwise, for a model with ``boundary_channel``.
+        figure_values: (T,) ramps read off the mesh before fusion (``exact_figure_values``), kept differentiable."""
         from dreamcs.mesh import patch_centers, patch_features
         from dreamcs.mesh.channels import patch_extra_channels
 
@@ -243,19 +257,32 @@ class RewardCS(nn.Module):
             boundary = boundary.to(self.device)[None]
         else:
             boundary = None
-        return self(feats[None], centers[None], [prompt], boundary=boundary).reward[0]
+        fv = None if figure_values is None else figure_values.to(self.device)[None]
+        return self(feats[None], centers[None], [prompt], boundary=boundary, figure_values=fv).reward[0]
 
     @torch.no_grad()
-    def score(self, mesh_or_path: Any, prompt: str) -> float:
+    def score(self, mesh_or_path: Any, prompt: str, figures_from: Any = None) -> float:
         """The reward of a mesh file, a ``trimesh.Trimesh`` or a ``PatchedMesh`` for ``prompt``.
 
-        Files and Trimeshes are loaded, normalised and fused to the config's patch layout first.
+        Files and Trimeshes are loaded, normalised and fused to the config's patch layout first; the
+        ``config.exact_figures`` are read off them before fusion, or off ``figures_from`` (the mesh a
+        PatchedMesh was fused from; without it a PatchedMesh gets the head's reading).
         """
+        from dreamcs.mesh import load_mesh
+        from dreamcs.reward.exact_figures import exact_figure_values_mesh
+
+        if isinstance(mesh_or_path, (str, os.PathLike)):
+            mesh_or_path = load_mesh(mesh_or_path)
+        fv = None
+        source = mesh_or_path if figures_from is None else figures_from
+        if self.config.exact_figures and np.ndim(source.faces) == 2:
+            fv = exact_figure_values_mesh(list(self.config.exact_figures), source)
         pm = to_patched(mesh_or_path, faces_per_patch=self.config.faces_per_patch)
         was_training = self.training
         self.eval()
         try:
-            r = self.reward_from_vertices(torch.as_tensor(pm.vertices, dtype=torch.float32), pm.faces, prompt)
+            r = self.reward_from_vertices(torch.as_tensor(pm.vertices, dtype=torch.float32), pm.faces, prompt,
+                                          figure_values=fv)
         finally:
             self.train(was_training)
         return float(r)

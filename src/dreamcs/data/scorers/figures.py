@@ -25,14 +25,11 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-N_SAMPLES = 4000
+from dreamcs.mesh.parts import N_SAMPLES, far_small_faces, welded_components
 
 
 def _welded_components(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, np.ndarray]:
-    m = trimesh.Trimesh(vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.faces), process=False)
-    m.merge_vertices()
-    labels = trimesh.graph.connected_component_labels(m.face_adjacency, node_count=len(m.faces))
-    return m, labels
+    return welded_components(mesh)
 
 
 def _sample(m: trimesh.Trimesh, n: int = N_SAMPLES) -> tuple[np.ndarray, np.ndarray]:
@@ -41,28 +38,11 @@ def _sample(m: trimesh.Trimesh, n: int = N_SAMPLES) -> tuple[np.ndarray, np.ndar
 
 
 def parts_far_small(m: trimesh.Trimesh, labels: np.ndarray, pts: np.ndarray, fid: np.ndarray, gap: float, small: float = 0.1) -> float:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
-
-    n_comp = int(labels.max()) + 1
-    if n_comp == 1:
+    """The area share of ``dreamcs.mesh.parts.far_small_faces`` (the grouping RewardCS's exact figure shares)."""
+    mask = far_small_faces(m, labels, pts, fid, gap, small)
+    if not mask.any():
         return 0.0
-    comp_area = np.bincount(labels, weights=m.area_faces, minlength=n_comp)
-    # the area sample covers large parts; small ones (which it may miss) bring their own corners
-    n_faces = np.bincount(labels, minlength=n_comp)
-    few = np.flatnonzero(n_faces[labels] <= 200)
-    allp = np.vstack([pts, m.vertices[m.faces[few]].reshape(-1, 3)])
-    lab = np.concatenate([labels[fid], np.repeat(labels[few], 3)])
-    pairs = cKDTree(allp).query_pairs(gap, output_type="ndarray")
-    pairs = pairs[lab[pairs[:, 0]] != lab[pairs[:, 1]]]
-    g = coo_matrix((np.ones(len(pairs)), (lab[pairs[:, 0]], lab[pairs[:, 1]])), shape=(n_comp, n_comp))
-    group = connected_components(g, directed=False)[1]
-    g_area = np.bincount(group, weights=comp_area)
-    main = int(np.argmax(g_area))
-    total = max(float(comp_area.sum()), 1e-12)
-    far_small = (np.arange(len(g_area)) != main) & (g_area < small * total)
-    return float(g_area[far_small].sum() / total)
+    return float(m.area_faces[mask].sum() / max(float(m.area_faces.sum()), 1e-12))
 
 
 def _normal_variation(pts: np.ndarray, nrm: np.ndarray, tree, r: float) -> np.ndarray:

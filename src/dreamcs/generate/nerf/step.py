@@ -96,7 +96,10 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
             v = verts.detach().requires_grad_(alpha != 0.0)
             try:
                 with torch.set_grad_enabled(alpha != 0.0):
-                    r = pipe.reward(v, faces)
+                    from dreamcs.reward.exact_figures import exact_figure_values
+
+                    fv = exact_figure_values(list(pipe.reward.model.config.exact_figures), v, faces)
+                    r = pipe.reward(v, faces, figure_values=fv)
             except MeshError as e:
                 rec["reward_error"] = str(e)[:300]
             else:

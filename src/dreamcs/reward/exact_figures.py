@@ -1,0 +1,70 @@
+"""Teacher figures RewardCS reads off the mesh itself (``RewardCSConfig.exact_figures``).
+
+The figure head predicts the geometric teacher's penalty ramps from the fused patch tokens; a
+floater keeps too few faces in that layout to be predicted (held-out floaters at chance). Where the
+caller has the mesh, the ramp is computed on it instead: values (T,) in the head's figure order,
+NaN where the head's reading stays. In generation the value carries a gradient (the floaters' area
+share, ``dreamcs.mesh.parts``), passed straight through the ramp's clip so that a floater past the
+full penalty is still pushed away.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _ramp_bounds(name: str) -> tuple[float, float]:
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig
+
+    cfg = GeometricScorerConfig()
+    lo, hi, _ = {**cfg.realism, **cfg.fidelity}[name]
+    return float(lo), float(hi)
+
+
+def _gap() -> float:
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig
+
+    return float(GeometricScorerConfig().gap)
+
+
+def exact_mask(names: list[str], n_figures: int) -> Tensor:
+    """(T,) bool: which of the head's ``n_figures`` figures are read off the mesh."""
+    from dreamcs.data.teacher_figures import TEACHER_FIGURES
+
+    mask = torch.zeros(n_figures, dtype=torch.bool)
+    if names and n_figures == len(TEACHER_FIGURES):
+        for k in names:
+            mask[TEACHER_FIGURES.index(k)] = True
+    return mask
+
+
+def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Tensor | None:
+    """The ramps of ``names`` for a mesh (V, 3) (any scale), faces (F, 3) -> (T,), NaN elsewhere;
+    differentiable in ``vertices``. None when ``names`` is empty."""
+    from dreamcs.data.teacher_figures import TEACHER_FIGURES
+    from dreamcs.mesh.parts import detached_area_share
+
+    if not names:
+        return None
+    out = [vertices.new_full((), float("nan")) for _ in TEACHER_FIGURES]
+    for k in names:
+        if k != "parts_far_small":
+            raise ValueError(f"exact figure {k!r}: only parts_far_small can be read off a mesh")
+        lo, hi = _ramp_bounds(k)
+        lin = (detached_area_share(vertices, faces, gap=_gap()) - lo) / (hi - lo)
+        # the clipped ramp's value, the unclipped ramp's gradient (a large floater still shrinks)
+        out[TEACHER_FIGURES.index(k)] = lin.clamp(0.0, 1.0).detach() + (lin - lin.detach())
+    return torch.stack(out)
+
+
+def exact_figure_values_mesh(names: list[str], mesh: Any) -> Tensor | None:
+    """``exact_figure_values`` of a ``trimesh.Trimesh`` (no gradient)."""
+    if not names:
+        return None
+    v = torch.as_tensor(np.asarray(mesh.vertices), dtype=torch.float64)
+    f = torch.as_tensor(np.asarray(mesh.faces), dtype=torch.long)
+    return exact_figure_values(names, v, f).float()
