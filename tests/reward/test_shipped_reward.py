@@ -60,3 +60,23 @@ def test_shipped_reward_reads_the_prompt(shipped):
     wins = [shipped.score(o.mesh, o.caption) > shipped.score(o.mesh, other.caption)
             for o in objects for other in objects if other.category != o.category]
     assert sum(wins) / len(wins) >= 0.7  # 0.82 measured; 0.50 for the recipe shipped before
+
+
+@pytest.mark.parametrize("name", ["blockmesh_test__s_chair_modern", "blockmesh_test__s_primitive_sphere", "demo_mesh__high_chair"])
+def test_shipped_reward_reads_floaters_off_the_mesh(shipped, name):
+    """Floaters keep too few faces in the fused layout for the figure head (held-out 0.53); the
+    shipped config reads them off the mesh (exact_figures, held-out 0.76: docs/reward-floaters.md)."""
+    from dreamcs.data.defects import apply_defect, densify
+    from dreamcs.mesh import load_mesh, normalize
+
+    assert list(shipped.config.exact_figures) == ["parts_far_small"]
+    mesh = densify(normalize(load_mesh(SAMPLES / f"{name}.obj")), 4000)
+    floating = normalize(apply_defect(mesh, "floaters", seed=0, severity=0.8))
+    prompt = name.split("__")[-1].removeprefix("s_").replace("_", " ")
+    gap = shipped.score(mesh, prompt) - shipped.score(floating, prompt)
+    shipped.config.exact_figures = []  # the figure head's reading
+    try:
+        gap_head = shipped.score(mesh, prompt) - shipped.score(floating, prompt)
+    finally:
+        shipped.config.exact_figures = ["parts_far_small"]
+    assert gap > gap_head + 0.2  # measured: +0.43 to +0.66 on these three
