@@ -266,3 +266,37 @@ def test_init_from_starts_at_another_priors_weights(trained, tmp_path):
     with pytest.raises(ValueError, match="does not match block_out_channels"):
         PriorTrainer(replace(cfg, init_from=str(src), block_out_channels=[8, 24], minutes=0.0, card=False),
                      tmp_path / "wide", show_progress=False).run()
+
+
+def test_device_is_checked_and_a_run_moves_between_devices(trained, tmp_path):
+    """``device``: a bad name or a missing GPU is a clear error (CLI: exit 2); on a machine with a
+    GPU, two steps on cuda then two on the CPU after a resume land where four CPU steps do (the draws
+    are the CPU generator's, so only rounding differs)."""
+    import shutil
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    out, cfg = trained
+    cfg = replace(cfg, card=False)
+    with pytest.raises(ValueError, match="device must be"):
+        replace(cfg, device="tpu").validate()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            PriorTrainer(replace(cfg, device="cuda"), tmp_path / "gpu", show_progress=False)
+        res = CliRunner().invoke(app, ["prior", "train", "--out", str(tmp_path / "cli"), "--device", "cuda", "--steps", "1"])
+        assert res.exit_code == 2 and "no CUDA GPU" in _flat(res.output)
+        assert not (tmp_path / "gpu").exists()
+        return
+    run = tmp_path / "moved"
+    PriorTrainer(replace(cfg, device="cuda", steps=2), run, show_progress=False).run()
+    shutil.rmtree(run / "unet")
+    PriorTrainer(replace(cfg, device="cpu"), run, show_progress=False).run(resume=True)
+    a = load_file(str(out / "checkpoints" / "step_0000004.safetensors"))
+    b = load_file(str(run / "checkpoints" / "step_0000004.safetensors"))
+    for k in a:
+        if k != "rng":
+            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-3), k
+    assert torch.equal(a["rng"], b["rng"])

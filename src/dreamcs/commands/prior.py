@@ -41,6 +41,8 @@ def train(
                                          "and still writes the prior."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT's newest checkpoint."),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (on a shared CPU 1 may be faster)."),
+    device: str | None = typer.Option(None, "--device", help="cpu or cuda (overrides the config; a run may "
+                                      "resume on the other: its draws are made on the CPU)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Render the preset's objects and train the pixel prior into OUT (resumable)."""
@@ -58,6 +60,8 @@ def train(
             cfg.steps = steps
         if minutes is not None:
             cfg.minutes = minutes
+        if device is not None:
+            cfg.device = device
         result = PriorTrainer(cfg, out, show_progress=not quiet).run(resume=resume)
     except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as e:
         _fail(str(e))

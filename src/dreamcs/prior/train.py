@@ -96,6 +96,10 @@ class PriorTrainConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     seed: int = 0
+    device: str = "cpu"
+    """``cpu`` or ``cuda`` / ``cuda:N``. Batches, timesteps and noise are drawn on the CPU from the
+    seeded generator and moved, so a run draws the same data on any device (and resumes on another;
+    the float results differ by rounding only); checkpoints are written from the CPU."""
     log_every: int = 10
     save_every: int = 250
     keep_checkpoints: int = 2
@@ -119,6 +123,10 @@ class PriorTrainConfig:
             raise ValueError(f"prior: ema_decay must be in [0, 1), got {self.ema_decay}")
         if len(self.block_out_channels) < 2:
             raise ValueError("prior: block_out_channels needs at least two levels")
+        if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
+            raise ValueError(f"prior: device must be cpu, cuda or cuda:N, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"prior: device={self.device} but torch sees no CUDA GPU (torch {torch.__version__}); use device=cpu")
 
 
 def encode_texts(spec: str, texts: list[str], max_tokens: int) -> tuple[Tensor, Tensor]:
@@ -193,12 +201,14 @@ class PriorTrainer:
         self.data: ViewDataset = build_view_dataset(cfg.data, cache, progress=self.show_progress)
         self.images = torch.from_numpy(self.data.images).unsqueeze(1) * 2.0 - 1.0  # (N, 1, S, S) in [-1, 1]
         self._text_cache: dict[str, tuple[Tensor, Tensor]] = {}
+        self.device = torch.device(cfg.device)
         self.unet = build_unet(cfg, int(self.encode([""])[0].shape[-1]))
         if cfg.init_from:
             load_init_weights(self.unet, cfg.init_from)
+        self.unet.to(self.device)
         self.ema = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.scheduler = build_scheduler(cfg)
-        self.alphas_cumprod = self.scheduler.alphas_cumprod.float()
+        self.alphas_cumprod = self.scheduler.alphas_cumprod.float().to(self.device)
         self.params = [p for p in self.unet.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -216,7 +226,8 @@ class PriorTrainer:
                 tokens, mask = encode_texts(self.cfg.text_encoder, [t], self.cfg.max_tokens)
                 self._text_cache[t] = (tokens[0], mask[0])
         pairs = [self._text_cache[t] for t in texts]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+        dev = getattr(self, "device", torch.device("cpu"))
+        return torch.stack([p[0] for p in pairs]).to(dev), torch.stack([p[1] for p in pairs]).to(dev)
 
     def lr_at(self, step: int) -> float:
         return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
@@ -232,10 +243,10 @@ class PriorTrainer:
         from safetensors.torch import save
 
         opt_sd = self.opt.state_dict()
-        tensors = {f"model.{k}": v.contiguous() for k, v in self.unet.state_dict().items()}
-        tensors |= {f"ema.{k}": v.contiguous() for k, v in self.ema.state_dict().items()}
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.unet.state_dict().items()}
+        tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in self.ema.state_dict().items()}
         for i, st in opt_sd["state"].items():
-            tensors |= {f"optim.{i}.{k}": torch.as_tensor(v).contiguous() for k, v in st.items()}
+            tensors |= {f"optim.{i}.{k}": torch.as_tensor(v).cpu().contiguous() for k, v in st.items()}
         tensors["rng"] = self.gen.get_state()
         meta = {"format": CKPT_FORMAT, "step": str(self.step), "elapsed_s": f"{self.elapsed_s:.3f}",
                 "param_groups": json.dumps(opt_sd["param_groups"])}
@@ -277,6 +288,7 @@ class PriorTrainer:
         """One optimiser step on a fresh batch; returns the loss."""
         cfg, g = self.cfg, self.gen
         b = cfg.batch_size
+        # every draw on the CPU generator (the same data on any device), then moved
         idx = torch.randint(0, len(self.images), (b,), generator=g)
         x0 = self.images[idx]
         if cfg.hflip:
@@ -286,6 +298,7 @@ class PriorTrainer:
         tokens, token_mask = self.encode(captions)
         t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
+        x0, t, noise = x0.to(self.device), t.to(self.device), noise.to(self.device)
         ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         noisy = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
         pred = self.unet(noisy, t, encoder_hidden_states=tokens, encoder_attention_mask=token_mask).sample
@@ -376,7 +389,7 @@ class PriorTrainer:
 
         stage = self.out / ".prior-staging"
         shutil.rmtree(stage, ignore_errors=True)
-        save_prior(stage, self.ema, self.scheduler, text_encoder=self.cfg.text_encoder,
+        save_prior(stage, copy.deepcopy(self.ema).cpu(), self.scheduler, text_encoder=self.cfg.text_encoder,
                    max_tokens=self.cfg.max_tokens, image_size=self.cfg.data.image_size, channels=1)
         for name in ("unet", "scheduler", "prior.yaml"):  # swap in whole, so a reader never sees a mix
             dst = self.out / name
@@ -394,22 +407,24 @@ def count_params(cfg: PriorTrainConfig, cross_dim: int = 384) -> int:
     return sum(p.numel() for p in build_unet(cfg, cross_dim).parameters())
 
 
-def seconds_per_step(cfg: PriorTrainConfig, steps: int = 5, cross_dim: int = 384) -> tuple[float, float]:
+def seconds_per_step(cfg: PriorTrainConfig, steps: int = 5, cross_dim: int = 384, device: str = "cpu") -> tuple[float, float]:
     """Median (wall, CPU) seconds of a training step at ``cfg``'s model and batch on random data.
 
     CPU time is what the step would take on free cores when the machine is shared (it counts every
     thread, so with T threads the wall time on a free machine is about CPU / T at best)."""
-    unet = build_unet(cfg, cross_dim)
+    dev = torch.device(device)
+    unet = build_unet(cfg, cross_dim).to(dev)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr)
     s, b = cfg.data.image_size, cfg.batch_size
     wall, cpu = [], []
     for _ in range(steps + 1):
-        x, emb = torch.randn(b, 1, s, s), torch.randn(b, cfg.max_tokens, cross_dim)
+        x, emb = torch.randn(b, 1, s, s, device=dev), torch.randn(b, cfg.max_tokens, cross_dim, device=dev)
         t0, c0 = time.perf_counter(), time.process_time()
-        loss = F.mse_loss(unet(x, torch.randint(0, 1000, (b,)), encoder_hidden_states=emb).sample, x)
+        loss = F.mse_loss(unet(x, torch.randint(0, 1000, (b,), device=dev), encoder_hidden_states=emb).sample, x)
         opt.zero_grad()
         loss.backward()
         opt.step()
+        float(loss.detach())  # waits for the device
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     # the first step pays for allocation
