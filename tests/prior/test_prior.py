@@ -300,3 +300,21 @@ def test_device_is_checked_and_a_run_moves_between_devices(trained, tmp_path):
         if k != "rng":
             assert torch.allclose(a[k].float(), b[k].float(), atol=1e-3), k
     assert torch.equal(a["rng"], b["rng"])
+
+
+def test_render_first_then_resume_without_the_budget(tmp_path):
+    """``--minutes 0`` renders the views and stops at step 0 (e.g. before moving the run to a GPU
+    machine); ``--resume`` then trains to the end: the budget belonged to the first invocation."""
+    from typer.testing import CliRunner
+
+    from dreamcs.cli import app
+
+    out = tmp_path / "run"
+    args = ["prior", "train", "--out", str(out), "-q"]
+    cfg = [f"cache_dir={tmp_path / 'views'}", "card=false", "text_encoder=hash:32", "block_out_channels=[8,16]",
+           "data.limit=3", "data.n_views=4", "data.image_size=16", "steps=3", "batch_size=4"]
+    res = CliRunner().invoke(app, [*args, "--minutes", "0", *cfg])
+    assert res.exit_code == 0 and "step 0" in res.output, res.output
+    assert any((tmp_path / "views").iterdir())
+    res = CliRunner().invoke(app, [*args, "--resume"])
+    assert res.exit_code == 0 and "step 3" in res.output, res.output

@@ -60,6 +60,8 @@ def train(
             cfg.steps = steps
         if minutes is not None:
             cfg.minutes = minutes
+        elif resume and not any(o.startswith("minutes=") for o in overrides or []):
+            cfg.minutes = None  # a time budget belongs to the invocation that set it, not to the run
         if device is not None:
             cfg.device = device
         result = PriorTrainer(cfg, out, show_progress=not quiet).run(resume=resume)
