@@ -312,12 +312,12 @@ def test_a_floater_lowers_the_step_reward_with_exact_figures(tmp_path, path):
     with torch.no_grad():  # a figure head that reads no penalty: only the exact figure can lower the score
         model.figure_head[-1].weight.zero_()
         model.figure_head[-1].bias.fill_(-50.0)
-    rewards, grads = {}, {}
+    rewards, grads, logs = {}, {}, {}
     for exact in ([], ["parts_far_small"]):
         model.config.exact_figures = exact
         d = model.save_pretrained(tmp_path / f"m{len(exact)}")
         cfg = tiny_config(f"reward.checkpoint={d}", f"reward.path={path}", "geometry.grid_resolution=16",
-                          "reward.alpha=1.0", "steps=1")
+                          "reward.alpha=1.0", "steps=1", f"reward.log_gradients={path == 'field'}")
         pipe = GeneratePipeline(cfg, tmp_path / f"run{len(exact)}", show_progress=False)
         pipe.prepare()
         with torch.no_grad():  # a ball and a small ball away from it
@@ -327,11 +327,15 @@ def test_a_floater_lowers_the_step_reward_with_exact_figures(tmp_path, path):
         rec = pipe.train_step(0)
         rewards[len(exact)] = rec["reward"]
         grads[len(exact)] = pipe.field.sdf.grad.clone()
+        logs[len(exact)] = rec
         near = (p - far).norm(dim=-1) < 0.35
         if exact:
             # the exact term's own gradient: it lifts the floater's SDF (a descent step shrinks it) and
             # acts there more than anywhere else
             diff = grads[1] - grads[0]
             assert float(diff[near].sum()) < 0
-            assert float(diff[near].abs().mean()) > 3 * float(diff[~near].abs().mean())  # the floater's share is past the ramp's top: realism 5 -> ln 2 / 2, the reward a quarter of that lower
+            assert float(diff[near].abs().mean()) > 3 * float(diff[~near].abs().mean())
+            if path == "field":  # the logged SDS gradient stays SDS's own; the reward's takes the floater term in
+                assert logs[1]["grad_sds_sdf"] == logs[0]["grad_sds_sdf"]
+                assert logs[1]["grad_reward_sdf"] != logs[0]["grad_reward_sdf"]  # the floater's share is past the ramp's top: realism 5 -> ln 2 / 2, the reward a quarter of that lower
             assert rewards[0] - rewards[1] == pytest.approx(0.25 * (5.0 - math.log(2) / 2), abs=0.02)

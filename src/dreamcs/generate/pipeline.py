@@ -232,6 +232,7 @@ class GeneratePipeline:
         t5 = time.perf_counter()
         alpha = C(cfg.reward.alpha, step, "reward.alpha") * cfg.reward.every
         rec.update(alpha=alpha, reward=None, loss_reward=None)
+        fig_leaf = None  # the surface as the exact teacher figures read it: its own leaf, apart from SDS's
         if scoring:
             from dreamcs.mesh import MeshError
             from dreamcs.reward.exact_figures import exact_figure_values
@@ -241,8 +242,10 @@ class GeneratePipeline:
                 with torch.set_grad_enabled(alpha != 0.0):
                     if on_field and step % cfg.save_every == 0:  # a resume starts here without a layout
                         self.reward.reset()
-                    # teacher figures read off the whole surface (floaters), differentiable in v
-                    fv = exact_figure_values(list(self.reward.model.config.exact_figures), v, faces)
+                    # teacher figures read off the whole surface (floaters), differentiable in its vertices
+                    names = list(self.reward.model.config.exact_figures)
+                    fig_leaf = v.detach().requires_grad_(alpha != 0.0) if names else None
+                    fv = exact_figure_values(names, fig_leaf, faces) if names else None
                     if on_field:
                         r = self.reward(sdf_leaf, pos_leaf, self.field.grid, figure_values=fv)
                     else:
@@ -274,6 +277,7 @@ class GeneratePipeline:
                 reg_total = reg_total + revive
                 rec["loss_revive"] = float(revive.detach())
         total += float(reg_total.detach())
+        fig_grad = None if fig_leaf is None else fig_leaf.grad
         roots, grads = [verts], [v.grad if v.grad is not None else torch.zeros_like(verts)]
         if reg_total.requires_grad:
             roots.append(reg_total)
@@ -289,12 +293,17 @@ class GeneratePipeline:
                     sdf_leaf.grad.mul_(scale)
                     if pos_leaf.grad is not None:
                         pos_leaf.grad.mul_(scale)
+                    if fig_grad is not None:
+                        fig_grad.mul_(scale)
                     rec.update(reward_weight=scale, loss_reward=-scale * rec["reward"])
                     total += alpha * rec["reward"] - scale * rec["reward"]
-                if cfg.reward.log_gradients:
-                    rec.update(compare_gradients(g_sds, sdf_leaf.grad))
+                if cfg.reward.log_gradients:  # the reward's whole gradient: the layout's and the exact figures'
+                    g_fig = 0.0 if fig_grad is None else sdf_gradient(verts, fig_grad, self.field._last_sdf)
+                    rec.update(compare_gradients(g_sds, sdf_leaf.grad + g_fig))
             roots += [self.field._last_sdf, self.field._last_positions]
             grads += [sdf_leaf.grad, pos_leaf.grad]
+        if fig_grad is not None:
+            grads[0] = grads[0] + fig_grad
         torch.autograd.backward(roots, grads)
         self.optimizer.step()
         t7 = time.perf_counter()
