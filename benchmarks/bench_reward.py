@@ -70,6 +70,42 @@ def bench_reward(rows: list) -> None:
         rows.append([f"reward fwd+bwd, 16,384 faces, {name} ({n:.1f} M params), {label}", ms, ""])
 
 
+def bench_exact_floaters(rows: list) -> None:
+    """The floater figure read off the mesh (``dreamcs.mesh.parts.detached_area_share``, fwd+bwd), which
+    the shipped reward adds to each scored generation step, as a share of the reward call itself
+    (the shipped RewardCS from vertices on the same 16,384-face layout, fwd+bwd), in one process."""
+    import trimesh
+
+    from dreamcs.mesh.parts import detached_area_share
+
+    v, f = _faces_16k()
+    model = RewardCS.from_pretrained("embedded")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    verts = v.clone().requires_grad_(True)
+
+    def reward_call() -> None:
+        model.reward_from_vertices(verts, f, "a wooden chair").backward()
+        verts.grad = None
+
+    base = median_ms(reward_call, repeats=5, warmup=1)
+    rows.append(["shipped reward fwd+bwd from vertices, 16,384 faces (baseline)", base, "1.00x"])
+    for sub in (5, 6):
+        body = trimesh.creation.icosphere(subdivisions=sub)
+        bit = trimesh.creation.icosphere(subdivisions=2, radius=0.1)
+        bit.apply_translation([1.5, 0.0, 0.0])
+        for name, mesh in (("one piece", body), ("with a floater", trimesh.util.concatenate([body, bit]))):
+            x = torch.as_tensor(mesh.vertices, dtype=torch.float32).requires_grad_(True)
+            faces = torch.as_tensor(mesh.faces)
+
+            def share(x: torch.Tensor = x, faces: torch.Tensor = faces) -> None:
+                detached_area_share(x, faces).backward()
+                x.grad = None
+
+            ms = median_ms(share, repeats=5, warmup=1)
+            rows.append([f"exact floater figure fwd+bwd, {len(mesh.faces):,} faces, {name}", ms, f"{ms / base:.2f}x"])
+
+
 def bench_train(rows: list) -> None:
     import sys
     from pathlib import Path
@@ -99,6 +135,7 @@ def main() -> None:
     rows: list = []
     bench_cs(rows)
     bench_reward(rows)
+    bench_exact_floaters(rows)
     bench_train(rows)
     print_table("RewardCS (ms unless noted)", ["what", "median", "note"], rows)
 

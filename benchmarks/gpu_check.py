@@ -216,7 +216,6 @@ class Checks:
 
 
     def prior_training(self) -> str:
-        import shutil
         from dataclasses import replace
 
         from dreamcs.config import load_config
@@ -230,7 +229,6 @@ class Checks:
         PriorTrainer(base, self.work / "prior-cpu", show_progress=False).run()
         moved = self.work / "prior-moved"
         PriorTrainer(replace(base, device=self.device, steps=2), moved, show_progress=False).run()
-        shutil.rmtree(moved / "unet")
         PriorTrainer(base, moved, show_progress=False).run(resume=True)
         from safetensors.torch import load_file
 

@@ -272,8 +272,6 @@ def test_device_is_checked_and_a_run_moves_between_devices(trained, tmp_path):
     """``device``: a bad name or a missing GPU is a clear error (CLI: exit 2); on a machine with a
     GPU, two steps on cuda then two on the CPU after a resume land where four CPU steps do (the draws
     are the CPU generator's, so only rounding differs)."""
-    import shutil
-
     from safetensors.torch import load_file
     from typer.testing import CliRunner
 
@@ -292,7 +290,6 @@ def test_device_is_checked_and_a_run_moves_between_devices(trained, tmp_path):
         return
     run = tmp_path / "moved"
     PriorTrainer(replace(cfg, device="cuda", steps=2), run, show_progress=False).run()
-    shutil.rmtree(run / "unet")
     PriorTrainer(replace(cfg, device="cpu"), run, show_progress=False).run(resume=True)
     a = load_file(str(out / "checkpoints" / "step_0000004.safetensors"))
     b = load_file(str(run / "checkpoints" / "step_0000004.safetensors"))

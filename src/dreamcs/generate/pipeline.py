@@ -245,7 +245,7 @@ class GeneratePipeline:
                     # teacher figures read off the whole surface (floaters), differentiable in its vertices
                     names = list(self.reward.model.config.exact_figures)
                     fig_leaf = v.detach().requires_grad_(alpha != 0.0) if names else None
-                    fv = exact_figure_values(names, fig_leaf, faces) if names else None
+                    fv = exact_figure_values(names, fig_leaf, faces)
                     if on_field:
                         r = self.reward(sdf_leaf, pos_leaf, self.field.grid, figure_values=fv)
                     else:

@@ -193,6 +193,7 @@ class PriorTrainer:
         cfg.validate()
         self.cfg, self.out, self.show_progress = cfg, Path(out), show_progress
         self.ckpt_dir = self.out / "checkpoints"
+        self.device = torch.device(cfg.device)
 
     # -- state ----------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -201,7 +202,6 @@ class PriorTrainer:
         self.data: ViewDataset = build_view_dataset(cfg.data, cache, progress=self.show_progress)
         self.images = torch.from_numpy(self.data.images).unsqueeze(1) * 2.0 - 1.0  # (N, 1, S, S) in [-1, 1]
         self._text_cache: dict[str, tuple[Tensor, Tensor]] = {}
-        self.device = torch.device(cfg.device)
         self.unet = build_unet(cfg, int(self.encode([""])[0].shape[-1]))
         if cfg.init_from:
             load_init_weights(self.unet, cfg.init_from)
@@ -226,8 +226,7 @@ class PriorTrainer:
                 tokens, mask = encode_texts(self.cfg.text_encoder, [t], self.cfg.max_tokens)
                 self._text_cache[t] = (tokens[0], mask[0])
         pairs = [self._text_cache[t] for t in texts]
-        dev = getattr(self, "device", torch.device("cpu"))
-        return torch.stack([p[0] for p in pairs]).to(dev), torch.stack([p[1] for p in pairs]).to(dev)
+        return torch.stack([p[0] for p in pairs]).to(self.device), torch.stack([p[1] for p in pairs]).to(self.device)
 
     def lr_at(self, step: int) -> float:
         return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))

@@ -10,6 +10,7 @@ full penalty is still pushed away.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from torch import Tensor
 
 
+@cache  # read at every scored generation step
 def _ramp_bounds(name: str) -> tuple[float, float]:
     from dreamcs.data.scorers.geometric import GeometricScorerConfig
 
@@ -25,6 +27,7 @@ def _ramp_bounds(name: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+@cache
 def _gap() -> float:
     from dreamcs.data.scorers.geometric import GeometricScorerConfig
 
