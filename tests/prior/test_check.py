@@ -65,6 +65,59 @@ def test_a_faithful_prior_is_recognised_and_a_blank_one_is_not(prior, monkeypatc
     shares = sorted(v["recognised"] for v in blank["categories"].values())
     assert shares == [0.0, 0.0, 1.0]  # every black image gets the same verdict
     assert blank["mean_recognised"] == pytest.approx(1 / 3)
+    assert good["mean_recognised_calibrated"] >= 0.6
+    assert blank["mean_recognised_calibrated"] == 0.0  # the same image for every prompt tells nothing
+
+
+def test_calibrated_verdicts_see_through_a_sink_class():
+    """Every sample goes to class 0 by plain argmax, yet each is relatively most like its own class."""
+    from dreamcs.prior.check import calibrated_verdicts
+
+    k, s = 4, 3
+    logp = torch.full((k, s, k), -3.0)
+    logp[..., 0] = -0.1  # the sink
+    for i in range(k):
+        logp[i, :, i] += 1.0 if i else 0.5
+    assert (logp.argmax(-1) == 0).all()
+    assert torch.equal(calibrated_verdicts(logp), torch.arange(k).view(k, 1).expand(k, s))
+    assert (calibrated_verdicts(torch.zeros(k, s, k) - 1.5) == -1).all()
+
+
+def test_soft_enlarged_samples_of_the_right_category_are_recognised(prior, monkeypatch):
+    """The prior's samples are softer and fill more of the frame than the judge's renders: a prior
+    that draws the right objects that way is still recognised, thanks to the judge's blur and zoom."""
+    import torch.nn.functional as F
+
+    import dreamcs.prior.check as check_mod
+    import dreamcs.prior.sample as sample_mod
+    from dreamcs.prior.data import render_items
+
+    cfg = _check_cfg()
+    view_cfg = replace(check_mod.prior_view_config(prior), seed=321)
+    unseen = judge_items(replace(cfg, procedural_seed=13, procedural=1), CATS, None)
+    crisp = torch.from_numpy(render_items(view_cfg, [replace(it, n_views=cfg.samples) for it in unseen])
+                             ["images"].astype("float32"))
+    theta = torch.tensor([[1 / 1.25, 0, 0], [0, 1 / 1.25, 0]]).expand(len(crisp), 2, 3)
+    big = F.grid_sample(crisp.unsqueeze(1), F.affine_grid(theta, [len(crisp), 1, 16, 16], align_corners=False),
+                        align_corners=False)
+    soft = check_mod.gaussian_blur(big, torch.full((len(crisp),), 0.8)).view(len(CATS), cfg.samples, 1, 16, 16)
+    monkeypatch.setattr(sample_mod, "sample_prior", lambda *a, **k: soft)
+    assert check_prior(prior, cfg, log=lambda *_: None)["mean_recognised"] >= 0.6
+
+
+def test_gaussian_blur_keeps_mass_and_sigma_zero_is_the_identity():
+    from dreamcs.prior.check import gaussian_blur
+
+    x = torch.zeros(2, 1, 15, 15)
+    x[:, :, 7, 7] = 1
+    y = gaussian_blur(x, torch.tensor([0.0, 1.0]))
+    assert torch.equal(y[0], x[0])
+    assert y[1].sum() == pytest.approx(1.0, abs=1e-5) and y[1, 0, 7, 7] == pytest.approx(1 / (2 * torch.pi), rel=0.02)
+
+
+def test_bad_augmentation_settings_are_named(prior):
+    with pytest.raises(ValueError, match="zoom"):
+        check_prior(prior, _check_cfg(zoom=[1.2, 0.9]), log=lambda *_: None)
 
 
 def test_check_writes_json_grid_and_card_table(prior, shared_data):

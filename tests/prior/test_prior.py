@@ -315,3 +315,4 @@ def test_render_first_then_resume_without_the_budget(tmp_path):
     assert any((tmp_path / "views").iterdir())
     res = CliRunner().invoke(app, [*args, "--resume"])
     assert res.exit_code == 0 and "step 3" in res.output, res.output
+    assert "no card" in res.output and not (out / "MODEL_CARD.md").exists()  # card=false stays with the run

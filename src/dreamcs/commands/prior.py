@@ -69,7 +69,8 @@ def train(
         _fail(str(e))
     why = " (time budget spent)" if result.stopped_early else ""
     loss = f", loss {result.final_loss:.4f}" if result.final_loss is not None else ""
-    typer.echo(f"done: step {result.step}{why}{loss}; prior in {out}, card {out / 'MODEL_CARD.md'}")
+    card = f", card {out / 'MODEL_CARD.md'}" if cfg.card else " (no card: card=false; resume with card=true to write it)"
+    typer.echo(f"done: step {result.step}{why}{loss}; prior in {out}{card}")
 
 
 @prior_app.command("sample")
@@ -150,9 +151,10 @@ def check(
         result = check_prior(prior or DEFAULT_PRIOR, cfg, log=typer.echo)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    worst = sorted(result["categories"].items(), key=lambda kv: kv[1]["recognised"])[:5]
-    weakest = ", ".join(f"{c} {v['recognised']:.0%}" for c, v in worst)
-    typer.echo(f"mean recognised {result['mean_recognised']:.0%} (judge accuracy {result['judge_accuracy']:.0%}); "
+    worst = sorted(result["categories"].items(), key=lambda kv: kv[1]["recognised_calibrated"])[:5]
+    weakest = ", ".join(f"{c} {v['recognised_calibrated']:.0%}" for c, v in worst)
+    typer.echo(f"mean recognised {result['mean_recognised']:.0%}, with the judge's bias removed "
+               f"{result['mean_recognised_calibrated']:.0%} (judge accuracy {result['judge_accuracy']:.0%}); "
                f"weakest: {weakest}")
 
 

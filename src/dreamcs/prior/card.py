@@ -156,19 +156,26 @@ def check_section(out: str | Path) -> str:
         return f"{_CHECK_BEGIN}\n{body}{_CHECK_END}\n"
     r = json.loads(path.read_text(encoding="utf-8"))
     st = r["settings"]
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0%}"
+
     rows = "".join(
-        f"| {c} | {v['recognised']:.0%} | {v['most_confused'] or '-'} | {v['judge_real_meshes']} real + "
-        f"{v['judge_procedural']} procedural |\n" for c, v in sorted(r["categories"].items()))
+        f"| {c} | {v['recognised']:.0%} | {pct(v.get('recognised_calibrated'))} | {v['most_confused'] or '-'} | "
+        f"{v['judge_real_meshes']} real + {v['judge_procedural']} procedural |\n" for c, v in sorted(r["categories"].items()))
     body = f"""## Recognition check
 `dreamcs prior check`: {st['samples']} samples per category (prompt "a {{category}}", DDIM {st['steps']} steps,
 guidance {st['guidance']:g}, seed {st['seed']}), each judged by a small CNN trained on renders (the prior's own
 view settings) of objects the prior never saw: {r['judge_real_meshes']} held-out real meshes where a category has
 one, and {st['procedural']} procedural objects per category from library seed {st['procedural_seed']} (the prior's
 data uses another). The judge's own accuracy on unseen procedural objects: {r['judge_accuracy']:.0%} (chance
-{1 / max(1, len(r['categories'])):.0%}). **Mean share recognised: {r['mean_recognised']:.0%}.**
+{1 / max(1, len(r['categories'])):.0%}). **Mean share recognised: {r['mean_recognised']:.0%}; with the judge's bias removed:
+{pct(r.get('mean_recognised_calibrated'))}** (chance for a prior that ignores its prompt; 0 for one that draws nothing).
+The plain verdict sends samples unlike every training render to one sink class; "bias removed" subtracts each
+class's mean log-probability over all the samples first, so it asks whether a sample looks more like its
+category than the prior's other samples do.
 
-| category | recognised | most often taken for | judge's data |
-|---|---|---|---|
+| category | recognised | bias removed | most often taken for | judge's data |
+|---|---|---|---|---|
 {rows}
 ![check samples](check.png)
 """

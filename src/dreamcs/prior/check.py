@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,12 @@ class CheckConfig:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
+    zoom: list[float] = field(default_factory=lambda: [0.85, 1.35])
+    """Range of the judge's random zoom (log-uniform; > 1 enlarges the object)."""
+    blur: float = 1.2
+    """Largest Gaussian blur of the judge's training images, in pixels (uniform from 0)."""
+    gain: float = 0.3
+    """Grey-level gain of the judge's training images, 1 +/- this."""
     width: int = 32
     """Channels of the judge's first level (then 2x, 4x)."""
     meshes: str | None = None
@@ -113,16 +119,37 @@ def judge_items(cfg: CheckConfig, categories: list[str], meshes_dir: Path | None
     return items
 
 
-def _augment(x: Tensor, g: torch.Generator) -> Tensor:
-    """Random left-right flips, shifts of up to 2 px and mild noise: the prior's samples are neither
-    centred to the pixel nor clean. x (B, 1, S, S)."""
-    b = x.shape[0]
+def _augment(x: Tensor, g: torch.Generator, cfg: CheckConfig) -> Tensor:
+    """What separates the prior's samples from crisp renders, drawn per image: left-right flips, a
+    zoom (samples often fill more of the frame than the renders' margin allows), shifts of up to 3 px,
+    Gaussian blur (samples are soft), a grey-level gain and mild noise. x (B, 1, S, S) in [0, 1]."""
+    b, s = x.shape[0], x.shape[-1]
     flip = torch.rand(b, generator=g) < 0.5
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=g))
-    x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    lo, hi = cfg.zoom
+    zoom = lo * (hi / lo) ** torch.rand(b, generator=g)
+    shift = torch.randint(-3, 4, (b, 2), generator=g).float() * 2 / s
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, :, 2] = shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+    x = gaussian_blur(x, cfg.blur * torch.rand(b, generator=g))
+    gain = 1 + cfg.gain * (2 * torch.rand(b, 1, 1, 1, generator=g) - 1)
     sigma = 0.05 * torch.rand(b, 1, 1, 1, generator=g)
-    return (x + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return (x * gain + sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor) -> Tensor:
+    """Blur each image of x (B, 1, S, S) by its own sigma (B,) in pixels (0: unchanged)."""
+    r = 3
+    k = torch.arange(-r, r + 1, dtype=x.dtype)
+    w = torch.exp(-0.5 * (k / sigma.clamp_min(1e-3).view(-1, 1)) ** 2)
+    w = w / w.sum(-1, keepdim=True)  # (B, 2r+1); sigma -> 0 gives the identity kernel
+    b = x.shape[0]
+    y = F.conv2d(F.pad(x.transpose(0, 1), (r, r, 0, 0), mode="replicate"), w.view(b, 1, 1, -1), groups=b)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), w.view(b, 1, -1, 1), groups=b)
+    return y.transpose(0, 1)
 
 
 def train_judge(images: Tensor, labels: Tensor, n_classes: int, cfg: CheckConfig) -> CategoryCNN:
@@ -137,7 +164,7 @@ def train_judge(images: Tensor, labels: Tensor, n_classes: int, cfg: CheckConfig
     model.train()
     for _ in range(cfg.epochs):
         for idx in torch.randperm(len(images), generator=g).split(cfg.batch_size):
-            loss = F.cross_entropy(model(_augment(images[idx], g)), labels[idx])
+            loss = F.cross_entropy(model(_augment(images[idx], g, cfg)), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -146,9 +173,28 @@ def train_judge(images: Tensor, labels: Tensor, n_classes: int, cfg: CheckConfig
 
 
 @torch.no_grad()
+def log_probs(model: nn.Module, images: Tensor, batch: int = 256) -> Tensor:
+    """images (N, 1, S, S) in [0, 1] -> log class probabilities (N, K)."""
+    return torch.cat([model(images[i : i + batch]).log_softmax(-1) for i in range(0, len(images), batch)])
+
+
 def classify(model: nn.Module, images: Tensor, batch: int = 256) -> Tensor:
     """images (N, 1, S, S) in [0, 1] -> predicted class (N,)."""
-    return torch.cat([model(images[i : i + batch]).argmax(-1) for i in range(0, len(images), batch)])
+    return log_probs(model, images, batch).argmax(-1)
+
+
+def calibrated_verdicts(logp: Tensor) -> Tensor:
+    """Verdicts on a prior's samples with the judge's bias towards one class removed.
+
+    Samples unlike every training render fall into one sink class (a barrel, a vase), whatever they
+    show, so the plain argmax says little. Subtracting each class's mean log-probability over all
+    samples of all prompts asks instead whether a sample looks more like its class than the prior's
+    other samples do. logp (P, S, K) for P prompts = the K classes in order, S samples each -> (P, S)
+    long; -1 where no class stands out (identical samples for every prompt, e.g. a blank prior)."""
+    centred = logp - logp.flatten(0, 1).mean(0)
+    best = centred.max(-1)
+    unique = (centred >= best.values.unsqueeze(-1) - 1e-6).sum(-1) == 1
+    return torch.where(unique & (best.values > 1e-6), best.indices, torch.full_like(best.indices, -1))
 
 
 def prior_view_config(prior: Path) -> ViewDataConfig:
@@ -176,6 +222,9 @@ def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[s
         raise ValueError(f"prior check: unknown categories {unknown}; known: {', '.join(CATEGORIES)}")
     if cfg.samples < 1 or cfg.procedural < 2 or cfg.epochs < 1:
         raise ValueError("prior check: need samples >= 1, procedural >= 2 (some validate the judge), epochs >= 1")
+    if len(cfg.zoom) != 2 or not 0 < cfg.zoom[0] <= cfg.zoom[1] or cfg.blur < 0 or not 0 <= cfg.gain < 1:
+        raise ValueError(f"prior check: need zoom [lo, hi] with 0 < lo <= hi, blur >= 0 and 0 <= gain < 1; "
+                         f"got zoom {cfg.zoom}, blur {cfg.blur}, gain {cfg.gain}")
     meshes_dir = Path(cfg.meshes) if cfg.meshes else shared_meshes_dir()
     if cfg.meshes and not meshes_dir.is_dir():
         raise FileNotFoundError(f"{meshes_dir}: the shared meshes folder does not exist")
@@ -205,15 +254,18 @@ def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[s
     if samples.shape[2] != 1 or samples.shape[-1] != images.shape[-1]:
         raise ValueError(f"{prior}: samples of shape {tuple(samples.shape[2:])} do not match the judge's "
                          f"{tuple(images.shape[1:])} (a 1-channel prior at data.image_size)")
-    pred = classify(judge, samples.flatten(0, 1)).view(len(prompts), cfg.samples)
+    logp = log_probs(judge, samples.flatten(0, 1)).view(len(prompts), cfg.samples, len(categories))
+    pred, calibrated = logp.argmax(-1), calibrated_verdicts(logp)
     real_count = Counter(it.category for it in items if it.source == "real")
     table = {}
     for i, cat in enumerate(categories):
         wrong = Counter(categories[int(p)] for p in pred[i] if int(p) != i)
         table[cat] = {"prompt": prompts[i], "recognised": float((pred[i] == i).float().mean()),
+                      "recognised_calibrated": float((calibrated[i] == i).float().mean()),
                       "most_confused": wrong.most_common(1)[0][0] if wrong else None,
                       "judge_real_meshes": real_count.get(cat, 0), "judge_procedural": cfg.procedural}
     result = {"prior": str(prior), "mean_recognised": float(np.mean([r["recognised"] for r in table.values()])),
+              "mean_recognised_calibrated": float(np.mean([r["recognised_calibrated"] for r in table.values()])),
               "judge_accuracy": val_acc, "judge_images": int((~val).sum()),
               "judge_real_meshes": int(sum(real_count.values())), "categories": table, "settings": asdict(cfg)}
     atomic_write_text(prior / "check.json", json.dumps(result, indent=1) + "\n")
