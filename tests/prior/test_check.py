@@ -60,6 +60,7 @@ def test_a_faithful_prior_is_recognised_and_a_blank_one_is_not(prior, monkeypatc
     good = check_prior(prior, cfg, log=lambda *_: None)
     assert good["judge_accuracy"] >= 0.75
     assert good["mean_recognised"] >= 0.6
+    (prior / "check_samples.safetensors").unlink()  # cached for these weights and settings
     monkeypatch.setattr(sample_mod, "sample_prior", lambda *a, **k: torch.zeros_like(renders))
     blank = check_prior(prior, cfg, log=lambda *_: None)
     shares = sorted(v["recognised"] for v in blank["categories"].values())
@@ -96,6 +97,8 @@ def test_gaussian_blur_keeps_mass_and_sigma_zero_is_the_identity():
 def test_bad_augmentation_settings_are_named(prior):
     with pytest.raises(ValueError, match="zoom"):
         check_prior(prior, _check_cfg(zoom=[1.2, 0.9]), log=lambda *_: None)
+    with pytest.raises(ValueError, match="roundtrip"):
+        check_prior(prior, _check_cfg(roundtrip=[0.5, 1.5]), log=lambda *_: None)
 
 
 def test_check_writes_json_grid_and_card_table(prior, shared_data):
@@ -122,3 +125,38 @@ def test_check_writes_json_grid_and_card_table(prior, shared_data):
     assert card.count("## Recognition check") == 1 and "| lamp |" not in card
     res = CliRunner().invoke(app, ["prior", "check", "--prior", str(prior), "categories=[dragon]"])
     assert res.exit_code == 2 and "dragon" in res.output
+
+
+def test_roundtrip_keeps_an_image_at_a_low_noise_level_and_remakes_it_at_a_high_one(prior):
+    from dreamcs.prior.sample import roundtrip_prior
+
+    x = torch.zeros(3, 1, 16, 16)
+    x[:, :, 4:12, 4:12] = 0.8
+    low = roundtrip_prior(prior, x, (1e-3, 1e-3), steps=20)
+    high = roundtrip_prior(prior, x, (0.9, 0.9), steps=20)
+    assert low.shape == x.shape and 0 <= float(high.min()) and float(high.max()) <= 1
+    assert (low - x).abs().max() < 0.05  # the last DDIM step only: the render survives
+    assert (high - x).abs().mean() > 0.1  # a 2-step prior's remake of 90% noise is not the render
+    assert torch.equal(high, roundtrip_prior(prior, x, (0.9, 0.9), steps=20))  # seeded
+    with pytest.raises(ValueError, match="round trip"):
+        roundtrip_prior(prior, x, (0.6, 0.3))
+
+
+def test_samples_are_reused_only_for_the_same_weights_and_settings(prior, monkeypatch):
+    import dreamcs.prior.sample as sample_mod
+    from dreamcs.prior.check import cached_samples
+
+    calls = []
+
+    def fake(prior, prompts, n, **kw):
+        calls.append(kw)
+        return torch.rand(len(prompts), n, 1, 16, 16)
+
+    monkeypatch.setattr(sample_mod, "sample_prior", fake)
+    (prior / "check_samples.safetensors").unlink(missing_ok=True)
+    cfg = _check_cfg()
+    first = cached_samples(prior, ["a bed"], cfg)
+    assert torch.equal(cached_samples(prior, ["a bed"], cfg), first) and len(calls) == 1
+    cached_samples(prior, ["a bed"], replace(cfg, guidance=2.0))
+    cached_samples(prior, ["a mug"], replace(cfg, guidance=2.0))
+    assert len(calls) == 3

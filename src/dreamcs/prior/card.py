@@ -162,13 +162,18 @@ def check_section(out: str | Path) -> str:
     rows = "".join(
         f"| {c} | {v['recognised']:.0%} | {pct(v.get('recognised_calibrated'))} | {v['most_confused'] or '-'} | "
         f"{v['judge_real_meshes']} real + {v['judge_procedural']} procedural |\n" for c, v in sorted(r["categories"].items()))
+    rt = st.get("roundtrip") or []
+    trip = (f"; it also learns from each render noised to t/T {rt[0]:g}-{rt[1]:g} and denoised by this prior without a "
+            "prompt, so that it knows the prior's own rendering of a shape") if rt else ""
+    trip_acc = (f" ({r['judge_accuracy_roundtrip']:.0%} after the round trip)"
+                if r.get("judge_accuracy_roundtrip") is not None else "")
     body = f"""## Recognition check
 `dreamcs prior check`: {st['samples']} samples per category (prompt "a {{category}}", DDIM {st['steps']} steps,
 guidance {st['guidance']:g}, seed {st['seed']}), each judged by a small CNN trained on renders (the prior's own
 view settings) of objects the prior never saw: {r['judge_real_meshes']} held-out real meshes where a category has
 one, and {st['procedural']} procedural objects per category from library seed {st['procedural_seed']} (the prior's
-data uses another). The judge's own accuracy on unseen procedural objects: {r['judge_accuracy']:.0%} (chance
-{1 / max(1, len(r['categories'])):.0%}). **Mean share recognised: {r['mean_recognised']:.0%}; with the judge's bias removed:
+data uses another){trip}. The judge's own accuracy on unseen procedural objects: {r['judge_accuracy']:.0%}{trip_acc}
+(chance {1 / max(1, len(r['categories'])):.0%}). **Mean share recognised: {r['mean_recognised']:.0%}; with the judge's bias removed:
 {pct(r.get('mean_recognised_calibrated'))}** (chance for a prior that ignores its prompt; 0 for one that draws nothing).
 The plain verdict sends samples unlike every training render to one sink class; "bias removed" subtracts each
 class's mean log-probability over all the samples first, so it asks whether a sample looks more like its

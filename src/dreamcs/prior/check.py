@@ -6,11 +6,14 @@
    with the prior's own view settings, of objects the prior never saw: the held-out real meshes of
    ``../shared/data/meshes`` that name one of the procedural categories (``REAL_CHECK_MESHES``; 11
    of the 33 categories have one) plus procedural objects of another library seed than the
-   prior's (``procedural_seed``; every category; the only data for the other 22).
+   prior's (``procedural_seed``; every category; the only data for the other 22). Each render also
+   goes through the prior once (noised part-way, denoised without a prompt), so the judge learns the
+   prior's own soft rendering of a shape, not only crisp renders.
 2. Its own accuracy on unseen procedural objects (a quarter of each category's objects, split by
    object) says how far its verdicts can be trusted.
 3. ``samples`` DDIM samples of the prior per category (prompt "a {category}"), classified: the share
-   recognised per category goes to ``check.json`` and, as a table, into the model card.
+   recognised per category goes to ``check.json`` and, as a table, into the model card. The samples
+   are cached in the prior folder (``check_samples.safetensors``) for the same weights and settings.
 """
 
 from __future__ import annotations
@@ -75,6 +78,12 @@ class CheckConfig:
     """Grey-level gain of the judge's training images, 1 +/- this."""
     width: int = 32
     """Channels of the judge's first level (then 2x, 4x)."""
+    roundtrip: list[float] = field(default_factory=lambda: [0.3, 0.6])
+    """Noise levels t/T: each training render is also noised to a level in this range and denoised by
+    the prior itself, without a prompt (:func:`~dreamcs.prior.sample.roundtrip_prior`), and the judge
+    trains on both, so it knows the prior's rendering of each shape ([]: crisp renders only)."""
+    roundtrip_steps: int = 20
+    """DDIM schedule of the round trip (its tail below the noise level runs)."""
     meshes: str | None = None
     """The shared meshes folder with the held-out real meshes (None: ``$DREAMCS_SHARED_DATA/meshes``
     or ../shared/data/meshes); when absent, the judge learns from procedural renders only."""
@@ -206,13 +215,40 @@ def prior_view_config(prior: Path) -> ViewDataConfig:
     return load_config(PriorTrainConfig, path if path.is_file() else preset_path("library")).data
 
 
+def cached_samples(prior: Path, prompts: list[str], cfg: CheckConfig) -> Tensor:
+    """The check's prior samples (P, n, C, S, S), reused from PRIOR/check_samples.safetensors when the
+    weights, prompts and sampling settings are the same (sampling is most of the check's time; a new
+    judge need not resample)."""
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    from dreamcs.prior.sample import sample_prior
+
+    weights = prior / "unet" / "diffusion_pytorch_model.safetensors"
+    key = hashlib.sha256(json.dumps([prompts, cfg.samples, cfg.steps, cfg.guidance, cfg.seed]).encode()
+                         + (weights.read_bytes() if weights.is_file() else b"")).hexdigest()
+    path = prior / "check_samples.safetensors"
+    if path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                return load_file(str(path))["samples"]
+    samples = sample_prior(prior, prompts, cfg.samples, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"samples": samples.contiguous()}, str(tmp), metadata={"key": key})
+    tmp.replace(path)
+    return samples
+
+
 def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[str, Any]:
     """Run the check (module docstring) on the prior folder; writes PRIOR/check.json, PRIOR/check.png
     and the card's table (when PRIOR/MODEL_CARD.md exists); returns the result."""
     from dreamcs.data.procedural import CATEGORIES
     from dreamcs.data.validation import shared_meshes_dir
     from dreamcs.prior.card import write_check_section
-    from dreamcs.prior.sample import sample_prior, save_grid
+    from dreamcs.prior.sample import roundtrip_prior, save_grid
     from dreamcs.utils import atomic_write_text
 
     prior = Path(prior)
@@ -222,6 +258,8 @@ def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[s
         raise ValueError(f"prior check: unknown categories {unknown}; known: {', '.join(CATEGORIES)}")
     if cfg.samples < 1 or cfg.procedural < 2 or cfg.epochs < 1:
         raise ValueError("prior check: need samples >= 1, procedural >= 2 (some validate the judge), epochs >= 1")
+    if cfg.roundtrip and (len(cfg.roundtrip) != 2 or not 0 < cfg.roundtrip[0] <= cfg.roundtrip[1] <= 1):
+        raise ValueError(f"prior check: roundtrip must be [] or [lo, hi] with 0 < lo <= hi <= 1, got {cfg.roundtrip}")
     if len(cfg.zoom) != 2 or not 0 < cfg.zoom[0] <= cfg.zoom[1] or cfg.blur < 0 or not 0 <= cfg.gain < 1:
         raise ValueError(f"prior check: need zoom [lo, hi] with 0 < lo <= hi, blur >= 0 and 0 <= gain < 1; "
                          f"got zoom {cfg.zoom}, blur {cfg.blur}, gain {cfg.gain}")
@@ -243,14 +281,24 @@ def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[s
         if it.source == "procedural":
             per_cat[it.category] += 1
             is_val[k] = per_cat[it.category] > cfg.procedural - max(1, cfg.procedural // 4)
-    val = is_val[obj]
-    judge = train_judge(images[~val], obj_labels[obj][~val], len(categories), cfg)
-    val_acc = float((classify(judge, images[val]) == obj_labels[obj][val]).float().mean())
-    log(f"judge accuracy on unseen procedural objects: {val_acc:.1%}")
+    val, labels = is_val[obj], obj_labels[obj]
+    train_x, train_y = images[~val], labels[~val]
+    rt_acc = None
+    if cfg.roundtrip:
+        log(f"judge data: a round trip through the prior at t/T {cfg.roundtrip[0]:g}-{cfg.roundtrip[1]:g}")
+        trip = roundtrip_prior(prior, images, (cfg.roundtrip[0], cfg.roundtrip[1]), steps=cfg.roundtrip_steps,
+                               seed=cfg.seed)
+        train_x, train_y = torch.cat([train_x, trip[~val]]), torch.cat([train_y, labels[~val]])
+    judge = train_judge(train_x, train_y, len(categories), cfg)
+    val_acc = float((classify(judge, images[val]) == labels[val]).float().mean())
+    if cfg.roundtrip:
+        rt_acc = float((classify(judge, trip[val]) == labels[val]).float().mean())
+    log(f"judge accuracy on unseen procedural objects: {val_acc:.1%}"
+        + ("" if rt_acc is None else f" ({rt_acc:.1%} after the round trip)"))
 
     prompts = [article(category_name(c)) for c in categories]
     log(f"sampling {cfg.samples} images for each of {len(prompts)} prompts ({cfg.steps} DDIM steps)")
-    samples = sample_prior(prior, prompts, cfg.samples, steps=cfg.steps, guidance=cfg.guidance, seed=cfg.seed)
+    samples = cached_samples(prior, prompts, cfg)
     if samples.shape[2] != 1 or samples.shape[-1] != images.shape[-1]:
         raise ValueError(f"{prior}: samples of shape {tuple(samples.shape[2:])} do not match the judge's "
                          f"{tuple(images.shape[1:])} (a 1-channel prior at data.image_size)")
@@ -266,7 +314,7 @@ def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[s
                       "judge_real_meshes": real_count.get(cat, 0), "judge_procedural": cfg.procedural}
     result = {"prior": str(prior), "mean_recognised": float(np.mean([r["recognised"] for r in table.values()])),
               "mean_recognised_calibrated": float(np.mean([r["recognised_calibrated"] for r in table.values()])),
-              "judge_accuracy": val_acc, "judge_images": int((~val).sum()),
+              "judge_accuracy": val_acc, "judge_accuracy_roundtrip": rt_acc, "judge_images": int(len(train_x)),
               "judge_real_meshes": int(sum(real_count.values())), "categories": table, "settings": asdict(cfg)}
     atomic_write_text(prior / "check.json", json.dumps(result, indent=1) + "\n")
     save_grid(samples[:, : min(cfg.samples, 8)], prompts, prior / "check.png")

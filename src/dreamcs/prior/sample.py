@@ -60,6 +60,49 @@ def sample_prior(prior: str | Path, prompts: list[str], n: int = 4, *, steps: in
     return images.view(len(prompts), n, *images.shape[1:])
 
 
+@torch.no_grad()
+def roundtrip_prior(prior: str | Path, images: Tensor, t_range: tuple[float, float] = (0.3, 0.6), *,
+                    steps: int = 20, seed: int = 0, batch: int = 64) -> Tensor:
+    """Noise each image to a random level t/T in ``t_range`` and denoise it back with the prior, without
+    a prompt (DDIM, eta 0, the tail of a ``steps``-step schedule; SDEdit). The object's coarse shape
+    survives, its rendering becomes the prior's own (soft edges, textures), so a classifier trained on
+    such images reads the prior's samples in their own style. images (N, C, S, S) in [0, 1] -> same.
+    """
+    from diffusers import DDIMScheduler
+
+    from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+
+    lo, hi = t_range
+    if not 0.0 < lo <= hi <= 1.0 or steps < 1:
+        raise ValueError(f"round trip: need 0 < lo <= hi <= 1 and steps >= 1; got {t_range}, {steps}")
+    g = build_guidance(GuidanceConfig(name="embedded", pretrained=str(prior)))
+    sched = DDIMScheduler.from_config(dict(g.scheduler.config))
+    sched.set_timesteps(steps)
+    n_train = sched.config.num_train_timesteps
+    text = g.encode_prompts([""])
+    gen = torch.Generator().manual_seed(seed)
+    out = torch.empty_like(images)
+    for i in range(0, len(images), batch):
+        x0 = images[i : i + batch] * 2.0 - 1.0
+        b = x0.shape[0]
+        # one level per batch keeps DDIM batched; levels still spread over the whole range
+        level = lo + (hi - lo) * float(torch.rand((), generator=gen))
+        ts = sched.timesteps[sched.timesteps <= int(level * (n_train - 1))]
+        if len(ts) == 0:
+            out[i : i + b] = images[i : i + b]
+            continue
+        abar = sched.alphas_cumprod[int(ts[0])]
+        x = abar.sqrt() * x0 + (1 - abar).sqrt() * torch.randn(x0.shape, generator=gen)
+        emb = text.uncond.expand(b, -1, -1).float()
+        mask = None if text.uncond_mask is None else text.uncond_mask.expand(b, -1)
+        for t in ts:
+            tt = torch.full((b,), int(t), dtype=torch.long)
+            eps = g.unet(x, tt, encoder_hidden_states=emb, encoder_attention_mask=mask).sample
+            x = sched.step(eps, t, x).prev_sample
+        out[i : i + b] = ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+    return out
+
+
 def save_grid(images: Tensor, prompts: list[str], path: str | Path, scale: int = 3) -> Path:
     """A PNG grid (atomic): one row per prompt, labelled; images (P, n, C, S, S) in [0, 1]."""
     import matplotlib
