@@ -234,7 +234,7 @@ def test_time_budget_stops_early_and_still_writes_the_prior(trained, tmp_path):
 
 @pytest.mark.slow
 def test_real_settings_with_minilm(tmp_path, cache):
-    """The shipped configuration (MiniLM text, 32 px, (24, 48, 96) UNet) for two steps, and SDS with it."""
+    """The default configuration (MiniLM text, 32 px, (24, 48, 96) UNet) for two steps, and SDS with it."""
     from dreamcs.generate.guidance import GuidanceConfig, build_guidance
 
     cfg = PriorTrainConfig(data=ViewDataConfig(limit=2, n_views=4), steps=2, batch_size=4, cache_dir=str(cache),
