@@ -63,10 +63,11 @@ def sample_prior(prior: str | Path, prompts: list[str], n: int = 4, *, steps: in
 @torch.no_grad()
 def roundtrip_prior(prior: str | Path, images: Tensor, t_range: tuple[float, float] = (0.3, 0.6), *,
                     steps: int = 20, seed: int = 0, batch: int = 64) -> Tensor:
-    """Noise each image to a random level t/T in ``t_range`` and denoise it back with the prior, without
-    a prompt (DDIM, eta 0, the tail of a ``steps``-step schedule; SDEdit). The object's coarse shape
-    survives, its rendering becomes the prior's own (soft edges, textures), so a classifier trained on
-    such images reads the prior's samples in their own style. images (N, C, S, S) in [0, 1] -> same.
+    """Noise images to a random level t/T in ``t_range`` (one level per batch of ``batch``) and denoise
+    them back with the prior, on the CPU, without a prompt (DDIM, eta 0, the tail of a ``steps``-step
+    schedule; SDEdit). The object's coarse shape survives, its rendering becomes the prior's own (soft
+    edges, textures), so a classifier trained on such images reads the prior's samples in their own
+    style. images (N, C, S, S) in [0, 1] -> same.
     """
     from diffusers import DDIMScheduler
 
