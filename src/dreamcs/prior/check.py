@@ -59,7 +59,7 @@ class CheckConfig:
     """DDIM steps per sample."""
     guidance: float = 4.0
     """Classifier-free guidance of the samples (the card's)."""
-    procedural: int = 16
+    procedural: int = 48
     """Unseen procedural objects per category for the judge (a quarter of them validate it)."""
     procedural_seed: int = 7
     """Library seed of those objects: not the prior's (``data.procedural_seed``)."""
