@@ -142,7 +142,7 @@ def test_roundtrip_keeps_an_image_at_a_low_noise_level_and_remakes_it_at_a_high_
         roundtrip_prior(prior, x, (0.6, 0.3))
 
 
-def test_samples_are_reused_only_for_the_same_weights_and_settings(prior, monkeypatch):
+def test_samples_are_reused_only_for_the_same_weights_and_settings(prior, monkeypatch, tmp_path):
     import dreamcs.prior.sample as sample_mod
     from dreamcs.prior.check import cached_samples
 
@@ -160,3 +160,12 @@ def test_samples_are_reused_only_for_the_same_weights_and_settings(prior, monkey
     cached_samples(prior, ["a bed"], replace(cfg, guidance=2.0))
     cached_samples(prior, ["a mug"], replace(cfg, guidance=2.0))
     assert len(calls) == 3
+    # other weights (a further-trained prior in the same folder) are sampled afresh
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(prior, other)
+    weights = next((other / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes() + b" ")
+    cached_samples(other, ["a mug"], replace(cfg, guidance=2.0))
+    assert len(calls) == 4

@@ -220,6 +220,9 @@ def test_cli_sample_and_train_errors(trained, tmp_path):
     from dreamcs.prior.sample import sample_prior
 
     assert sample_prior(tmp_path / "ship", ["a chair"], n=1, steps=2).shape == (1, 1, 1, 16, 16)
+    # the training machine's view cache does not ship
+    assert "cache_dir:" in (out / "config.yaml").read_text() and "cache_dir: null" not in (out / "config.yaml").read_text()
+    assert "cache_dir: null" in (tmp_path / "ship" / "config.yaml").read_text()
     res = CliRunner().invoke(app, ["prior", "export", str(tmp_path / "x"), "--to", str(tmp_path / "y")])
     assert res.exit_code == 2 and "not a finished prior run" in _flat(res.output)
 

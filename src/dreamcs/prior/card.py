@@ -232,6 +232,24 @@ def export_prior(run: str | Path, dest: str | Path, max_mb: float = 50.0) -> Pat
             shutil.copytree(src, stage / n)
         elif src.is_file():
             shutil.copy2(src, stage / n)
+    _drop_local_paths(stage)
     shutil.rmtree(dest, ignore_errors=True)
     stage.rename(dest)
     return dest
+
+
+def _drop_local_paths(folder: Path) -> None:
+    """Paths of the machine that trained the prior mean nothing where it ships: the view cache in
+    config.yaml and the checked folder in check.json become null."""
+    import json
+    import re
+
+    cfg = folder / "config.yaml"
+    if cfg.is_file():
+        cfg.write_text(re.sub(r"(?m)^cache_dir: .*$", "cache_dir: null", cfg.read_text(encoding="utf-8")),
+                       encoding="utf-8")
+    check = folder / "check.json"
+    if check.is_file():
+        r = json.loads(check.read_text(encoding="utf-8"))
+        r["prior"] = None
+        check.write_text(json.dumps(r, indent=1) + "\n", encoding="utf-8")

@@ -225,9 +225,10 @@ def cached_samples(prior: Path, prompts: list[str], cfg: CheckConfig) -> Tensor:
 
     from dreamcs.prior.sample import sample_prior
 
-    weights = prior / "unet" / "diffusion_pytorch_model.safetensors"
-    key = hashlib.sha256(json.dumps([prompts, cfg.samples, cfg.steps, cfg.guidance, cfg.seed]).encode()
-                         + (weights.read_bytes() if weights.is_file() else b"")).hexdigest()
+    key = hashlib.sha256(json.dumps([prompts, cfg.samples, cfg.steps, cfg.guidance, cfg.seed]).encode())
+    for f in sorted((prior / "unet").glob("*.safetensors")):  # sharded weights too
+        key.update(f.read_bytes())
+    key = key.hexdigest()
     path = prior / "check_samples.safetensors"
     if path.is_file():
         from safetensors import safe_open
