@@ -178,6 +178,21 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
     assert not (tmp_path / "empty").exists()
 
 
+def test_cooldown_anneals_a_resumed_constant_rate_run(trained, tmp_path):
+    import shutil
+
+    out, cfg = trained
+    run = tmp_path / "cool"
+    shutil.copytree(out, run)
+    cool = replace(cfg, steps=8, cooldown_steps=4, cooldown_floor=0.1, card=False)
+    assert PriorTrainer(cool, run, show_progress=False).run(resume=True).step == 8
+    lr = {r["step"]: r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    assert lr[3] == lr[4] == pytest.approx(cfg.lr)  # the constant part is untouched
+    assert [lr[k] / cfg.lr for k in (5, 6, 7, 8)] == pytest.approx([0.775, 0.55, 0.325, 0.1])
+    with pytest.raises(ValueError, match="cooldown"):
+        replace(cfg, cooldown_floor=1.5).validate()
+
+
 def test_sampling_returns_images_in_range(trained):
     from dreamcs.prior.sample import sample_prior, save_grid
 

@@ -79,6 +79,10 @@ class PriorTrainConfig:
     lr: float = 5e-4
     """AdamW peak learning rate, reached after ``warmup_steps`` (linear), then constant."""
     warmup_steps: int = 200
+    cooldown_steps: int = 0
+    """The last this-many steps decay the rate linearly to ``lr * cooldown_floor`` (warmup-stable-
+    decay): a constant-rate run resumed with a larger ``steps`` and a cooldown anneals it."""
+    cooldown_floor: float = 0.05
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     """Global gradient-norm clip."""
@@ -119,6 +123,9 @@ class PriorTrainConfig:
             raise ValueError(f"prior: p_blank + p_category must lie in [0, 1], got {self.p_blank}, {self.p_category}")
         if not 0 <= self.p_view <= 1:
             raise ValueError(f"prior: p_view must lie in [0, 1], got {self.p_view}")
+        if self.cooldown_steps < 0 or not 0 <= self.cooldown_floor <= 1:
+            raise ValueError(f"prior: cooldown_steps must be >= 0 and cooldown_floor in [0, 1], got "
+                             f"{self.cooldown_steps}, {self.cooldown_floor}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"prior: ema_decay must be in [0, 1), got {self.ema_decay}")
         if len(self.block_out_channels) < 2:
@@ -229,7 +236,13 @@ class PriorTrainer:
         return torch.stack([p[0] for p in pairs]).to(self.device), torch.stack([p[1] for p in pairs]).to(self.device)
 
     def lr_at(self, step: int) -> float:
-        return self.cfg.lr * min(1.0, (step + 1) / max(1, self.cfg.warmup_steps))
+        cfg = self.cfg
+        scale = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        start = cfg.steps - cfg.cooldown_steps
+        if cfg.cooldown_steps > 0 and step >= start:
+            done = (step - start + 1) / cfg.cooldown_steps
+            scale *= 1.0 - (1.0 - cfg.cooldown_floor) * min(1.0, done)
+        return cfg.lr * scale
 
     def ema_decay_at(self, step: int) -> float:
         return min(self.cfg.ema_decay, (1 + step) / (10 + step))
