@@ -52,6 +52,11 @@ def test_heldout_objects_load_and_z_up_ones_are_turned(shared_data):
     objs = {o.id: o for o in heldout_objects(shared_data / "meshes")}
     assert len(objs) == 47 and objs["teapot"].up == "z" and objs["cow"].up == "y"
     assert objs["mug"].caption == "a mug"
+    # MANIFEST calls cabin.obj "a small cabin"; it is a cabinet: its top is flat (no roof), a box's lid
+    cab = normalize(load_mesh(objs["cabin"].path))
+    up = cab.face_normals[:, 1] > 0.95
+    ext = np.ptp(cab.vertices, axis=0)
+    assert objs["cabin"].caption == "a cabinet" and cab.area_faces[up].sum() > 0.8 * ext[0] * ext[2]
     # a ketchup bottle stands: after the turn its long side is y (raw it lies along z)
     raw = normalize(load_mesh(objs["ketchup"].path))
     turned = normalize(load_mesh(objs["ketchup"].path), up="z")
