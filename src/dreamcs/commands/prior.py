@@ -158,6 +158,31 @@ def check(
                f"weakest: {weakest}")
 
 
+@prior_app.command("zero-shot")
+def zero_shot(
+    overrides: list[str] | None = typer.Argument(None, help="ZeroShotConfig overrides as key=value (e.g. views=4)."),
+    prior: Path | None = typer.Option(None, "--prior", help="A prior folder (default: the shipped one)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+) -> None:
+    """Which category prompt denoises renders of unseen objects best, per category: the prior used as a
+    diffusion classifier (PRIOR/zero_shot.json)."""
+    from dreamcs.config import ConfigError, load_config
+    from dreamcs.generate.guidance.pixel import DEFAULT_PRIOR
+    from dreamcs.prior.zero_shot import ZeroShotConfig, zero_shot_check
+
+    _threads(threads)
+    try:
+        cfg = load_config(ZeroShotConfig, None, list(overrides or []))
+        result = zero_shot_check(prior or DEFAULT_PRIOR, cfg, log=typer.echo)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    real = "" if result["real_recognised"] is None else f", held-out real meshes {result['real_recognised']:.0%}"
+    worst = sorted(result["categories"].items(), key=lambda kv: kv[1]["recognised"])[:5]
+    typer.echo(f"recognised {result['mean_recognised']:.0%} of categories' views (chance {result['chance']:.0%}{real}); "
+               f"mean rank of the right prompt {result['mean_rank']:.1f}; weakest: "
+               + ", ".join(f"{c} {v['recognised']:.0%}" for c, v in worst))
+
+
 @prior_app.command("heldout")
 def heldout(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for gt.json, prompts.txt and meshes/."),
