@@ -60,6 +60,10 @@ def test_check_writes_a_verdict_per_category(prior, tmp_path):
     assert saved == result and set(result["categories"]) == {"bed", "mug"} and result["chance"] == 0.5
     assert result["real_recognised"] is None and all(r["views"] == 2 for r in result["categories"].values())
     assert 0.0 <= result["mean_recognised"] <= 1.0 and 0.0 <= result["mean_rank"] <= 1.0
+    views = result["views"]
+    assert len(views["object"]) == len(views["label"]) == len(views["predicted"]) == 4
+    right = [p == lab for p, lab in zip(views["predicted"], views["label"], strict=True)]
+    assert sum(right) / 4 == pytest.approx(result["procedural_recognised"])
     for bad, match in ((dict(levels=[1.2]), "levels"), (dict(categories=["dragon"]), "unknown"),
                        (dict(meshes=str(tmp_path / "nowhere")), "does not exist")):
         with pytest.raises((ValueError, FileNotFoundError), match=match):

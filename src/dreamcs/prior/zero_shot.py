@@ -131,6 +131,8 @@ def zero_shot_check(prior: str | Path, cfg: ZeroShotConfig, log: Any = print) ->
               "chance": 1.0 / len(categories),
               "real_recognised": float((pred[real] == labels[real]).float().mean()) if real.any() else None,
               "real_views": int(real.sum()), "procedural_recognised": float((pred[~real] == labels[~real]).float().mean()),
-              "mean_rank": float(rank.float().mean()), "categories": table, "settings": asdict(cfg)}
+              "mean_rank": float(rank.float().mean()), "categories": table, "settings": asdict(cfg),
+              # per view, so that two priors checked with the same settings can be compared view by view
+              "views": {"object": [items[int(k)].id for k in obj], "label": labels.tolist(), "predicted": pred.tolist()}}
     atomic_write_text(prior / "zero_shot.json", json.dumps(result, indent=1) + "\n")
     return result
