@@ -64,6 +64,11 @@ def test_check_writes_a_verdict_per_category(prior, tmp_path):
     assert len(views["object"]) == len(views["label"]) == len(views["predicted"]) == 4
     right = [p == lab for p, lab in zip(views["predicted"], views["label"], strict=True)]
     assert sum(right) / 4 == pytest.approx(result["procedural_recognised"])
+    (prior / "MODEL_CARD.md").write_text("# A prior\n\n## Limits\n- small\n")
+    for _ in range(2):  # the card gets the table once, before its limits, and a rerun replaces it
+        zero_shot_check(prior, cfg, log=lambda *_: None)
+    card = (prior / "MODEL_CARD.md").read_text()
+    assert card.count("## Zero-shot check") == 1 and card.index("| bed | 2 |") < card.index("## Limits")
     for bad, match in ((dict(levels=[1.2]), "levels"), (dict(categories=["dragon"]), "unknown"),
                        (dict(meshes=str(tmp_path / "nowhere")), "does not exist")):
         with pytest.raises((ValueError, FileNotFoundError), match=match):

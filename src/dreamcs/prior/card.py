@@ -110,6 +110,7 @@ Training views of eight objects spread over the data (real meshes first), for co
 ![views](views.png)
 
 {check_section(out)}
+{zero_shot_section(out)}
 ## Limits
 - {cfg.data.image_size} px grey silhouettes and shading: categories with few objects are weak, and it
   knows nothing outside its data. For real use take `guidance.name=stable-diffusion`.
@@ -187,15 +188,46 @@ category than the prior's other samples do.
     return f"{_CHECK_BEGIN}\n{body}{_CHECK_END}\n"
 
 
-def write_check_section(out: str | Path) -> Path:
-    """Put the recognition table (from ``out/check.json``) into ``out/MODEL_CARD.md``, replacing an
-    older one or inserting it before "## Limits"."""
+_ZERO_BEGIN, _ZERO_END = "<!-- prior-zero-shot -->", "<!-- /prior-zero-shot -->"
+
+
+def zero_shot_section(out: str | Path) -> str:
+    """The diffusion-classifier table of ``out/zero_shot.json`` (``dreamcs prior zero-shot``), between
+    markers, or a line saying how to make it."""
+    import json
+
+    path = Path(out) / "zero_shot.json"
+    if not path.is_file():
+        body = "## Zero-shot check\nNot run yet: `dreamcs prior zero-shot --prior PRIOR` writes it here.\n"
+        return f"{_ZERO_BEGIN}\n{body}{_ZERO_END}\n"
+    r = json.loads(path.read_text(encoding="utf-8"))
+    st = r["settings"]
+    rows = "".join(f"| {c} | {v['views']} | {v['recognised']:.0%} | {v['mean_rank']:.1f} | {v['most_confused'] or '-'} |\n"
+                   for c, v in sorted(r["categories"].items()))
+    real = ("" if r["real_recognised"] is None else
+            f"; on the {r['real_views']} views of held-out real meshes alone: **{r['real_recognised']:.0%}**")
+    body = f"""## Zero-shot check
+`dreamcs prior zero-shot`: the prior as a diffusion classifier. Renders (its own view settings) of objects it
+never saw ({st['procedural']} procedural objects per category from library seed {st['procedural_seed']} x {st['views']}
+views, and the held-out real meshes that name a category x {st['real_views']} views) are noised at t/T
+{', '.join(f'{v:g}' for v in st['levels'])} with the same noise for every prompt; the category prompt whose noise
+prediction is closest wins. This is the conditional prediction SDS follows, so it asks whether the prompt pulls a
+render of an unseen object towards its category. **Mean share recognised per category: {r['mean_recognised']:.0%}**
+(chance {r['chance']:.0%}){real}; mean rank of the right prompt {r['mean_rank']:.1f} (0 = best of {len(r['categories'])}).
+
+| category | views | recognised | mean rank | most often taken for |
+|---|---|---|---|---|
+{rows}"""
+    return f"{_ZERO_BEGIN}\n{body}{_ZERO_END}\n"
+
+
+def _put_section(out: str | Path, section: str, begin: str, end: str) -> Path:
+    """Replace the card's section between ``begin`` / ``end`` or insert it before "## Limits"."""
     card = Path(out) / "MODEL_CARD.md"
     text = card.read_text(encoding="utf-8")
-    section = check_section(out)
-    if _CHECK_BEGIN in text and _CHECK_END in text:
-        head, rest = text.split(_CHECK_BEGIN, 1)
-        tail = rest.split(_CHECK_END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + tail
     elif "## Limits" in text:
         head, tail = text.split("## Limits", 1)
@@ -205,9 +237,19 @@ def write_check_section(out: str | Path) -> Path:
     return atomic_write_text(card, text)
 
 
+def write_check_section(out: str | Path) -> Path:
+    """Put the recognition table (from ``out/check.json``) into ``out/MODEL_CARD.md``."""
+    return _put_section(out, check_section(out), _CHECK_BEGIN, _CHECK_END)
+
+
+def write_zero_shot_section(out: str | Path) -> Path:
+    """Put the zero-shot table (from ``out/zero_shot.json``) into ``out/MODEL_CARD.md``."""
+    return _put_section(out, zero_shot_section(out), _ZERO_BEGIN, _ZERO_END)
+
+
 #: what ships from a training run (no checkpoints, metrics or caches)
 SHIP = ("unet", "scheduler", "prior.yaml", "MODEL_CARD.md", "loss.png", "samples.png", "views.png", "config.yaml",
-        "check.json", "check.png")
+        "check.json", "check.png", "zero_shot.json")
 
 
 def export_prior(run: str | Path, dest: str | Path, max_mb: float = 50.0) -> Path:

@@ -85,6 +85,7 @@ def zero_shot_check(prior: str | Path, cfg: ZeroShotConfig, log: Any = print) ->
     from dreamcs.data.procedural import CATEGORIES
     from dreamcs.data.validation import shared_meshes_dir
     from dreamcs.generate.guidance import GuidanceConfig, build_guidance
+    from dreamcs.prior.card import write_zero_shot_section
     from dreamcs.prior.check import CheckConfig, judge_items, prior_view_config
     from dreamcs.utils import atomic_write_text
 
@@ -135,4 +136,6 @@ def zero_shot_check(prior: str | Path, cfg: ZeroShotConfig, log: Any = print) ->
               # per view, so that two priors checked with the same settings can be compared view by view
               "views": {"object": [items[int(k)].id for k in obj], "label": labels.tolist(), "predicted": pred.tolist()}}
     atomic_write_text(prior / "zero_shot.json", json.dumps(result, indent=1) + "\n")
+    if (prior / "MODEL_CARD.md").is_file():
+        write_zero_shot_section(prior)
     return result
