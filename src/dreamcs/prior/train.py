@@ -77,7 +77,7 @@ class PriorTrainConfig:
     """Wall-clock budget of this invocation; stops early (and still writes the prior) when spent."""
     batch_size: int = 32
     lr: float = 5e-4
-    """AdamW peak learning rate, reached after ``warmup_steps`` (linear), then constant."""
+    """AdamW peak learning rate, reached after ``warmup_steps`` (linear), then constant (but see ``cooldown_steps``)."""
     warmup_steps: int = 200
     cooldown_steps: int = 0
     """The last this-many steps decay the rate linearly to ``lr * cooldown_floor`` (warmup-stable-

@@ -8,7 +8,7 @@ at a few fixed levels with the same noise for every prompt, and the prior predic
 each category prompt "a {category}"; the prompt with the lowest mean error is its verdict (Li et al.,
 2023, "Your diffusion model is secretly a zero-shot classifier"). SDS moves a render along exactly
 this conditional prediction, so a prior whose prompts do not separate renders of unseen objects here
-cannot pull a shape towards its prompt either. Unlike ``dreamcs.prior.check`` it needs no judge and no
+has little to pull a shape towards its prompt with. Unlike ``dreamcs.prior.check`` it needs no judge and no
 sampling from pure noise, which SDS never does.
 """
 
@@ -30,7 +30,7 @@ from dreamcs.prior.sources import category_name
 
 @dataclass
 class ZeroShotConfig:
-    """The diffusion-classifier check of ``dreamcs prior check --zero-shot``."""
+    """The diffusion-classifier check of ``dreamcs prior zero-shot``."""
 
     procedural: int = 2
     """Unseen procedural objects per category (library seed ``procedural_seed``)."""
