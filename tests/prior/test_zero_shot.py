@@ -59,7 +59,8 @@ def test_check_writes_a_verdict_per_category(prior, tmp_path):
     saved = json.loads((prior / "zero_shot.json").read_text())
     assert saved == result and set(result["categories"]) == {"bed", "mug"} and result["chance"] == 0.5
     assert result["real_recognised"] is None and all(r["views"] == 2 for r in result["categories"].values())
-    assert 0.0 <= result["mean_recognised"] <= 1.0 and 0.0 <= result["mean_rank"] <= 1.0
+    # two prompts: the right one ranks 1 exactly where the verdict is wrong
+    assert result["mean_rank"] == pytest.approx(1.0 - result["procedural_recognised"])
     views = result["views"]
     assert len(views["object"]) == len(views["label"]) == len(views["predicted"]) == 4
     right = [p == lab for p, lab in zip(views["predicted"], views["label"], strict=True)]

@@ -313,7 +313,7 @@ def check_prior(prior: str | Path, cfg: CheckConfig, log: Any = print) -> dict[s
                       "recognised_calibrated": float((calibrated[i] == i).float().mean()),
                       "most_confused": wrong.most_common(1)[0][0] if wrong else None,
                       "judge_real_meshes": real_count.get(cat, 0), "judge_procedural": cfg.procedural}
-    result = {"prior": str(prior), "mean_recognised": float(np.mean([r["recognised"] for r in table.values()])),
+    result = {"prior": prior.name, "mean_recognised": float(np.mean([r["recognised"] for r in table.values()])),
               "mean_recognised_calibrated": float(np.mean([r["recognised_calibrated"] for r in table.values()])),
               "judge_accuracy": val_acc, "judge_accuracy_roundtrip": rt_acc, "judge_images": int(len(train_x)),
               "judge_real_meshes": int(sum(real_count.values())), "categories": table, "settings": asdict(cfg)}

@@ -236,12 +236,12 @@ class PriorTrainer:
         return torch.stack([p[0] for p in pairs]).to(self.device), torch.stack([p[1] for p in pairs]).to(self.device)
 
     def lr_at(self, step: int) -> float:
+        from dreamcs.schedule import C
+
         cfg = self.cfg
         scale = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        start = cfg.steps - cfg.cooldown_steps
-        if cfg.cooldown_steps > 0 and step >= start:
-            done = (step - start + 1) / cfg.cooldown_steps
-            scale *= 1.0 - (1.0 - cfg.cooldown_floor) * min(1.0, done)
+        if cfg.cooldown_steps > 0:  # warmup-stable-decay: a linear ramp down over the last steps
+            scale *= C([cfg.steps - cfg.cooldown_steps, 1.0, cfg.cooldown_floor, cfg.steps], step + 1)
         return cfg.lr * scale
 
     def ema_decay_at(self, step: int) -> float:
