@@ -101,3 +101,31 @@ def test_v3_scorer_leaves_open_clean_meshes_alone_and_marks_their_damage():
         assert s.realism == 5.0, (name, s.details["penalties"])
         bad = scorer.score(normalize(apply_defect(clean, "holes", seed=5, severity=0.85)), "an object")
         assert bad.realism <= 3.0, (name, bad.details["penalties"])
+
+
+def _sheet(seam: bool) -> trimesh.Trimesh:
+    """A flat 2 x 2 sheet of two halves meeting along y = 0, each a fan; ``seam``: the lower half's edge
+    has a vertex at x = 1 that the upper half lacks (a T-junction seam from x = 0.5 to 1.5, as where
+    unwelded CAD pieces meet), else both halves share it."""
+    mid = [] if seam else [(1.0, 0.0)]
+    fans = [((0.0, 1.0), [(0.0, 0.0), (0.5, 0.0), *mid, (1.5, 0.0), (2.0, 0.0), (2.0, 1.0)]),
+            ((0.0, -1.0), [(2.0, -1.0), (2.0, 0.0), (1.5, 0.0), (1.0, 0.0), (0.5, 0.0), (0.0, 0.0)])]
+    v, f = [], []
+    for apex, ring in fans:  # counter-clockwise fans: one consistent winding
+        base = len(v)
+        v += [(x, y, 0.0) for x, y in (apex, *ring)]
+        f += [(base, base + i, base + i + 1) for i in range(1, len(ring))]
+    m = trimesh.Trimesh(np.array(v), np.array(f), process=False)
+    m.merge_vertices()
+    return m
+
+
+def test_a_seam_that_runs_back_along_itself_is_not_ragged() -> None:
+    from dreamcs.data.scorers.figures_v3 import ragged_boundary
+
+    welded, seamed = _sheet(seam=False), _sheet(seam=True)
+    assert len(seamed.vertices) == len(welded.vertices)  # same corners; only the middle edge differs
+    base = ragged_boundary(welded)["ragged_boundary"]
+    # the seam's loop turns by 180 degrees at both of its ends: v4 reads it as a seam, v3 as a tear
+    assert ragged_boundary(seamed)["ragged_boundary"] == base
+    assert ragged_boundary(seamed, fold_deg=181.0)["ragged_boundary"] > base + 0.5

@@ -25,6 +25,25 @@ def test_ramps_read_what_the_scorer_penalises():
     assert clean["ragged_holes"] == 0.0 and damaged["ragged_holes"] > 0.5
 
 
+def test_a_figure_the_scorer_stops_weighing_keeps_its_place_in_the_head():
+    """v4 reports sag without weighing it: heads trained on the 12 v3 figures still load, their
+    targets still carry sag, and a new reward weighs it 0 (the others as the scorer does)."""
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig
+    from dreamcs.reward.model import _teacher_weights
+
+    cfg = GeometricScorerConfig()
+    assert "sag" not in tf.teacher_figure_names(cfg) and tf.TEACHER_FIGURES[-1] == "sag"
+    base = trimesh.creation.cylinder(0.9, 0.3).apply_translation((0, 0, 0.15))
+    neck = trimesh.creation.cylinder(0.2, 1.5).apply_translation((0, 0, 1.05))
+    bottle = trimesh.util.concatenate([base, neck]).apply_transform(trimesh.transformations.rotation_matrix(-np.pi / 2, (1, 0, 0)))
+    ramps = tf.penalty_ramps(GeometricScorer().figures(bottle))  # z-up -> y-up: wide at the bottom
+    assert ramps["sag"] == 1.0  # still read (the bottle's sag is ~2)
+    weights, groups = _teacher_weights(12)
+    ramp_cfg = {**cfg.realism, **cfg.fidelity}
+    assert weights.tolist() == [ramp_cfg[k][2] for k in tf.TEACHER_FIGURES]
+    assert weights[-1] == 0.0 and groups[-1] == 1 and groups[0] == 0
+
+
 def test_every_item_gets_targets_and_a_rerun_resumes(built_copy, monkeypatch):
     out = tf.write_teacher_figures(built_copy, workers=1, chunk=3)
     ids = {str(r["id"]) for r in read_table(built_copy) if r.get("mesh_path")}

@@ -33,16 +33,25 @@ def teacher_figure_names(cfg: GeometricScorerConfig | None = None) -> list[str]:
     return [k for ramps in (cfg.realism, cfg.fidelity) for k, (_, _, w) in ramps.items() if w > 0]
 
 
-TEACHER_FIGURES: list[str] = teacher_figure_names()
+#: The figures a reward's figure head predicts, in its output order: the weighed figures of the v3
+#: scorer, which every trained head so far learnt. Pinned (not derived from the scorer's current
+#: weights) so that a scorer that stops weighing a figure (v4: ``sag``) leaves trained heads loadable;
+#: the reward weighs each by the current scorer (``dreamcs.reward.model``), 0 where it is not weighed.
+TEACHER_FIGURES: list[str] = [
+    "parts_far_small", "ragged_boundary", "ragged_holes", "small_handles", "nonmanifold", "winding",
+    "jagged", "folds", "flatness", "thin", "concentration", "sag",
+]
 
 
 def penalty_ramps(figures: dict[str, float], cfg: GeometricScorerConfig | None = None) -> dict[str, float]:
-    """The scorer's figures of one mesh -> each weighed figure's ramp in [0, 1] (not yet weighed)."""
+    """The scorer's figures of one mesh -> the ramp in [0, 1] (not yet weighed) of each figure of
+    ``TEACHER_FIGURES`` and each other figure the config weighs."""
     from dreamcs.data.scorers.geometric import ramp
 
     cfg = cfg or GeometricScorerConfig()
     ramps = {**cfg.realism, **cfg.fidelity}
-    return {k: ramp(float(figures[k]), *ramps[k][:2]) for k in teacher_figure_names(cfg)}
+    names = TEACHER_FIGURES + [k for k in teacher_figure_names(cfg) if k not in TEACHER_FIGURES]
+    return {k: ramp(float(figures[k]), *ramps[k][:2]) for k in names}
 
 
 def _score_chunk(root: str, rows: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -347,18 +347,18 @@ class RewardCS(nn.Module):
 
 
 def _teacher_weights(n: int) -> tuple[Tensor, Tensor]:
-    """The geometric scorer's penalty weights (n,) of its ``n`` figures (``TEACHER_FIGURES`` order) and
-    their groups (n,) (0 realism, 1 fidelity); ones and one group when ``n`` is not that list's length."""
+    """The geometric scorer's penalty weights (n,) of the ``n`` figures of ``TEACHER_FIGURES`` (0 for one
+    the scorer does not weigh) and their groups (n,) (0 realism, 1 fidelity); ones and one group when
+    ``n`` is not that list's length."""
     from dreamcs.data.scorers.geometric import GeometricScorerConfig
-    from dreamcs.data.teacher_figures import teacher_figure_names
+    from dreamcs.data.teacher_figures import TEACHER_FIGURES
 
     cfg = GeometricScorerConfig()
-    names = teacher_figure_names(cfg)
-    if len(names) != n:
+    if len(TEACHER_FIGURES) != n:
         return torch.ones(n), torch.zeros(n, dtype=torch.long)
     ramps = {**cfg.realism, **cfg.fidelity}
-    return (torch.tensor([float(ramps[k][2]) for k in names]),
-            torch.tensor([int(k not in cfg.realism) for k in names], dtype=torch.long))
+    return (torch.tensor([float(ramps[k][2]) if k in ramps else 0.0 for k in TEACHER_FIGURES]),
+            torch.tensor([int(k not in cfg.realism) for k in TEACHER_FIGURES], dtype=torch.long))
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -7,7 +7,9 @@ All on a mesh normalised into [-1, 1]^3, after welding coincident vertices.
   boundary vertex where the boundary turns by more than 35 degrees. Faces torn out (holes, cracks,
   a cut-off part, a copied patch) leave zig-zag loops along triangle edges; the rim of a cup, the
   open base of a scan, a sheet's edge or an unwelded CAD part run straight or smoothly curved and
-  count only at their few corners.
+  count only at their few corners. A turn of over ``fold_deg`` (175) is not ragged either: there the
+  boundary runs back along itself, a zero-width seam (a T-junction, or two pieces meeting without
+  sharing their edges, as in many CAD models), not a tear (v4; ``fold_deg`` 181 is v3).
 - ``ragged_holes``: the summed vector area of the ragged loops (over 30% of their length ragged)
   / surface area: a large tear.
 - ``small_handles``: the number of small closed parts (< 3% of the area each) with genus >= 1
@@ -30,6 +32,7 @@ import trimesh
 from dreamcs.data.scorers.figures import _welded_components
 
 RAGGED_TURN_DEG = 35.0
+RAGGED_FOLD_DEG = 175.0
 RAGGED_LOOP_SHARE = 0.3
 SMALL_PART = 0.03
 SOFT_MIN = 0.1
@@ -42,7 +45,7 @@ def _boundary_edges(m: trimesh.Trimesh) -> np.ndarray:
     return d[counts[inv.reshape(-1)] == 1]
 
 
-def ragged_boundary(m: trimesh.Trimesh) -> dict[str, float]:
+def ragged_boundary(m: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG) -> dict[str, float]:
     """``ragged_boundary`` and ``ragged_holes`` of a welded mesh (see the module docstring)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -65,7 +68,8 @@ def ragged_boundary(m: trimesh.Trimesh) -> dict[str, float]:
     a, c = seg[e_in[simple]], seg[e_out[simple]]
     cos = (a * c).sum(axis=1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(c, axis=1), 1e-20)
     sharp = np.zeros(nv, bool)
-    sharp[simple] = np.arccos(np.clip(cos, -1.0, 1.0)) > np.deg2rad(RAGGED_TURN_DEG)
+    turn = np.arccos(np.clip(cos, -1.0, 1.0))
+    sharp[simple] = (turn > np.deg2rad(RAGGED_TURN_DEG)) & (turn < np.deg2rad(fold_deg))
     edge_rag = sharp[b[:, 0]] | sharp[b[:, 1]]
     loop_len = np.bincount(loop, weights=length, minlength=n_loop)
     loop_rag = np.bincount(loop, weights=length * edge_rag, minlength=n_loop)
@@ -112,10 +116,10 @@ def crease_figures(m: trimesh.Trimesh) -> dict[str, float]:
     return {"crease_share": crease, "soft_share": soft, "concentration": concentration}
 
 
-def surface_v3(mesh: trimesh.Trimesh) -> dict[str, float]:
+def surface_v3(mesh: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG) -> dict[str, float]:
     """The figures of the module docstring for a mesh normalised into [-1, 1]^3."""
     m, labels = _welded_components(mesh)
-    out = ragged_boundary(m)
+    out = ragged_boundary(m, fold_deg)
     out["small_handles"] = small_handles(m, labels)
     out.update(crease_figures(m))
     return out
