@@ -97,3 +97,17 @@ def test_roc_auc_and_summary():
     assert s["per_kind"]["holes"]["auc"] == 1.0 and s["per_kind"]["noise"]["auc"] == 0.5 and s["auc"] == 0.75
     assert s["per_kind"]["clean"]["label_agreement"] == 0.5 and s["per_kind"]["noise"]["label_agreement"] == 0.0
     json.dumps(s)
+
+
+def test_the_held_out_set_has_a_development_half_and_a_report_half():
+    from dreamcs.data.teacher import half_aucs
+    from dreamcs.data.validation import held_out_ids, heldout_half
+
+    halves = {o: heldout_half(o) for o in held_out_ids()}
+    assert set(halves.values()) == {"A", "B"} and 20 <= sum(h == "B" for h in halves.values()) <= 27
+    assert heldout_half("airplane") == "A" and heldout_half("teapot") == "B"  # fixed: reports stay comparable
+    assert heldout_half("teapot~holes") == "B" and heldout_half("licensed/animal") is None
+    scored = [{"id": "airplane", "label": 1, "overall": 5.0}, {"id": "airplane~holes", "label": 0, "overall": 2.0},
+              {"id": "teapot", "label": 1, "overall": 1.0}, {"id": "teapot~noise", "label": 0, "overall": 3.0}]
+    assert half_aucs(scored) == {"A": 1.0, "B": 0.0}
+    assert half_aucs([{**r, "id": "x" + r["id"]} for r in scored]) == {}

@@ -54,7 +54,8 @@ def teacher_eval_cmd(
         res = teacher_eval(dataset, cfg, workers=workers, out=out)
     except (ConfigError, FileNotFoundError, ValueError) as e:
         _fail(str(e))
-    t = Table(title=f"geometric scorer on {dataset}: overall ROC-AUC {res['auc']:.3f}, {res['n_items']} items")
+    halves = "".join(f", half {h} ({'development' if h == 'A' else 'report'}) {a:.3f}" for h, a in res["halves"].items() if a is not None)
+    t = Table(title=f"geometric scorer on {dataset}: overall ROC-AUC {res['auc']:.3f}{halves}, {res['n_items']} items")
     for h in ("kind", "items", "ROC-AUC", "mean overall", "labelled right"):
         t.add_column(h)
     for kind, r in res["per_kind"].items():

@@ -89,7 +89,20 @@ def summarize(scored: list[dict[str, Any]], preferred_min: float = 4.0, disprefe
             "label_agreement": float(np.mean(agree)) if agree else float("nan"),
         }
     neg = [r["overall"] for r in scored if r["kind"] != "clean"]
-    return {"auc": roc_auc(clean, neg), "n_items": len(scored), "per_kind": per_kind}
+    return {"auc": roc_auc(clean, neg), "n_items": len(scored), "per_kind": per_kind, "halves": half_aucs(scored)}
+
+
+def half_aucs(scored: list[dict[str, Any]], key: str = "overall") -> dict[str, float | None]:
+    """ROC-AUC (clean against the rest) within each half of the held-out objects
+    (``dreamcs.data.validation.heldout_half``: A develops, B reports); {} for a set of other objects."""
+    from dreamcs.data.validation import heldout_half
+
+    out: dict[str, float | None] = {}
+    for half in ("A", "B"):
+        rows = [r for r in scored if heldout_half(r.get("id", "")) == half]
+        if rows:
+            out[half] = roc_auc([r[key] for r in rows if r["label"] == 1], [r[key] for r in rows if r["label"] == 0])
+    return out
 
 
 def teacher_eval(

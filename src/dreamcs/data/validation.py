@@ -17,6 +17,10 @@ be copied into the project, and none is in the embedded set. Training sets and t
 them out (``is_held_out``). Several PLYs are z-up; ``UP_AXIS`` turns them y-up (checked by eye on
 front/side/top projections).
 
+**Two halves** (``heldout_half``, since session 18): half A of the held-out objects may be looked
+at while choosing (a development set beside the training side's own ``val`` splits); half B is only
+reported. ``teacher-eval`` and ``reward eval`` print the ROC-AUC of each half.
+
 **Tuning** (``tuning_objects``): the licensed meshes shipped in ``dreamcs/assets/meshpref`` (the
 embedded set's objects, training-side), for tuning the scorer without looking at the held-out set.
 
@@ -131,6 +135,15 @@ def tuning_objects(root: str | os.PathLike | None = None) -> list[EvalObject]:
     root = Path(root) if root is not None else ASSETS
     caps = _read_cap3d_csv(root / "captions.csv")
     return [EvalObject(k, str(root / "meshes" / f"{k}.obj"), caps[k]) for k in sorted(caps)]
+
+
+def heldout_half(item_id: str) -> str | None:
+    """``"A"`` (development) or ``"B"`` (report) for a held-out object or item id (``<object>~<kind>``),
+    by the parity of the SHA-1 of the object's name; None for an object that is not held out."""
+    obj = str(item_id).split("~", 1)[0]
+    if obj not in held_out_ids():
+        return None
+    return "AB"[int(hashlib.sha1(obj.encode("utf-8")).hexdigest(), 16) % 2]
 
 
 def _h(text: str) -> int:
