@@ -49,7 +49,7 @@ def test_orientation_loss_penalises_normals_facing_away() -> None:
 
 def test_textureless_headlight_is_brightest_facing_the_camera() -> None:
     ball = AnalyticField(lambda p: 60 * torch.sigmoid((0.6 - p.norm(dim=-1)) * 30), n_samples=128, occupancy=False)
-    img = render_volume(ball, FRONT, 33, shading="textureless", ambient=0.2)["image"][0, ..., 0]
+    img = render_volume(ball, FRONT, 33, shading="textureless", ambient=0.2)["image"][0, ..., 0].detach()
     assert float(img[16, 16]) == pytest.approx(0.8, abs=0.03)  # grey 0.8 x (0.2 + 0.8 n.l), n.l = 1
     assert float(img[16, 16]) > float(img[16, 10]) > 0.05  # darker towards the silhouette
 
