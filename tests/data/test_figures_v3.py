@@ -128,4 +128,19 @@ def test_a_seam_that_runs_back_along_itself_is_not_ragged() -> None:
     base = ragged_boundary(welded)["ragged_boundary"]
     # the seam's loop turns by 180 degrees at both of its ends: v4 reads it as a seam, v3 as a tear
     assert ragged_boundary(seamed)["ragged_boundary"] == base
-    assert ragged_boundary(seamed, fold_deg=181.0)["ragged_boundary"] > base + 0.5
+    assert ragged_boundary(seamed, fold_deg=181.0, seam_tol=0.0)["ragged_boundary"] > base + 0.5
+    assert ragged_boundary(seamed, fold_deg=181.0)["ragged_boundary"] == base  # its two sides overlap: a seam either way
+
+
+def test_an_unwelded_seam_is_not_a_tear_but_a_lone_torn_edge_is() -> None:
+    from dreamcs.data.realism import apply_realism
+    from dreamcs.data.scorers.figures import _welded_components
+    from dreamcs.data.scorers.figures_v3 import ragged_boundary
+
+    box = normalize(densify(trimesh.creation.box(extents=(1.0, 0.8, 0.6)), 2000))
+    pieces, _ = _welded_components(apply_realism(box, "unweld", seed=0))  # six faces, each its own piece, a hair apart
+    assert ragged_boundary(pieces, seam_tol=0.0)["ragged_boundary"] > 1.0  # v3: the corners of every piece are torn
+    assert ragged_boundary(pieces)["ragged_boundary"] == 0.0  # v4: each edge has its partner beside it
+    one_piece_gone, _ = _welded_components(trimesh.Trimesh(pieces.vertices, pieces.faces[pieces.face_normals[:, 1] < 0.5]))
+    # without the lid, the rim has nothing beside it: its corners are counted again
+    assert ragged_boundary(one_piece_gone)["ragged_boundary"] > 0.0

@@ -9,7 +9,9 @@ All on a mesh normalised into [-1, 1]^3, after welding coincident vertices.
   open base of a scan, a sheet's edge or an unwelded CAD part run straight or smoothly curved and
   count only at their few corners. A turn of over ``fold_deg`` (175) is not ragged either: there the
   boundary runs back along itself, a zero-width seam (a T-junction, or two pieces meeting without
-  sharing their edges, as in many CAD models), not a tear (v4; ``fold_deg`` 181 is v3).
+  sharing their edges, as in many CAD models), not a tear; nor is a boundary edge whose midpoint
+  lies within ``seam_tol`` (5e-4) of another boundary edge: the other side of an unwelded seam is
+  right there (v4; ``fold_deg`` 181 and ``seam_tol`` 0 are v3).
 - ``ragged_holes``: the summed vector area of the ragged loops (over 30% of their length ragged)
   / surface area: a large tear.
 - ``small_handles``: the number of small closed parts (< 3% of the area each) with genus >= 1
@@ -33,6 +35,7 @@ from dreamcs.data.scorers.figures import _welded_components
 
 RAGGED_TURN_DEG = 35.0
 RAGGED_FOLD_DEG = 175.0
+SEAM_TOL = 5e-4
 RAGGED_LOOP_SHARE = 0.3
 SMALL_PART = 0.03
 SOFT_MIN = 0.1
@@ -45,7 +48,38 @@ def _boundary_edges(m: trimesh.Trimesh) -> np.ndarray:
     return d[counts[inv.reshape(-1)] == 1]
 
 
-def ragged_boundary(m: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG) -> dict[str, float]:
+def seamed_edges(vv: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
+    """(E,) bool: boundary edges b (E, 2) whose midpoint lies within ``tol`` of another boundary edge
+    (the other side of an unwelded seam); all False for ``tol`` <= 0."""
+    from scipy.spatial import cKDTree
+
+    out = np.zeros(len(b), bool)
+    if tol <= 0 or len(b) < 2:
+        return out
+    a, c = vv[b[:, 0]], vv[b[:, 1]]
+    mid = 0.5 * (a + c)
+    length = np.linalg.norm(c - a, axis=1)
+    # edges cut into pieces no longer than the median edge, so that one long edge does not make every
+    # midpoint a candidate of every other; a midpoint within tol of a piece is within h / 2 + tol of its centre
+    h = max(float(np.median(length)), 1e-12)
+    n = np.maximum(np.ceil(length / h).astype(np.int64), 1)
+    owner = np.repeat(np.arange(len(b)), n)
+    k = np.arange(len(owner)) - np.repeat(np.cumsum(n) - n, n)
+    t0, t1 = (k / n[owner])[:, None], ((k + 1) / n[owner])[:, None]
+    p0, p1 = a[owner] + t0 * (c - a)[owner], a[owner] + t1 * (c - a)[owner]
+    near = cKDTree(0.5 * (p0 + p1)).query_ball_point(mid, 0.5 * h + tol)
+    i = np.repeat(np.arange(len(b)), [len(x) for x in near])
+    j = np.fromiter((x for xs in near for x in xs), dtype=np.int64, count=len(i))
+    keep = owner[j] != i
+    i, j = i[keep], j[keep]
+    ab = p1[j] - p0[j]
+    t = np.clip(((mid[i] - p0[j]) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-20), 0.0, 1.0)
+    close = np.linalg.norm(mid[i] - (p0[j] + t[:, None] * ab), axis=1) < tol
+    out[i[close]] = True
+    return out
+
+
+def ragged_boundary(m: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG, seam_tol: float = SEAM_TOL) -> dict[str, float]:
     """``ragged_boundary`` and ``ragged_holes`` of a welded mesh (see the module docstring)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -70,7 +104,7 @@ def ragged_boundary(m: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG) -> di
     sharp = np.zeros(nv, bool)
     turn = np.arccos(np.clip(cos, -1.0, 1.0))
     sharp[simple] = (turn > np.deg2rad(RAGGED_TURN_DEG)) & (turn < np.deg2rad(fold_deg))
-    edge_rag = sharp[b[:, 0]] | sharp[b[:, 1]]
+    edge_rag = (sharp[b[:, 0]] | sharp[b[:, 1]]) & ~seamed_edges(vv, b, seam_tol)
     loop_len = np.bincount(loop, weights=length, minlength=n_loop)
     loop_rag = np.bincount(loop, weights=length * edge_rag, minlength=n_loop)
     ragged = loop_rag > RAGGED_LOOP_SHARE * np.maximum(loop_len, 1e-12)
@@ -116,10 +150,10 @@ def crease_figures(m: trimesh.Trimesh) -> dict[str, float]:
     return {"crease_share": crease, "soft_share": soft, "concentration": concentration}
 
 
-def surface_v3(mesh: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG) -> dict[str, float]:
+def surface_v3(mesh: trimesh.Trimesh, fold_deg: float = RAGGED_FOLD_DEG, seam_tol: float = SEAM_TOL) -> dict[str, float]:
     """The figures of the module docstring for a mesh normalised into [-1, 1]^3."""
     m, labels = _welded_components(mesh)
-    out = ragged_boundary(m, fold_deg)
+    out = ragged_boundary(m, fold_deg, seam_tol)
     out["small_handles"] = small_handles(m, labels)
     out.update(crease_figures(m))
     return out

@@ -24,11 +24,12 @@ ramps were set by hand on the tuning split (``lo`` above what its clean meshes s
 once on the held-out set: ROC-AUC 0.778 there (v2: 0.729), 0.899 on the tuning split (v2: 0.812);
 see docs/teacher-eval.md.
 
-**v4** (the defaults; ``configs/scorers/geometric-v4.yaml``): v3 with two changes, chosen on a
+**v4** (the defaults; ``configs/scorers/geometric-v4.yaml``): v3 with three changes, chosen on a
 development set (the tuning-side builds' ``val`` splits and one half of the held-out objects; the
 other half reports): a boundary that runs back along itself (a turn over ``ragged_fold_deg``, 175
-degrees) is a seam between unwelded pieces, not a tear, and ``sag`` is reported but not weighed (it
-read bottles, lamps and splayed legs as melted, on the training side too). See docs/teacher-eval.md.
+degrees) or that has another boundary edge within ``seam_tol`` (the other side of an unwelded
+seam) is not a tear, and ``sag`` is reported but not weighed (it read bottles, lamps and splayed
+legs as melted, on the training side too). See docs/teacher-eval.md.
 
 **Structural realism** (figures from ``dreamcs.mesh.quality`` plus our own):
 - ``parts_far_small``: the area share of *small* part groups away from the main body (floaters;
@@ -104,6 +105,9 @@ class GeometricScorerConfig:
     """Ramps of the fidelity penalties."""
     ragged_fold_deg: float = 175.0
     """A boundary turning by more than this runs back along itself: a seam, not a tear (v4; 181 is v3)."""
+    seam_tol: float = 5e-4
+    """A boundary edge this close to another boundary edge is one side of an unwelded seam, not a
+    tear (v4; 0 is v3)."""
     alignment: list[float] = field(default_factory=lambda: [0.35, 0.85])
     """Cosine similarity mapped to 0 at the first value and 5 at the second."""
     text_encoder: str = "minilm"
@@ -232,7 +236,7 @@ class GeometricScorer:
             degenerate=q["degenerate_faces"] / n_f,
         )
         fig.update(surface_v2(mesh, self.cfg.gap))
-        fig.update(surface_v3(mesh, self.cfg.ragged_fold_deg))
+        fig.update(surface_v3(mesh, self.cfg.ragged_fold_deg, self.cfg.seam_tol))
         # the v1 floater figure is slow on dense meshes (all point pairs within gap): only when weighed
         if any(k == "floater_area" and r[2] > 0 for ramps in (self.cfg.realism, self.cfg.fidelity) for k, r in ramps.items()):
             fig["floater_area"] = floater_area(mesh, self.cfg.gap)
