@@ -144,3 +144,15 @@ def test_an_unwelded_seam_is_not_a_tear_but_a_lone_torn_edge_is() -> None:
     one_piece_gone, _ = _welded_components(trimesh.Trimesh(pieces.vertices, pieces.faces[pieces.face_normals[:, 1] < 0.5]))
     # without the lid, the rim has nothing beside it: its corners are counted again
     assert ragged_boundary(one_piece_gone)["ragged_boundary"] > 0.0
+
+
+def test_seams_cost_little_on_a_boundary_of_hairs() -> None:
+    """A boundary whose median edge is 1e-8 long beside a long one (a melted seam) must not cut the
+    long edge into 1e8 pieces."""
+    from dreamcs.data.scorers.figures_v3 import seamed_edges
+
+    n = 400
+    x = np.r_[np.cumsum(np.full(n, 1e-8)), 1.0]
+    vv = np.c_[x, np.zeros(n + 1), np.zeros(n + 1)]
+    b = np.c_[np.arange(n), np.arange(1, n + 1)]
+    assert seamed_edges(vv, b, 5e-4).shape == (n,)  # returns at once (it ran out of memory before)

@@ -59,9 +59,11 @@ def seamed_edges(vv: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
     a, c = vv[b[:, 0]], vv[b[:, 1]]
     mid = 0.5 * (a + c)
     length = np.linalg.norm(c - a, axis=1)
-    # edges cut into pieces no longer than the median edge, so that one long edge does not make every
-    # midpoint a candidate of every other; a midpoint within tol of a piece is within h / 2 + tol of its centre
-    h = max(float(np.median(length)), 1e-12)
+    # edges cut into pieces no longer than h, so that one long edge does not make every midpoint a
+    # candidate of every other; a midpoint within tol of a piece is within h / 2 + tol of its centre.
+    # h is at least a quarter of the mean length: at most 5 pieces per edge in all, however short the
+    # median edge (a smoothed seam collapses to hairs of 1e-8)
+    h = max(float(np.median(length)), 0.25 * float(length.mean()), 1e-9)
     n = np.maximum(np.ceil(length / h).astype(np.int64), 1)
     owner = np.repeat(np.arange(len(b)), n)
     k = np.arange(len(owner)) - np.repeat(np.cumsum(n) - n, n)
