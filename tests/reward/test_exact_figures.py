@@ -93,3 +93,30 @@ def test_score_reads_floaters_off_the_mesh_and_the_gradient_reaches_the_vertices
     n_body = len(trimesh.creation.icosphere(3).vertices)
     assert float(v.grad[n_body:].norm(dim=1).mean()) > float(v.grad[:n_body].norm(dim=1).mean())
 
+
+
+def test_ragged_figures_read_off_the_mesh_are_the_scorers_at_any_scale():
+    """A torn sphere reads ragged as the scorer reads it, at any scale; a box unwelded along its
+    creases (a CAD model's separate faces) is not torn."""
+    import numpy as np
+
+    from dreamcs.data.realism import apply_realism
+    from dreamcs.data.scorers.geometric import GeometricScorer
+    from dreamcs.mesh import normalize
+
+    names = ["ragged_boundary", "ragged_holes"]
+    idx = [tf.TEACHER_FIGURES.index(k) for k in names]
+    torn = trimesh.creation.icosphere(4)
+    torn.update_faces(np.random.default_rng(0).random(len(torn.faces)) > 0.15)
+    torn.remove_unreferenced_vertices()
+    want = tf.penalty_ramps(GeometricScorer().figures(normalize(torn)))
+    for scale in (1.0, 37.0):
+        vals = exact_figure_values(names, torch.tensor(torn.vertices * scale), torch.tensor(torn.faces))
+        assert [float(vals[i]) for i in idx] == pytest.approx([want[k] for k in names], abs=1e-6)
+    assert float(vals[idx[0]]) > 0.5
+    box = apply_realism(normalize(trimesh.creation.box(extents=(1.0, 0.8, 0.6)).subdivide().subdivide()), "unweld", seed=0)
+    assert float(exact_figure_values_mesh(names, box)[idx].abs().sum()) == 0.0
+    tiny_model(teacher_figures=12, figure_weight=0.5, exact_figures=["parts_far_small", *names])  # a valid config
+    from dreamcs.reward.exact_figures import generation_exact_figures
+
+    assert generation_exact_figures(["parts_far_small", *names]) == ["parts_far_small"]  # closed surfaces: not read

@@ -235,7 +235,7 @@ class GeneratePipeline:
         fig_leaf = None  # the surface as the exact teacher figures read it: its own leaf, apart from SDS's
         if scoring:
             from dreamcs.mesh import MeshError
-            from dreamcs.reward.exact_figures import exact_figure_values
+            from dreamcs.reward.exact_figures import exact_figure_values, generation_exact_figures
 
             try:
                 # alpha = 0 (e.g. before the ramp, or a baseline run) only monitors r: no graph
@@ -243,7 +243,7 @@ class GeneratePipeline:
                     if on_field and step % cfg.save_every == 0:  # a resume starts here without a layout
                         self.reward.reset()
                     # teacher figures read off the whole surface (floaters), differentiable in its vertices
-                    names = list(self.reward.model.config.exact_figures)
+                    names = generation_exact_figures(list(self.reward.model.config.exact_figures))
                     fig_leaf = v.detach().requires_grad_(alpha != 0.0) if names else None
                     fv = exact_figure_values(names, fig_leaf, faces)
                     if on_field:

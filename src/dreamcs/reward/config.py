@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-#: Teacher figures that can be read off a mesh exactly and differentiably (``RewardCSConfig.exact_figures``).
-EXACT_FIGURES = ("parts_far_small",)
+#: Teacher figures that can be read off a mesh exactly, the floaters differentiably (``RewardCSConfig.exact_figures``).
+EXACT_FIGURES = ("parts_far_small", "ragged_boundary", "ragged_holes")
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """Teacher figures RewardCS reads off the mesh itself (``RewardCSConfig.exact_figures``).
 
 The figure head predicts the geometric teacher's penalty ramps from the fused patch tokens; a
-floater keeps too few faces in that layout to be predicted (held-out floaters at chance). Where the
-caller has the mesh, the ramp is computed on it instead: values (T,) in the head's figure order,
-NaN where the head's reading stays. In generation the value carries a gradient (the floaters' area
-share, ``dreamcs.mesh.parts``), passed straight through the ramp's clip so that a floater past the
-full penalty is still pushed away.
+floater keeps too few faces in that layout to be predicted (held-out floaters at chance), and the
+layout cannot tell a torn boundary from one side of an unwelded seam (the other side lies a hair
+away). Where the caller has the mesh, the ramp is computed on it instead: values (T,) in the head's
+figure order, NaN where the head's reading stays. In generation the floaters' value carries a
+gradient (their area share, ``dreamcs.mesh.parts``), passed straight through the ramp's clip so that
+a floater past the full penalty is still pushed away; the ragged figures (``ragged_boundary``,
+``ragged_holes``: the scorer's own, on the mesh normalised into [-1, 1]^3) are constants.
 """
 
 from __future__ import annotations
@@ -54,14 +56,46 @@ def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Te
     if not names:
         return None
     out = [vertices.new_full((), float("nan")) for _ in TEACHER_FIGURES]
+    ragged: dict[str, float] | None = None
     for k in names:
-        if k != "parts_far_small":
-            raise ValueError(f"exact figure {k!r}: only parts_far_small can be read off a mesh")
         lo, hi = _ramp_bounds(k)
-        lin = (detached_area_share(vertices, faces, gap=_gap()) - lo) / (hi - lo)
-        # the clipped ramp's value, the unclipped ramp's gradient (a large floater still shrinks)
-        out[TEACHER_FIGURES.index(k)] = lin.clamp(0.0, 1.0).detach() + (lin - lin.detach())
+        if k == "parts_far_small":
+            lin = (detached_area_share(vertices, faces, gap=_gap()) - lo) / (hi - lo)
+            # the clipped ramp's value, the unclipped ramp's gradient (a large floater still shrinks)
+            out[TEACHER_FIGURES.index(k)] = lin.clamp(0.0, 1.0).detach() + (lin - lin.detach())
+        elif k in RAGGED:
+            ragged = ragged if ragged is not None else _ragged_figures(vertices, faces)
+            out[TEACHER_FIGURES.index(k)] = vertices.new_tensor(float(np.clip((ragged[k] - lo) / (hi - lo), 0.0, 1.0)))
+        else:
+            raise ValueError(f"exact figure {k!r}: only parts_far_small, ragged_boundary and ragged_holes can be read off a mesh")
     return torch.stack(out)
+
+
+RAGGED = ("ragged_boundary", "ragged_holes")
+
+
+def generation_exact_figures(names: list[str]) -> list[str]:
+    """The exact figures a generation step reads off its surface: the floaters only. A marching-tets
+    surface is closed (open only where it meets the grid's walls), so its ragged figures are 0 and
+    would only cost time (35 ms at 20k faces) and change guidance measured without them."""
+    return [k for k in names if k not in RAGGED]
+
+
+def _ragged_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
+    """The scorer's ragged figures of a mesh of any scale (normalised into [-1, 1]^3 first, as the
+    scorer sees it: its seam tolerance is absolute)."""
+    import trimesh
+
+    from dreamcs.data.scorers.figures_v3 import ragged_boundary
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig
+    from dreamcs.mesh.parts import welded_components
+
+    v = vertices.detach().double().cpu().numpy()
+    lo, hi = v.min(0), v.max(0)
+    v = (v - 0.5 * (lo + hi)) * (2.0 / max(float((hi - lo).max()), 1e-12))
+    m, _ = welded_components(trimesh.Trimesh(v, faces.detach().cpu().numpy(), process=False))
+    cfg = GeometricScorerConfig()
+    return ragged_boundary(m, cfg.ragged_fold_deg, cfg.seam_tol)
 
 
 def exact_figure_values_mesh(names: list[str], mesh: Any) -> Tensor | None:

@@ -96,9 +96,9 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
             v = verts.detach().requires_grad_(alpha != 0.0)
             try:
                 with torch.set_grad_enabled(alpha != 0.0):
-                    from dreamcs.reward.exact_figures import exact_figure_values
+                    from dreamcs.reward.exact_figures import exact_figure_values, generation_exact_figures
 
-                    fv = exact_figure_values(list(pipe.reward.model.config.exact_figures), v, faces)
+                    fv = exact_figure_values(generation_exact_figures(list(pipe.reward.model.config.exact_figures)), v, faces)
                     r = pipe.reward(v, faces, figure_values=fv)
             except MeshError as e:
                 rec["reward_error"] = str(e)[:300]
