@@ -58,6 +58,8 @@ def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Te
     out = [vertices.new_full((), float("nan")) for _ in TEACHER_FIGURES]
     ragged: dict[str, float] | None = None
     for k in names:
+        if k != "parts_far_small" and k not in RAGGED:
+            raise ValueError(f"exact figure {k!r}: only parts_far_small, ragged_boundary and ragged_holes can be read off a mesh")
         lo, hi = _ramp_bounds(k)
         if k == "parts_far_small":
             lin = (detached_area_share(vertices, faces, gap=_gap()) - lo) / (hi - lo)
@@ -66,8 +68,6 @@ def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Te
         elif k in RAGGED:
             ragged = ragged if ragged is not None else _ragged_figures(vertices, faces)
             out[TEACHER_FIGURES.index(k)] = vertices.new_tensor(float(np.clip((ragged[k] - lo) / (hi - lo), 0.0, 1.0)))
-        else:
-            raise ValueError(f"exact figure {k!r}: only parts_far_small, ragged_boundary and ragged_holes can be read off a mesh")
     return torch.stack(out)
 
 
