@@ -234,13 +234,11 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
     kinds = per_kind_auc(r, y, pred["id"])
     if kinds:
         metrics["per_kind_roc_auc"] = {k: v["roc_auc"] for k, v in kinds.items()}
-    from dreamcs.data.validation import heldout_half
+    from dreamcs.data.teacher import half_aucs
 
-    halves = np.array([heldout_half(i) for i in pred["id"]], dtype=object)
-    for h in ("A", "B"):  # the held-out set's development (A) and report (B) halves
-        m = halves == h
-        if m.any() and 0 < y[m].sum() < m.sum():
-            metrics[f"roc_auc_half_{h}"] = roc_auc(r[m], y[m])
+    # the held-out set's development (A) and report (B) halves, as teacher-eval reads them
+    rows = [{"id": i, "label": int(lab), "overall": float(v)} for i, lab, v in zip(pred["id"], y, r, strict=True)]
+    metrics.update({f"roc_auc_half_{h}": a for h, a in half_aucs(rows).items() if a is not None})
     if out_dir is not None:
         out = Path(out_dir)
         plot_embeddings(emb, y, out / "embeddings.png")

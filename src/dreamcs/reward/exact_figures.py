@@ -88,12 +88,11 @@ def _ragged_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
 
     from dreamcs.data.scorers.figures_v3 import ragged_boundary
     from dreamcs.data.scorers.geometric import GeometricScorerConfig
+    from dreamcs.mesh import normalize
     from dreamcs.mesh.parts import welded_components
 
-    v = vertices.detach().double().cpu().numpy()
-    lo, hi = v.min(0), v.max(0)
-    v = (v - 0.5 * (lo + hi)) * (2.0 / max(float((hi - lo).max()), 1e-12))
-    m, _ = welded_components(trimesh.Trimesh(v, faces.detach().cpu().numpy(), process=False))
+    mesh = trimesh.Trimesh(vertices.detach().double().cpu().numpy(), faces.detach().cpu().numpy(), process=False)
+    m, _ = welded_components(normalize(mesh))
     cfg = GeometricScorerConfig()
     return ragged_boundary(m, cfg.ragged_fold_deg, cfg.seam_tol)
 

@@ -49,8 +49,10 @@ def _boundary_edges(m: trimesh.Trimesh) -> np.ndarray:
 
 
 def seamed_edges(vv: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
-    """(E,) bool: boundary edges b (E, 2) whose midpoint lies within ``tol`` of another boundary edge
-    (the other side of an unwelded seam); all False for ``tol`` <= 0."""
+    """(E,) bool: boundary edges b (E, 2) whose midpoint lies within ``tol`` (and within a fifth of
+    the edge's own length) of another boundary edge: the other side of an unwelded seam. The second
+    bound keeps a run of very short edges from partnering its own neighbours, which touch it at its
+    ends. All False for ``tol`` <= 0."""
     from scipy.spatial import cKDTree
 
     out = np.zeros(len(b), bool)
@@ -76,7 +78,7 @@ def seamed_edges(vv: np.ndarray, b: np.ndarray, tol: float) -> np.ndarray:
     i, j = i[keep], j[keep]
     ab = p1[j] - p0[j]
     t = np.clip(((mid[i] - p0[j]) * ab).sum(1) / np.maximum((ab * ab).sum(1), 1e-20), 0.0, 1.0)
-    close = np.linalg.norm(mid[i] - (p0[j] + t[:, None] * ab), axis=1) < tol
+    close = np.linalg.norm(mid[i] - (p0[j] + t[:, None] * ab), axis=1) < np.minimum(tol, 0.2 * length[i])
     out[i[close]] = True
     return out
 

@@ -69,6 +69,7 @@ import numpy as np
 import trimesh
 
 from dreamcs.data.scorers import SCORERS, Scores
+from dreamcs.data.scorers.figures_v3 import RAGGED_FOLD_DEG, SEAM_TOL
 
 
 def ramp(x: float, lo: float, hi: float) -> float:
@@ -91,7 +92,7 @@ class GeometricScorerConfig:
             "winding": [0.01, 0.1, 0.5],
         }
     )
-    """Ramps of the realism penalties (weight 0 switches one off; its ramp is still reported)."""
+    """Ramps of the realism penalties (weight 0 switches one off; its figure stays in the details)."""
     fidelity: dict[str, list[float]] = field(
         default_factory=lambda: {
             "jagged": [0.4, 0.55, 5.0],
@@ -103,9 +104,9 @@ class GeometricScorerConfig:
         }
     )
     """Ramps of the fidelity penalties."""
-    ragged_fold_deg: float = 175.0
+    ragged_fold_deg: float = RAGGED_FOLD_DEG
     """A boundary turning by more than this runs back along itself: a seam, not a tear (v4; 181 is v3)."""
-    seam_tol: float = 5e-4
+    seam_tol: float = SEAM_TOL
     """A boundary edge this close to another boundary edge is one side of an unwelded seam, not a
     tear (v4; 0 is v3)."""
     alignment: list[float] = field(default_factory=lambda: [0.35, 0.85])
