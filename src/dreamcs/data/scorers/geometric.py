@@ -24,12 +24,18 @@ ramps were set by hand on the tuning split (``lo`` above what its clean meshes s
 once on the held-out set: ROC-AUC 0.778 there (v2: 0.729), 0.899 on the tuning split (v2: 0.812);
 see docs/teacher-eval.md.
 
-**v4** (the defaults; ``configs/scorers/geometric-v4.yaml``): v3 with three changes, chosen on a
+**v4** (``configs/scorers/geometric-v4.yaml``): v3 with three changes, chosen on a
 development set (the tuning-side builds' ``val`` splits and one half of the held-out objects; the
 other half reports): a boundary that runs back along itself (a turn over ``ragged_fold_deg``, 175
 degrees) or that has another boundary edge within ``seam_tol`` (the other side of an unwelded
 seam) is not a tear, and ``sag`` is reported but not weighed (it read bottles, lamps and splayed
 legs as melted, on the training side too). See docs/teacher-eval.md.
+
+**v5** (the defaults; ``configs/scorers/geometric-v5.yaml``): v4 plus two figures
+(``dreamcs.data.scorers.figures_v5``), chosen on the same development set: ``self_crossing`` (a
+surface that passes through itself within one welded part: bloated, collapsed or melted where it
+was concave) weighs on realism, ``normal_anisotropy`` (nearly all of the surface facing one axis:
+squashed flat) on fidelity. See docs/teacher-eval.md.
 
 **Structural realism** (figures from ``dreamcs.mesh.quality`` plus our own):
 - ``parts_far_small``: the area share of *small* part groups away from the main body (floaters;
@@ -83,13 +89,14 @@ class GeometricScorerConfig:
     """Parts farther than this from the main body (in the [-1, 1] cube) are floaters."""
     realism: dict[str, list[float]] = field(
         default_factory=lambda: {
-            # figure: [lo, hi, weight]; v3, set on the tuning split (see the module docstring)
+            # figure: [lo, hi, weight]; v3, set on the tuning split, and v4 / v5 (see the module docstring)
             "parts_far_small": [0.001, 0.01, 5.0],
             "ragged_boundary": [0.5, 2.5, 4.0],
             "ragged_holes": [0.003, 0.03, 3.0],
             "small_handles": [1.5, 3.5, 3.0],
             "nonmanifold": [0.002, 0.05, 0.5],
             "winding": [0.01, 0.1, 0.5],
+            "self_crossing": [0.01, 0.05, 5.0],  # v5
         }
     )
     """Ramps of the realism penalties (weight 0 switches one off; its figure stays in the details)."""
@@ -101,6 +108,7 @@ class GeometricScorerConfig:
             "thin": [0.3, 0.7, 3.0],
             "concentration": [0.15, 0.03, 2.0],
             "sag": [1.45, 1.85, 0.0],  # v4: reported, not weighed (it read bottles, lamps and ants as melted)
+            "normal_anisotropy": [0.8, 0.95, 2.0],  # v5
         }
     )
     """Ramps of the fidelity penalties."""
@@ -226,6 +234,7 @@ class GeometricScorer:
         """All figures behind realism and fidelity, for a mesh normalised into [-1, 1]^3."""
         from dreamcs.data.scorers.figures import surface_v2
         from dreamcs.data.scorers.figures_v3 import surface_v3
+        from dreamcs.data.scorers.figures_v5 import surface_v5
         from dreamcs.mesh import quality
 
         q = quality(mesh)
@@ -238,6 +247,7 @@ class GeometricScorer:
         )
         fig.update(surface_v2(mesh, self.cfg.gap))
         fig.update(surface_v3(mesh, self.cfg.ragged_fold_deg, self.cfg.seam_tol))
+        fig.update(surface_v5(mesh))
         # the v1 floater figure is slow on dense meshes (all point pairs within gap): only when weighed
         if any(k == "floater_area" and r[2] > 0 for ramps in (self.cfg.realism, self.cfg.fidelity) for k, r in ramps.items()):
             fig["floater_area"] = floater_area(mesh, self.cfg.gap)
