@@ -86,3 +86,24 @@ def test_a_file_with_other_figures_is_refused(built_copy):
     with pytest.raises(ValueError, match="ragged_boundary"):
         tf.read_teacher_figures(built_copy)
     assert tf.read_teacher_figures(built_copy, names=["jagged"]) == {"a": pytest.approx(np.zeros(1))}
+
+
+def test_a_dataset_serves_the_mesh_only_figures_when_its_parquet_has_them(built_copy):
+    """The ramps of the figures no head predicts (scorer v5's) ride beside the twelve targets; a
+    parquet written before v5 has no such columns, and its items simply carry none."""
+    import pandas as pd
+
+    from dreamcs.reward.train import collate
+
+    tf.write_teacher_figures(built_copy, workers=1)
+    table = pd.read_parquet(built_copy / tf.FILENAME)
+    ds = MeshPrefDataset(built_copy, split="all")
+    item = ds[0]
+    assert item["mesh_figures"].shape == (2,)
+    row = table.set_index("id").loc[item["id"], tf.MESH_ONLY_FIGURES].to_numpy(np.float32)
+    assert np.allclose(item["mesh_figures"].numpy(), row)
+    assert collate([ds[0], ds[1]])["mesh_figures"].shape == (2, 2)
+    table.drop(columns=tf.MESH_ONLY_FIGURES).to_parquet(built_copy / tf.FILENAME)  # as written before v5
+    old = MeshPrefDataset(built_copy, split="all")
+    assert "mesh_figures" not in old[0] and old[0]["teacher_figures"].shape == (12,)
+    assert collate([old[0], old[1]])["mesh_figures"] is None

@@ -8,6 +8,7 @@
     item["score"], item["label"], item["prompt"], item["id"], item["object_id"], item["source"]
     item["teacher_figures"]  # (12,) float32, only when the folder has teacher_figures.parquet
                              # (dreamcs.data.teacher_figures; NaN for an item it could not score)
+    item["mesh_figures"]     # (2,) float32, the ramps of MESH_ONLY_FIGURES, when the parquet has them
 
 Only labelled rows are served (label 1 preferred, 0 dispreferred); the middle band is not. Features
 are computed from the stored patched mesh on access; shards are opened lazily and the last one kept
@@ -54,6 +55,9 @@ class MeshPrefDataset(Dataset):
         #: the geometric teacher's penalty ramps per item id, when the folder has them
         self.teacher_figures = read_teacher_figures(self.root)
         self._n_figures = len(next(iter(self.teacher_figures.values()), ())) if self.teacher_figures else 0
+        #: the ramps of the figures no head predicts (``MESH_ONLY_FIGURES``), when the parquet has them
+        #: (one written before scorer v5 does not): a reward reads them as its exact figures
+        self.mesh_figures = self._read_mesh_figures() if self.teacher_figures else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -97,11 +101,25 @@ class MeshPrefDataset(Dataset):
             **self._teacher_target(r["id"]),
         }
 
+    def _read_mesh_figures(self) -> dict[str, Any] | None:
+        from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES, read_teacher_figures
+
+        try:
+            return read_teacher_figures(self.root, MESH_ONLY_FIGURES)
+        except ValueError:  # written before v5: no such columns
+            return None
+
     def _teacher_target(self, item_id: str) -> dict[str, Tensor]:
         if self.teacher_figures is None:
             return {}
         t = self.teacher_figures.get(str(item_id))
-        return {"teacher_figures": torch.tensor(t) if t is not None else torch.full((self._n_figures,), float("nan"))}
+        out = {"teacher_figures": torch.tensor(t) if t is not None else torch.full((self._n_figures,), float("nan"))}
+        if self.mesh_figures is not None:
+            from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
+
+            m = self.mesh_figures.get(str(item_id))
+            out["mesh_figures"] = torch.tensor(m) if m is not None else torch.full((len(MESH_ONLY_FIGURES),), float("nan"))
+        return out
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen shards themselves
         d = dict(self.__dict__)

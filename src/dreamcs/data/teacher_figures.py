@@ -42,6 +42,11 @@ TEACHER_FIGURES: list[str] = [
     "jagged", "folds", "flatness", "thin", "concentration", "sag",
 ]
 
+#: Figures the scorer weighs beyond ``TEACHER_FIGURES`` (v5's two): no trained head predicts them; a
+#: reward reads them off the mesh where the caller has it (``RewardCSConfig.exact_figures``), and
+#: ``write_teacher_figures`` stores their ramps beside the twelve (``penalty_ramps``).
+MESH_ONLY_FIGURES: list[str] = ["self_crossing", "normal_anisotropy"]
+
 
 def penalty_ramps(figures: dict[str, float], cfg: GeometricScorerConfig | None = None) -> dict[str, float]:
     """The scorer's figures of one mesh -> the ramp in [0, 1] (not yet weighed) of each figure of

@@ -35,9 +35,13 @@ def predict(model: RewardCS, dataset: Dataset, batch_size: int = 32) -> dict[str
             items = [dataset[i] for i in range(s, min(n, s + batch_size))]
             b = collate(items)
             bnd = b.get("boundary")
-            # the set's teacher ramps, read by a model with exact_figures (RewardCSConfig) in place of its head's
+            # the set's teacher ramps, read by a model with exact_figures (RewardCSConfig) in place of its
+            # head's, then those of the figures no head predicts (MESH_ONLY_FIGURES) where the set has them
+            fv = b.get("teacher_figures")
+            if fv is not None and b.get("mesh_figures") is not None:
+                fv = torch.cat([fv, b["mesh_figures"]], -1)
             o = model(b["features"].to(model.device), b["centers"].to(model.device), b["prompt"],
-                      boundary=None if bnd is None else bnd.to(model.device), figure_values=b.get("teacher_figures"))
+                      boundary=None if bnd is None else bnd.to(model.device), figure_values=fv)
             rewards.append(o.reward.cpu())
             embs.append(o.embedding.cpu())
             labels += b["label"].tolist()
@@ -228,8 +232,14 @@ def evaluate(model: RewardCS, dataset: Dataset, out_dir: str | os.PathLike | Non
         "reward_mean_dispreferred": float(r[y == 0].mean()) if (y == 0).any() else float("nan"),
     }
     if model.config.exact_figures:  # read off the meshes only where the set has its teacher ramps
-        have = getattr(dataset, "teacher_figures", None)
-        metrics["exact_figures"] = {k: "mesh" if have else "head (no teacher_figures.parquet)" for k in model.config.exact_figures}
+        from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
+
+        have, have_more = getattr(dataset, "teacher_figures", None), getattr(dataset, "mesh_figures", None)
+        metrics["exact_figures"] = {
+            k: ("mesh" if have_more else "not read (no column: teacher_figures.parquet written before scorer v5)")
+            if k in MESH_ONLY_FIGURES else ("mesh" if have else "head (no teacher_figures.parquet)")
+            for k in model.config.exact_figures
+        }
     metrics["prompt_agreement"], metrics["n_prompt_pairs"] = prompt_agreement(model, dataset, batch_size=batch_size)
     kinds = per_kind_auc(r, y, pred["id"])
     if kinds:

@@ -3,11 +3,13 @@
 The figure head predicts the geometric teacher's penalty ramps from the fused patch tokens; a
 floater keeps too few faces in that layout to be predicted (held-out floaters at chance), and the
 layout cannot tell a torn boundary from one side of an unwelded seam (the other side lies a hair
-away). Where the caller has the mesh, the ramp is computed on it instead: values (T,) in the head's
-figure order, NaN where the head's reading stays. In generation the floaters' value carries a
-gradient (their area share, ``dreamcs.mesh.parts``), passed straight through the ramp's clip so that
-a floater past the full penalty is still pushed away; the ragged figures (``ragged_boundary``,
-``ragged_holes``: the scorer's own, on the mesh normalised into [-1, 1]^3) are constants.
+away). Where the caller has the mesh, the ramp is computed on it instead: values (T + E,) in the
+head's figure order, NaN where the head's reading stays, then the E figures that no head predicts
+(``MESH_ONLY_FIGURES``, scorer v5's ``self_crossing`` and ``normal_anisotropy``), NaN where not read:
+those are weighed by the current scorer (``mesh_only_penalties``) and count only where read. In
+generation the floaters' value carries a gradient (their area share, ``dreamcs.mesh.parts``), passed
+straight through the ramp's clip so that a floater past the full penalty is still pushed away; the
+others (the scorer's own figures, on the mesh normalised into [-1, 1]^3) are constants.
 """
 
 from __future__ import annotations
@@ -30,6 +32,31 @@ def _ramp_bounds(name: str) -> tuple[float, float]:
 
 
 @cache
+def _mesh_only_weights() -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The scorer's weights of ``MESH_ONLY_FIGURES`` and their groups (0 realism, 1 fidelity)."""
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig
+    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
+
+    cfg = GeometricScorerConfig()
+    ramps = {**cfg.realism, **cfg.fidelity}
+    return (tuple(float(ramps[k][2]) if k in ramps else 0.0 for k in MESH_ONLY_FIGURES),
+            tuple(int(k not in cfg.realism) for k in MESH_ONLY_FIGURES))
+
+
+def mesh_only_penalties(names: list[str], values: Tensor, n_slots: int) -> Tensor:
+    """Ramps (B, E) of ``MESH_ONLY_FIGURES`` (NaN: not read) -> their weighed penalties in the teacher
+    score's group slots (B, n_slots): realism in slot 0, fidelity in slot 1; only ``names`` count."""
+    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
+
+    weights, groups = _mesh_only_weights()
+    out = values.new_zeros(values.shape[:-1] + (n_slots,))
+    for j, k in enumerate(MESH_ONLY_FIGURES):
+        if k in names and j < values.shape[-1]:
+            out[..., groups[j]] += weights[j] * torch.nan_to_num(values[..., j], nan=0.0)
+    return out
+
+
+@cache
 def _gap() -> float:
     from dreamcs.data.scorers.geometric import GeometricScorerConfig
 
@@ -43,31 +70,38 @@ def exact_mask(names: list[str], n_figures: int) -> Tensor:
     mask = torch.zeros(n_figures, dtype=torch.bool)
     if names and n_figures == len(TEACHER_FIGURES):
         for k in names:
-            mask[TEACHER_FIGURES.index(k)] = True
+            if k in TEACHER_FIGURES:  # the others have no head slot (MESH_ONLY_FIGURES)
+                mask[TEACHER_FIGURES.index(k)] = True
     return mask
 
 
 def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Tensor | None:
-    """The ramps of ``names`` for a mesh (V, 3) (any scale), faces (F, 3) -> (T,), NaN elsewhere;
-    differentiable in ``vertices``. None when ``names`` is empty."""
-    from dreamcs.data.teacher_figures import TEACHER_FIGURES
+    """The ramps of ``names`` for a mesh (V, 3) (any scale), faces (F, 3) -> (T + E,) (the head's T,
+    then ``MESH_ONLY_FIGURES``), NaN elsewhere; differentiable in ``vertices``. None when ``names`` is empty."""
+    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES, TEACHER_FIGURES
     from dreamcs.mesh.parts import detached_area_share
 
     if not names:
         return None
-    out = [vertices.new_full((), float("nan")) for _ in TEACHER_FIGURES]
+    order = TEACHER_FIGURES + MESH_ONLY_FIGURES
+    out = [vertices.new_full((), float("nan")) for _ in order]
     ragged: dict[str, float] | None = None
+    v5: dict[str, float] | None = None
     for k in names:
-        if k != "parts_far_small" and k not in RAGGED:
-            raise ValueError(f"exact figure {k!r}: only parts_far_small, ragged_boundary and ragged_holes can be read off a mesh")
+        if k != "parts_far_small" and k not in RAGGED and k not in MESH_ONLY_FIGURES:
+            raise ValueError(f"exact figure {k!r}: only parts_far_small, {', '.join(RAGGED + tuple(MESH_ONLY_FIGURES))} "
+                             "can be read off a mesh")
         lo, hi = _ramp_bounds(k)
         if k == "parts_far_small":
             lin = (detached_area_share(vertices, faces, gap=_gap()) - lo) / (hi - lo)
             # the clipped ramp's value, the unclipped ramp's gradient (a large floater still shrinks)
-            out[TEACHER_FIGURES.index(k)] = lin.clamp(0.0, 1.0).detach() + (lin - lin.detach())
+            out[order.index(k)] = lin.clamp(0.0, 1.0).detach() + (lin - lin.detach())
         elif k in RAGGED:
             ragged = ragged if ragged is not None else _ragged_figures(vertices, faces)
-            out[TEACHER_FIGURES.index(k)] = vertices.new_tensor(float(np.clip((ragged[k] - lo) / (hi - lo), 0.0, 1.0)))
+            out[order.index(k)] = vertices.new_tensor(float(np.clip((ragged[k] - lo) / (hi - lo), 0.0, 1.0)))
+        else:
+            v5 = v5 if v5 is not None else _v5_figures(vertices, faces)
+            out[order.index(k)] = vertices.new_tensor(float(np.clip((v5[k] - lo) / (hi - lo), 0.0, 1.0)))
     return torch.stack(out)
 
 
@@ -76,9 +110,12 @@ RAGGED = ("ragged_boundary", "ragged_holes")
 
 def generation_exact_figures(names: list[str]) -> list[str]:
     """The exact figures a generation step reads off its surface: the floaters only. A marching-tets
-    surface is closed (open only where it meets the grid's walls), so its ragged figures are 0 and
-    would only cost time (35 ms at 20k faces) and change guidance measured without them."""
-    return [k for k in names if k not in RAGGED]
+    surface is closed (open only where it meets the grid's walls), so its ragged figures are 0, and
+    it cannot pass through itself; both would only cost time (35 ms and ~50 ms at 20k faces), carry
+    no gradient and change guidance measured without them (so does ``normal_anisotropy``)."""
+    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
+
+    return [k for k in names if k not in RAGGED and k not in MESH_ONLY_FIGURES]
 
 
 def _ragged_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
@@ -95,6 +132,17 @@ def _ragged_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
     m, _ = welded_components(normalize(mesh))
     cfg = GeometricScorerConfig()
     return ragged_boundary(m, cfg.ragged_fold_deg, cfg.seam_tol)
+
+
+def _v5_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
+    """The scorer's v5 figures of a mesh of any scale (normalised into [-1, 1]^3 first, as the scorer sees it)."""
+    import trimesh
+
+    from dreamcs.data.scorers.figures_v5 import surface_v5
+    from dreamcs.mesh import normalize
+
+    mesh = trimesh.Trimesh(vertices.detach().double().cpu().numpy(), faces.detach().cpu().numpy(), process=False)
+    return surface_v5(normalize(mesh))
 
 
 def exact_figure_values_mesh(names: list[str], mesh: Any) -> Tensor | None:

@@ -195,19 +195,26 @@ class RewardCS(nn.Module):
         """Figure logits (B, T) -> the geometric teacher's score as the head reads it (B,), in (0, 5]:
         like the scorer, the mean over its groups (realism, fidelity) of 5 minus the group's weighed
         penalty ramps (``figure_weights``, the scorer's weights); a softplus in place of the scorer's
-        clip at 0 keeps a gradient on badly damaged meshes. figure_values (B, T): ramps read off the
-        meshes, used for ``config.exact_figures`` where finite."""
+        clip at 0 keeps a gradient on badly damaged meshes. figure_values (B, T) or (B, T + E): ramps read
+        off the meshes, used for ``config.exact_figures`` where finite; the E columns beyond the head's
+        are ``MESH_ONLY_FIGURES``, added with the scorer's weights where read."""
         ramps = torch.sigmoid(figures)
         if figure_values is not None and self.config.exact_figures:
             from dreamcs.reward.exact_figures import exact_mask
 
             # a config choice, not a weight: read at every call, so it can be set on a loaded model
-            fv = figure_values.to(ramps)
+            fv = figure_values[..., : ramps.shape[-1]].to(ramps)
             use = exact_mask(list(self.config.exact_figures), ramps.shape[-1]).to(ramps.device) & torch.isfinite(fv)
             ramps = torch.where(use, torch.nan_to_num(fv, nan=0.0), ramps)
         pen = ramps * self.figure_weights
         # T group slots, the empty ones masked out: no device-to-host read of the group count per call
         per_group = torch.zeros_like(pen).index_add_(-1, self.figure_groups, pen)
+        if figure_values is not None and self.config.exact_figures and figure_values.shape[-1] > ramps.shape[-1]:
+            from dreamcs.reward.exact_figures import mesh_only_penalties
+
+            # the figures no head predicts, weighed by the current scorer where read off the mesh
+            extra = figure_values[..., ramps.shape[-1]:].to(ramps)
+            per_group = per_group + mesh_only_penalties(list(self.config.exact_figures), extra, ramps.shape[-1])
         used = torch.zeros_like(self.figure_weights).index_add_(0, self.figure_groups, torch.ones_like(self.figure_weights)) > 0
         return (F.softplus(5.0 - per_group, beta=2.0).clamp_max(5.0) * used).sum(-1) / used.sum()
 

@@ -139,16 +139,17 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "boundary": (torch.stack([torch.as_tensor(it["boundary"], dtype=torch.float32) for it in items])
                      if all("boundary" in it for it in items) else None),
         "teacher_figures": _stack_teacher_figures(items),
+        "mesh_figures": _stack_teacher_figures(items, "mesh_figures"),
     }
 
 
-def _stack_teacher_figures(items: list[dict[str, Any]]) -> Tensor | None:
-    """(B, T) teacher targets when any item has them (NaN rows for those without); else None."""
-    have = [it["teacher_figures"] for it in items if "teacher_figures" in it]
+def _stack_teacher_figures(items: list[dict[str, Any]], key: str = "teacher_figures") -> Tensor | None:
+    """(B, T) teacher targets (or ``mesh_figures``) when any item has them (NaN rows for those without); else None."""
+    have = [it[key] for it in items if key in it]
     if not have:
         return None
     nan = torch.full_like(torch.as_tensor(have[0], dtype=torch.float32), float("nan"))
-    return torch.stack([torch.as_tensor(it.get("teacher_figures", nan), dtype=torch.float32) for it in items])
+    return torch.stack([torch.as_tensor(it.get(key, nan), dtype=torch.float32) for it in items])
 
 
 def prompt_fits(item: dict[str, Any]) -> bool:
