@@ -38,9 +38,10 @@ def test_clean_meshes_score_high(meshes, scorer):
     for name, m in meshes.items():
         s = scorer.score(m, "a thing")
         assert s.alignment is None and s.realism >= 4.5, (name, s.details["penalties"])
-        # v3's concentration cannot tell a clean smooth shape (this sphere, the chair's curved shell)
-        # from a smoothed one: a known cost, capped by its weight (2), and the only penalty here
-        assert set(s.details["penalties"]) <= {"concentration"} and s.fidelity >= 3.0, (name, s.details["penalties"])
+        # v3's concentration and v5's soft_share cannot tell a clean smooth shape (this sphere, the
+        # chair's curved shell) from a smoothed one: a known cost, capped by their weights (2 + 2),
+        # and the only penalties here (on real meshes they gain more than they cost: docs/teacher-eval.md)
+        assert set(s.details["penalties"]) <= {"concentration", "soft_share"} and s.fidelity >= 1.0, (name, s.details["penalties"])
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_defects_are_caught(meshes, scorer, defect, which):
     for name, m in meshes.items():
         clean = getattr(scorer.score(m, "x"), which)
         bad = scorer.score(_defect(m, defect), "x")
-        assert getattr(bad, which) <= clean - 2.0, (name, defect, bad.details)
+        assert getattr(bad, which) <= max(clean - 2.0, 0.0), (name, defect, bad.details)  # 2 lower, or at the floor
         assert bad.overall() <= 3.5, (name, defect, bad.details)  # realism/fidelity only: dispreferred
 
 

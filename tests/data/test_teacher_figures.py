@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import trimesh
 
@@ -20,9 +21,9 @@ def test_ramps_read_what_the_scorer_penalises():
     rng = np.random.default_rng(0)
     torn.update_faces(rng.random(len(torn.faces)) > 0.15)  # faces torn out: ragged holes
     clean, damaged = tf.penalty_ramps(scorer.figures(sphere)), tf.penalty_ramps(scorer.figures(torn))
-    # the pinned 12 (a trained head's order) first, then what the scorer weighs beyond them (v5's two)
+    # the pinned 12 (a trained head's order) first, then what the scorer weighs beyond them (v5's three)
     assert list(clean)[:12] == tf.TEACHER_FIGURES and len(tf.TEACHER_FIGURES) == 12
-    assert list(clean)[12:] == ["self_crossing", "normal_anisotropy"]
+    assert list(clean)[12:] == ["self_crossing", "normal_anisotropy", "soft_share"]
     assert all(0.0 <= v <= 1.0 for v in [*clean.values(), *damaged.values()])
     assert clean["ragged_holes"] == 0.0 and damaged["ragged_holes"] > 0.5
 
@@ -99,11 +100,30 @@ def test_a_dataset_serves_the_mesh_only_figures_when_its_parquet_has_them(built_
     table = pd.read_parquet(built_copy / tf.FILENAME)
     ds = MeshPrefDataset(built_copy, split="all")
     item = ds[0]
-    assert item["mesh_figures"].shape == (2,)
+    assert item["mesh_figures"].shape == (3,)
     row = table.set_index("id").loc[item["id"], tf.MESH_ONLY_FIGURES].to_numpy(np.float32)
     assert np.allclose(item["mesh_figures"].numpy(), row)
-    assert collate([ds[0], ds[1]])["mesh_figures"].shape == (2, 2)
+    assert collate([ds[0], ds[1]])["mesh_figures"].shape == (2, 3)
     table.drop(columns=tf.MESH_ONLY_FIGURES).to_parquet(built_copy / tf.FILENAME)  # as written before v5
     old = MeshPrefDataset(built_copy, split="all")
     assert "mesh_figures" not in old[0] and old[0]["teacher_figures"].shape == (12,)
     assert collate([old[0], old[1]])["mesh_figures"] is None
+
+
+def test_a_rerun_after_a_scorer_change_scores_the_old_rows_again(built_copy, monkeypatch):
+    """Rows a partial file holds from another scorer version (here: without v5's soft_share) are not
+    resumed: the parquet must not mix two versions' figures."""
+    import json
+
+    tf.write_teacher_figures(built_copy, workers=1)
+    partial = built_copy / "teacher_figures.partial.jsonl"
+    rows = [json.loads(line) for line in partial.read_text().splitlines()]
+    old = [{k: v for k, v in r.items() if k != "soft_share"} for r in rows]
+    partial.write_text("".join(json.dumps(r) + "\n" for r in old[:-1] + rows[-1:]))  # all but the last as v4 wrote them
+    scored = []
+    real = tf._score_chunk
+    monkeypatch.setattr(tf, "_score_chunk", lambda root, r: scored.extend(r) or real(root, r))
+    tf.write_teacher_figures(built_copy, workers=1)
+    assert len(scored) == len(rows) - 1
+    table = pd.read_parquet(built_copy / tf.FILENAME)
+    assert len(table) == len(rows) and table["soft_share"].notna().all()

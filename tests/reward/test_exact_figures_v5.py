@@ -1,4 +1,4 @@
-"""The scorer's v5 figures, which no figure head predicts (``MESH_ONLY_FIGURES``): a reward reads them
+"""The figures scorer v5 weighs and no figure head predicts (``MESH_ONLY_FIGURES``): a reward reads them
 off the mesh (``exact_figures``), weighs them as the scorer does, and only where they were read."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dreamcs.data.scorers.geometric import GeometricScorer
 from dreamcs.mesh import normalize
 from dreamcs.reward.exact_figures import exact_figure_values, exact_figure_values_mesh, generation_exact_figures
 
-V5 = ["self_crossing", "normal_anisotropy"]
+V5 = ["self_crossing", "normal_anisotropy", "soft_share"]
 NAMES = ["parts_far_small", "ragged_boundary", "ragged_holes", *V5]
 
 
@@ -31,20 +31,20 @@ def test_mesh_only_values_follow_the_heads_and_are_the_scorers_ramps_at_any_scal
     want = tf.penalty_ramps(GeometricScorer().figures(normalize(mesh)))
     for scale in (1.0, 23.0):
         vals = exact_figure_values(V5, torch.tensor(mesh.vertices * scale), torch.tensor(mesh.faces))
-        assert vals.shape == (14,) and torch.isnan(vals[:12]).all()
+        assert vals.shape == (15,) and torch.isnan(vals[:12]).all()
         assert [float(x) for x in vals[12:]] == pytest.approx([want[k] for k in V5], abs=1e-6)
     assert float(vals[12]) == 1.0  # 5-8% of its edges cross: past the ramp's top
     only_one = exact_figure_values_mesh(["normal_anisotropy"], mesh)
-    assert torch.isnan(only_one[12]) and torch.isfinite(only_one[13])
+    assert torch.isnan(only_one[12]) and torch.isfinite(only_one[13]) and torch.isnan(only_one[14])
     assert generation_exact_figures(NAMES) == ["parts_far_small"]  # marching tets cannot cross itself
 
 
 def test_teacher_score_adds_them_with_the_scorers_weights_only_where_read() -> None:
     m = tiny_model(teacher_figures=12, figure_weight=0.5, exact_figures=NAMES).eval()
     logits = torch.full((4, 12), -50.0)  # the head reads no penalty
-    values = torch.full((4, 14), float("nan"))
+    values = torch.full((4, 15), float("nan"))
     values[0, 12] = 1.0  # a full self_crossing penalty: weight 5 on realism, so realism ~0
-    values[1, 13] = 1.0  # a full normal_anisotropy penalty: weight 2 on fidelity
+    values[1, 13] = 1.0  # a full normal_anisotropy penalty: weight 2 on fidelity (soft_share not read)
     values[2, 12:] = 0.0  # read, clean
     with torch.no_grad():
         s = m.teacher_score(logits, values)

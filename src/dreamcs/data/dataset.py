@@ -8,7 +8,7 @@
     item["score"], item["label"], item["prompt"], item["id"], item["object_id"], item["source"]
     item["teacher_figures"]  # (12,) float32, only when the folder has teacher_figures.parquet
                              # (dreamcs.data.teacher_figures; NaN for an item it could not score)
-    item["mesh_figures"]     # (2,) float32, the ramps of MESH_ONLY_FIGURES, when the parquet has them
+    item["mesh_figures"]     # (3,) float32, the ramps of MESH_ONLY_FIGURES, when the parquet has them
 
 Only labelled rows are served (label 1 preferred, 0 dispreferred); the middle band is not. Features
 are computed from the stored patched mesh on access; shards are opened lazily and the last one kept

@@ -10,7 +10,8 @@ beside its own objective (``TrainConfig.lambda_teacher``) learns shape features 
 right on real objects it has never seen (ragged tears, small handles, sag, crease concentration, ...).
 
 A long job: rows are appended to ``teacher_figures.partial.jsonl`` as chunks finish, a rerun skips the
-ids already there, and the parquet is written atomically at the end.
+ids already there (unless their row holds another scorer version's figures: those are scored again),
+and the parquet is written atomically at the end.
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ TEACHER_FIGURES: list[str] = [
     "jagged", "folds", "flatness", "thin", "concentration", "sag",
 ]
 
-#: Figures the scorer weighs beyond ``TEACHER_FIGURES`` (v5's two): no trained head predicts them; a
-#: reward reads them off the mesh where the caller has it (``RewardCSConfig.exact_figures``), and
-#: ``write_teacher_figures`` stores their ramps beside the twelve (``penalty_ramps``).
-MESH_ONLY_FIGURES: list[str] = ["self_crossing", "normal_anisotropy"]
+#: Figures the scorer weighs beyond ``TEACHER_FIGURES`` (v5's three: two new figures and v3's
+#: ``soft_share``, weighed since v5): no trained head predicts them; a reward reads them off the mesh
+#: where the caller has it (``RewardCSConfig.exact_figures``), and ``write_teacher_figures`` stores
+#: their ramps beside the twelve (``penalty_ramps``).
+MESH_ONLY_FIGURES: list[str] = ["self_crossing", "normal_anisotropy", "soft_share"]
 
 
 def penalty_ramps(figures: dict[str, float], cfg: GeometricScorerConfig | None = None) -> dict[str, float]:
@@ -55,8 +57,12 @@ def penalty_ramps(figures: dict[str, float], cfg: GeometricScorerConfig | None =
 
     cfg = cfg or GeometricScorerConfig()
     ramps = {**cfg.realism, **cfg.fidelity}
-    names = TEACHER_FIGURES + [k for k in teacher_figure_names(cfg) if k not in TEACHER_FIGURES]
-    return {k: ramp(float(figures[k]), *ramps[k][:2]) for k in names}
+    return {k: ramp(float(figures[k]), *ramps[k][:2]) for k in _ramp_names(cfg)}
+
+
+def _ramp_names(cfg: GeometricScorerConfig) -> list[str]:
+    """The columns ``penalty_ramps`` writes: ``TEACHER_FIGURES``, then the config's other weighed figures."""
+    return TEACHER_FIGURES + [k for k in teacher_figure_names(cfg) if k not in TEACHER_FIGURES]
 
 
 def _score_chunk(root: str, rows: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -94,7 +100,9 @@ def write_teacher_figures(root: str | os.PathLike, workers: int = 1, chunk: int 
     if not rows:
         raise ValueError(f"{root}: no items with a stored mesh (mesh_path) to score")
     _drop_torn_line(partial)  # else the next row would be appended to a killed run's half line
-    done = {r["id"] for r in read_jsonl(partial)} if partial.is_file() else set()
+    # a row written by another scorer version (other weighed figures) is scored again, not resumed
+    names = set(_ramp_names(GeometricScorerConfig()))
+    done = {r["id"] for r in read_jsonl(partial) if set(r) - {"id"} == names} if partial.is_file() else set()
     todo = [r for r in rows if r[0] not in done]
     chunks = [todo[i : i + chunk] for i in range(0, len(todo), chunk)]
 
@@ -109,7 +117,7 @@ def write_teacher_figures(root: str | os.PathLike, workers: int = 1, chunk: int 
         with ProcessPoolExecutor(workers) as pool:
             for recs in pool.map(_score_chunk, [str(root)] * len(chunks), chunks):
                 record(recs)
-    table = pd.DataFrame([r for r in read_jsonl(partial) if "error" not in r]).drop_duplicates("id", keep="last")
+    table = pd.DataFrame([r for r in read_jsonl(partial) if set(r) - {"id"} == names]).drop_duplicates("id", keep="last")
     out = root / FILENAME
     tmp = out.with_name(out.name + ".tmp")
     table.to_parquet(tmp, index=False)

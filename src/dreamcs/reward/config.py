@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Teacher figures that can be read off a mesh exactly, the floaters differentiably (``RewardCSConfig.exact_figures``);
-#: the last two (``dreamcs.data.teacher_figures.MESH_ONLY_FIGURES``) have no slot in the figure head.
-EXACT_FIGURES = ("parts_far_small", "ragged_boundary", "ragged_holes", "self_crossing", "normal_anisotropy")
+#: the last three (``dreamcs.data.teacher_figures.MESH_ONLY_FIGURES``) have no slot in the figure head.
+EXACT_FIGURES = ("parts_far_small", "ragged_boundary", "ragged_holes", "self_crossing", "normal_anisotropy", "soft_share")
 
 
 @dataclass
@@ -70,8 +70,9 @@ class RewardCSConfig:
     caller has the mesh (``score``, ``reward eval`` on a set with ``teacher_figures.parquet``, the
     generation branches): ``parts_far_small`` (floaters), which the fused 256 x 64 layout keeps too
     few faces of to be seen (``dreamcs.mesh.parts``; docs/reward-floaters.md). Inference only: the
-    head is still trained on it, and without the mesh the head's reading is used. ``self_crossing``
-    and ``normal_anisotropy`` (scorer v5) have no head slot: they count only where read off the mesh."""
+    head is still trained on it, and without the mesh the head's reading is used. ``self_crossing``,
+    ``normal_anisotropy`` and ``soft_share`` (weighed since scorer v5) have no head slot: they count
+    only where read off the mesh."""
     pos_hidden: int = 128
     """Hidden width of the positional MLP on patch centres."""
     head_hidden: int = 256

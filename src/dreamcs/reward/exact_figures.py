@@ -5,7 +5,7 @@ floater keeps too few faces in that layout to be predicted (held-out floaters at
 layout cannot tell a torn boundary from one side of an unwelded seam (the other side lies a hair
 away). Where the caller has the mesh, the ramp is computed on it instead: values (T + E,) in the
 head's figure order, NaN where the head's reading stays, then the E figures that no head predicts
-(``MESH_ONLY_FIGURES``, scorer v5's ``self_crossing`` and ``normal_anisotropy``), NaN where not read:
+(``MESH_ONLY_FIGURES``: scorer v5's ``self_crossing``, ``normal_anisotropy``, ``soft_share``), NaN where not read:
 those are weighed by the current scorer (``mesh_only_penalties``) and count only where read. In
 generation the floaters' value carries a gradient (their area share, ``dreamcs.mesh.parts``), passed
 straight through the ramp's clip so that a floater past the full penalty is still pushed away; the
@@ -100,7 +100,7 @@ def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Te
             ragged = ragged if ragged is not None else _ragged_figures(vertices, faces)
             out[order.index(k)] = vertices.new_tensor(float(np.clip((ragged[k] - lo) / (hi - lo), 0.0, 1.0)))
         else:
-            v5 = v5 if v5 is not None else _v5_figures(vertices, faces)
+            v5 = v5 if v5 is not None else _mesh_only_figures(vertices, faces)
             out[order.index(k)] = vertices.new_tensor(float(np.clip((v5[k] - lo) / (hi - lo), 0.0, 1.0)))
     return torch.stack(out)
 
@@ -134,15 +134,20 @@ def _ragged_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
     return ragged_boundary(m, cfg.ragged_fold_deg, cfg.seam_tol)
 
 
-def _v5_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
-    """The scorer's v5 figures of a mesh of any scale (normalised into [-1, 1]^3 first, as the scorer sees it)."""
+def _mesh_only_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
+    """The scorer's figures of ``MESH_ONLY_FIGURES`` for a mesh of any scale (normalised into
+    [-1, 1]^3 first, as the scorer sees it)."""
     import trimesh
 
-    from dreamcs.data.scorers.figures_v5 import surface_v5
+    from dreamcs.data.scorers.figures_v3 import crease_figures
+    from dreamcs.data.scorers.figures_v5 import normal_anisotropy, self_crossing
     from dreamcs.mesh import normalize
+    from dreamcs.mesh.parts import welded_components
 
-    mesh = trimesh.Trimesh(vertices.detach().double().cpu().numpy(), faces.detach().cpu().numpy(), process=False)
-    return surface_v5(normalize(mesh))
+    mesh = normalize(trimesh.Trimesh(vertices.detach().double().cpu().numpy(), faces.detach().cpu().numpy(), process=False))
+    m, labels = welded_components(mesh)
+    return {"self_crossing": self_crossing(m, labels), "normal_anisotropy": normal_anisotropy(mesh),
+            "soft_share": crease_figures(m)["soft_share"]}
 
 
 def exact_figure_values_mesh(names: list[str], mesh: Any) -> Tensor | None:

@@ -35,7 +35,8 @@ legs as melted, on the training side too). See docs/teacher-eval.md.
 (``dreamcs.data.scorers.figures_v5``), chosen on the same development set: ``self_crossing`` (a
 surface that passes through itself within one welded part: bloated, collapsed or melted where it
 was concave) weighs on realism, ``normal_anisotropy`` (nearly all of the surface facing one axis:
-squashed flat) on fidelity. See docs/teacher-eval.md.
+squashed flat) on fidelity, and so does v3's ``soft_share`` (most of the surface gently bent:
+smoothed, bloated or melted), reported until v4. See docs/teacher-eval.md.
 
 **Structural realism** (figures from ``dreamcs.mesh.quality`` plus our own):
 - ``parts_far_small``: the area share of *small* part groups away from the main body (floaters;
@@ -109,6 +110,7 @@ class GeometricScorerConfig:
             "concentration": [0.15, 0.03, 2.0],
             "sag": [1.45, 1.85, 0.0],  # v4: reported, not weighed (it read bottles, lamps and ants as melted)
             "normal_anisotropy": [0.8, 0.95, 2.0],  # v5
+            "soft_share": [0.4, 0.6, 2.0],  # v5: v3's figure, weighed
         }
     )
     """Ramps of the fidelity penalties."""
