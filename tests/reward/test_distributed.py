@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -9,10 +11,24 @@ from reward_helpers import cs_gather_batch, cs_gather_worker, ddp_worker, tiny_t
 from safetensors.torch import load_file
 
 
+def _spawn(fn, args: tuple, outputs: list) -> None:
+    """``mp.spawn`` two ranks; a rank that aborts in gloo's teardown *after* every rank wrote its
+    results (libstdc++'s "terminate called without an active exception", seen once in three full runs
+    on 2 busy cores despite the barrier before ``destroy_process_group``) is tolerated: what the
+    tests check is in the files. An abort before the files exist fails as before."""
+    try:
+        mp.spawn(fn, args=args, nprocs=2, join=True)
+    except mp.ProcessExitedException as e:
+        if e.signal_name != "SIGABRT" or not all(p.is_file() for p in outputs):
+            raise
+        warnings.warn(f"a rank aborted in gloo teardown after writing its results: {e}", stacklevel=2)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 def test_two_process_gloo_in_sync(tmp_path):
-    mp.spawn(ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    _spawn(ddp_worker, (2, str(tmp_path / "init"), str(tmp_path)),
+           [tmp_path / "rank0.safetensors", tmp_path / "rank1.safetensors", tmp_path / "run" / "model.safetensors"])
     a = load_file(str(tmp_path / "rank0.safetensors"))
     b = load_file(str(tmp_path / "rank1.safetensors"))
     assert a.keys() == b.keys()
@@ -37,7 +53,7 @@ def test_cs_term_spans_all_ranks_like_one_device(tmp_path):
     # on one device (each rank's gradient is world x its share; DDP's averaging divides it back).
     from dreamcs.reward.train import TrainConfig, compute_loss
 
-    mp.spawn(cs_gather_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    _spawn(cs_gather_worker, (2, str(tmp_path / "init"), str(tmp_path)), [tmp_path / f"cs{r}.safetensors" for r in (0, 1)])
     emb, label, score = cs_gather_batch()
     e = emb.clone().requires_grad_(True)
     loss, logs = compute_loss(score, e, {"label": label, "score": score}, TrainConfig(lambda_cs=1.0))
