@@ -88,3 +88,12 @@ def test_the_v5_scorer_weighs_both_figures_and_v4_reproduces_without_them() -> N
     flat = normalize(apply_defect(sphere, "flatten", seed=1, severity=0.35))
     f5, f4 = v5.score(flat, "a ball"), v4.score(flat, "a ball")
     assert f5.details["penalties"]["normal_anisotropy"] > 0.5 and f5.fidelity < f4.fidelity
+
+
+def test_self_crossing_is_the_same_when_the_broadphase_pairs_in_chunks(monkeypatch) -> None:
+    import dreamcs.data.scorers.figures_v5 as v5
+
+    mesh = _cap_pushed_through()
+    whole = surface_v5(mesh)["self_crossing"]
+    monkeypatch.setattr(v5, "PAIRS_PER_CHUNK", 500)  # dozens of chunks
+    assert surface_v5(mesh)["self_crossing"] == whole > 0

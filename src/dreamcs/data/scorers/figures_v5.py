@@ -24,6 +24,8 @@ import trimesh
 #: how many edges ``self_crossing`` tests (a fraction of them, so that the figure does not depend
 #: on how finely the mesh is tessellated and its cost stays bounded)
 N_EDGES = 2000
+#: candidate (edge, face) pairs held at once by the broadphase (a memory bound, ~50 MB)
+PAIRS_PER_CHUNK = 2_000_000
 
 
 def _segment_crosses(p0: np.ndarray, p1: np.ndarray, tri: np.ndarray, eps: float = 1e-9) -> np.ndarray:
@@ -66,11 +68,16 @@ def _candidates(c: np.ndarray, r: np.ndarray, mid: np.ndarray, half: np.ndarray)
     small, big = np.flatnonzero(r <= rq), np.flatnonzero(r > rq)
     ei, fi = [], []
     if len(short) and len(small):
-        pairs = cKDTree(mid[short]).sparse_distance_matrix(cKDTree(c[small]), hq + rq, output_type="ndarray")
-        e1, f1 = short[pairs["i"]], small[pairs["j"]]
-        near = pairs["v"] <= half[e1] + r[f1]  # each pair's own reach (sizes vary within the 95%)
-        ei.append(e1[near])
-        fi.append(f1[near])
+        faces_tree = cKDTree(c[small])
+        # a dense patch of tiny faces beside large ones can put millions of faces within the common
+        # radius: count first, and pair the edges in chunks that keep each pair array bounded
+        n = int(cKDTree(mid[short]).count_neighbors(faces_tree, hq + rq))
+        for part in np.array_split(short, max(1, -(-n // PAIRS_PER_CHUNK))):
+            pairs = cKDTree(mid[part]).sparse_distance_matrix(faces_tree, hq + rq, output_type="ndarray")
+            e1, f1 = part[pairs["i"]], small[pairs["j"]]
+            near = pairs["v"] <= half[e1] + r[f1]  # each pair's own reach (sizes vary within the 95%)
+            ei.append(e1[near])
+            fi.append(f1[near])
     e2, f2 = _ball_pairs(c[small], mid[long_], half[long_] + rq)
     ei.append(long_[e2])
     fi.append(small[f2])
