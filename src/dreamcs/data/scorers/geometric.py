@@ -31,8 +31,8 @@ degrees) or that has another boundary edge within ``seam_tol`` (the other side o
 seam) is not a tear, and ``sag`` is reported but not weighed (it read bottles, lamps and splayed
 legs as melted, on the training side too). See docs/teacher-eval.md.
 
-**v5** (the defaults; ``configs/scorers/geometric-v5.yaml``): v4 plus two figures
-(``dreamcs.data.scorers.figures_v5``), chosen on the same development set: ``self_crossing`` (a
+**v5** (the defaults; ``configs/scorers/geometric-v5.yaml``): v4 plus three penalties, two of them
+on new figures (``dreamcs.data.scorers.figures_v5``), chosen on the same development set: ``self_crossing`` (a
 surface that passes through itself within one welded part: bloated, collapsed or melted where it
 was concave) weighs on realism, ``normal_anisotropy`` (nearly all of the surface facing one axis:
 squashed flat) on fidelity, and so does v3's ``soft_share`` (most of the surface gently bent:
