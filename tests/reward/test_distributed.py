@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 
 def _spawn(fn, args: tuple, outputs: list) -> None:
     """``mp.spawn`` two ranks; a rank that aborts in gloo's teardown *after* every rank wrote its
-    results (libstdc++'s "terminate called without an active exception", seen in two of this session's four full runs, always in the CS-gather test
-    on 2 busy cores despite the barrier before ``destroy_process_group``) is tolerated: what the
-    tests check is in the files. An abort before the files exist fails as before."""
+    results (libstdc++'s "terminate called without an active exception", despite the barrier before
+    ``destroy_process_group``; seen in two of session 19's four full runs, always in the CS-gather
+    test) is tolerated: what the tests check is in the files. An abort before the files exist fails."""
     try:
         mp.spawn(fn, args=args, nprocs=2, join=True)
     except mp.ProcessExitedException as e:
