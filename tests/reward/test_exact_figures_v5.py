@@ -12,7 +12,11 @@ from reward_helpers import tiny_model
 import dreamcs.data.teacher_figures as tf
 from dreamcs.data.scorers.geometric import GeometricScorer
 from dreamcs.mesh import normalize
-from dreamcs.reward.exact_figures import exact_figure_values, exact_figure_values_mesh, generation_exact_figures
+from dreamcs.reward.exact_figures import (
+    exact_figure_values,
+    exact_figure_values_mesh,
+    generation_exact_figures,
+)
 
 V5 = ["self_crossing", "normal_anisotropy", "soft_share"]
 NAMES = ["parts_far_small", "ragged_boundary", "ragged_holes", *V5]
