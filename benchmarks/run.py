@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE))
 
 STAGES = [
     "bench_mesh", "bench_first_call", "bench_reward", "bench_generate", "bench_fast_reward", "bench_volume", "bench_pipeline",
-    "bench_data", "bench_evaluate", "bench_prior",
+    "bench_data", "bench_scorer", "bench_evaluate", "bench_prior",
 ]
 
 

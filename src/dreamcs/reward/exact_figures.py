@@ -111,7 +111,7 @@ RAGGED = ("ragged_boundary", "ragged_holes")
 def generation_exact_figures(names: list[str]) -> list[str]:
     """The exact figures a generation step reads off its surface: the floaters only. A marching-tets
     surface is closed (open only where it meets the grid's walls), so its ragged figures are 0, and
-    it cannot pass through itself; both would only cost time (35 ms and ~50 ms at 20k faces), carry
+    it cannot pass through itself; both would only cost time (35 ms and ~60 ms at 10-20k faces), carry
     no gradient and change guidance measured without them (so does ``normal_anisotropy``)."""
     from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
 

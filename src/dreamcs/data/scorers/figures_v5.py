@@ -45,50 +45,41 @@ def _segment_crosses(p0: np.ndarray, p1: np.ndarray, tri: np.ndarray, eps: float
     return ok & (u > eps) & (v > eps) & (u + v < 1 - eps) & (t > eps) & (t < 1 - eps)
 
 
-def _ball_pairs(tree_pts: np.ndarray, query: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(query index, tree index) pairs within ``radius`` (per query point; for few queries)."""
-    from scipy.spatial import cKDTree
-
-    if not len(tree_pts) or not len(query):
-        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
-    lists = cKDTree(tree_pts).query_ball_point(query, radius)
-    qi = np.repeat(np.arange(len(query)), [len(x) for x in lists])
-    return qi, np.concatenate([np.asarray(x, dtype=int) for x in lists])
+def _size_classes(x: np.ndarray) -> list[np.ndarray]:
+    """Indices of ``x`` in four size classes (up to its 50th, 80th, 95th percentile, and above)."""
+    edges = np.quantile(x, [0.5, 0.8, 0.95])
+    cls = np.searchsorted(edges, x, side="left")
+    return [np.flatnonzero(cls == k) for k in range(4)]
 
 
 def _candidates(c: np.ndarray, r: np.ndarray, mid: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(edge, face) index pairs whose bounding spheres overlap (faces with centres ``c``, radii ``r``;
     edges with midpoints ``mid``, half-lengths ``half``). Sizes vary (a CAD model's long slivers
-    beside fine detail), so the 95% of usual faces and edges are paired by one tree-to-tree search
-    within the two 95th percentiles, and only the few largest of either by wider searches."""
+    beside fine detail): edges and faces are each split into four size classes, and every pair of
+    classes is searched tree to tree within its own largest reach, so that fine detail is not
+    searched at the reach of the largest faces; each pair's own reach filters the result."""
     from scipy.spatial import cKDTree
 
-    hq, rq = float(np.quantile(half, 0.95)), float(np.quantile(r, 0.95))
-    short, long_ = np.flatnonzero(half <= hq), np.flatnonzero(half > hq)
-    small, big = np.flatnonzero(r <= rq), np.flatnonzero(r > rq)
     ei, fi = [], []
-    if len(short) and len(small):
-        faces_tree = cKDTree(c[small])
-        # a dense patch of tiny faces beside large ones can put millions of faces within the common
-        # radius: count first, and pair the edges in chunks that keep each pair array bounded
-        n = int(cKDTree(mid[short]).count_neighbors(faces_tree, hq + rq))
-        for part in np.array_split(short, max(1, -(-n // PAIRS_PER_CHUNK))):
-            pairs = cKDTree(mid[part]).sparse_distance_matrix(faces_tree, hq + rq, output_type="ndarray")
-            e1, f1 = part[pairs["i"]], small[pairs["j"]]
-            near = pairs["v"] <= half[e1] + r[f1]  # each pair's own reach (sizes vary within the 95%)
-            ei.append(e1[near])
-            fi.append(f1[near])
-    e2, f2 = _ball_pairs(c[small], mid[long_], half[long_] + rq)
-    ei.append(long_[e2])
-    fi.append(small[f2])
-    f3, e3 = _ball_pairs(mid[short], c[big], r[big] + hq)
-    ei.append(short[e3])
-    fi.append(big[f3])
-    if len(long_) and len(big):
-        d = np.linalg.norm(mid[long_][:, None] - c[big][None], axis=2)
-        e4, f4 = np.nonzero(d <= half[long_][:, None] + r[big][None])
-        ei.append(long_[e4])
-        fi.append(big[f4])
+    for e_cls in _size_classes(half):
+        if not len(e_cls):
+            continue
+        e_tree = cKDTree(mid[e_cls])
+        for f_cls in _size_classes(r):
+            if not len(f_cls):
+                continue
+            f_tree, reach = cKDTree(c[f_cls]), float(half[e_cls].max() + r[f_cls].max())
+            # count first, and pair the edges in chunks that keep each pair array bounded
+            n = int(e_tree.count_neighbors(f_tree, reach))
+            for part in np.array_split(np.arange(len(e_cls)), max(1, -(-n // PAIRS_PER_CHUNK))):
+                tree = e_tree if len(part) == len(e_cls) else cKDTree(mid[e_cls[part]])
+                pairs = tree.sparse_distance_matrix(f_tree, reach, output_type="ndarray")
+                e1, f1 = e_cls[part[pairs["i"]]], f_cls[pairs["j"]]
+                near = pairs["v"] <= half[e1] + r[f1]  # each pair's own reach
+                ei.append(e1[near])
+                fi.append(f1[near])
+    if not ei:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     return np.concatenate(ei).astype(int), np.concatenate(fi).astype(int)
 
 
