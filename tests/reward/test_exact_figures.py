@@ -26,7 +26,7 @@ def _with_floater() -> trimesh.Trimesh:
 def test_config_checks_the_names_and_the_mix():
     tiny_model(teacher_figures=12, figure_weight=0.5, exact_figures=["parts_far_small"])
     with pytest.raises(ValueError, match="exact_figures"):
-        tiny_model(teacher_figures=12, figure_weight=0.5, exact_figures=["jagged"])
+        tiny_model(teacher_figures=12, figure_weight=0.5, exact_figures=["small_handles"])  # not read off a mesh
     with pytest.raises(ValueError, match="exact_figures"):
         tiny_model(teacher_figures=12, figure_weight=0.0, exact_figures=["parts_far_small"])
 
@@ -36,7 +36,7 @@ def test_exact_values_replace_the_heads_reading_only_where_configured_and_finite
     logits = torch.full((3, 12), -50.0)  # the head reads no penalty anywhere
     values = torch.full((3, 12), float("nan"))
     values[0, K] = 1.0  # a full floater penalty (weight 5 in realism): realism 0
-    values[1, tf.TEACHER_FIGURES.index("jagged")] = 1.0  # not an exact figure: ignored
+    values[1, tf.TEACHER_FIGURES.index("jagged")] = 1.0  # not an exact figure of this model: ignored
     with torch.no_grad():
         s = m.teacher_score(logits, values)
         plain = m.teacher_score(logits)

@@ -68,3 +68,24 @@ def test_score_reads_them_off_the_mesh() -> None:
     with_v5 = m.score(crossed, "a ball")
     m.config.exact_figures = NAMES[:3]
     assert with_v5 < m.score(crossed, "a ball") - 0.2  # half the reward is the teacher's: realism lost 5
+
+
+def test_every_readable_figure_is_the_scorers_ramp_and_the_config_lists_them() -> None:
+    """Session 19 reads the scorer's jagged, folds, flatness, thin and concentration off the mesh too
+    (the head's readings of them lose on real meshes); each must be the scorer's own ramp."""
+    from dreamcs.data.defects import apply_defect, densify
+    from dreamcs.reward.config import EXACT_FIGURES
+    from dreamcs.reward.exact_figures import READABLE
+
+    assert EXACT_FIGURES == READABLE
+    order = tf.TEACHER_FIGURES + tf.MESH_ONLY_FIGURES
+    names = [k for k in READABLE if k != "parts_far_small"]
+    base = densify(normalize(trimesh.creation.torus(1.0, 0.35, major_sections=48, minor_sections=16)), 4000)
+    for mesh in (base, normalize(apply_defect(base, "noise", seed=1, severity=0.85)),
+                 normalize(apply_defect(base, "flatten", seed=1, severity=0.85))):
+        want = tf.penalty_ramps(GeometricScorer().figures(mesh))
+        vals = exact_figure_values(names, torch.tensor(mesh.vertices * 5.0), torch.tensor(mesh.faces))
+        assert [float(vals[order.index(k)]) for k in names] == pytest.approx([want[k] for k in names], abs=1e-6)
+    assert float(vals[order.index("flatness")]) == 1.0  # the flattened torus
+    with pytest.raises(ValueError, match="small_handles"):
+        exact_figure_values(["small_handles"], torch.tensor(base.vertices), torch.tensor(base.faces))

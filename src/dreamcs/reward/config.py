@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-#: Teacher figures that can be read off a mesh exactly, the floaters differentiably (``RewardCSConfig.exact_figures``);
-#: the last three (``dreamcs.data.teacher_figures.MESH_ONLY_FIGURES``) have no slot in the figure head.
-EXACT_FIGURES = ("parts_far_small", "ragged_boundary", "ragged_holes", "self_crossing", "normal_anisotropy", "soft_share")
+#: Teacher figures that can be read off a mesh exactly, the floaters differentiably (``RewardCSConfig.exact_figures``;
+#: ``dreamcs.reward.exact_figures.READABLE``); the last three (``dreamcs.data.teacher_figures.MESH_ONLY_FIGURES``)
+#: have no slot in the figure head.
+EXACT_FIGURES = ("parts_far_small", "ragged_boundary", "ragged_holes", "jagged", "folds", "flatness", "thin",
+                 "concentration", "self_crossing", "normal_anisotropy", "soft_share")
 
 
 @dataclass

@@ -85,69 +85,70 @@ def exact_figure_values(names: list[str], vertices: Tensor, faces: Tensor) -> Te
         return None
     order = TEACHER_FIGURES + MESH_ONLY_FIGURES
     out = [vertices.new_full((), float("nan")) for _ in order]
-    ragged: dict[str, float] | None = None
-    v5: dict[str, float] | None = None
+    unknown = [k for k in names if k not in READABLE]
+    if unknown:
+        raise ValueError(f"exact figure(s) {unknown}: only {', '.join(READABLE)} can be read off a mesh")
+    # the scorer's own figures (constants), all from one normalised copy of the mesh
+    fig = _scorer_figures(vertices, faces, [k for k in names if k != "parts_far_small"])
     for k in names:
-        if k != "parts_far_small" and k not in RAGGED and k not in MESH_ONLY_FIGURES:
-            raise ValueError(f"exact figure {k!r}: only parts_far_small, {', '.join(RAGGED + tuple(MESH_ONLY_FIGURES))} "
-                             "can be read off a mesh")
         lo, hi = _ramp_bounds(k)
         if k == "parts_far_small":
             lin = (detached_area_share(vertices, faces, gap=_gap()) - lo) / (hi - lo)
             # the clipped ramp's value, the unclipped ramp's gradient (a large floater still shrinks)
             out[order.index(k)] = lin.clamp(0.0, 1.0).detach() + (lin - lin.detach())
-        elif k in RAGGED:
-            ragged = ragged if ragged is not None else _ragged_figures(vertices, faces)
-            out[order.index(k)] = vertices.new_tensor(float(np.clip((ragged[k] - lo) / (hi - lo), 0.0, 1.0)))
         else:
-            v5 = v5 if v5 is not None else _mesh_only_figures(vertices, faces)
-            out[order.index(k)] = vertices.new_tensor(float(np.clip((v5[k] - lo) / (hi - lo), 0.0, 1.0)))
+            out[order.index(k)] = vertices.new_tensor(float(np.clip((fig[k] - lo) / (hi - lo), 0.0, 1.0)))
     return torch.stack(out)
 
 
 RAGGED = ("ragged_boundary", "ragged_holes")
+#: every figure that can be read off a mesh (``RewardCSConfig.exact_figures``): the floaters
+#: differentiably, the others as the scorer computes them
+READABLE = ("parts_far_small", *RAGGED, "jagged", "folds", "flatness", "thin", "concentration",
+            "self_crossing", "normal_anisotropy", "soft_share")
 
 
 def generation_exact_figures(names: list[str]) -> list[str]:
-    """The exact figures a generation step reads off its surface: the floaters only. A marching-tets
-    surface is closed (open only where it meets the grid's walls), so its ragged figures are 0, and
-    it cannot pass through itself; both would only cost time (35 ms and ~60 ms at 10-20k faces), carry
-    no gradient and change guidance measured without them (so does ``normal_anisotropy``)."""
-    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
-
-    return [k for k in names if k not in RAGGED and k not in MESH_ONLY_FIGURES]
+    """The exact figures a generation step reads off its surface: the floaters only, whose value
+    carries a gradient. The others are constants to guidance (they would shift the reward, not its
+    gradient) and cost time at every step (the ragged figures 35 ms, ``self_crossing`` ~60 ms at
+    10-20k faces); a marching-tets surface is closed and cannot pass through itself anyway."""
+    return [k for k in names if k == "parts_far_small"]
 
 
-def _ragged_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
-    """The scorer's ragged figures of a mesh of any scale (normalised into [-1, 1]^3 first, as the
-    scorer sees it: its seam tolerance is absolute)."""
+def _scorer_figures(vertices: Tensor, faces: Tensor, names: list[str]) -> dict[str, float]:
+    """The geometric scorer's figures ``names`` of a mesh of any scale, computed as the scorer does,
+    on a copy normalised into [-1, 1]^3 (its seam tolerance and thin-sheet depths are absolute);
+    each family only when one of its figures is asked for."""
     import trimesh
 
-    from dreamcs.data.scorers.figures_v3 import ragged_boundary
-    from dreamcs.data.scorers.geometric import GeometricScorerConfig
-    from dreamcs.mesh import normalize
-    from dreamcs.mesh.parts import welded_components
-
-    mesh = trimesh.Trimesh(vertices.detach().double().cpu().numpy(), faces.detach().cpu().numpy(), process=False)
-    m, _ = welded_components(normalize(mesh))
-    cfg = GeometricScorerConfig()
-    return ragged_boundary(m, cfg.ragged_fold_deg, cfg.seam_tol)
-
-
-def _mesh_only_figures(vertices: Tensor, faces: Tensor) -> dict[str, float]:
-    """The scorer's figures of ``MESH_ONLY_FIGURES`` for a mesh of any scale (normalised into
-    [-1, 1]^3 first, as the scorer sees it)."""
-    import trimesh
-
-    from dreamcs.data.scorers.figures_v3 import crease_figures
+    from dreamcs.data.scorers.figures import surface_v2
+    from dreamcs.data.scorers.figures_v3 import crease_figures, ragged_boundary
     from dreamcs.data.scorers.figures_v5 import normal_anisotropy, self_crossing
+    from dreamcs.data.scorers.geometric import GeometricScorerConfig, surface_figures
     from dreamcs.mesh import normalize
     from dreamcs.mesh.parts import welded_components
 
+    want = set(names)
+    if not want:
+        return {}
+    cfg = GeometricScorerConfig()
     mesh = normalize(trimesh.Trimesh(vertices.detach().double().cpu().numpy(), faces.detach().cpu().numpy(), process=False))
     m, labels = welded_components(mesh)
-    return {"self_crossing": self_crossing(m, labels), "normal_anisotropy": normal_anisotropy(mesh),
-            "soft_share": crease_figures(m)["soft_share"]}
+    out: dict[str, float] = {}
+    if want & set(RAGGED):
+        out.update(ragged_boundary(m, cfg.ragged_fold_deg, cfg.seam_tol))
+    if want & {"jagged", "folds", "flatness"}:
+        out.update(surface_figures(mesh))
+    if "thin" in want:
+        out["thin"] = surface_v2(mesh, cfg.gap)["thin"]
+    if want & {"concentration", "soft_share"}:
+        out.update(crease_figures(m))
+    if "self_crossing" in want:
+        out["self_crossing"] = self_crossing(m, labels)
+    if "normal_anisotropy" in want:
+        out["normal_anisotropy"] = normal_anisotropy(mesh)
+    return out
 
 
 def exact_figure_values_mesh(names: list[str], mesh: Any) -> Tensor | None:
