@@ -107,3 +107,12 @@ def read_prompt_mesh_map(path: str | os.PathLike, what: str = "prompt -> mesh ma
             raise ValueError(f"{p}: the mesh for {prompt!r} does not exist: {m}")
         out[" ".join(prompt.split())] = m
     return out
+
+
+def take_rows(x: Any, index: Any) -> Any:
+    """``x[index]`` for a tensor ``x`` (N, ...) and an integer index tensor of any shape (...) ->
+    (*index.shape, ...), with a deterministic backward. Advanced indexing's backward on the CPU adds
+    float32 gradients with parallel atomics, so their order, and the last bit of a sum over repeated
+    rows, varies from run to run (a guided generation drifted apart from step ~60 on); ``index_select``
+    backs off into ``index_add_``, which sums in index order."""
+    return x.index_select(0, index.reshape(-1)).reshape(*index.shape, *x.shape[1:])

@@ -67,6 +67,7 @@ from dreamcs.generate.layout_repair import (
 )
 from dreamcs.generate.tetgrid import TetGrid, load_tetgrid
 from dreamcs.mesh.channels import patch_extra_channels
+from dreamcs.utils import take_rows
 
 #: Newton steps per call: one lands a vertex whose tet still holds the surface, more follow it
 #: across tets; each is capped at half a cell so that a vertex walks rather than jumps.
@@ -186,11 +187,11 @@ def project_to_level_set(u: Tensor, sdf: Tensor, positions: Tensor, resolution: 
     dev, dt = sdf.device, sdf.dtype
     ids_t, order_t = torch.from_numpy(ids).to(dev), torch.from_numpy(order).to(dev)
     cell_t, uf = torch.from_numpy(cell).to(dev, dt), torch.from_numpy(uu).to(dev, dt)
-    s_u = (torch.from_numpy(lam).to(dev, dt) * sdf[ids_t]).sum(1, keepdim=True)
+    s_u = (torch.from_numpy(lam).to(dev, dt) * take_rows(sdf, ids_t)).sum(1, keepdim=True)
     u_star = uf - s_u * torch.from_numpy(g / np.maximum(g2, 1e-30)[:, None]).to(dev, dt)
     f = torch.gather(u_star - cell_t, 1, order_t)
     lam_star = torch.stack([1 - f[:, 0], f[:, 0] - f[:, 1], f[:, 1] - f[:, 2], f[:, 2]], 1)
-    return (lam_star[..., None] * positions[ids_t]).sum(1), torch.from_numpy(uu), torch.from_numpy(landed)
+    return (lam_star[..., None] * take_rows(positions, ids_t)).sum(1), torch.from_numpy(uu), torch.from_numpy(landed)
 
 
 def lattice_coordinates(edges: Tensor, sdf: Tensor, resolution: int) -> Tensor:
@@ -198,7 +199,7 @@ def lattice_coordinates(edges: Tensor, sdf: Tensor, resolution: int) -> Tensor:
     ``t = s_a / (s_a - s_b)``, as ``marching_tets`` places it."""
     n = resolution + 1
     a, b = edges[:, 0], edges[:, 1]
-    sa, sb = sdf[a].double(), sdf[b].double()
+    sa, sb = take_rows(sdf, a).double(), take_rows(sdf, b).double()
     t = (sa / (sa - sb))[:, None]
 
     def ijk(i: Tensor) -> Tensor:
