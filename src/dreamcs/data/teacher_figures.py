@@ -50,6 +50,14 @@ TEACHER_FIGURES: list[str] = [
 MESH_ONLY_FIGURES: list[str] = ["self_crossing", "normal_anisotropy", "soft_share"]
 
 
+def scorer_weights(names: list[str], cfg: GeometricScorerConfig | None = None) -> tuple[list[float], list[int]]:
+    """The scorer's penalty weight of each figure in ``names`` (0 for one it does not weigh) and its
+    group (0 realism, 1 fidelity): how a reward's teacher score weighs the figures it reads."""
+    cfg = cfg or GeometricScorerConfig()
+    ramps = {**cfg.realism, **cfg.fidelity}
+    return [float(ramps[k][2]) if k in ramps else 0.0 for k in names], [int(k not in cfg.realism) for k in names]
+
+
 def penalty_ramps(figures: dict[str, float], cfg: GeometricScorerConfig | None = None) -> dict[str, float]:
     """The scorer's figures of one mesh -> the ramp in [0, 1] (not yet weighed) of each figure of
     ``TEACHER_FIGURES`` and each other figure the config weighs."""

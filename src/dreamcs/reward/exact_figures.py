@@ -34,13 +34,10 @@ def _ramp_bounds(name: str) -> tuple[float, float]:
 @cache
 def _mesh_only_weights() -> tuple[tuple[float, ...], tuple[int, ...]]:
     """The scorer's weights of ``MESH_ONLY_FIGURES`` and their groups (0 realism, 1 fidelity)."""
-    from dreamcs.data.scorers.geometric import GeometricScorerConfig
-    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES
+    from dreamcs.data.teacher_figures import MESH_ONLY_FIGURES, scorer_weights
 
-    cfg = GeometricScorerConfig()
-    ramps = {**cfg.realism, **cfg.fidelity}
-    return (tuple(float(ramps[k][2]) if k in ramps else 0.0 for k in MESH_ONLY_FIGURES),
-            tuple(int(k not in cfg.realism) for k in MESH_ONLY_FIGURES))
+    weights, groups = scorer_weights(MESH_ONLY_FIGURES)
+    return tuple(weights), tuple(groups)
 
 
 def mesh_only_penalties(names: list[str], values: Tensor, n_slots: int) -> Tensor:

@@ -357,15 +357,12 @@ def _teacher_weights(n: int) -> tuple[Tensor, Tensor]:
     """The geometric scorer's penalty weights (n,) of the ``n`` figures of ``TEACHER_FIGURES`` (0 for one
     the scorer does not weigh) and their groups (n,) (0 realism, 1 fidelity); ones and one group when
     ``n`` is not that list's length."""
-    from dreamcs.data.scorers.geometric import GeometricScorerConfig
-    from dreamcs.data.teacher_figures import TEACHER_FIGURES
+    from dreamcs.data.teacher_figures import TEACHER_FIGURES, scorer_weights
 
-    cfg = GeometricScorerConfig()
     if len(TEACHER_FIGURES) != n:
         return torch.ones(n), torch.zeros(n, dtype=torch.long)
-    ramps = {**cfg.realism, **cfg.fidelity}
-    return (torch.tensor([float(ramps[k][2]) if k in ramps else 0.0 for k in TEACHER_FIGURES]),
-            torch.tensor([int(k not in cfg.realism) for k in TEACHER_FIGURES], dtype=torch.long))
+    weights, groups = scorer_weights(TEACHER_FIGURES)
+    return torch.tensor(weights), torch.tensor(groups, dtype=torch.long)
 
 
 def _init_weights(m: nn.Module) -> None:
