@@ -1,8 +1,10 @@
-"""The geometric scorer's figures per mesh: what v5's two new figures add to the rest.
+"""The geometric scorer's figures per mesh: what v5's two new figures add to the rest; and what the
+shipped reward's exact figures (read off the mesh) add to ``RewardCS.score``.
 
 Licensed meshes of the embedded set, densified to >= 4,000 faces as the offline build stores them,
 clean and with two defects (bloating, flatten); each figure family is timed per mesh (median over
-repeats) and v5's figures are printed as a ratio against all the others, in the same process.
+repeats) and v5's figures are printed as a ratio against all the others, in the same process; then
+``score`` with the shipped ``exact_figures`` against the floaters alone.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ def main() -> None:
     faces = sum(len(m.faces) for m in meshes) / len(meshes)
     print_table(f"geometric scorer figures, ms per mesh ({len(meshes)} meshes, mean {faces:,.0f} faces; "
                 "ratio against v1-v3's figures together)", ["figures", "ms / mesh", "x v1-v3"], rows)
+
+    from dreamcs.reward import RewardCS
+
+    model = RewardCS.from_pretrained("embedded")
+    shipped = list(model.config.exact_figures)
+    score_ms = {}
+    for label, names in (("floaters only", ["parts_far_small"]), ("shipped exact_figures", shipped)):
+        model.config.exact_figures = names
+        score_ms[label] = sum(median_ms(lambda m=m: model.score(m, "a chair"), repeats=3) for m in meshes) / len(meshes)
+    base = score_ms["floaters only"]
+    print_table("RewardCS.score, ms per mesh (fuse + forward + exact figures off the mesh)", ["exact figures", "ms / mesh", "x floaters only"],
+                [[k, v, v / base] for k, v in score_ms.items()])
 
 
 if __name__ == "__main__":

@@ -112,7 +112,7 @@ def read_prompt_mesh_map(path: str | os.PathLike, what: str = "prompt -> mesh ma
 def take_rows(x: Any, index: Any) -> Any:
     """``x[index]`` for a tensor ``x`` (N, ...) and an integer index tensor of any shape (...) ->
     (*index.shape, ...), with a deterministic backward. Advanced indexing's backward on the CPU adds
-    float32 gradients with parallel atomics, so their order, and the last bit of a sum over repeated
-    rows, varies from run to run (a guided generation drifted apart from step ~60 on); ``index_select``
-    backs off into ``index_add_``, which sums in index order."""
+    float32 gradients in an order, and so with a last bit, that varies from call to call when rows repeat
+    (a guided generation drifted apart from step ~60 on); ``index_select``'s backward (``index_add_``)
+    gives the same bits on every call (tests/test_take_rows.py)."""
     return x.index_select(0, index.reshape(-1)).reshape(*index.shape, *x.shape[1:])
