@@ -3,9 +3,9 @@
 A moving surface: a bumpy sphere whose bumps drift a little each step (a few to a few tens of
 percent of the surface's vertices change grid edge per step; 12-35 % per step were measured in the
 first steps of a dmtet-embedded run at grid 64). Each step runs the whole branch, forward and
-backward: the surface path fuses the extracted mesh every step (``reward.path: surface``; timed
+backward: the surface path fuses the extracted mesh every step (``reward.path: surface``, the default; timed
 from the mesh, which the render needs anyway); the field path projects its layout onto the grid's
-level set and fuses again when needed (``reward.path: field``, the default; timed from the grid's
+level set and fuses again when needed (``reward.path: field``; timed from the grid's
 SDF and vertices, backward into them), on the field's lattice or on a coarser one
 (``reward.grid``: the SDF tent-filtered). Timing model: the ``tiny`` preset with a random init; the
 shipped model's own forward + backward is timed beside it (it adds the same to every path).

@@ -1,13 +1,14 @@
 """The field reward branch (``dreamcs.generate.fast_reward``): agreement with the surface path,
 exactness of the carried layout (on the marching-tets surface), its implicit gradient against
-finite differences, the coarse lattice's tent filter, and ``every > 1`` scaling alpha."""
+finite differences, the coarse lattice's tent filter, folds and their repair (the pipeline's reward
+settings: test_reward_settings.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from test_pipeline import tiny_config, tiny_reward_dir  # noqa: F401 (fixture; tests/generate is on sys.path)
+from test_pipeline import tiny_config  # tests/generate is on sys.path
 
 from dreamcs.generate.fast_reward import (
     FieldRewardBranch,
@@ -231,30 +232,6 @@ def test_overlapped_fusion_joins_a_call_later_with_the_same_layout():
     assert rewards[True][2][0] != rewards[False][2][0]
 
 
-def test_sublattice_gradient_reaches_the_field(tiny_reward_dir, tmp_path):  # noqa: F811
-    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "reward.alpha=1.0", "loss.lambda_sds=0",
-                      "loss.lambda_normal_consistency=0", "loss.lambda_sdf=0", "geometry.grid_resolution=12",
-                      "render.batch_size=1", "reward.n_patches=8", "reward.grid=6")
-    pipe = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)
-    pipe.prepare()
-    pipe.optimizer.step = lambda: None
-    rec = pipe.train_step(0)
-    assert rec["reward"] is not None and np.isfinite(rec["reward"])
-    grads = [p.grad for p in pipe.field.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
-
-
-def test_every_k_scores_every_kth_step_with_k_alpha(tiny_reward_dir, tmp_path):  # noqa: F811
-    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "reward.alpha=0.5", "reward.every=3", "steps=4")
-    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)()
-    for r in out.metrics:
-        if r["step"] % 3 == 0:
-            assert r["alpha"] == pytest.approx(1.5) and r["loss_reward"] == pytest.approx(-1.5 * r["reward"])
-        else:
-            assert r["reward"] is None
-
-
-
 def _cfg(path: str, *more: str):
     return tiny_config("reward.alpha=1.0", "loss.lambda_sds=0", "loss.lambda_normal_consistency=0",
                        "loss.lambda_sdf=0", "geometry.grid_resolution=16", "lr=0.02", "reward.n_patches=64",
@@ -313,27 +290,6 @@ def test_guided_run_raises_the_field_reward_and_probes_both_gradients(volume_mod
     assert all(abs(v) < 0.1 for v in effect.values()), effect
 
 
-def test_resume_with_the_field_reward_equals_an_uninterrupted_run(tiny_reward_dir, tmp_path):  # noqa: F811
-    """The carried layout is history; the pipeline fuses afresh on checkpoint steps, so a run killed
-    after a checkpoint and resumed scores exactly as one that ran through."""
-    from dreamcs.utils import read_jsonl
-
-    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "steps=9", "save_every=4", "reward.max_change=1.0")
-    ref = GeneratePipeline(cfg, tmp_path / "ref", show_progress=False)()
-    assert any(r["reward_fused"] is False for r in ref.metrics)  # the layout was carried somewhere
-
-    def kill(step, rec):
-        if step == 6:  # the checkpoint after step 3 (4 done) survives; steps 4-6 are lost
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(callback=kill)
-    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 7
-    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(resume=True)
-    for a, b in zip(ref.metrics, out.metrics, strict=True):
-        assert a["reward"] == b["reward"] and a["loss"] == b["loss"], a["step"]
-
-
 def test_boundary_channel_is_computed_once_per_layout_and_matches_the_surface_path(monkeypatch):
     """The boundary channel is topology: the field path keeps it with the layout instead of
     recomputing it at every step, and a fresh layout's reward still equals the surface path's."""
@@ -359,51 +315,6 @@ def test_boundary_channel_is_computed_once_per_layout_and_matches_the_surface_pa
         assert len(calls) == 1 and not branch.last_fused
         v, f = grid.extract(sdf, grid.vertices)[:2]
         assert r == pytest.approx(float(RewardBranch(model, PROMPT, 16)(v, f)), abs=1e-5)
-
-
-def test_gradient_log_compares_sds_and_reward_on_the_sdf(tiny_reward_dir, tmp_path):  # noqa: F811
-    """With ``reward.log_gradients`` a scored step logs both gradients on the grid SDF; the logged
-    SDS norm is the SDF gradient of a run without the reward, and logging leaves the step unchanged."""
-    common = ("render.batch_size=1", "geometry.grid_resolution=12", "reward.n_patches=8", "reward.alpha=1.0")
-
-    def step(*more: str, reward: bool = True):
-        extra = (f"reward.checkpoint={tiny_reward_dir}",) if reward else ()
-        pipe = GeneratePipeline(tiny_config(*common, *extra, *more), tmp_path / f"r{len(more)}{reward}",
-                                show_progress=False)
-        pipe.prepare()
-        pipe.optimizer.step = lambda: None
-        return pipe, pipe.train_step(0)
-
-    pipe, rec = step("reward.log_gradients=true")
-    assert rec["grad_sds_sdf"] > 0 and rec["grad_reward_sdf"] > 0 and -1 <= rec["grad_cos_sdf"] <= 1
-    plain, rec_plain = step()
-    assert "grad_cos_sdf" not in rec_plain
-    for p, q in zip(pipe.field.parameters(), plain.field.parameters(), strict=True):
-        if p.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad)
-    # what each figure measures: SDS weighted 0 -> no SDS gradient; alpha doubled -> the reward's doubles
-    _, rec0 = step("reward.log_gradients=true", "loss.lambda_sds=0")
-    assert rec0["grad_sds_sdf"] == 0 and np.isnan(rec0["grad_cos_sdf"])
-    _, rec2 = step("reward.log_gradients=true", "reward.alpha=2.0")
-    assert rec2["grad_reward_sdf"] == pytest.approx(2 * rec["grad_reward_sdf"], rel=1e-4)
-    assert rec2["grad_sds_sdf"] == pytest.approx(rec["grad_sds_sdf"], rel=1e-4)
-
-
-def test_relative_alpha_sets_the_reward_gradient_to_a_share_of_the_sds_gradient(tiny_reward_dir, tmp_path):  # noqa: F811
-    """``reward.relative``: the reward's gradient on the SDF is rescaled to alpha x the SDS one
-    (the logged norms show it), whatever r's own scale; the surface path refuses it."""
-    common = ("render.batch_size=1", "geometry.grid_resolution=12", "reward.n_patches=8",
-              f"reward.checkpoint={tiny_reward_dir}", "reward.log_gradients=true", "reward.relative=true")
-    for alpha in (0.1, 0.5):
-        pipe = GeneratePipeline(tiny_config(*common, f"reward.alpha={alpha}"), tmp_path / f"a{alpha}",
-                                show_progress=False)
-        pipe.prepare()
-        rec = pipe.train_step(0)
-        assert rec["grad_reward_sdf"] == pytest.approx(alpha * rec["grad_sds_sdf"], rel=1e-5)
-        assert rec["reward_weight"] > 0 and rec["loss_reward"] == pytest.approx(-rec["reward_weight"] * rec["reward"])
-    pipe = GeneratePipeline(tiny_config(*common, "reward.path=surface"), tmp_path / "surface", show_progress=False)
-    with pytest.raises(ValueError, match="reward.relative needs the field path"):
-        pipe.prepare()
 
 
 def test_a_folded_sliver_brings_a_fresh_fusion_that_scores_as_the_surface_path(volume_model):

@@ -95,11 +95,14 @@ class RewardConfig:
     every: int = 1
     """Score the mesh every k steps; with k > 1 the reward term is weighted k * alpha(t) on the steps
     it runs, so that the guidance per step stays alpha(t) on average."""
-    path: str = "field"
-    """``field``: keep the fused patch layout from step to step, its vertices projected onto the
-    field's level set (along the normal), and fuse again only when the surface changed enough
-    (``dreamcs.generate.fast_reward``); ``surface``: fuse the extracted surface on every scored step
-    (the reference)."""
+    path: str = "surface"
+    """``surface`` (the default): fuse the extracted surface on every scored step (exact; with
+    ``overlap_fusion`` the fusion runs while render and guidance do). ``field``: keep the fused patch
+    layout from step to step, its vertices projected onto the field's level set (along the normal),
+    and fuse again only when the surface changed enough (``dreamcs.generate.fast_reward``). SDS folds
+    some carried faces at nearly every step, so the field path fuses nearly every step too and costs
+    more (dmtet-embedded: 72 against 37 ms a scored step); it is kept for ``grid`` and for work on a
+    sound carry."""
     grid: int = 0
     """``field`` path: cubes per side of a coarser lattice (dividing the field's) that the SDF is
     tent-filtered onto for the reward (0 = the field's grid: the rendered surface itself). Coarser
@@ -121,14 +124,14 @@ class RewardConfig:
     ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
     Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
     relative: bool = False
-    """``field`` path: alpha(t) is the ratio of the reward's gradient norm to the SDS gradient norm on
+    """DMTet geometry (either path): alpha(t) is the ratio of the reward's gradient norm to the SDS gradient norm on
     the grid's SDF (the reward's gradient is rescaled at every scored step) instead of a weight on r.
     With the embedded prior the raw reward gradient is ~1e-3 of the SDS one, so a weight on r barely
     moves the field; the ratio keeps the reward's push at a set share whatever the prior's scale."""
     log_gradients: bool = False
-    """``field`` path: on scored steps also log how the SDS and the reward gradients compare on the
-    grid's SDF (``grad_sds_sdf``, ``grad_reward_sdf`` norms, ``grad_cos_sdf``); costs one extra
-    backward through marching tets."""
+    """DMTet geometry (either path): on scored steps also log how the SDS and the reward gradients
+    compare on the grid's SDF (``grad_sds_sdf``, ``grad_reward_sdf`` norms, ``grad_cos_sdf``); costs
+    one or two extra backward passes through marching tets."""
 
 
 @dataclass
@@ -196,6 +199,12 @@ class GenerateConfig:
             raise ValueError("reward.max_change must be in [0, 1], reward.max_age >= 1 and reward.max_flipped >= 0")
         if self.reward.path not in ("field", "surface"):
             raise ValueError(f"reward.path: {self.reward.path!r} is not field or surface")
+        if self.reward.grid and self.reward.path != "field":  # a coarser lattice for the carried layout only
+            raise ValueError(f"reward.grid needs the field path (reward.path=field), got reward.path={self.reward.path}")
+        sdf_read = [k for k in ("relative", "log_gradients") if getattr(self.reward, k)]
+        if sdf_read and self.geometry.name != "dmtet":  # both compare gradients on the grid's SDF
+            raise ValueError(f"reward.{sdf_read[0]} needs a dmtet geometry (the grid's SDF), got geometry.name="
+                             f"{self.geometry.name}")
         if self.reward.grid < 0 or (self.reward.grid and self.geometry.grid_resolution % self.reward.grid):
             raise ValueError(f"reward.grid must be 0 or divide geometry.grid_resolution = "
                              f"{self.geometry.grid_resolution}, got {self.reward.grid}")

@@ -1,4 +1,6 @@
-"""The fast reward branch: RewardCS on the DMTet surface every step, fusing only now and then.
+"""The field reward branch (``reward.path: field``, an option): RewardCS on the DMTet surface every
+step, fusing only now and then. Not the default: SDS folds carried faces at nearly every step, so it
+fuses nearly every step and costs more than the surface path (README, "reward.path").
 
 The surface path (``pipeline.RewardBranch``) fuses the extracted surface on every scored step: at
 grid 128 that is ~170k faces QEM-simplified to 16k and grouped into 256 x 64 patches, ~0.3 s

@@ -133,9 +133,6 @@ class GeneratePipeline:
             self.reward = FieldRewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.max_change,
                                             rcfg.max_age, rcfg.overlap_fusion, rcfg.normalize, rcfg.grid,
                                             rcfg.max_flipped)
-        elif rcfg.relative:
-            raise ValueError("reward.relative needs the field path on a dmtet geometry (reward.path=field); "
-                             f"got reward.path={rcfg.path}, geometry.name={self.cfg.geometry.name}")
         else:  # the surface path; a volume geometry's mesh has no grid edges to carry a layout through
             self.reward = RewardBranch(model.to(self.device), self.cfg.prompt, rcfg.n_patches, rcfg.normalize)
         from dreamcs.generate.reward2d.branch import build_reward_2d
@@ -198,7 +195,10 @@ class GeneratePipeline:
         rec: dict[str, Any] = {"step": step, "n_verts": int(verts.shape[0]), "n_faces": int(faces.shape[0])}
         scoring = self.reward is not None and step % cfg.reward.every == 0 and faces.shape[0] > 0
         on_field = scoring and cfg.reward.path == "field" and cfg.geometry.name == "dmtet"
-        relative = on_field and cfg.reward.relative
+        relative = scoring and cfg.reward.relative
+        # the surface path keeps the reward's gradient apart from SDS's when it is compared or rescaled
+        probe = scoring and not on_field and (cfg.reward.relative or cfg.reward.log_gradients)
+        reward_v_grad = None
         if on_field:
             # the field path reads the grid's SDF and deformed vertices (as detached leaves, pushed
             # into the field with the rest below), not the extracted mesh
@@ -255,7 +255,13 @@ class GeneratePipeline:
                 rec["reward_error"] = str(e)[:300]
             else:
                 if alpha != 0.0:  # relative: a unit weight here, rescaled against SDS below
-                    (-(1.0 if relative else alpha) * r).backward()
+                    weighted = -(1.0 if relative else alpha) * r
+                    if probe:  # the surface path: d(weighted)/d(extracted vertices), layout and exact figures
+                        leaves = [v] if fig_leaf is None else [v, fig_leaf]
+                        parts = [g for g in torch.autograd.grad(weighted, leaves, allow_unused=True) if g is not None]
+                        reward_v_grad = sum(parts[1:], parts[0]) if parts else torch.zeros_like(v)
+                    else:
+                        weighted.backward()
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
                 if on_field:  # whether this step brought a new patch layout in, and how far the old one was carried
                     rec.update(reward_fused=self.reward.last_fused, reward_layout_change=self.reward.last_change,
@@ -302,6 +308,17 @@ class GeneratePipeline:
                     rec.update(compare_gradients(g_sds, sdf_leaf.grad + g_fig))
             roots += [self.field._last_sdf, self.field._last_positions]
             grads += [sdf_leaf.grad, pos_leaf.grad]
+        if reward_v_grad is not None:  # the surface path's probe: compared with SDS's on the SDF, rescaled if relative
+            from dreamcs.generate.reward_branch import probe_surface_reward
+
+            reward_v_grad, scale, logged = probe_surface_reward(verts, grads[0], reward_v_grad, self.field._last_sdf,
+                                                                alpha if relative else None)
+            if relative:
+                rec.update(reward_weight=scale, loss_reward=-scale * rec["reward"])
+                total += alpha * rec["reward"] - scale * rec["reward"]
+            if cfg.reward.log_gradients:
+                rec.update(logged)
+            grads[0] = grads[0] + reward_v_grad
         if fig_grad is not None:
             grads[0] = grads[0] + fig_grad
         torch.autograd.backward(roots, grads)
