@@ -14,8 +14,8 @@ import torch
 from dreamcs.utils import atomic_write_bytes, atomic_write_text, read_jsonl
 
 if TYPE_CHECKING:
+    from dreamcs.prior.config import PriorTrainConfig
     from dreamcs.prior.data import ViewDataset
-    from dreamcs.prior.train import PriorTrainConfig
 
 
 def plot_loss(metrics: list[dict], path: str | Path) -> Path:

@@ -209,7 +209,7 @@ def calibrated_verdicts(logp: Tensor) -> Tensor:
 def prior_view_config(prior: Path) -> ViewDataConfig:
     """The view settings the prior was trained with (PRIOR/config.yaml), else the library preset's."""
     from dreamcs.config import load_config
-    from dreamcs.prior.train import PriorTrainConfig, preset_path
+    from dreamcs.prior.config import PriorTrainConfig, preset_path
 
     path = prior / "config.yaml"
     return load_config(PriorTrainConfig, path if path.is_file() else preset_path("library")).data
