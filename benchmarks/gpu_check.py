@@ -7,6 +7,8 @@ diffusers layout, small grids) and runs a few real steps on the device:
     device audit         guidance, field and reward keep every tensor on the device after .to()
     dmtet-sd             3 SD-shaped steps (VAE encode, CFG UNet, SDS) without the reward
     dmtet-sd + reward    the same with a (random) RewardCS scoring every step, alpha > 0
+    reward, grid 128     the shipped RewardCS every step at the recipe's grid: step times unguided, with
+                         the fusion overlapped (the recipe's setting) and in line (issue 15)
     fantasia3d-sd        normal + mask latent warm-up, then a normal render through the VAE
     magic3d-refine-sd    colour: albedo field, point lights, a GLB with vertex colours
     nvdiffrast           the same face ids as the torch rasteriser, and a run on it (if installed)
@@ -61,7 +63,7 @@ class Checks:
             self._sd = save_tiny_stable_diffusion(self.work / "tiny-sd")
         return self._sd
 
-    def run(self, recipe: str, name: str, *overrides: str, reward: bool = False) -> list[dict]:
+    def run(self, recipe: str, name: str, *overrides: str, reward: bool = False, reward_model=None) -> list[dict]:
         from dreamcs.config import load_config
         from dreamcs.generate.config import GenerateConfig, resolve_config_path
         from dreamcs.generate.pipeline import GeneratePipeline
@@ -74,6 +76,8 @@ class Checks:
 
             cfg.reward.every, cfg.reward.alpha, cfg.reward.n_patches = 1, 1.0, 16
             model = RewardCS(preset("tiny", faces_per_patch=16, text_encoder="hash:32"))
+        if reward_model is not None:  # a given model, in the recipe's own layout (256 patches)
+            cfg.reward.every, cfg.reward.alpha, model = 1, 1.0, reward_model
         out = GeneratePipeline(cfg, self.work / name, reward_model=model, show_progress=False)()
         bad = [r["step"] for r in out.metrics if not torch.isfinite(torch.tensor(r["loss"]))]
         if bad:
@@ -116,6 +120,29 @@ class Checks:
         if not scored:
             raise AssertionError("the reward never scored the mesh: " + str(m[-1].get("reward_error", "")))
         return f"reward {scored[-1]:.3f}, reward branch {m[-1]['time_reward']:.2f} s"
+
+    def reward_per_step(self) -> str:
+        """Issue 15: the shipped RewardCS on every step at the recipe's grid (128), the surface fused in a
+        worker thread while render and guidance run (``overlap_fusion``, the recipe's setting) or in
+        line, against the same steps unguided (tiny SD at 64 px: a real SD step hides more)."""
+        import numpy as np
+
+        from dreamcs.reward import RewardCS
+
+        model = RewardCS.from_pretrained("embedded", device=self.device)
+        grid = ["geometry.grid_resolution=128", "steps=6", "save_every=6"]
+
+        def ms(m: list[dict], key: str) -> float:
+            return float(np.median([r[key] for r in m[2:]])) * 1e3  # steps 0-1 warm up
+
+        base = self.run("dmtet-sd", "r128-base", *grid)
+        runs = {o: self.run("dmtet-sd", f"r128-{o}", *grid, f"reward.overlap_fusion={o}", reward_model=model)
+                for o in ("true", "false")}
+        if any(r["reward"] is None for m in runs.values() for r in m):
+            raise AssertionError("the reward did not score every step")
+        return (f"grid 128, ms a step: unguided {ms(base, 'time_step'):.0f}, guided {ms(runs['true'], 'time_step'):.0f} "
+                f"overlapped / {ms(runs['false'], 'time_step'):.0f} in line (reward branch "
+                f"{ms(runs['false'], 'time_reward'):.0f} in line, {ms(runs['true'], 'time_reward'):.0f} waited)")
 
     def fantasia3d(self) -> str:
         m = self.run("fantasia3d-sd", "fantasia3d", "render.latent_steps=2", "render.batch_size=1")
@@ -245,6 +272,7 @@ class Checks:
 
 ROWS: list[tuple[str, str]] = [
     ("cuda", "cuda"), ("device audit", "device_audit"), ("dmtet-sd", "sd_run"), ("dmtet-sd + reward", "sd_reward_run"),
+    ("reward every step, grid 128", "reward_per_step"),
     ("fantasia3d-sd", "fantasia3d"), ("magic3d-refine-sd", "magic3d"), ("nvdiffrast", "nvdiffrast"),
     ("nerfacc", "nerfacc"), ("mvdream / dmtet-if + rewards", "multiview_and_if"), ("real SD weights", "real_sd"),
     ("prior training", "prior_training"),
