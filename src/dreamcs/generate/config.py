@@ -124,10 +124,11 @@ class RewardConfig:
     ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
     Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
     relative: bool = False
-    """DMTet geometry (either path): alpha(t) is the ratio of the reward's gradient norm to the SDS gradient norm on
-    the grid's SDF (the reward's gradient is rescaled at every scored step) instead of a weight on r.
-    With the embedded prior the raw reward gradient is ~1e-3 of the SDS one, so a weight on r barely
-    moves the field; the ratio keeps the reward's push at a set share whatever the prior's scale."""
+    """DMTet geometry (either path): alpha(t) is the ratio of the reward's gradient norm to the SDS
+    gradient norm on the grid's SDF (the reward's gradient is rescaled at every scored step) instead
+    of a weight on r. The raw ratio depends on the reward and the prior (~1e-3 with an early reward,
+    0.2-5 with the shipped one on the embedded prior: docs/reward-guidance-proof.md); this keeps the
+    reward's push at a set share whatever their scales."""
     log_gradients: bool = False
     """DMTet geometry (either path): on scored steps also log how the SDS and the reward gradients
     compare on the grid's SDF (``grad_sds_sdf``, ``grad_reward_sdf`` norms, ``grad_cos_sdf``); costs
