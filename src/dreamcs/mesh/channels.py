@@ -49,9 +49,10 @@ def patch_boundary(vertices: Tensor, faces: Tensor, weld: float = 2e-6, ragged: 
     if faces.ndim != 3 or faces.shape[-1] != 3:
         raise ValueError(f"faces must have shape (P, K, 3), got {tuple(faces.shape)}")
     v, ids, f = _weld(vertices, faces, weld)
-    e = np.sort(np.stack([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]], 1), -1)  # (F, 3, 2)
+    a, b = f, np.roll(f, -1, axis=1)  # edge k of a face runs from corner k to corner k + 1
+    e = np.stack([np.minimum(a, b), np.maximum(a, b)], -1)  # (F, 3, 2), each edge low id first
     ekey = (e[..., 0] * (int(ids.max()) + 1) + e[..., 1]).reshape(-1)
-    order = np.argsort(ekey, kind="stable")
+    order = np.argsort(ekey)  # only the counts per key are read: any order of equal keys will do
     sorted_keys = ekey[order]
     run = np.cumsum(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) - 1
     counts = np.empty_like(ekey)
@@ -68,6 +69,8 @@ def patch_boundary(vertices: Tensor, faces: Tensor, weld: float = 2e-6, ragged: 
 def _boundary_turn(pos: np.ndarray, edges: np.ndarray, open_edge: np.ndarray) -> np.ndarray:
     """pos (W, 3), edges (F, 3, 2) welded ids, open_edge (F, 3) bool -> (F,) float32: per face, the
     largest over its open edges of the mean turn (/pi) of the boundary at the edge's two ends."""
+    if not open_edge.any():  # a closed surface (every marching-tets surface off the grid's walls)
+        return np.zeros(len(edges), dtype=np.float32)
     ends = edges[open_edge]  # (B, 2): each open edge once (an open edge has one face)
     turn = np.ones(len(pos), dtype=np.float64)
     if len(ends):
