@@ -57,6 +57,30 @@ def test_resume_with_the_field_reward_equals_an_uninterrupted_run(tiny_reward_di
         assert a["reward"] == b["reward"] and a["loss"] == b["loss"], a["step"]
 
 
+@pytest.mark.slow
+def test_resume_with_the_surface_reward_equals_an_uninterrupted_run(tiny_reward_dir, tmp_path):  # noqa: F811
+    """The surface path (the default) fuses afresh on every scored step, so it holds no state: a run
+    killed after a checkpoint and resumed scores and ends exactly as one that ran through."""
+    from dreamcs.utils import read_jsonl
+
+    cfg = tiny_config(f"reward.checkpoint={tiny_reward_dir}", "steps=7", "save_every=3", "reward.alpha=1.0")
+    assert cfg.reward.path == "surface"
+    ref = GeneratePipeline(cfg, tmp_path / "ref", show_progress=False)()
+
+    def kill(step, rec):
+        if step == 4:  # the checkpoint after step 2 (3 done) survives; steps 3-4 are lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(callback=kill)
+    assert len(read_jsonl(tmp_path / "run" / "metrics.jsonl")) == 5
+    out = GeneratePipeline(cfg, tmp_path / "run", show_progress=False)(resume=True)
+    assert all(r["reward"] is not None for r in out.metrics)
+    for a, b in zip(ref.metrics, out.metrics, strict=True):
+        assert a["reward"] == b["reward"] and a["loss"] == b["loss"], a["step"]
+    assert (tmp_path / "run" / "final.obj").read_bytes() == (tmp_path / "ref" / "final.obj").read_bytes()
+
+
 @pytest.mark.parametrize("path", ["field", "surface"])
 def test_gradient_log_compares_sds_and_reward_on_the_sdf(path, tiny_reward_dir, tmp_path):  # noqa: F811
     """With ``reward.log_gradients`` a scored step logs both gradients on the grid SDF, on either path;
