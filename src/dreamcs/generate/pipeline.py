@@ -288,21 +288,19 @@ class GeneratePipeline:
         if reg_total.requires_grad:
             roots.append(reg_total)
             grads.append(torch.ones_like(reg_total))
+        scale = None  # reward.relative: the weight that makes the reward's SDF gradient alpha x SDS's
         if on_field and sdf_leaf.grad is not None:
             if relative or cfg.reward.log_gradients:
-                from dreamcs.generate.reward_branch import compare_gradients, sdf_gradient
+                from dreamcs.generate.reward_branch import compare_gradients, relative_scale, sdf_gradient
 
                 g_sds = sdf_gradient(verts, v.grad, self.field._last_sdf)
-                if relative:  # alpha = |reward gradient| / |SDS gradient| on the SDF
-                    norm = float(sdf_leaf.grad.norm())
-                    scale = alpha * float(g_sds.norm()) / norm if norm > 0 else 0.0
+                if relative:
+                    scale = relative_scale(alpha, g_sds, sdf_leaf.grad)
                     sdf_leaf.grad.mul_(scale)
                     if pos_leaf.grad is not None:
                         pos_leaf.grad.mul_(scale)
                     if fig_grad is not None:
                         fig_grad.mul_(scale)
-                    rec.update(reward_weight=scale, loss_reward=-scale * rec["reward"])
-                    total += alpha * rec["reward"] - scale * rec["reward"]
                 if cfg.reward.log_gradients:  # the reward's whole gradient: the layout's and the exact figures'
                     g_fig = 0.0 if fig_grad is None else sdf_gradient(verts, fig_grad, self.field._last_sdf)
                     rec.update(compare_gradients(g_sds, sdf_leaf.grad + g_fig))
@@ -313,12 +311,12 @@ class GeneratePipeline:
 
             reward_v_grad, scale, logged = probe_surface_reward(verts, grads[0], reward_v_grad, self.field._last_sdf,
                                                                 alpha if relative else None)
-            if relative:
-                rec.update(reward_weight=scale, loss_reward=-scale * rec["reward"])
-                total += alpha * rec["reward"] - scale * rec["reward"]
             if cfg.reward.log_gradients:
                 rec.update(logged)
             grads[0] = grads[0] + reward_v_grad
+        if scale is not None:  # the loss as applied: -scale r in place of -alpha r
+            rec.update(reward_weight=scale, loss_reward=-scale * rec["reward"])
+            total += alpha * rec["reward"] - scale * rec["reward"]
         if fig_grad is not None:
             grads[0] = grads[0] + fig_grad
         torch.autograd.backward(roots, grads)

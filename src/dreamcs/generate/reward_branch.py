@@ -111,17 +111,23 @@ def compare_gradients(sds_sdf_grad: Tensor, reward_sdf_grad: Tensor) -> dict[str
 
 def probe_surface_reward(
     verts: Tensor, sds_grad: Tensor, reward_grad: Tensor, sdf: Tensor, relative_alpha: float | None = None
-) -> tuple[Tensor, float, dict[str, float]]:
+) -> tuple[Tensor, float | None, dict[str, float]]:
     """The surface path's reward gradient beside SDS's, both on the extracted vertices (V, 3), pulled
     back through marching tets onto the grid's SDF (N,) and compared there.
 
     relative_alpha: rescale the reward's gradient so that its SDF norm is this times SDS's (the field
-    path's ``reward.relative``). Returns (the reward's vertex gradient to apply (V, 3), its scale, the
-    ``compare_gradients`` figures of the gradient applied)."""
+    path's ``reward.relative``). Returns (the reward's vertex gradient to apply (V, 3), its scale (None
+    without ``relative_alpha``), the ``compare_gradients`` figures of the gradient applied)."""
     g_sds, g_reward = sdf_gradient(verts, sds_grad, sdf), sdf_gradient(verts, reward_grad, sdf)
-    scale = 1.0
-    if relative_alpha is not None:
-        norm = float(g_reward.norm())
-        scale = relative_alpha * float(g_sds.norm()) / norm if norm > 0 else 0.0
+    scale = None if relative_alpha is None else relative_scale(relative_alpha, g_sds, g_reward)
+    if scale is None:
+        return reward_grad, None, compare_gradients(g_sds, g_reward)
     return reward_grad * scale, scale, compare_gradients(g_sds, g_reward * scale)
+
+
+def relative_scale(alpha: float, sds_sdf_grad: Tensor, reward_sdf_grad: Tensor) -> float:
+    """``reward.relative``: the weight on the reward that makes its gradient on the SDF alpha times
+    SDS's in norm (0 when the reward's gradient is 0)."""
+    norm = float(reward_sdf_grad.norm())
+    return alpha * float(sds_sdf_grad.norm()) / norm if norm > 0 else 0.0
 
