@@ -30,7 +30,7 @@ def _tiny_reward(folder: Path) -> Path:
 def _fuse_ms(pipe) -> float:
     """Median time of the fusion alone (the non-torch part of the reward branch)."""
     from dreamcs.generate import outputs
-    from dreamcs.generate.pipeline import _fuse
+    from dreamcs.generate.reward_branch import _fuse
 
     with torch.no_grad():
         verts, faces = pipe.field()
