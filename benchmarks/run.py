@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 STAGES = [
-    "bench_mesh", "bench_first_call", "bench_reward", "bench_generate", "bench_fast_reward", "bench_volume", "bench_pipeline",
+    "bench_mesh", "bench_first_call", "bench_reward", "bench_generate", "bench_fast_reward", "bench_volume", "bench_pipeline", "bench_demo_generation",
     "bench_data", "bench_scorer", "bench_evaluate", "bench_prior",
 ]
 
