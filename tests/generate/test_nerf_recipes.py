@@ -71,6 +71,26 @@ def test_volume_recipes_run_three_steps(name, reward, weights, tmp_path) -> None
         assert out.final_obj.read_bytes() == (run / "fine" / "final.obj").read_bytes()
 
 
+def test_volume_reward_every_k_weighs_k_alpha_and_overlap_changes_nothing(weights, tmp_path) -> None:
+    """On the volume path as on DMTet (RewardConfig.every): scored every 2nd step with weight 2 alpha(t),
+    unscored in between; fusing in a worker thread gives the same numbers as in line."""
+    extra = ("steps=4", "save_every=4", "reward.every=2")
+    runs = {ov: run_generation(recipe("dreamfusion-embedded", weights, True, *extra, f"reward.overlap_fusion={ov}"),
+                               tmp_path / ov, show_progress=False).metrics for ov in ("false", "true")}
+    cfg = recipe("dreamfusion-embedded", weights, True, *extra)
+    from dreamcs.schedule import C
+
+    for r in runs["false"]:
+        if r["step"] % 2 == 0:
+            assert r["alpha"] == pytest.approx(2 * C(cfg.reward.alpha, r["step"], "reward.alpha"))
+            assert np.isfinite(r["reward"]) and r["loss_reward"] == pytest.approx(-r["alpha"] * r["reward"])
+        else:
+            assert r["reward"] is None
+    for a, b in zip(runs["false"], runs["true"], strict=True):
+        assert a["reward"] == b["reward"] and a["loss"] == b["loss"] and a["grad_norm"] == b["grad_norm"]
+    assert all(r["time_reward"] > 0 for r in runs["true"] if r["reward"] is not None)
+
+
 def test_magic3d_fine_stage_starts_from_the_coarse_surface(weights, tmp_path) -> None:
     """An explicit DMTet on the coarse grid takes iso - density exactly: the same surface."""
     from dreamcs.generate.geometry import build_geometry, load_volume_run

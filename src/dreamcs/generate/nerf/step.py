@@ -8,7 +8,7 @@ from volume rendering instead of rasterisation:
     L_sds = guidance.sds_loss(images, text)                    # image-space grad, then back to the field
     L_reg = lambda_orient * orient + lambda_opacity * opacity  # DreamFusion's volume regularisers
     r = RewardCS(fuse(marching_tets(threshold - density)))     # every k steps, grad -> density
-    loss = L_sds - alpha(t) r + L_reg                          # then Adam
+    loss = L_sds - k alpha(t) r + L_reg                        # then Adam (k = reward.every)
 """
 
 from __future__ import annotations
@@ -54,7 +54,17 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
     if step % cfg.nerf.occupancy_update_every == 0 and cfg.nerf.occupancy:
         field.update_occupancy()
     rec: dict[str, Any] = {"step": step}
+    # every k steps, weighted k alpha(t) there (as on DMTet: RewardConfig.every)
+    alpha = C(cfg.reward.alpha, step, "reward.alpha") * cfg.reward.every
+    scoring = pipe.reward is not None and step % cfg.reward.every == 0
+    surface = None
+    if scoring and cfg.reward.overlap_fusion:  # extract first, fuse in a worker while render and SDS run
+        with torch.set_grad_enabled(alpha != 0.0):
+            surface = field()
+        if surface[1].shape[0] > 0:
+            pipe.reward.prefetch(*surface)
     t1 = time.perf_counter()
+    t_extract = t1 - t0 if surface is not None else 0.0  # the reward's, though it runs first
     # 1. SDS on the volume renders, plus the volume regularisers (one backward into the field)
     out, suffixes, shading = render_volume_batch(pipe, step)
     images = out["image"]
@@ -84,13 +94,14 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
                shading=shading, occupied=field.occupancy.occupied_fraction if cfg.nerf.occupancy else 1.0,
                samples_evaluated=out["n_evaluated"] / max(out["n_samples"], 1), backend=out["backend"])
     # 2. the 3D reward on the iso-surface mesh: its vertex gradient flows through marching tets into the density
-    alpha = C(cfg.reward.alpha, step, "reward.alpha")
     rec.update(alpha=alpha, reward=None, loss_reward=None)
-    if pipe.reward is not None and step % cfg.reward.every == 0:
+    if scoring:
         from dreamcs.mesh import MeshError
 
-        with torch.set_grad_enabled(alpha != 0.0):
-            verts, faces = field()
+        if surface is None:
+            with torch.set_grad_enabled(alpha != 0.0):
+                surface = field()
+        verts, faces = surface
         rec.update(n_verts=int(verts.shape[0]), n_faces=int(faces.shape[0]))
         if faces.shape[0] > 0:
             v = verts.detach().requires_grad_(alpha != 0.0)
@@ -109,10 +120,10 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
                 rec.update(reward=float(r.detach()), loss_reward=-alpha * float(r.detach()))
                 total += -alpha * float(r.detach())
     t5 = time.perf_counter()
-    times["reward"] = t5 - t4
+    times["reward"] = t5 - t4 + t_extract
     pipe.optimizer.step()
     t6 = time.perf_counter()
-    times["other"] = (t1 - t0) + (t6 - t5)
+    times["other"] = (t1 - t0 - t_extract) + (t6 - t5)
     rec["loss"] = total
     for k in ("render", "guidance", "reward", "other"):
         rec[f"time_{k}"] = times[k]
