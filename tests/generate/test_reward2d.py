@@ -117,6 +117,23 @@ def test_reward_2d_image_gradient_matches_finite_differences(tiny_rewards):
     assert float(g.norm()) > 0 and float(fd) == pytest.approx(float(g.norm()), rel=1e-4)
 
 
+def test_reward_2d_every_k_weighs_k_alpha(tiny_rewards):
+    """As the 3D reward's ``every``: scored on every k-th step with k alpha_2d(t), so the mean push holds."""
+    grads, recs = {}, {}
+    for k in (1, 3):
+        branch = build_reward_2d(Reward2DConfig(checkpoint=str(tiny_rewards["imagereward"]), alpha=0.7, every=k),
+                                 "a chair", "cpu")
+        torch.manual_seed(0)
+        img = torch.rand(2, 32, 32, 3, requires_grad=True)
+        recs[k] = [{}, {}]
+        branch.step(img, ["", ""], 3, recs[k][0])
+        grads[k] = img.grad.clone()
+        assert branch.step(img, ["", ""], 4, recs[k][1]) == (0.0 if k == 3 else recs[k][1]["loss_reward_2d"])
+    assert recs[3][0]["alpha_2d"] == pytest.approx(2.1) and recs[3][1]["reward_2d"] is None
+    assert recs[1][1]["reward_2d"] is not None and torch.allclose(grads[3], 3 * grads[1], rtol=1e-4, atol=1e-7)
+    assert grads[1].abs().sum() > 0
+
+
 def test_reward_2d_gradient_reaches_the_field(tiny_rewards, tmp_path):
     """The pipeline step gives the field exactly -alpha_2d d r_2d(render(field)) / d theta when SDS
     and the regularisers weigh 0 (render gradients themselves are tested in tests/render)."""

@@ -47,7 +47,7 @@ class Reward2DBranch:
     def step(self, img: Tensor, suffixes: list[str], step: int, rec: dict[str, Any]) -> float:
         """Score ``img`` (the step's image leaf) every ``every`` steps and add -alpha_2d d r / d img
         to ``img.grad``; records reward_2d / alpha_2d / loss_reward_2d; returns the loss term."""
-        alpha = C(self.cfg.alpha, step, "reward_2d.alpha")
+        alpha = C(self.cfg.alpha, step, "reward_2d.alpha") * self.cfg.every  # k alpha on every k-th step
         rec.update(alpha_2d=alpha, reward_2d=None, loss_reward_2d=None)
         if step % self.cfg.every or img.shape[-1] != 3:  # no colour image in a latent warm-up step
             return 0.0

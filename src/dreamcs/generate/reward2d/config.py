@@ -22,7 +22,8 @@ class Reward2DConfig:
     alpha: Any = field(default_factory=lambda: [0, 0.0, 1.0, 1000])
     """Schedule alpha_2d(t): [start_step, alpha_min, alpha_max, end_step] (not tuned here)."""
     every: int = 1
-    """Score the rendered views every k steps."""
+    """Score the rendered views every k steps, weighted k * alpha_2d(t) there (as ``reward.every``), so
+    that the guidance per step stays alpha_2d(t) on average."""
     view_dependent: bool = False
     """Score with the view-dependent prompts (``"<prompt>, side view"``, as DreamReward does)."""
 
