@@ -11,7 +11,7 @@ import trimesh
 from PIL import Image
 
 from dreamcs.config import load_config
-from dreamcs.generate.config import GenerateConfig, resolve_config_path
+from dreamcs.generate.config import CONFIG_DIR, GenerateConfig, resolve_config_path
 from dreamcs.generate.guidance import GuidanceConfig, build_guidance
 from dreamcs.generate.guidance.tiny_sd import save_tiny_stable_diffusion as build_tiny_sd
 from dreamcs.generate.pipeline import GeneratePipeline
@@ -70,3 +70,13 @@ def test_sd_images_as_latents_shape(tiny_sd) -> None:
     assert lat.shape == (2, 4, 16, 16)
     with pytest.raises(ValueError, match="4-channel latents"):
         g.images_as_latents(torch.rand(1, 24, 24, 3))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+def test_every_shipped_recipe_scores_the_reward_every_step(name, tmp_path) -> None:
+    """The paper scores every step; each recipe and each of its stages does (``every: k`` is a user's option)."""
+    from dreamcs.generate.stages import stage_config
+
+    cfg = load_config(GenerateConfig, resolve_config_path(name), ["prompt=a vase"])
+    stages = [stage_config(cfg, s, tmp_path) for s in cfg.stages] or [cfg]
+    assert all(c.reward.every == 1 for c in stages)
