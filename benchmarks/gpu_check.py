@@ -12,6 +12,7 @@ diffusers layout, small grids) and runs a few real steps on the device:
     fantasia3d-sd        normal + mask latent warm-up, then a normal render through the VAE
     magic3d-refine-sd    colour: albedo field, point lights, a GLB with vertex colours
     nvdiffrast           the same face ids as the torch rasteriser, and a run on it (if installed)
+    dreamfusion-sd + reward  the implicit volume with RewardCS every step, fused in a worker and in line
     nerfacc              nerf.backend=nerfacc renders what the torch volume renderer does, and
                          3 dreamfusion-sd steps on each backend (if nerfacc and its extension load)
     mvdream / dmtet-if   3 steps of mvdream-sd21-dmtet and dmtet-if with tiny random MVDream / IF folders,
@@ -211,6 +212,24 @@ class Checks:
         return (f"image mean |diff| {diff:.4f}, samples {fast['n_evaluated']} vs {ref['n_evaluated']}; "
                 f"s/step torch {per_step['torch']:.3f}, nerfacc {per_step['nerfacc']:.3f}")
 
+    def nerf_reward(self) -> str:
+        """The implicit volume with RewardCS every step: the iso-surface is extracted before the render
+        and fused in a worker (the recipe's overlap_fusion); in line it must give the same numbers."""
+        nerf = ["nerf.n_samples=64", "nerf.occupancy_resolution=32", "nerf.iso_threshold=2.5", "render.batch_size=1"]
+        runs = {}
+        for ov in ("true", "false"):
+            torch.manual_seed(0)  # the same random RewardCS in both runs
+            runs[ov] = self.run("dreamfusion-sd", f"nerf-reward-{ov}", *nerf, f"reward.overlap_fusion={ov}", reward=True)
+        scored = [[r["reward"] for r in m] for m in runs.values()]
+        if any(x is None for x in scored[0]):
+            raise AssertionError("the reward did not score every step: " + str(runs["true"][-1].get("reward_error", "")))
+        gap = max(abs(a - b) for a, b in zip(*scored, strict=True))
+        if gap > 1e-3:
+            raise AssertionError(f"overlapped and in-line rewards differ by {gap:.2e}")
+        step = {ov: sum(r["time_step"] for r in m[1:]) / max(len(m) - 1, 1) for ov, m in runs.items()}
+        return (f"reward {scored[0][-1]:.3f} (in line within {gap:.0e}); s/step overlapped {step['true']:.3f}, "
+                f"in line {step['false']:.3f}")
+
     def multiview_and_if(self) -> str:
         from dreamcs.generate.guidance.tiny_models import save_tiny_deepfloyd_if, save_tiny_mvdream
         from dreamcs.generate.reward2d import save_tiny_blip_reward
@@ -274,7 +293,7 @@ ROWS: list[tuple[str, str]] = [
     ("cuda", "cuda"), ("device audit", "device_audit"), ("dmtet-sd", "sd_run"), ("dmtet-sd + reward", "sd_reward_run"),
     ("reward every step, grid 128", "reward_per_step"),
     ("fantasia3d-sd", "fantasia3d"), ("magic3d-refine-sd", "magic3d"), ("nvdiffrast", "nvdiffrast"),
-    ("nerfacc", "nerfacc"), ("mvdream / dmtet-if + rewards", "multiview_and_if"), ("real SD weights", "real_sd"),
+    ("dreamfusion-sd + reward", "nerf_reward"), ("nerfacc", "nerfacc"), ("mvdream / dmtet-if + rewards", "multiview_and_if"), ("real SD weights", "real_sd"),
     ("prior training", "prior_training"),
 ]
 
