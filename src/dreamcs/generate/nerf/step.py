@@ -57,14 +57,14 @@ def volume_train_step(pipe: Any, step: int) -> dict[str, Any]:
     # every k steps, weighted k alpha(t) there (as on DMTet: RewardConfig.every)
     alpha = C(cfg.reward.alpha, step, "reward.alpha") * cfg.reward.every
     scoring = pipe.reward is not None and step % cfg.reward.every == 0
-    surface = None
+    surface, t_ex = None, time.perf_counter()
     if scoring and cfg.reward.overlap_fusion:  # extract first, fuse in a worker while render and SDS run
         with torch.set_grad_enabled(alpha != 0.0):
             surface = field()
         if surface[1].shape[0] > 0:
             pipe.reward.prefetch(*surface)
     t1 = time.perf_counter()
-    t_extract = t1 - t0 if surface is not None else 0.0  # the reward's, though it runs first
+    t_extract = t1 - t_ex  # the reward's, though it runs first
     # 1. SDS on the volume renders, plus the volume regularisers (one backward into the field)
     out, suffixes, shading = render_volume_batch(pipe, step)
     images = out["image"]
