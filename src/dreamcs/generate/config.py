@@ -120,8 +120,9 @@ class RewardConfig:
     normalize: bool = True
     """Normalise the mesh into [-1, 1]^3 (differentiably) before scoring, as the training meshes were."""
     overlap_fusion: bool = False
-    """Fuse in a worker thread. ``surface`` path: while render and guidance run (same result);
-    ``field`` path: a due re-fusion runs while the carried layout scores, and joins a step later.
+    """Fuse in a worker thread. ``surface`` path: while render and guidance run (same result; on the
+    implicit volume the iso-surface is extracted first for it); ``field`` path: a due re-fusion runs
+    while the carried layout scores, and joins a step later.
     Pays off when a core is free (a GPU run); on a busy CPU the thread competes with torch."""
     relative: bool = False
     """DMTet geometry (either path): alpha(t) is the ratio of the reward's gradient norm to the SDS
