@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import print_table  # noqa: E402
+from common import median_ms, print_table  # noqa: E402
 
 from dreamcs.generate.fast_reward import FieldRewardBranch  # noqa: E402
 from dreamcs.generate.pipeline import RewardBranch  # noqa: E402
@@ -99,19 +99,14 @@ def fuse_floor_ms(repeats: int = 5) -> dict[int, tuple[int, float]]:
     faces: about the reward's 16,384, so nearly no simplification): what any path that fuses at a
     step pays at least, whatever grid the field runs on."""
     from dreamcs.generate import outputs
-    from dreamcs.generate.reward_branch import _fuse
+    from dreamcs.mesh import fuse
 
     out = {}
     for res in (32, 40):
         grid = load_tetgrid(res)
         verts, faces = grid.extract(bumpy_sdf(grid.vertices, 0.0), grid.vertices)[:2]
         mesh = outputs.to_trimesh(verts.detach(), faces)
-        times = []
-        for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            _fuse(mesh, n_patches=256, faces_per_patch=64)
-            times.append(time.perf_counter() - t0)
-        out[res] = (len(faces), float(np.median(times[1:]) * 1e3))
+        out[res] = (len(faces), median_ms(lambda m=mesh: fuse(m, n_patches=256, faces_per_patch=64), repeats))
     return out
 
 

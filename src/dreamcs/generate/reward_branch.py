@@ -130,4 +130,3 @@ def relative_scale(alpha: float, sds_sdf_grad: Tensor, reward_sdf_grad: Tensor) 
     SDS's in norm (0 when the reward's gradient is 0)."""
     norm = float(reward_sdf_grad.norm())
     return alpha * float(sds_sdf_grad.norm()) / norm if norm > 0 else 0.0
-

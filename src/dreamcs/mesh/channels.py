@@ -73,18 +73,17 @@ def _boundary_turn(pos: np.ndarray, edges: np.ndarray, open_edge: np.ndarray) ->
         return np.zeros(len(edges), dtype=np.float32)
     ends = edges[open_edge]  # (B, 2): each open edge once (an open edge has one face)
     turn = np.ones(len(pos), dtype=np.float64)
-    if len(ends):
-        a = np.r_[ends[:, 0], ends[:, 1]]
-        b = np.r_[ends[:, 1], ends[:, 0]]
-        order = np.argsort(a, kind="stable")
-        a, b = a[order], b[order]
-        deg = np.bincount(a, minlength=len(pos))
-        start = np.r_[0, np.cumsum(deg)[:-1]]
-        two = np.flatnonzero(deg == 2)
-        p, q = b[start[two]], b[start[two] + 1]  # the two boundary neighbours of a regular boundary vertex
-        d1, d2 = pos[two] - pos[p], pos[q] - pos[two]
-        cos = (d1 * d2).sum(1) / np.maximum(np.linalg.norm(d1, axis=1) * np.linalg.norm(d2, axis=1), 1e-20)
-        turn[two] = np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi
+    a = np.r_[ends[:, 0], ends[:, 1]]
+    b = np.r_[ends[:, 1], ends[:, 0]]
+    order = np.argsort(a, kind="stable")
+    a, b = a[order], b[order]
+    deg = np.bincount(a, minlength=len(pos))
+    start = np.r_[0, np.cumsum(deg)[:-1]]
+    two = np.flatnonzero(deg == 2)
+    p, q = b[start[two]], b[start[two] + 1]  # the two boundary neighbours of a regular boundary vertex
+    d1, d2 = pos[two] - pos[p], pos[q] - pos[two]
+    cos = (d1 * d2).sum(1) / np.maximum(np.linalg.norm(d1, axis=1) * np.linalg.norm(d2, axis=1), 1e-20)
+    turn[two] = np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi
     edge_turn = np.where(open_edge, 0.5 * (turn[edges[..., 0]] + turn[edges[..., 1]]), 0.0)
     return edge_turn.max(-1).astype(np.float32)
 
